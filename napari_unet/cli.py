@@ -1,0 +1,309 @@
+"""The ``napari-unet`` command: train, predict, evaluate, demo and gui, on top of ``core``.
+
+A user's mistake prints one line (``napari-unet: error: ...``) and exits 2; progress goes to
+stderr; output files are written to a temporary name and renamed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """A mistake the user can fix; printed as one line, exit code 2."""
+
+
+# ----------------------------------------------------------------------------- helpers
+
+class ProgressBar:
+    """A one-line progress bar on stderr (redrawn in place on a terminal)."""
+
+    def __init__(self, label: str, stream=None, width: int = 28):
+        self.label, self.width = label, width
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.t0 = time.perf_counter()
+        self._last = -1.0
+
+    def update(self, done: float, total: float, extra: str = "") -> None:
+        now = time.perf_counter()
+        frac = 0.0 if not total else min(1.0, done / total)
+        if not self.tty and frac < 1.0 and now - self._last < 2.0:
+            return  # a log file gets a line every 2 s, a terminal every update
+        self._last = now
+        fill = int(round(frac * self.width))
+        bar = "#" * fill + "-" * (self.width - fill)
+        line = f"{self.label} [{bar}] {frac * 100:5.1f}% {now - self.t0:6.1f}s {extra}"
+        self.stream.write(("\r" + line) if self.tty else line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _tile_arg(text: str):
+    t = text.strip().lower()
+    if t == "auto":
+        return "auto"
+    if t in ("none", "whole", "0"):
+        return None
+    try:
+        parts = tuple(int(p) for p in t.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--tile must be 'auto', 'none', N or ZxYxX, got {text!r}") from None
+    if any(p <= 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"--tile sizes must be positive, got {text!r}")
+    return parts[0] if len(parts) == 1 else parts
+
+
+def _batch_arg(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--batch-size must be 'auto' or a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"--batch-size must be positive, got {v}")
+    return v
+
+
+def _existing_file(path: str, what: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{what} {path} does not exist")
+    if p.is_dir():
+        raise UserError(f"{what} {path} is a folder, not a file")
+    return p
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suf in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+        if name.lower().endswith(suf):
+            return name[: -len(suf)]
+    return path.stem
+
+
+# ----------------------------------------------------------------------------- predict
+
+def predict_file(model, image_path: Path, out_dir: Path, *, tile, batch_size, device,
+                 channel_axis=None, threshold=None, quiet=False) -> tuple[Path, Path]:
+    """Predict one image file and write ``<stem>_probs.tif`` and ``<stem>_labels.tif``."""
+    import numpy as np
+
+    from .core.device import available_memory, resolve_device
+    from .core.io import axes_for, read_image, tiff_memmap, write_tiff
+    from .core.predict import predict, prepare_image, probabilities_to_labels
+
+    img = read_image(image_path)
+    meta = model.meta
+    chw = prepare_image(img, meta, channel_axis)  # checks early, before any output exists
+    stem = _stem(image_path)
+    probs_path = out_dir / f"{stem}_probs.tif"
+    labels_path = out_dir / f"{stem}_labels.tif"
+    shape = (meta["classes"],) + chw.shape[1:]
+    nbytes = int(np.prod(shape)) * 4
+    axes = "C" + axes_for(chw[0])
+    bar = None if quiet else ProgressBar(f"{image_path.name}")
+    progress = (lambda d, n: bar.update(d, n, f"tiles {d}/{n}")) if bar else None
+    values = meta.get("class_values") or list(range(1, meta["classes"] + 1))
+    resolve_device(device)
+    if nbytes > 0.4 * available_memory(resolve_device("cpu")):
+        # larger than RAM allows: predict straight into a memory-mapped TIFF
+        with tiff_memmap(probs_path, shape, np.float32, axes=axes) as probs:
+            predict(model, img, tile=tile, batch_size=batch_size, device=device,
+                    channel_axis=channel_axis, progress=progress, out=probs)
+            with tiff_memmap(labels_path, shape[1:], np.uint8 if max(values) < 256 else np.uint16,
+                             axes=axes[1:]) as lab:
+                probabilities_to_labels(probs, values, threshold, out=lab)
+    else:
+        probs = predict(model, img, tile=tile, batch_size=batch_size, device=device,
+                        channel_axis=channel_axis, progress=progress)
+        labels = probabilities_to_labels(probs, values, threshold)
+        write_tiff(probs_path, probs, axes=axes)
+        write_tiff(labels_path, labels, axes=axes[1:])
+    if bar:
+        bar.close()
+    return probs_path, labels_path
+
+
+def cmd_predict(args) -> int:
+    from .core.io import load_model
+
+    model_path = _existing_file(args.model, "model file")
+    images = [_existing_file(p, "image") for p in args.images]
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out-dir {out_dir} exists and is not a folder")
+    stems = [_stem(p) for p in images]
+    dup = {s for s in stems if stems.count(s) > 1}
+    if dup:
+        raise UserError(f"several images share the name {sorted(dup)[0]!r}; their outputs would overwrite each other")
+    model = load_model(model_path)
+    from .core.device import describe_device, resolve_device
+
+    dev = resolve_device(args.device)
+    print(f"model {model_path.name}: {model.meta['dims']}D, {model.meta['classes']} classes; device {describe_device(dev)}",
+          file=sys.stderr)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for p in images:
+        t0 = time.perf_counter()
+        probs_path, labels_path = predict_file(model, p, out_dir, tile=args.tile, batch_size=args.batch_size,
+                                               device=dev, channel_axis=args.channel_axis,
+                                               threshold=args.threshold, quiet=args.quiet)
+        print(f"{p.name}: wrote {probs_path} and {labels_path} in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+def format_scores(scores: dict) -> str:
+    rows = [f"{'class':>6} {'name':<14} {'IoU':>7} {'Dice':>7} {'TP':>10} {'FP':>10} {'FN':>10}"]
+    for v, c in scores["classes"].items():
+        rows.append(f"{v:>6} {c['name'][:14]:<14} {c['iou']:7.4f} {c['dice']:7.4f} {c['tp']:>10} {c['fp']:>10} {c['fn']:>10}")
+    rows.append(f"{'mean':>6} {'':<14} {scores['mean_iou']:7.4f} {scores['mean_dice']:7.4f}")
+    if "foreground_iou" in scores:
+        rows.append(f"{'fg':>6} {'all classes >1':<14} {scores['foreground_iou']:7.4f} {scores['foreground_dice']:7.4f}")
+    rows.append(f"{scores['pixels']} pixels scored, {scores['ignored']} unlabeled in the truth (ignored)")
+    return "\n".join(rows)
+
+
+def scores_to_json(scores: dict) -> dict:
+    out = dict(scores)
+    out["classes"] = {str(k): v for k, v in scores["classes"].items()}
+    return out
+
+
+def cmd_evaluate(args) -> int:
+    import numpy as np
+
+    from .core.io import read_image
+    from .core.metrics import evaluate
+
+    pred = np.asarray(read_image(_existing_file(args.pred, "--pred")))
+    truth = np.asarray(read_image(_existing_file(args.truth, "--truth")))
+    if pred.shape != truth.shape:
+        raise UserError(f"--pred {args.pred} has shape {pred.shape} but --truth {args.truth} has {truth.shape}")
+    scores = evaluate(pred, truth)
+    if not scores["classes"]:
+        raise UserError(f"--truth {args.truth} has no labelled pixels (all 0 = unlabeled)")
+    if args.json:
+        print(json.dumps(scores_to_json(scores), indent=2))
+    else:
+        print(format_scores(scores))
+    return 0
+
+
+# ----------------------------------------------------------------------------- train
+# (the training engine's front end: see napari_unet/core/train.py)
+
+def add_train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train or fine-tune a U-Net on painted labels",
+                       description="Train a U-Net on image/label pairs (0 = unlabeled, 1..K = classes).")
+    p.add_argument("--image", action="append", required=True, help="image file (repeatable)")
+    p.add_argument("--labels", action="append", required=True, help="labels file for the preceding --image")
+    p.add_argument("--out", required=True, help="model file to write (.pt)")
+    p.add_argument("--dims", type=int, choices=(2, 3), default=2)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--time-limit", type=float, help="seconds of training")
+    g.add_argument("--steps", type=int, help="number of optimisation steps")
+    p.add_argument("--init", help="model file to fine-tune from")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> int:  # replaced by the training engine's front end
+    raise UserError("training is not available in this version")
+
+
+# ----------------------------------------------------------------------------- main
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="napari-unet",
+        description="Paint a little, train a U-Net, segment everything: the headless side of the "
+                    "napari-unet plugin. Labels: 0 = unlabeled, 1 = background, 2..K = classes.")
+    parser.add_argument("--version", action="version", version=f"napari-unet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    add_train_parser(sub)
+
+    p = sub.add_parser("predict", help="segment images with a trained model",
+                       description="Writes DIR/<stem>_probs.tif (float32, classes first) and DIR/<stem>_labels.tif.")
+    p.add_argument("--model", required=True, help="model file (.pt) from 'napari-unet train' or the plugin")
+    p.add_argument("--out-dir", required=True, help="folder for the outputs (created if missing)")
+    p.add_argument("--tile", type=_tile_arg, default="auto",
+                   help="tile core size: auto (from free memory), none (whole image), N, or ZxYxX")
+    p.add_argument("--batch-size", type=_batch_arg, default="auto")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--channel-axis", type=int, default=None, help="axis holding channels, for multi-channel models")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="two-class models: foreground where its probability >= this (default: argmax)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="IoU and Dice of predicted labels against ground truth",
+                       description="Per-class IoU/Dice with TP/FP/FN counts; truth 0 = unlabeled is ignored.")
+    p.add_argument("--pred", required=True, help="predicted labels (TIFF)")
+    p.add_argument("--truth", required=True, help="ground-truth labels (TIFF)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="headless demo on the synthetic sample data",
+                       description="Train on the sample data's strokes, predict, evaluate, print the scores and write the outputs.")
+    p.add_argument("--out-dir", default="demo_output")
+    p.add_argument("--time-limit", type=float, default=60.0)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("gui", help="open napari with the plugin docked and the sample data loaded "
+                                   "(the headless demo where there is no display)")
+    p.add_argument("--no-sample", action="store_true", help="do not load the sample data")
+    p.add_argument("--demo-out-dir", default="demo_output")
+    p.set_defaults(func=cmd_gui)
+    return parser
+
+
+def cmd_demo(args) -> int:
+    from ._demo import run_demo
+
+    return run_demo(Path(args.out_dir), time_limit=args.time_limit, device=args.device)
+
+
+def cmd_gui(args) -> int:
+    from ._demo import run_gui
+
+    return run_gui(sample=not args.no_sample, demo_out_dir=Path(args.demo_out_dir))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("napari-unet: interrupted", file=sys.stderr)
+        return 130
+    except (UserError, ValueError, TypeError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+        if os.environ.get("NAPARI_UNET_DEBUG"):
+            raise
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"napari-unet: error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

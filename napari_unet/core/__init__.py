@@ -1,0 +1,1 @@
+"""The engine: numpy + torch only (no Qt, no napari)."""

@@ -1,0 +1,69 @@
+"""Device choice: auto picks CUDA, then Apple MPS, then CPU, and says which."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if isinstance(device, torch.device):
+        return device
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string like 'auto', 'cpu' or 'cuda', got {device!r}")
+    name = device.lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    base = name.split(":")[0]
+    if base not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
+    if base == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available to torch "
+                         "(install a CUDA build of torch, or use device='auto')")
+    if base == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device 'mps' was asked for but Apple MPS is not available")
+    return torch.device(name)
+
+
+def describe_device(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(dev)})"
+    if dev.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return dev.type
+
+
+def autocast_dtype(dev: torch.device) -> torch.dtype | None:
+    """bf16 where the GPU supports it, else fp16 on CUDA; None (fp32) elsewhere."""
+    if dev.type != "cuda":
+        return None
+    if os.environ.get("NAPARI_UNET_NO_AMP"):
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def available_memory(dev: torch.device) -> int:
+    """Bytes that can be used now: free GPU memory on CUDA, available RAM otherwise."""
+    if dev.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(dev)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import psutil  # optional
+
+        return int(psutil.virtual_memory().available)
+    except Exception:
+        return 4 << 30

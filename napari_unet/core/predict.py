@@ -1,0 +1,410 @@
+"""Seamless tiled prediction for 2D images, 2D models on stacks, and 3D models on volumes.
+
+Tiling is crop-based: every tile's input is its core plus a halo of at least the model's
+receptive field, clipped to the image; tile origins sit on the pooling grid; inputs are padded
+at the far end exactly as the whole image would be; intensity statistics are computed once for
+the whole image. The result therefore equals the whole-image prediction (to float rounding)
+whatever the tile size. Cores are written straight into one preallocated output.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .device import autocast_dtype, available_memory, resolve_device
+from .model import model_meta
+from .normalize import apply_stats, percentile_stats
+
+# Largest share of the free memory that "auto" lets one batch of tiles use, and a cap on CPU
+# (bigger tiles stop paying off there, and the rest of the machine needs memory too).
+GPU_BUDGET_SHARE = 0.5
+CPU_BUDGET_SHARE = 0.25
+CPU_BUDGET_CAP = 1536 << 20
+CPU_MIN_BATCH_VOXELS = 1 << 18
+
+
+@dataclass(frozen=True)
+class PredictProgress:
+    """One batch of tiles is done: ``done`` of ``total`` tiles."""
+
+    done: int
+    total: int
+    tile_shape: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class PredictRetry:
+    """CUDA ran out of memory; starting again with a smaller tile."""
+
+    tile: tuple[int, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class PredictDone:
+    """Last event: the probabilities ``(classes, *spatial)``."""
+
+    probabilities: np.ndarray
+
+
+# ----------------------------------------------------------------------------- input checks
+
+def prepare_image(image: Any, meta: dict, channel_axis: int | None) -> np.ndarray:
+    """Check ``image`` against the model and return a channels-first view (no copy)."""
+    if not hasattr(image, "shape") or not hasattr(image, "dtype"):
+        if isinstance(image, (list, tuple)):
+            image = np.asarray(image)
+        else:
+            raise TypeError(f"image must be a numpy array, got {type(image).__name__}")
+    if not isinstance(image, np.ndarray):
+        image = np.asarray(image)
+    kind = image.dtype.kind
+    if kind not in "buif":
+        raise TypeError(f"image dtype {image.dtype} is not supported; use an integer or float image")
+    if image.size == 0:
+        raise ValueError(f"image is empty (shape {image.shape})")
+    dims, cin = meta["dims"], meta["in_channels"]
+    if channel_axis is not None:
+        if not isinstance(channel_axis, (int, np.integer)) or not -image.ndim <= channel_axis < image.ndim:
+            raise ValueError(f"channel_axis {channel_axis!r} is out of range for an image of shape {image.shape}")
+        if image.shape[channel_axis] != cin:
+            raise ValueError(f"image has {image.shape[channel_axis]} channels on axis {channel_axis} "
+                             f"but the model expects {cin}")
+        image = np.moveaxis(image, channel_axis, 0)
+    else:
+        if cin != 1:
+            raise ValueError(f"the model expects {cin} channels: pass channel_axis= to say which "
+                             "axis of the image holds them")
+        if image.ndim == 3 and image.shape[-1] in (3, 4) and min(image.shape[:2]) > 4:
+            raise ValueError(f"image of shape {image.shape} looks like RGB(A) but the model takes "
+                             "1 channel: convert it to grayscale, or use a model trained with "
+                             "channels and pass channel_axis=-1")
+        image = image[None]
+    spatial = image.ndim - 1
+    if dims == 2 and spatial not in (2, 3):
+        raise ValueError(f"a 2D model takes (Y, X) or (Z, Y, X) images; got {spatial} spatial "
+                         f"dims (shape {image.shape[1:]})")
+    if dims == 3 and spatial != 3:
+        raise ValueError(f"a 3D model takes (Z, Y, X) volumes; got {spatial} spatial dims "
+                         f"(shape {image.shape[1:]})")
+    return image
+
+
+def check_finite(image: np.ndarray, chunk_bytes: int = 64 << 20) -> None:
+    """Raise ValueError if a float image holds NaN/inf (checked in chunks, no full-size temp)."""
+    if image.dtype.kind != "f":
+        return
+    flat_axis = int(np.argmax(image.shape))
+    n = image.shape[flat_axis]
+    per = max(1, int(chunk_bytes // max(1, image.nbytes // n)))
+    for s in range(0, n, per):
+        part = np.take(image, range(s, min(n, s + per)), axis=flat_axis) if flat_axis else image[s:s + per]
+        if not np.isfinite(part).all():
+            raise ValueError("image contains NaN or infinite values; replace them "
+                             "(e.g. numpy.nan_to_num) before predicting")
+
+
+# ----------------------------------------------------------------------------- planning
+
+@dataclass(frozen=True)
+class AxisTile:
+    core_start: int
+    core_stop: int
+    in_start: int
+    in_stop: int
+    padded: int  # input length after padding the far end to the grid
+
+
+def plan_axis(size: int, core: int, halo: int, grid: int) -> list[AxisTile]:
+    padded_whole = -(-size // grid) * grid
+    if core >= size:
+        return [AxisTile(0, size, 0, size, padded_whole)]
+    n = -(-size // core)
+    core = -(-(-(-size // n)) // grid) * grid  # balanced cores on the grid
+    tiles = []
+    for cs in range(0, size, core):
+        ce = min(size, cs + core)
+        a, b = max(0, cs - halo), min(size, ce + halo)
+        tiles.append(AxisTile(cs, ce, a, b, -(-(b - a) // grid) * grid))
+    return tiles
+
+
+def bytes_per_voxel(meta: dict, itemsize: int = 4) -> float:
+    """Estimated peak activation memory per input voxel of one forward pass (inference)."""
+    dims, base, depth = meta["dims"], meta["base_channels"], meta["depth"]
+    skips = sum(base * 2 ** lvl / 2 ** (lvl * dims) for lvl in range(depth + 1))
+    # decoder at full resolution: upsampled + concatenated + conv outputs, plus input, logits
+    # and softmax. Calibrated on CPU against peak RSS (benchmarks/predict_memory.py): within
+    # about 20% for base 8-32, depth 3-4.
+    chans = skips + 4 * base + 3 * meta["classes"] + meta["in_channels"]
+    return chans * itemsize * 1.2
+
+
+def choose_tile(spatial: Sequence[int], meta: dict, budget: float, itemsize: int) -> tuple[int, ...]:
+    """Largest cores (on the grid) whose padded input fits ``budget`` bytes."""
+    g, halo = meta["grid"], meta["halo"]
+    bpv = bytes_per_voxel(meta, itemsize)
+    cores = [-(-s // g) * g for s in spatial]
+
+    def in_len(i: int) -> int:
+        s, c = spatial[i], cores[i]
+        return -(-s // g) * g if c >= s else min(-(-s // g) * g, c + 2 * halo)
+
+    while math.prod(in_len(i) for i in range(len(cores))) * bpv > budget:
+        i = max(range(len(cores)), key=in_len)
+        if cores[i] <= g:
+            if all(c <= g for c in cores):
+                break
+            cores[i] = g
+            continue
+        cores[i] = max(g, min(cores[i], spatial[i]) * 7 // 8 // g * g)
+    return tuple(cores)
+
+
+def _normalise_tile_arg(tile: Any, nd: int, grid: int) -> tuple[int, ...] | None:
+    if tile is None:
+        return None
+    if isinstance(tile, (int, np.integer)) and not isinstance(tile, bool):
+        tile = (int(tile),) * nd
+    elif isinstance(tile, (tuple, list)):
+        if len(tile) != nd:
+            raise ValueError(f"tile {tuple(tile)} must have {nd} entries for this model and image")
+        tile = tuple(int(t) for t in tile)
+    else:
+        raise TypeError(f"tile must be 'auto', None, an int or a tuple, got {tile!r}")
+    if any(t < 1 for t in tile):
+        raise ValueError(f"tile sizes must be positive, got {tile}")
+    return tuple(max(grid, -(-t // grid) * grid) for t in tile)
+
+
+# ----------------------------------------------------------------------------- execution
+
+def _use_channels_last(dev: torch.device, dims: int) -> bool:
+    # Measured (benchmarks/predict_speed.py): faster with oneDNN on CPU and tensor cores on CUDA.
+    return dims == 2
+
+
+def inference_copy(model: torch.nn.Module, dev: torch.device, channels_last: bool) -> torch.nn.Module:
+    """An eval-mode copy of ``model`` on ``dev`` (channels-last if asked), weights copied once."""
+    runner = copy.deepcopy(model).eval()
+    for p in runner.parameters():
+        p.requires_grad_(False)
+    runner.to(dev)
+    if channels_last:
+        runner.to(memory_format=torch.channels_last)
+    return runner
+
+
+def iter_predict(model: torch.nn.Module, image: Any, *, tile: Any = "auto", batch_size: Any = "auto",
+                 device: Any = "auto", channel_axis: int | None = None,
+                 out: np.ndarray | None = None) -> Iterator[PredictProgress | PredictRetry | PredictDone]:
+    """Generator form of :func:`predict`: yields progress events, last a :class:`PredictDone`.
+
+    Closing the generator stops the work after the current batch of tiles.
+    """
+    meta = model_meta(model)
+    img = prepare_image(image, meta, channel_axis)
+    dev = resolve_device(device)
+    dims, classes, g, halo = meta["dims"], meta["classes"], meta["grid"], meta["halo"]
+    if dims == 2 and img.ndim == 4:
+        n_slices, spatial = img.shape[1], img.shape[2:]
+    else:
+        n_slices, spatial = 0, img.shape[1:]
+    out_shape = (classes,) + img.shape[1:]
+    if out is None:
+        out = np.empty(out_shape, np.float32)
+    else:
+        if tuple(out.shape) != out_shape or out.dtype != np.float32:
+            raise ValueError(f"out must be float32 of shape {out_shape}, got {out.dtype} {tuple(out.shape)}")
+    check_finite(img)
+    norm = meta.get("normalization", {})
+    stats = percentile_stats(img, norm.get("low", 1.0), norm.get("high", 99.8), channel_axis=0)
+
+    amp = autocast_dtype(dev)
+    itemsize = 2 if amp is not None else 4
+    if isinstance(batch_size, str) and batch_size != "auto":
+        raise ValueError(f"batch_size must be 'auto' or a positive int, got {batch_size!r}")
+    if not isinstance(batch_size, str) and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+        raise ValueError(f"batch_size must be 'auto' or a positive int, got {batch_size!r}")
+
+    share, cap = (GPU_BUDGET_SHARE, float("inf")) if dev.type == "cuda" else (CPU_BUDGET_SHARE, CPU_BUDGET_CAP)
+    budget = min(available_memory(dev) * share, cap)
+    if isinstance(tile, str):
+        if tile != "auto":
+            raise ValueError(f"tile must be 'auto', None, an int or a tuple, got {tile!r}")
+        cores = choose_tile(spatial, meta, budget, itemsize)
+    else:
+        cores = _normalise_tile_arg(tile, len(spatial), g)
+        if cores is None:
+            cores = tuple(-(-s // g) * g for s in spatial)
+
+    # Work on a private eval-mode copy: the caller's model keeps its device, mode and memory
+    # format (a training thread may be using it), and the copy can be channels-last.
+    runner = inference_copy(model, dev, _use_channels_last(dev, dims))
+    while True:
+        try:
+            yield from _run(runner, img, stats, out, dev, amp, cores, halo, g, n_slices,
+                            spatial, batch_size, budget, itemsize, meta)
+            break
+        except torch.OutOfMemoryError as e:  # CUDA: halve the tile and try again
+            if dev.type != "cuda" or all(c <= g for c in cores):
+                raise
+            torch.cuda.empty_cache()
+            cores = tuple(max(g, c // 2 // g * g) for c in cores)
+            batch_size = "auto" if isinstance(batch_size, str) else max(1, int(batch_size) // 2)
+            warnings.warn(f"CUDA out of memory; retrying with tile {cores}")
+            yield PredictRetry(cores, str(e).splitlines()[0] if str(e) else "out of memory")
+    del runner
+    yield PredictDone(out)
+
+
+def _run(model, img, stats, out, dev, amp, cores, halo, g, n_slices, spatial, batch_size,
+         budget, itemsize, meta):
+    plans = [plan_axis(s, c, halo, g) for s, c in zip(spatial, cores)]
+    slices = range(n_slices) if n_slices else [None]
+    tiles = [(z, combo) for z in slices for combo in itertools.product(*plans)]
+    # group tiles of equal padded input shape so they can share a batch
+    groups: dict[tuple[int, ...], list] = {}
+    for t in tiles:
+        groups.setdefault(tuple(a.padded for a in t[1]), []).append(t)
+    total = len(tiles)
+    chans_last = _use_channels_last(dev, meta["dims"])
+    bpv = bytes_per_voxel(meta, itemsize)
+    cuda = dev.type == "cuda"
+
+    batches = []
+    for shape, members in groups.items():
+        vox = math.prod(shape)
+        if isinstance(batch_size, str):
+            b = max(1, int(budget // (vox * bpv)))
+            if not cuda:
+                b = min(b, max(1, -(-CPU_MIN_BATCH_VOXELS // vox)))
+            b = min(b, 64)
+        else:
+            b = int(batch_size)
+        for i in range(0, len(members), b):
+            batches.append((shape, members[i:i + b]))
+
+    pinned: dict[tuple, list[torch.Tensor]] = {}
+
+    def host_batch(k: int, shape, members) -> np.ndarray:
+        full = (len(members), img.shape[0]) + shape
+        if cuda:  # two rotating pinned buffers per shape: one may still be in flight
+            bufs = pinned.setdefault(full, [])
+            if len(bufs) < 2:
+                bufs.append(torch.empty(full, dtype=torch.float32, pin_memory=True))
+            arr = bufs[k % 2 if len(bufs) == 2 else 0].numpy()
+        else:
+            arr = np.empty(full, np.float32)
+        for j, (z, combo) in enumerate(members):
+            src = img[(slice(None),) + ((z,) if z is not None else ()) +
+                      tuple(slice(a.in_start, a.in_stop) for a in combo)]
+            pad = [(0, 0)] + [(0, a.padded - (a.in_stop - a.in_start)) for a in combo]
+            if any(p[1] for p in pad):
+                src = np.pad(np.asarray(src, dtype=np.float32), pad,
+                             mode="reflect" if min(src.shape[1:]) > 1 else "edge")
+            apply_stats(src, stats, out=arr[j])
+        return arr
+
+    def write(members, probs: np.ndarray) -> None:
+        for j, (z, combo) in enumerate(members):
+            src = probs[(j, slice(None)) + tuple(slice(a.core_start - a.in_start, a.core_stop - a.in_start)
+                                                 for a in combo)]
+            dst = (slice(None),) + ((z,) if z is not None else ()) + tuple(
+                slice(a.core_start, a.core_stop) for a in combo)
+            out[dst] = src
+
+    done = 0
+    pending = None
+    with torch.inference_mode():
+        for k, (shape, members) in enumerate(batches):
+            x = torch.from_numpy(host_batch(k, shape, members))
+            x = x.to(dev, non_blocking=True)
+            if chans_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
+                logits = model(x)
+            probs = torch.softmax(logits.float(), dim=1)
+            if cuda:
+                host = probs.contiguous().to("cpu", non_blocking=True)
+                ev = torch.cuda.Event()
+                ev.record()
+            else:
+                host, ev = probs, None
+            if pending is not None:
+                done += _finish(pending, write)
+                yield PredictProgress(done, total, shape)
+            pending = (members, host, ev)
+        if pending is not None:
+            done += _finish(pending, write)
+            yield PredictProgress(done, total, tuple(pending[1].shape[2:]))
+
+
+def _finish(pending, write) -> int:
+    members, host, ev = pending
+    if ev is not None:
+        ev.synchronize()
+    write(members, host.numpy())
+    return len(members)
+
+
+def predict(model: torch.nn.Module, image: Any, *, tile: Any = "auto", batch_size: Any = "auto",
+            device: Any = "auto", channel_axis: int | None = None,
+            progress: Callable[[int, int], Any] | None = None,
+            out: np.ndarray | None = None) -> np.ndarray:
+    """Per-class probabilities, float32 ``(classes, *spatial)``, for a 2D image or a stack.
+
+    ``tile``: ``"auto"`` (from free memory), ``None`` (whole image), an int or a tuple (core
+    size, rounded up to the pooling grid). Any tile size gives the whole-image result within
+    1e-3. ``out``: an optional preallocated float32 array (e.g. a ``numpy.memmap``) to fill.
+    ``progress(done, total)`` is called after each batch of tiles.
+    """
+    result = None
+    for ev in iter_predict(model, image, tile=tile, batch_size=batch_size, device=device,
+                           channel_axis=channel_axis, out=out):
+        if isinstance(ev, PredictProgress) and progress is not None:
+            progress(ev.done, ev.total)
+        elif isinstance(ev, PredictDone):
+            result = ev.probabilities
+    return result
+
+
+def probabilities_to_labels(probs: np.ndarray, class_values: Sequence[int] | None = None,
+                            threshold: float | None = None, out: np.ndarray | None = None) -> np.ndarray:
+    """Label image from probabilities: argmax, or (two classes) foreground where p >= threshold.
+
+    Values are the class label values (1..K by default), as in paintings. Done slice by slice
+    along the first spatial axis to keep memory low.
+    """
+    k = probs.shape[0]
+    values = np.asarray(class_values if class_values is not None else range(1, k + 1))
+    dtype = np.uint8 if values.max() < 256 else np.uint16
+    if out is None:
+        out = np.empty(probs.shape[1:], dtype)
+    if threshold is not None and k != 2:
+        raise ValueError(f"a threshold needs a two-class model, this one has {k} classes")
+    for i in range(probs.shape[1]):
+        p = probs[:, i]
+        if threshold is not None:
+            out[i] = np.where(p[1] >= threshold, values[1], values[0])
+        else:
+            out[i] = values[np.argmax(p, axis=0)]
+    return out
+
+
+def entropy(probs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Normalised per-pixel entropy (0 = certain, 1 = uniform), slice by slice."""
+    k = probs.shape[0]
+    if out is None:
+        out = np.empty(probs.shape[1:], np.float32)
+    for i in range(probs.shape[1]):
+        p = np.clip(probs[:, i], 1e-7, 1.0)
+        out[i] = -(p * np.log(p)).sum(0) / np.log(k)
+    return out
