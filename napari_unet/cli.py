@@ -284,7 +284,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_gui(args) -> int:
-    from ._demo import run_gui
+    from ._launch import run_gui
 
     return run_gui(sample=not args.no_sample, demo_out_dir=Path(args.demo_out_dir))
 

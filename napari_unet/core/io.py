@@ -12,6 +12,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from .labels import check_labels  # noqa: F401  (re-exported)
 from .model import MODEL_FORMAT, MODEL_FORMAT_VERSION, UNet, model_meta
 
 MODEL_SUFFIX = ".pt"
@@ -28,6 +29,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent or ".")
     os.close(fd)
     tmp = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
     try:
         yield tmp
         os.replace(tmp, path)
@@ -143,14 +147,17 @@ def axes_for(arr: np.ndarray, channels_first: bool = False) -> str:
     return ("C" if channels_first else "") + spatial
 
 
-def write_tiff(path: str | os.PathLike, data: np.ndarray, *, axes: str | None = None) -> Path:
-    """Write ``data`` to a TIFF atomically; ``axes`` (e.g. 'CZYX') go into the metadata."""
+def write_tiff(path: str | os.PathLike, data: np.ndarray, *, axes: str | None = None,
+               compress: bool = False) -> Path:
+    """Write ``data`` to a TIFF atomically; ``axes`` (e.g. 'CZYX') go into the metadata.
+
+    Uncompressed by default so that the file can be memory-mapped when read back."""
     import tifffile
 
     path = Path(path)
     with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, data, metadata={"axes": axes} if axes else {},
-                         compression=None, bigtiff=data.nbytes > 2 ** 31)
+                         compression="zlib" if compress else None, bigtiff=data.nbytes > 2 ** 31)
     return path
 
 
@@ -172,20 +179,3 @@ def tiff_memmap(path: str | os.PathLike, shape: tuple[int, ...], dtype, *, axes:
 
 def labels_dtype(max_value: int) -> np.dtype:
     return np.dtype(np.uint8 if max_value < 256 else np.uint16)
-
-
-def check_labels(labels: Any, name: str = "labels") -> np.ndarray:
-    """Labels must be non-negative integers (floats holding integers are accepted)."""
-    arr = labels if isinstance(labels, np.ndarray) else np.asarray(labels)
-    if arr.dtype.kind == "b":
-        return arr.astype(np.uint8)
-    if arr.dtype.kind == "f":
-        if not np.isfinite(arr).all() or not np.array_equal(arr, np.round(arr)):
-            raise TypeError(f"{name} must hold whole numbers (got {arr.dtype} with fractional or "
-                            "NaN values): labels are 0 = unlabeled, 1..K = classes")
-        arr = arr.astype(np.int64)
-    elif arr.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be an integer array, got {arr.dtype}")
-    if arr.size and arr.dtype.kind == "i" and arr.min() < 0:
-        raise ValueError(f"{name} contain negative values; labels are 0 = unlabeled, 1..K = classes")
-    return arr

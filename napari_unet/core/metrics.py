@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .io import check_labels
+from .labels import check_labels
 
 # error-map codes (also used for the overlay layer's colours and legend)
 ERR_IGNORED = 0  # truth unlabeled, or correctly predicted background

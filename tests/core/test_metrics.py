@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+
+from napari_unet import error_map, evaluate
+from napari_unet.core.metrics import ERR_FN, ERR_FP, ERR_TP, ERR_WRONG, per_slice_scores
+
+
+def test_hand_computed_scores():
+    truth = np.zeros((10, 10), np.uint8)
+    truth[:5] = 2
+    truth[5:] = 1
+    pred = np.zeros((10, 10), np.uint8)
+    pred[:4] = 2
+    pred[4:] = 1
+    s = evaluate(pred, truth)
+    c2, c1 = s["classes"][2], s["classes"][1]
+    assert (c2["tp"], c2["fp"], c2["fn"]) == (40, 0, 10)
+    assert c2["iou"] == pytest.approx(0.8) and c2["dice"] == pytest.approx(80 / 90)
+    assert (c1["tp"], c1["fp"], c1["fn"]) == (50, 10, 0)
+    assert c1["iou"] == pytest.approx(50 / 60) and c1["dice"] == pytest.approx(100 / 110)
+    assert s["mean_iou"] == pytest.approx((0.8 + 50 / 60) / 2)
+    assert s["foreground_iou"] == pytest.approx(0.8)
+    assert s["pixels"] == 100 and s["ignored"] == 0
+
+
+def test_unlabeled_truth_is_ignored_and_pred_zero_is_a_miss():
+    truth = np.array([[0, 0, 2, 2], [1, 1, 2, 0]])
+    pred = np.array([[2, 2, 2, 0], [1, 2, 2, 1]])
+    s = evaluate(pred, truth)
+    assert s["pixels"] == 5 and s["ignored"] == 3
+    c2 = s["classes"][2]
+    assert (c2["tp"], c2["fp"], c2["fn"]) == (2, 1, 1)
+    c1 = s["classes"][1]
+    assert (c1["tp"], c1["fp"], c1["fn"]) == (1, 0, 1)
+
+
+def test_three_classes_and_chunking():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 4, (3, 50, 60))
+    pred = rng.integers(1, 4, (3, 50, 60))
+    s = evaluate(pred, truth)
+    for v in (1, 2, 3):
+        m = truth != 0
+        tp = int(((pred == v) & (truth == v) & m).sum())
+        fp = int(((pred == v) & (truth != v) & m).sum())
+        fn = int(((pred != v) & (truth == v)).sum())
+        assert (s["classes"][v]["tp"], s["classes"][v]["fp"], s["classes"][v]["fn"]) == (tp, fp, fn)
+    from napari_unet.core.metrics import confusion
+    _, small = confusion(pred, truth, chunk=1000)
+    _, big = confusion(pred, truth)
+    assert (small == big).all()
+    assert len(per_slice_scores(pred, truth)) == 3
+
+
+def test_error_map_codes_and_counts():
+    truth = np.array([[0, 1, 1, 2, 2, 3]])
+    pred = np.array([[2, 1, 2, 2, 1, 2]])
+    e = error_map(pred, truth)
+    np.testing.assert_array_equal(e, [[0, 0, ERR_FP, ERR_TP, ERR_FN, ERR_WRONG]])
+    e2 = error_map(pred, truth, class_value=2)
+    np.testing.assert_array_equal(e2, [[0, 0, ERR_FP, ERR_TP, ERR_FN, ERR_FP]])
+
+
+@pytest.mark.parametrize("pred,truth,err", [
+    (np.zeros((3, 3), int), np.zeros((3, 4), int), ValueError),
+    (np.zeros((3, 3), float) + 0.5, np.zeros((3, 3), int), TypeError),
+    (np.zeros((3, 3), int) - 1, np.zeros((3, 3), int), ValueError),
+    (np.zeros((3, 3), complex), np.zeros((3, 3), int), TypeError),
+])
+def test_bad_labels(pred, truth, err):
+    with pytest.raises(err):
+        evaluate(pred, truth)
+
+
+def test_all_unlabeled_truth_gives_no_classes():
+    s = evaluate(np.ones((4, 4), int), np.zeros((4, 4), int))
+    assert s["classes"] == {} and s["pixels"] == 0 and np.isnan(s["mean_iou"])
