@@ -1,0 +1,66 @@
+"""The headless demo: train on the sample data's strokes, predict, evaluate, write the outputs.
+
+``napari-unet demo`` (and ``napari-unet gui`` where there is no display) runs it.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+
+def run_demo(out_dir: Path, *, time_limit: float = 60.0, device: str = "auto") -> int:
+    import numpy as np
+
+    from .cli import ProgressBar, format_scores
+    from .core.device import resolve_device
+    from .core.events import TrainFinished, TrainStarted, TrainStep, Validation
+    from .core.io import save_model, write_tiff
+    from .core.metrics import error_map, evaluate
+    from .core.predict import predict, probabilities_to_labels
+    from .core.synthetic import make_nuclei, sample_2d, sample_3d
+    from .core.train import iter_train
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    img2, truth2, strokes2 = sample_2d()
+    img3, truth3, _ = sample_3d()
+    painted = (strokes2 > 0).mean() * 100
+    print(f"napari-unet demo: training a 2D U-Net for {time_limit:.0f}s on the synthetic sample's "
+          f"strokes ({painted:.1f}% of pixels painted)", flush=True)
+    bar = ProgressBar("train")
+    model, val = None, ""
+    for ev in iter_train([img2], [strokes2], dims=2, time_limit=time_limit, device=resolve_device(device),
+                         checkpoint=out_dir / "model.pt"):
+        if isinstance(ev, TrainStarted):
+            print(f"device {ev.device}, precision {ev.precision}, patch {ev.patch}, batch {ev.batch_size}",
+                  file=sys.stderr)
+        elif isinstance(ev, Validation):
+            val = f" val IoU {ev.mean_iou:.3f}"
+        elif isinstance(ev, TrainStep):
+            bar.update(ev.fraction, 1.0, f"step {ev.step} loss {ev.loss:.3f}{val} {ev.steps_per_s:.1f} steps/s")
+        elif isinstance(ev, TrainFinished):
+            model = ev.model
+            bar.close()
+            print(f"training finished ({ev.reason}) after {ev.step} steps. {ev.message}".strip())
+    if model is None:  # pragma: no cover
+        print("napari-unet: error: training produced no model", file=sys.stderr)
+        return 1
+    save_model(model, out_dir / "model.pt")
+
+    held_out, held_truth, _ = make_nuclei((384, 384), seed=7)
+    cases = [("nuclei2d", img2, truth2), ("heldout2d", held_out, held_truth), ("nuclei3d", img3, truth3)]
+    for name, img, truth in cases:
+        t0 = time.perf_counter()
+        probs = predict(model, img, device=device)
+        dt = time.perf_counter() - t0
+        labels = probabilities_to_labels(probs)
+        axes = "YX" if img.ndim == 2 else "ZYX"
+        write_tiff(out_dir / f"{name}_probs.tif", probs, axes="C" + axes)
+        write_tiff(out_dir / f"{name}_labels.tif", labels, axes=axes)
+        write_tiff(out_dir / f"{name}_errors.tif", error_map(labels, truth), axes=axes)
+        scores = evaluate(labels, truth, class_names=model.meta.get("class_names"))
+        print(f"\n{name} {img.shape}: predicted in {dt:.1f}s ({img.size / dt / 1e6:.2f} Mpx/s)")
+        print(format_scores(scores))
+    print(f"\noutputs in {out_dir.resolve()}: model.pt, *_probs.tif, *_labels.tif, *_errors.tif")
+    return 0
