@@ -16,8 +16,9 @@ def test_import_is_light():
 
 
 def test_api_loads_lazily():
-    mods = _modules_after("import napari_unet; napari_unet.evaluate; napari_unet.error_map")
-    assert "torch" not in mods  # metrics are numpy only
+    mods = _modules_after("import napari_unet; napari_unet.evaluate; napari_unet.error_map; "
+                          "from napari_unet.core.io import write_tiff, read_image")
+    assert "torch" not in mods  # metrics and TIFF I/O are numpy only
     import napari_unet
 
     assert callable(napari_unet.build_model) and callable(napari_unet.predict)

@@ -8,12 +8,14 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
 from .labels import check_labels  # noqa: F401  (re-exported)
-from .model import MODEL_FORMAT, MODEL_FORMAT_VERSION, UNet, model_meta
+
+if TYPE_CHECKING:  # the model module imports torch; keep TIFF I/O free of it
+    from .model import UNet
 
 MODEL_SUFFIX = ".pt"
 
@@ -51,9 +53,11 @@ def _versions() -> dict[str, str]:
     return {"napari_unet": __version__, "torch": torch.__version__, "numpy": np.__version__}
 
 
-def save_model(model: UNet, path: str | os.PathLike) -> Path:
+def save_model(model: "UNet", path: str | os.PathLike) -> Path:
     """Save weights + JSON metadata (with provenance) in one file, atomically."""
     import torch
+
+    from .model import MODEL_FORMAT, MODEL_FORMAT_VERSION, model_meta
 
     meta = dict(model_meta(model))
     meta["saved"] = {**_versions(), "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
@@ -72,6 +76,8 @@ def read_model_meta(path: str | os.PathLike) -> dict[str, Any]:
 
 def _load_payload(path: str | os.PathLike) -> tuple[dict, dict]:
     import torch
+
+    from .model import MODEL_FORMAT, MODEL_FORMAT_VERSION
 
     path = Path(path)
     if not path.exists():
@@ -99,8 +105,10 @@ def _load_payload(path: str | os.PathLike) -> tuple[dict, dict]:
     return meta, state
 
 
-def load_model(path: str | os.PathLike) -> UNet:
+def load_model(path: str | os.PathLike) -> "UNet":
     """Load a model saved by :func:`save_model` (never unpickles arbitrary objects)."""
+    from .model import UNet
+
     meta, state = _load_payload(path)
     try:
         model = UNet(meta["dims"], meta["in_channels"], meta["classes"], meta["base_channels"],

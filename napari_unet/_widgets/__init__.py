@@ -1,0 +1,1 @@
+"""The napari widgets: thin Qt layers over :mod:`napari_unet.core` (which never imports Qt)."""

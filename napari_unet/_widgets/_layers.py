@@ -1,0 +1,77 @@
+"""Layer conventions shared by the widgets and the sample data (no Qt, no torch).
+
+Every layer the plugin makes carries ``metadata["napari_unet"] = {"role": ..., "image": ...}``
+so the widgets can find an image's painting, truth, prediction and preview layers again,
+even after the user renames them. Label values: 0 = unlabeled, 1 = background, 2..K = classes.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+KEY = "napari_unet"
+
+# class value -> colour (1 = background). Chosen to read well on a dark canvas and for the
+# common colour-vision deficiencies (Okabe-Ito-like).
+CLASS_COLORS = ["#56b4e9", "#e69f00", "#009e73", "#cc79a7", "#f0e442", "#d55e00", "#0072b2",
+                "#ffffff"]
+# per-class probability colormaps (napari names), class 1 first
+PROB_COLORMAPS = ["blue", "yellow", "green", "magenta", "cyan", "red", "bop orange", "gray"]
+ERROR_COLORS = {1: "#2ca02c", 2: "#ff3b30", 3: "#1e90ff", 4: "#ffcc00"}  # TP, FP, FN, wrong
+
+
+def class_color(value: int) -> str:
+    return CLASS_COLORS[(value - 1) % len(CLASS_COLORS)]
+
+
+def paint_colormap(n_classes: int, background_visible: bool = True) -> dict:
+    """Direct colormap for a painting/prediction layer: 0 transparent, 1..K class colours."""
+    cmap: dict[Any, str] = {None: "transparent", 0: "transparent"}
+    for v in range(1, max(n_classes, 2) + 8):
+        cmap[v] = class_color(v)
+    if not background_visible:
+        cmap[1] = "transparent"
+    return cmap
+
+
+def tag(role: str, image: str | None = None, **extra: Any) -> dict:
+    return {KEY: {"role": role, "image": image, **extra}}
+
+
+def info(layer: Any) -> dict:
+    meta = getattr(layer, "metadata", None) or {}
+    value = meta.get(KEY)
+    return value if isinstance(value, dict) else {}
+
+
+def role(layer: Any) -> str | None:
+    return info(layer).get("role")
+
+
+def paint_name(image_name: str) -> str:
+    return f"{image_name} paint"
+
+
+def is_image(layer: Any) -> bool:
+    """A user image (not one of our probability/preview/uncertainty layers)."""
+    return type(layer).__name__ == "Image" and role(layer) in (None, "image")
+
+
+def find_role(layers: Iterable[Any], image_name: str, wanted: str) -> Any | None:
+    """The layer with ``role == wanted`` made for ``image_name`` (metadata first, then name)."""
+    layers = list(layers)
+    for layer in layers:
+        if role(layer) == wanted and info(layer).get("image") == image_name:
+            return layer
+    if wanted == "paint":
+        for layer in layers:
+            if type(layer).__name__ == "Labels" and layer.name == paint_name(image_name):
+                return layer
+    return None
+
+
+def class_names_of(layer: Any, default_classes: int = 2) -> list[str]:
+    names = info(layer).get("class_names")
+    if names and len(names) >= 2:
+        return list(names)
+    return ["background"] + ["foreground" if default_classes == 2 else f"class {i}"
+                             for i in range(2, default_classes + 1)]

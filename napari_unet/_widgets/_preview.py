@@ -1,0 +1,82 @@
+"""Live preview plumbing: what the user is looking at, handed safely to the training thread.
+
+The main thread keeps ``PreviewSource`` up to date (dims or selection changed); the training
+thread calls it (never touching a layer) and gets ``(key, image)``; the Preview event comes
+back to the main thread with the same key, and ``show_preview`` writes it into the
+"<image> preview" layer.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from . import _layers
+
+SLAB = 16  # z-slices around the current one that a 3D model previews
+
+
+class PreviewSource:
+    def __init__(self, dims: int = 2) -> None:
+        self.dims = dims
+        self._lock = threading.Lock()
+        self._current: tuple[Any, np.ndarray] | None = None
+
+    def update(self, viewer: Any, image_layer: Any | None) -> None:
+        """Main thread: remember the slice (2D model) or slab (3D model) now shown."""
+        if image_layer is None:
+            with self._lock:
+                self._current = None
+            return
+        data = np.asarray(image_layer.data)
+        if image_layer.rgb:
+            data = data.mean(-1)
+        if data.ndim == 2:
+            current = ((image_layer.name, None, None), data)
+        else:
+            z = int(round(image_layer.world_to_data(viewer.dims.point)[-3]))
+            z = min(max(z, 0), data.shape[0] - 1)
+            if self.dims == 2:
+                z0, z1 = z, z + 1
+                current = ((image_layer.name, z0, z1), data[z])
+            else:
+                z0 = max(0, min(z - SLAB // 2, data.shape[0] - SLAB))
+                z1 = min(data.shape[0], z0 + SLAB)
+                current = ((image_layer.name, z0, z1), data[z0:z1])
+        with self._lock:
+            self._current = current
+
+    def __call__(self) -> tuple[Any, np.ndarray] | None:
+        """Training thread: the latest (key, image) or None."""
+        with self._lock:
+            return self._current
+
+
+def show_preview(viewer: Any, key: Any, probabilities: np.ndarray) -> Any | None:
+    """Main thread: write the foreground probability (1 - p(background)) into the image's
+    preview layer, creating it on first use. Returns the layer."""
+    if key is None:
+        return None
+    name, z0, z1 = key
+    image = next((layer for layer in viewer.layers if layer.name == name), None)
+    if image is None:
+        return None
+    fg = 1.0 - probabilities[0]
+    layer = _layers.find_role(viewer.layers, name, "preview")
+    if layer is None:
+        shape = np.asarray(image.data).shape[:-1] if image.rgb else np.asarray(image.data).shape
+        nd = len(shape)
+        layer = viewer.add_image(
+            np.zeros(shape, np.float32), name=f"{name} preview", colormap="inferno",
+            contrast_limits=(0.0, 1.0), blending="additive", opacity=0.6,
+            scale=image.scale[-nd:], translate=image.translate[-nd:],
+            metadata=_layers.tag("preview", name))
+    if z0 is None:
+        layer.data[...] = fg
+    elif fg.ndim == layer.data.ndim - 1:  # a 2D model's slice
+        layer.data[z0] = fg
+    else:
+        layer.data[z0:z1] = fg
+    layer.refresh()
+    return layer

@@ -1,0 +1,123 @@
+"""Shared by Predict and Batch: the prediction generator (worker thread) and the result layers
+(main thread)."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from . import _layers
+
+
+@dataclass(frozen=True)
+class Progress:
+    image: str
+    index: int          # which image (0-based) of ``count``
+    count: int
+    done: int           # tiles of this image
+    total: int
+
+
+@dataclass(frozen=True)
+class Result:
+    image: str
+    probabilities: np.ndarray      # (classes, *spatial) float32
+    labels: np.ndarray             # class values 1..K
+    uncertainty: np.ndarray | None
+    files: tuple[str, ...] = ()
+
+
+def predict_images(model: Any, items: list[tuple[str, np.ndarray]], *, tile: Any = "auto",
+                   threshold: float | None = None, uncertainty: bool = True,
+                   out_dir: Path | None = None,
+                   cancel: threading.Event | None = None) -> Iterator[Progress | Result]:
+    """Worker thread: predict each ``(name, image)`` in turn; yields Progress, then a Result per
+    image (after writing ``<name>_probs.tif``/``<name>_labels.tif`` if ``out_dir``).
+
+    ``cancel`` is checked after every batch of tiles. Cancelling through it (rather than
+    abandoning the generator with ``worker.quit()``) closes ``iter_predict`` in this thread,
+    so torch's thread-local inference mode is left properly: pool threads are reused, and a
+    training run on this thread later must not inherit it."""
+    from napari_unet.core.predict import PredictDone, PredictProgress, entropy, iter_predict, probabilities_to_labels
+
+    meta = model.meta
+    for i, (name, image) in enumerate(items):
+        probs = None
+        gen = iter_predict(model, image, tile=tile)
+        try:
+            for ev in gen:
+                if cancel is not None and cancel.is_set():
+                    return
+                if isinstance(ev, PredictProgress):
+                    yield Progress(name, i, len(items), ev.done, ev.total)
+                elif isinstance(ev, PredictDone):
+                    probs = ev.probabilities
+        finally:
+            gen.close()
+        labels = probabilities_to_labels(probs, meta.get("class_values"), threshold)
+        unc = entropy(probs) if uncertainty else None
+        files: tuple[str, ...] = ()
+        if out_dir is not None:
+            from napari_unet.core.io import axes_for, write_tiff
+
+            stem = safe_stem(name)
+            p1 = write_tiff(Path(out_dir) / f"{stem}_probs.tif", probs, axes=axes_for(probs, True))
+            p2 = write_tiff(Path(out_dir) / f"{stem}_labels.tif", labels, axes=axes_for(labels))
+            files = (str(p1), str(p2))
+        yield Result(name, probs, labels, unc, files)
+
+
+def safe_stem(name: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "image"
+
+
+def _put(viewer: Any, kind: str, name: str, data: np.ndarray, meta: dict, match: dict,
+         **kwargs: Any) -> Any:
+    """Update the layer tagged ``match`` (role, image, ...) in place, or add it."""
+    for layer in viewer.layers:
+        info = _layers.info(layer)
+        if type(layer).__name__.lower() == kind and all(info.get(k) == v for k, v in match.items()):
+            layer.data = data
+            return layer
+    add = viewer.add_labels if kind == "labels" else viewer.add_image
+    return add(data, name=name, metadata=meta, **kwargs)
+
+
+def show_result(viewer: Any, result: Result, model: Any, *, probabilities: bool = True) -> dict:
+    """Main thread: add/update probability layers (one per class), the labels layer and the
+    uncertainty layer for ``result``. Returns {"labels": layer, "probs": [...], ...}."""
+    name = result.image
+    image = next((layer for layer in viewer.layers if layer.name == name), None)
+    nd = result.labels.ndim
+    geo = {}
+    if image is not None:
+        geo = {"scale": image.scale[-nd:], "translate": image.translate[-nd:]}
+    meta = model.meta
+    names = meta.get("class_names") or [f"class {v}" for v in meta.get("class_values", [])]
+    values = meta.get("class_values") or list(range(1, len(names) + 1))
+    out: dict[str, Any] = {"probs": []}
+    if probabilities:
+        for k, (value, cname) in enumerate(zip(values, names)):
+            layer = _put(viewer, "image", f"{name} p({cname})", result.probabilities[k],
+                         _layers.tag("probs", name, value=value), {"role": "probs", "image": name,
+                                                                    "value": value},
+                         colormap=_layers.PROB_COLORMAPS[(value - 1) % len(_layers.PROB_COLORMAPS)],
+                         contrast_limits=(0.0, 1.0), blending="additive", opacity=0.7,
+                         visible=value != 1, **geo)
+            layer.contrast_limits = (0.0, 1.0)
+            out["probs"].append(layer)
+    if result.uncertainty is not None:
+        out["uncertainty"] = _put(viewer, "image", f"{name} uncertainty", result.uncertainty,
+                                  _layers.tag("uncertainty", name), {"role": "uncertainty", "image": name},
+                                  colormap="magma", contrast_limits=(0.0, 1.0), visible=False, **geo)
+    labels = _put(viewer, "labels", f"{name} labels", result.labels,
+                  _layers.tag("labels", name, class_names=list(names)), {"role": "labels", "image": name},
+                  colormap=_layers.paint_colormap(len(names), background_visible=False),
+                  opacity=0.6, **geo)
+    out["labels"] = labels
+    return out

@@ -1,0 +1,227 @@
+"""Annotate: one click gives an image its painting layer, with a class list and autosave."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import QTimer
+from qtpy.QtGui import QColor, QIcon, QPixmap
+from qtpy.QtWidgets import (QHBoxLayout, QInputDialog, QLabel, QListWidget, QListWidgetItem,
+                            QPushButton, QSpinBox, QVBoxLayout, QWidget)
+
+from . import _layers
+from ._autosave import Autosaver, autosave_path, load_painting, paint_shape
+from ._common import LayerCombo, UserError, heading, hint, show_info, user_action
+
+DEFAULT_CLASSES = ["background", "foreground"]
+
+
+def _swatch(color: str) -> QIcon:
+    pm = QPixmap(14, 14)
+    pm.fill(QColor(color))
+    return QIcon(pm)
+
+
+class AnnotateWidget(QWidget):
+    def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.autosaver = Autosaver(self)
+
+        self.image_combo = LayerCombo(napari_viewer, _layers.is_image, placeholder="(open an image)")
+        self.create_btn = QPushButton("Start painting")
+        self.create_btn.setToolTip("Create this image's painting layer (or re-attach the saved one)")
+        self.create_btn.clicked.connect(self.create_paint_layer)
+
+        self.class_list = QListWidget()
+        self.class_list.setMaximumHeight(130)
+        self.class_list.currentRowChanged.connect(self._select_class)
+        self.class_list.itemChanged.connect(self._item_renamed)
+        self.add_btn = QPushButton("Add")
+        self.rename_btn = QPushButton("Rename")
+        self.remove_btn = QPushButton("Remove")
+        self.add_btn.clicked.connect(lambda: self.add_class())
+        self.rename_btn.clicked.connect(self._rename_dialog)
+        self.remove_btn.clicked.connect(lambda: self.remove_class())
+
+        self.brush = QSpinBox()
+        self.brush.setRange(1, 200)
+        self.brush.setValue(8)
+        self.brush.setSuffix(" px")
+        self.brush.valueChanged.connect(self._set_brush)
+        self.status = hint("")
+
+        lay = QVBoxLayout(self)
+        lay.addWidget(heading("Image"))
+        lay.addWidget(self.image_combo)
+        lay.addWidget(self.create_btn)
+        lay.addWidget(heading("Classes"))
+        lay.addWidget(self.class_list)
+        row = QHBoxLayout()
+        for b in (self.add_btn, self.rename_btn, self.remove_btn):
+            row.addWidget(b)
+        lay.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Brush size"))
+        row.addWidget(self.brush)
+        lay.addLayout(row)
+        lay.addWidget(hint("Label 0 is unlabeled (ignored in training): erase with it. Paint a "
+                           "few strokes of every class; on stacks, paint a few slices. "
+                           "Double-click a class to rename it."))
+        lay.addWidget(self.status)
+        lay.addStretch(1)
+
+        self.image_combo.currentTextChanged.connect(self._image_changed)
+        self._image_changed()
+
+    # ------------------------------------------------------------------ state
+    def image_layer(self) -> Any:
+        return self.image_combo.layer()
+
+    def paint_layer(self) -> Any:
+        image = self.image_layer()
+        return None if image is None else _layers.find_role(self.viewer.layers, image.name, "paint")
+
+    def class_names(self) -> list[str]:
+        layer = self.paint_layer()
+        return _layers.class_names_of(layer) if layer is not None else list(DEFAULT_CLASSES)
+
+    def _image_changed(self, *_: Any) -> None:
+        layer = self.paint_layer()
+        self.create_btn.setText("Select painting layer" if layer is not None else "Start painting")
+        if layer is not None:
+            self._adopt(layer)
+        self._fill_classes()
+
+    def _fill_classes(self) -> None:
+        names = self.class_names()
+        self.class_list.blockSignals(True)
+        row = max(self.class_list.currentRow(), 0)
+        self.class_list.clear()
+        for value, name in enumerate(names, start=1):
+            item = QListWidgetItem(_swatch(_layers.class_color(value)), name)
+            item.setFlags(item.flags() | 0x2)  # ItemIsEditable
+            item.setToolTip(f"label value {value}")
+            self.class_list.addItem(item)
+        self.class_list.blockSignals(False)
+        layer = self.paint_layer()
+        if layer is not None and 1 <= layer.selected_label <= len(names):
+            row = layer.selected_label - 1
+        self.class_list.setCurrentRow(min(row, len(names) - 1))
+
+    # ------------------------------------------------------------------ actions
+    @user_action
+    def create_paint_layer(self, *_: Any) -> Any:
+        image = self.image_layer()
+        if image is None:
+            raise UserError("No image to paint on: open an image layer first.")
+        existing = self.paint_layer()
+        if existing is None:
+            shape = paint_shape(image)
+            path = autosave_path(image)
+            data, names = load_painting(path, shape)
+            reloaded = data is not None
+            if data is None:
+                data = np.zeros(shape, np.uint8)
+            names = names or list(DEFAULT_CLASSES)
+            existing = self.viewer.add_labels(
+                data, name=_layers.paint_name(image.name), scale=image.scale[-len(shape):],
+                translate=image.translate[-len(shape):], opacity=0.8,
+                colormap=_layers.paint_colormap(len(names)),
+                metadata=_layers.tag("paint", image.name, class_names=names))
+            existing.selected_label = 2
+            existing.brush_size = max(2, int(round(min(shape[-2:]) / 48)))
+            if reloaded:
+                show_info(f"Reloaded the saved painting of '{image.name}' from {path}")
+        self._adopt(existing)
+        self.viewer.layers.selection.active = existing
+        existing.mode = "paint"
+        if self.viewer.dims.ndisplay == 3:
+            self.viewer.dims.ndisplay = 2  # paint slice by slice
+        self.create_btn.setText("Select painting layer")
+        self._fill_classes()
+        return existing
+
+    def _adopt(self, layer: Any) -> None:
+        image = self.image_layer()
+        meta = dict(layer.metadata)
+        if _layers.role(layer) != "paint" and image is not None:
+            meta.update(_layers.tag("paint", image.name, class_names=_layers.class_names_of(layer)))
+            layer.metadata = meta
+        if image is not None and self.autosaver.path_of(layer) is None:
+            path = autosave_path(image)
+            self.autosaver.watch(layer, path)
+            self.status.setText(f"Autosaved to {path}")
+        self.brush.blockSignals(True)
+        self.brush.setValue(int(round(layer.brush_size)))
+        self.brush.blockSignals(False)
+
+    def _set_names(self, names: list[str]) -> None:
+        layer = self.paint_layer()
+        if layer is None:
+            raise UserError("Start painting first: there is no painting layer for this image.")
+        meta = dict(layer.metadata)
+        meta[_layers.KEY] = {**_layers.info(layer), "class_names": list(names)}
+        layer.metadata = meta
+        layer.colormap = _layers.paint_colormap(len(names))
+        self.autosaver.changed(layer)
+        self._fill_classes()
+
+    @user_action
+    def add_class(self, name: str | None = None) -> None:
+        names = self.class_names()
+        self._set_names(names + [name or f"class {len(names) + 1}"])
+        self.class_list.setCurrentRow(len(names))
+
+    @user_action
+    def rename_class(self, value: int, name: str) -> None:
+        names = self.class_names()
+        if not 1 <= value <= len(names):
+            raise UserError(f"There is no class {value}.")
+        if not name.strip():
+            raise UserError("A class needs a name.")
+        names[value - 1] = name.strip()
+        self._set_names(names)
+
+    @user_action
+    def remove_class(self, value: int | None = None) -> None:
+        names = self.class_names()
+        value = value or self.class_list.currentRow() + 1
+        if value == 1:
+            raise UserError("Class 1 is the background class and cannot be removed.")
+        if len(names) <= 2:
+            raise UserError("A model needs at least two classes (background and one more).")
+        layer = self.paint_layer()
+        if layer is None:
+            raise UserError("Start painting first: there is no painting layer for this image.")
+        data = layer.data
+        data[data == value] = 0  # its strokes become unlabeled; higher classes move down
+        higher = data > value
+        data[higher] -= 1
+        layer.data = data
+        del names[value - 1]
+        self._set_names(names)
+
+    def _rename_dialog(self) -> None:
+        value = self.class_list.currentRow() + 1
+        names = self.class_names()
+        if not 1 <= value <= len(names):
+            return
+        name, ok = QInputDialog.getText(self, "Rename class", f"Name of class {value}:",
+                                        text=names[value - 1])
+        if ok:
+            self.rename_class(value, name)
+
+    def _item_renamed(self, item: QListWidgetItem) -> None:
+        value, name = self.class_list.row(item) + 1, item.text()
+        QTimer.singleShot(0, lambda: self.rename_class(value, name))
+
+    def _select_class(self, row: int) -> None:
+        layer = self.paint_layer()
+        if layer is not None and row >= 0:
+            layer.selected_label = row + 1
+
+    def _set_brush(self, size: int) -> None:
+        layer = self.paint_layer()
+        if layer is not None:
+            layer.brush_size = size

@@ -1,0 +1,185 @@
+"""Evaluate: per-class IoU/Dice of a prediction against ground truth (per slice on stacks),
+as a copyable table, plus an error overlay layer (true/false positives, false negatives)."""
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import numpy as np
+from qtpy.QtWidgets import (QAbstractItemView, QApplication, QCheckBox, QFileDialog, QFormLayout,
+                            QHBoxLayout, QLabel, QPushButton, QTableWidget, QTableWidgetItem,
+                            QVBoxLayout, QWidget)
+
+from . import _layers
+from ._common import LayerCombo, UserError, heading, hint, show_info, show_warning, user_action
+
+COLUMNS = ["scope", "class", "IoU", "Dice", "TP", "FP", "FN"]
+SHOWN = ["class", "IoU", "Dice", "TP", "FP", "FN"]  # the table merges scope into class
+
+
+def _is_labels(layer: Any) -> bool:
+    return type(layer).__name__ == "Labels" and _layers.role(layer) not in ("errors", "paint")
+
+
+class EvaluateWidget(QWidget):
+    def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.rows: list[list[Any]] = []
+        self.result: dict | None = None
+        self.overlay: Any = None
+
+        self.pred_combo = LayerCombo(napari_viewer, _is_labels, placeholder="(no labels layer)")
+        self.truth_combo = LayerCombo(napari_viewer, _is_labels, placeholder="(no labels layer)")
+        self.instance = QCheckBox("ground truth is an instance mask (0 = background)")
+        self.instance.setToolTip("Maps truth 0 to background (1) and every object (>0) to class 2")
+        self.run_btn = QPushButton("Evaluate")
+        self.run_btn.setStyleSheet("font-weight: bold;")
+        self.run_btn.clicked.connect(self.run)
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+        self.table = QTableWidget(0, len(SHOWN))
+        self.table.setHorizontalHeaderLabels(SHOWN)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setSelectionMode(QAbstractItemView.ExtendedSelection)
+        self.table.setMinimumHeight(160)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.copy_btn = QPushButton("Copy table")
+        self.save_btn = QPushButton("Save CSV…")
+        self.copy_btn.clicked.connect(self.copy)
+        self.save_btn.clicked.connect(lambda: self.save_csv())
+        self.legend = QLabel("")
+        self.legend.setWordWrap(True)
+
+        lay = QVBoxLayout(self)
+        form = QFormLayout()
+        form.addRow("prediction", self.pred_combo)
+        form.addRow("ground truth", self.truth_combo)
+        lay.addLayout(form)
+        lay.addWidget(self.instance)
+        lay.addWidget(self.run_btn)
+        lay.addWidget(self.summary)
+        lay.addWidget(self.table)
+        row = QHBoxLayout()
+        row.addWidget(self.copy_btn)
+        row.addWidget(self.save_btn)
+        lay.addLayout(row)
+        lay.addWidget(heading("Error overlay"))
+        lay.addWidget(self.legend)
+        lay.addWidget(hint("Pixels where the truth is 0 (unlabeled) are ignored, unless the "
+                           "truth is an instance mask."))
+        lay.addStretch(1)
+        self._default_choices()
+        napari_viewer.layers.events.inserted.connect(self._default_choices)
+
+    def _default_choices(self, *_: Any) -> None:
+        try:
+            for combo, role in ((self.pred_combo, "labels"), (self.truth_combo, "truth")):
+                current = combo.layer()
+                if current is None or _layers.role(current) != role:
+                    for layer in self.viewer.layers:
+                        if _layers.role(layer) == role and type(layer).__name__ == "Labels":
+                            combo.set_layer(layer.name)
+                            break
+        except RuntimeError:
+            pass
+
+    # ------------------------------------------------------------------ actions
+    @user_action
+    def run(self, *_: Any) -> dict:
+        from napari_unet.core.metrics import ERROR_NAMES, error_map, evaluate
+
+        pred_layer, truth_layer = self.pred_combo.layer(), self.truth_combo.layer()
+        if pred_layer is None or truth_layer is None:
+            raise UserError("Choose a prediction labels layer and a ground-truth labels layer.")
+        if pred_layer is truth_layer:
+            raise UserError("The prediction and the ground truth are the same layer.")
+        pred, truth = np.asarray(pred_layer.data), np.asarray(truth_layer.data)
+        if pred.shape != truth.shape:
+            raise UserError(f"Shapes do not match: prediction '{pred_layer.name}' is {pred.shape}, "
+                            f"ground truth '{truth_layer.name}' is {truth.shape}.")
+        if self.instance.isChecked():
+            truth = np.where(truth > 0, 2, 1).astype(np.uint8)
+        elif truth.max(initial=0) > 16 and pred.max(initial=0) <= 16:
+            show_warning(f"'{truth_layer.name}' has {int(truth.max())} label values: if it is an "
+                         "instance mask, tick 'ground truth is an instance mask'.")
+        names = _layers.info(pred_layer).get("class_names")
+        result = evaluate(pred, truth, class_names=names)
+        rows = [["all", c["name"], c["iou"], c["dice"], c["tp"], c["fp"], c["fn"]]
+                for _, c in sorted(result["classes"].items())]
+        rows.append(["all", "mean", result["mean_iou"], result["mean_dice"], "", "", ""])
+        if "foreground_iou" in result:
+            fg = result["foreground"]
+            rows.append(["all", "foreground (all > 1)", result["foreground_iou"],
+                         result["foreground_dice"], fg["tp"], fg["fp"], fg["fn"]])
+        if pred.ndim == 3:
+            for z in range(pred.shape[0]):
+                r = evaluate(pred[z], truth[z], class_names=names)
+                for _, c in sorted(r["classes"].items()):
+                    rows.append([f"z {z}", c["name"], c["iou"], c["dice"], c["tp"], c["fp"], c["fn"]])
+        self.rows, self.result = rows, result
+        self._fill_table(rows)
+        self.summary.setText(f"mean IoU <b>{result['mean_iou']:.3f}</b> · mean Dice "
+                             f"<b>{result['mean_dice']:.3f}</b> · {result['pixels']:,} px compared, "
+                             f"{result['ignored']:,} ignored")
+
+        errors = error_map(pred, truth)
+        counts = np.bincount(errors.ravel(), minlength=5)
+        cmap = {None: "transparent", 0: "transparent", **_layers.ERROR_COLORS}
+        name = f"{pred_layer.name} errors"
+        existing = [layer for layer in self.viewer.layers
+                    if _layers.role(layer) == "errors" and _layers.info(layer).get("image") == pred_layer.name]
+        if existing:
+            self.overlay = existing[0]
+            self.overlay.data = errors
+        else:
+            self.overlay = self.viewer.add_labels(
+                errors, name=name, colormap=cmap, opacity=0.7, scale=pred_layer.scale,
+                translate=pred_layer.translate, metadata=_layers.tag("errors", pred_layer.name))
+        self.legend.setText("  ".join(
+            f"<span style='color:{_layers.ERROR_COLORS[code]}'>■</span> {ERROR_NAMES[code]} "
+            f"{int(counts[code]):,}" for code in sorted(ERROR_NAMES)))
+        self.counts = {code: int(counts[code]) for code in ERROR_NAMES}
+        return result
+
+    def _fill_table(self, rows: list[list[Any]]) -> None:
+        self.table.setRowCount(len(rows))
+        for i, (scope, *row) in enumerate(rows):
+            if scope != "all":
+                row[0] = f"{scope} · {row[0]}"
+            for j, v in enumerate(row):
+                text = f"{v:.3f}" if isinstance(v, float) else str(v)
+                self.table.setItem(i, j, QTableWidgetItem(text))
+        self.table.resizeColumnsToContents()
+
+    def as_csv(self, delimiter: str = ",") -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf, delimiter=delimiter, lineterminator="\n")
+        w.writerow(COLUMNS)
+        for row in self.rows:
+            w.writerow([f"{v:.6f}" if isinstance(v, float) else v for v in row])
+        return buf.getvalue()
+
+    @user_action
+    def copy(self, *_: Any) -> None:
+        if not self.rows:
+            raise UserError("Nothing to copy yet: press Evaluate first.")
+        QApplication.clipboard().setText(self.as_csv("\t"))
+        show_info("Scores copied (tab-separated): paste them into a spreadsheet.")
+
+    @user_action
+    def save_csv(self, path: str | None = None) -> str | None:
+        if not self.rows:
+            raise UserError("Nothing to save yet: press Evaluate first.")
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Save scores", "scores.csv", "CSV (*.csv)")
+            if not path:
+                return None
+        from napari_unet.core.io import atomic_path
+
+        with atomic_path(path) as tmp:
+            tmp.write_text(self.as_csv())
+        show_info(f"Scores saved to {path}")
+        return path

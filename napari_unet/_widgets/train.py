@@ -1,0 +1,439 @@
+"""Train: run napari_unet.core.train.iter_train in a worker thread with a live loss curve,
+a progress bar, a Stop button and a live preview of the slice on screen."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
+                            QLineEdit, QListWidget, QListWidgetItem, QProgressBar, QPushButton,
+                            QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtCore import Qt
+from superqt import QCollapsible
+
+from . import _layers
+from ._common import (UserError, find_layer, heading, hint, show_error, show_info, show_warning, start_worker,
+                      user_action)
+from ._plot import LossPlot
+from ._preview import PreviewSource, show_preview
+from ._state import model_state
+
+START_NEW, START_CURRENT, START_FILE = "new model", "continue current model", "fine-tune a model file"
+
+
+class TrainWidget(QWidget):
+    preview_every = 3.0  # seconds between live previews
+
+    def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.state = model_state(napari_viewer)
+        self.worker: Any = None
+        self._stop: threading.Event | None = None
+        self._task_id: Any = None
+        self.finished_reason: str | None = None
+        self.preview = PreviewSource()
+
+        # data
+        self.pairs = QListWidget()
+        self.pairs.setMaximumHeight(90)
+        # model
+        self.dims = QComboBox()
+        self.dims.addItems(["2D (slice by slice on stacks)", "3D"])
+        self.start_from = QComboBox()
+        self.start_from.addItems([START_NEW, START_CURRENT, START_FILE])
+        self.init_path = QLineEdit()
+        self.init_path.setPlaceholderText("model file (.pt)")
+        browse = QPushButton("…")
+        browse.setFixedWidth(28)
+        browse.clicked.connect(self._browse_init)
+        self.init_row = QWidget()
+        r = QHBoxLayout(self.init_row)
+        r.setContentsMargins(0, 0, 0, 0)
+        r.addWidget(self.init_path)
+        r.addWidget(browse)
+        self.init_row.setVisible(False)
+        self.start_from.currentTextChanged.connect(lambda t: self.init_row.setVisible(t == START_FILE))
+        self.limit_kind = QComboBox()
+        self.limit_kind.addItems(["seconds", "steps"])
+        self.limit = QSpinBox()
+        self.limit.setRange(1, 10_000_000)
+        self.limit.setValue(60)
+        self.limit_kind.currentTextChanged.connect(
+            lambda t: self.limit.setValue(60 if t == "seconds" else 500))
+        limit_row = QHBoxLayout()
+        limit_row.addWidget(self.limit)
+        limit_row.addWidget(self.limit_kind)
+        self.live_preview = QCheckBox("live preview of the slice on screen")
+        self.live_preview.setChecked(True)
+
+        # advanced
+        self.base_channels = QSpinBox()
+        self.base_channels.setRange(0, 128)
+        self.base_channels.setSpecialValueText("auto")
+        self.depth = QSpinBox()
+        self.depth.setRange(0, 6)
+        self.depth.setSpecialValueText("auto")
+        self.device = QComboBox()
+        self.device.addItems(["auto", "cpu", "cuda", "mps"])
+        self.unpainted_bg = QCheckBox("unpainted pixels are background")
+        self.unpainted_bg.setToolTip("For fully painted masks where 0 means background")
+        adv = QCollapsible("Advanced")
+        adv_w = QWidget()
+        form = QFormLayout(adv_w)
+        form.addRow("network width", self.base_channels)
+        form.addRow("network depth", self.depth)
+        form.addRow("device", self.device)
+        form.addRow(self.unpainted_bg)
+        adv.addWidget(adv_w)
+
+        # run
+        self.train_btn = QPushButton("Train")
+        self.train_btn.setStyleSheet("font-weight: bold;")
+        self.stop_btn = QPushButton("Stop")
+        self.stop_btn.setEnabled(False)
+        self.train_btn.clicked.connect(self.start)
+        self.stop_btn.clicked.connect(self.stop)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(False)
+        self.device_label = QLabel("device: –")
+        self.status = QLabel("")
+        self.val_label = QLabel("")
+        for lab in (self.device_label, self.status, self.val_label):
+            lab.setWordWrap(True)
+        self.plot = LossPlot()
+
+        # model
+        self.model_label = hint(self.state.describe())
+        self.save_btn = QPushButton("Save model…")
+        self.load_btn = QPushButton("Load model…")
+        self.save_btn.clicked.connect(lambda: self.save_model())
+        self.load_btn.clicked.connect(lambda: self.load_model())
+
+        lay = QVBoxLayout(self)
+        lay.addWidget(heading("Training data (image + painting)"))
+        lay.addWidget(self.pairs)
+        form = QFormLayout()
+        form.addRow("model", self.dims)
+        form.addRow("start from", self.start_from)
+        form.addRow("", self.init_row)
+        form.addRow("stop after", limit_row)
+        lay.addLayout(form)
+        lay.addWidget(self.live_preview)
+        lay.addWidget(adv)
+        row = QHBoxLayout()
+        row.addWidget(self.train_btn, 2)
+        row.addWidget(self.stop_btn, 1)
+        lay.addLayout(row)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.device_label)
+        lay.addWidget(self.status)
+        lay.addWidget(self.plot)
+        lay.addWidget(self.val_label)
+        lay.addWidget(heading("Model"))
+        lay.addWidget(self.model_label)
+        row = QHBoxLayout()
+        row.addWidget(self.save_btn)
+        row.addWidget(self.load_btn)
+        lay.addLayout(row)
+        lay.addStretch(1)
+
+        ev = napari_viewer.layers.events
+        for e in (ev.inserted, ev.removed):
+            e.connect(self.refresh_pairs)
+        napari_viewer.dims.events.current_step.connect(self._update_preview_source)
+        napari_viewer.layers.selection.events.active.connect(self._update_preview_source)
+        self.state.changed.connect(self._model_changed)
+        self.destroyed.connect(_Closer(self))
+        self.refresh_pairs()
+
+    # ------------------------------------------------------------------ data
+    def refresh_pairs(self, *_: Any) -> None:
+        try:
+            checked = {self.pairs.item(i).text(): self.pairs.item(i).checkState()
+                       for i in range(self.pairs.count())}
+        except RuntimeError:
+            return
+        self.pairs.clear()
+        for image in [layer for layer in self.viewer.layers if _layers.is_image(layer)]:
+            paint = _layers.find_role(self.viewer.layers, image.name, "paint")
+            if paint is None:
+                continue
+            item = QListWidgetItem(image.name)
+            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+            item.setCheckState(checked.get(image.name, Qt.Checked))
+            item.setToolTip(f"{image.name} + {paint.name}")
+            self.pairs.addItem(item)
+        if self.pairs.count() == 0:
+            item = QListWidgetItem("(no painted image: use Annotate first)")
+            item.setFlags(Qt.NoItemFlags)
+            self.pairs.addItem(item)
+
+    def chosen_pairs(self) -> list[tuple[Any, Any]]:
+        out = []
+        for i in range(self.pairs.count()):
+            item = self.pairs.item(i)
+            if item.flags() & Qt.ItemIsUserCheckable and item.checkState() == Qt.Checked:
+                image = find_layer(self.viewer, item.text(), _layers.is_image)
+                if image is not None:
+                    paint = _layers.find_role(self.viewer.layers, image.name, "paint")
+                    if paint is not None:
+                        out.append((image, paint))
+        return out
+
+    def _browse_init(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Model to fine-tune", "", "U-Net model (*.pt)")
+        if path:
+            self.init_path.setText(path)
+
+    def set_limit(self, value: int, kind: str = "seconds") -> None:
+        self.limit_kind.setCurrentText(kind)
+        self.limit.setValue(value)
+
+    # ------------------------------------------------------------------ run
+    def is_running(self) -> bool:
+        return self.worker is not None
+
+    @user_action
+    def start(self, *_: Any) -> None:
+        if self.is_running():
+            raise UserError("Training is already running.")
+        pairs = self.chosen_pairs()
+        if not pairs:
+            raise UserError("Nothing to train on: paint some strokes on an image (Annotate "
+                            "widget) and tick it in the training data list.")
+        dims = 3 if self.dims.currentIndex() == 1 else 2
+        images, labels, class_names = [], [], None
+        for image, paint in pairs:
+            img = np.asarray(image.data)
+            if image.rgb:
+                raise UserError(f"'{image.name}' is an RGB image; convert it to grayscale first.")
+            if img.shape != tuple(paint.data.shape):
+                raise UserError(f"'{image.name}' has shape {img.shape} but its painting "
+                                f"'{paint.name}' has shape {tuple(paint.data.shape)}.")
+            if dims == 3 and img.ndim != 3:
+                raise UserError(f"A 3D model needs (Z, Y, X) stacks; '{image.name}' is {img.ndim}D. "
+                                "Choose the 2D model.")
+            lab = np.array(paint.data, copy=True)  # painting may go on while we train
+            if not self.unpainted_bg.isChecked() and not lab.any():
+                raise UserError(f"'{paint.name}' has no paint yet: paint a few strokes of each class.")
+            images.append(img)
+            labels.append(lab)
+            class_names = class_names or _layers.class_names_of(paint)
+        kwargs: dict[str, Any] = dict(dims=dims, class_names=class_names, classes=len(class_names),
+                                      device=self.device.currentText(),
+                                      unpainted_is_background=self.unpainted_bg.isChecked(),
+                                      preview_every=self.preview_every)
+        if self.limit_kind.currentText() == "steps":
+            kwargs["steps"] = self.limit.value()
+        else:
+            kwargs["time_limit"] = float(self.limit.value())
+        if self.base_channels.value():
+            kwargs["base_channels"] = self.base_channels.value()
+        if self.depth.value():
+            kwargs["depth"] = self.depth.value()
+        mode = self.start_from.currentText()
+        if mode == START_CURRENT:
+            kwargs["model"] = self.state.require()
+        elif mode == START_FILE:
+            path = self.init_path.text().strip()
+            if not path or not Path(path).is_file():
+                raise UserError(f"Choose an existing model file to fine-tune (got '{path}').")
+            kwargs["init"] = path
+        if self.live_preview.isChecked():
+            self.preview.dims = dims
+            self._update_preview_source()
+            kwargs["preview"] = self.preview
+        self._stop = threading.Event()
+        kwargs["stop"] = self._stop
+
+        def run():
+            from napari_unet.core.train import iter_train
+
+            return (yield from iter_train(images, labels, **kwargs))
+
+        self.plot.clear()
+        self.progress.setValue(0)
+        self.status.setText("starting…")
+        self.val_label.setText("")
+        self.finished_reason = None
+        self._t0 = time.monotonic()
+        self._set_running(True)
+        self.worker = start_worker(run, yielded=self._on_event, finished=self._on_finished)
+        self._register_task()
+
+    def stop(self, *_: Any) -> bool:
+        """Ask training to stop (within a second); the model trained so far is kept."""
+        if self._stop is not None:
+            self._stop.set()
+            self.status.setText("stopping…")
+        return True
+
+    def _set_running(self, running: bool) -> None:
+        for w in (self.train_btn, self.save_btn, self.load_btn, self.pairs, self.dims,
+                  self.start_from, self.init_row, self.limit, self.limit_kind):
+            w.setEnabled(not running)
+        self.stop_btn.setEnabled(running)
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self._stop = None
+        self._set_running(False)
+        self._unregister_task()
+        if self.finished_reason is None:
+            self.status.setText("training ended without a model (see the message)")
+
+    # ------------------------------------------------------------------ events (main thread)
+    def _on_event(self, ev: Any) -> None:
+        kind = type(ev).__name__
+        if kind == "TrainStep":
+            self.progress.setValue(int(1000 * min(max(ev.fraction, 0.0), 1.0)))
+            self.plot.add_train(ev.step, ev.loss)
+            self.status.setText(f"step {ev.step} · loss {ev.loss:.4f} · {ev.steps_per_s:.1f} steps/s · "
+                                f"{ev.elapsed:.0f} s")
+        elif kind == "Validation":
+            self.plot.add_val(ev.step, ev.loss, ev.mean_iou)
+            names = _layers.class_names_of(self.chosen_pairs()[0][1]) if self.chosen_pairs() else []
+            ious = " · ".join(f"{names[v - 1] if 0 < v <= len(names) else v} {iou:.2f}"
+                              for v, iou in sorted(ev.iou.items()))
+            self.val_label.setText(f"validation at step {ev.step}: loss {ev.loss:.4f}, IoU {ious}")
+        elif kind == "Preview":
+            show_preview(self.viewer, ev.key, ev.probabilities)
+        elif kind == "TrainStarted":
+            limit = (f"{ev.total_steps} steps" if ev.total_steps else f"{ev.time_limit:.0f} s")
+            self.device_label.setText(
+                f"device: <b>{ev.device}</b> · {ev.precision} · {ev.dims}D · patch "
+                f"{'×'.join(map(str, ev.patch))} · batch {ev.batch_size} · {limit} · "
+                f"{ev.train_pixels:,} painted px ({ev.val_pixels:,} held out)")
+        elif kind == "Checkpoint":
+            self.model_label.setText(f"checkpoint at step {ev.step}: {ev.path}")
+        elif kind == "TrainFinished":
+            self.finished_reason = ev.reason
+            if ev.model is not None:
+                self.state.set(ev.model, f"trained {ev.step} steps")
+            self.progress.setValue(1000)
+            text = {"steps": "finished: step limit reached", "time": "finished: time limit reached",
+                    "stopped": "stopped: the model so far is kept",
+                    "nan": "stopped: the loss became NaN", "error": "failed"}.get(ev.reason, ev.reason)
+            self.status.setText(f"{text} (step {ev.step})")
+            if ev.reason == "error":
+                show_error(f"Training failed: {ev.message}")
+            elif ev.reason == "nan":
+                show_warning(f"Training stopped: {ev.message or 'the loss became NaN'}")
+            else:
+                show_info(f"Training {text} after {ev.step} steps.")
+
+    def _update_preview_source(self, *_: Any) -> None:
+        active = self.viewer.layers.selection.active
+        image = None
+        if active is not None:
+            name = _layers.info(active).get("image") if not _layers.is_image(active) else active.name
+            image = find_layer(self.viewer, name, _layers.is_image) if name else None
+        if image is None:
+            pairs = self.chosen_pairs()
+            image = pairs[0][0] if pairs else None
+        if image is not None and self.dims.currentIndex() == 1 and np.ndim(image.data) != 3:
+            image = None
+        self.preview.update(self.viewer, image)
+
+    # ------------------------------------------------------------------ model
+    def _model_changed(self, *_: Any) -> None:
+        try:
+            self.model_label.setText(self.state.describe())
+        except RuntimeError:
+            pass
+
+    @user_action
+    def save_model(self, path: str | None = None) -> Path | None:
+        model = self.state.require()
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Save model", "unet.pt", "U-Net model (*.pt)")
+            if not path:
+                return None
+        from napari_unet.core.io import save_model
+
+        out = save_model(model, path)
+        self.state.source = f"saved to {out}"
+        self._model_changed()
+        show_info(f"Model saved to {out}")
+        return out
+
+    @user_action
+    def load_model(self, path: str | None = None) -> Any:
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(self, "Load model", "", "U-Net model (*.pt)")
+            if not path:
+                return None
+        from napari_unet.core.io import load_model
+
+        model = load_model(path)
+        self.state.set(model, f"loaded from {Path(path).name}")
+        show_info(f"Loaded model {path}")
+        return model
+
+    # ------------------------------------------------------------------ closing
+    def shutdown(self) -> bool:
+        """Stop and wait for the training thread (the viewer is closing)."""
+        shutdown(self.worker, self._stop)
+        self.worker, self._stop = None, None
+        self._unregister_task()
+        return True
+
+    def _register_task(self) -> None:
+        try:
+            from napari.utils.task_status import Status
+
+            mgr = _unwrap(self.viewer).window._task_status_manager
+            self._task_id = mgr.register_task_status("napari-unet", Status.BUSY, "training a U-Net",
+                                                     cancel_callback=self.shutdown)
+        except Exception:
+            self._task_id = None
+
+    def _unregister_task(self) -> None:
+        if self._task_id is None:
+            return
+        try:
+            from napari.utils.task_status import Status
+
+            _unwrap(self.viewer).window._task_status_manager.update_task_status(self._task_id, Status.COMPLETED)
+        except Exception:
+            pass
+        self._task_id = None
+
+
+def _unwrap(obj: Any) -> Any:
+    """The object behind napari's public-only plugin proxy (for napari's task-status API)."""
+    return getattr(obj, "__wrapped__", obj)
+
+
+class _Closer:
+    """Called when the widget is destroyed (e.g. the viewer closes): stop training cleanly and
+    wait briefly for the thread, without touching the (deleted) widget's Qt side."""
+
+    def __init__(self, widget: TrainWidget) -> None:
+        self._widget = widget.__dict__  # plain attributes outlive the C++ object
+
+    def __call__(self, *_: Any) -> None:
+        shutdown(self._widget.get("worker"), self._widget.get("_stop"))
+
+
+def shutdown(worker: Any, stop: threading.Event | None, timeout: float = 5.0) -> None:
+    """Stop a training worker: set its stop event, detach its callbacks, wait for the thread."""
+    if stop is not None:
+        stop.set()
+    if worker is None:
+        return
+    for sig in (worker.yielded, worker.returned, worker.finished):
+        try:
+            sig.disconnect()
+        except (TypeError, RuntimeError):
+            pass
+    # no worker.quit(): abandoning the generator would skip its clean-up in that thread;
+    # the stop event ends training within a second and the generator returns normally
+    t0 = time.monotonic()
+    while worker.is_running and time.monotonic() - t0 < timeout:
+        time.sleep(0.02)

@@ -1,0 +1,122 @@
+"""Predict, Evaluate and Batch with a tiny (untrained) model: layers, shapes, values, numbers."""
+from __future__ import annotations
+
+import numpy as np
+
+from napari_unet._widgets._state import model_state
+
+
+def test_predict_adds_probability_labels_and_uncertainty_layers(viewer, dock, qtbot, tiny_model):
+    img = np.random.default_rng(1).random((64, 80)).astype(np.float32)
+    viewer.add_image(img, name="cells")
+    model_state(viewer).set(tiny_model, "test")
+    w = dock("Predict")
+    w.run()
+    assert not w.run_btn.isEnabled()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=30000)
+    assert w.run_btn.isEnabled() and not w.cancel_btn.isEnabled()
+    names = [layer.name for layer in viewer.layers]
+    for n in ("cells p(background)", "cells p(nucleus)", "cells labels", "cells uncertainty"):
+        assert n in names
+    p_bg, p_fg = viewer.layers["cells p(background)"].data, viewer.layers["cells p(nucleus)"].data
+    assert p_bg.shape == p_fg.shape == img.shape and p_fg.dtype == np.float32
+    np.testing.assert_allclose(p_bg + p_fg, 1.0, atol=1e-4)
+    labels = viewer.layers["cells labels"].data
+    assert labels.shape == img.shape and set(np.unique(labels)) <= {1, 2}
+    assert np.array_equal(labels, np.where(p_fg > p_bg, 2, 1))
+    assert tuple(viewer.layers["cells p(nucleus)"].contrast_limits) == (0.0, 1.0)
+    unc = viewer.layers["cells uncertainty"].data
+    assert unc.shape == img.shape and 0 <= unc.min() and unc.max() <= 1.0001
+
+    # threshold mode updates the same layers in place
+    n_layers = len(viewer.layers)
+    w.mode.setCurrentIndex(1)
+    w.threshold.setValue(0.3)
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=30000)
+    assert len(viewer.layers) == n_layers
+    p_fg = viewer.layers["cells p(nucleus)"].data
+    assert np.array_equal(viewer.layers["cells labels"].data, np.where(p_fg >= 0.3, 2, 1))
+
+
+def test_predict_cancel_reenables_buttons(viewer, dock, qtbot, tiny_model):
+    viewer.add_image(np.random.default_rng(2).random((40, 256, 256)).astype(np.float32), name="big")
+    model_state(viewer).set(tiny_model, "test")
+    w = dock("Predict")
+    w.tile.setValue(64)
+    w.run()
+    w.cancel()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=30000)
+    assert w.run_btn.isEnabled() and not w.cancel_btn.isEnabled()
+
+
+def test_evaluate_hand_made_case(viewer, dock, qtbot, tmp_path):
+    truth = np.array([[1, 1, 2, 2], [1, 1, 2, 2], [0, 0, 2, 2]], np.uint8)
+    pred = np.array([[1, 2, 2, 2], [1, 1, 1, 2], [2, 2, 2, 2]], np.uint8)
+    viewer.add_labels(pred, name="pred")
+    viewer.add_labels(truth, name="truth")
+    w = dock("Evaluate")
+    w.pred_combo.set_layer("pred")
+    w.truth_combo.set_layer("truth")
+    result = w.run()
+    # class 2: TP 5 ((0,2),(0,3),(1,3),(2,2),(2,3)), FP 1 ((0,1)), FN 1 ((1,2));
+    # (2,0),(2,1) are unlabeled truth: ignored
+    c2 = result["classes"][2]
+    assert (c2["tp"], c2["fp"], c2["fn"]) == (5, 1, 1)
+    assert abs(c2["iou"] - 5 / 7) < 1e-9 and abs(c2["dice"] - 10 / 12) < 1e-9
+    assert abs(result["classes"][1]["iou"] - 0.6) < 1e-9
+    cells = [[w.table.item(r, c).text() for c in range(w.table.columnCount())] for r in range(w.table.rowCount())]
+    assert ["class 2", "0.714", "0.833", "5", "1", "1"] in cells
+    overlay = viewer.layers["pred errors"]
+    counts = np.bincount(overlay.data.ravel(), minlength=5)
+    assert counts[1:4].tolist() == [5, 1, 1] and counts[4] == 0
+    assert counts[0] == 5  # 3 correct background + 2 unlabeled
+    assert w.counts == {1: 5, 2: 1, 3: 1, 4: 0}
+    assert "false positive 1" in w.legend.text()
+    # CSV
+    out = w.save_csv(str(tmp_path / "scores.csv"))
+    text = (tmp_path / "scores.csv").read_text()
+    assert out and text.splitlines()[0] == "scope,class,IoU,Dice,TP,FP,FN"
+    assert "all,class 2,0.714286,0.833333,5,1,1" in text
+    w.copy()
+    from qtpy.QtWidgets import QApplication
+
+    assert QApplication.clipboard().text().startswith("scope\tclass")
+
+
+def test_evaluate_instance_mask_and_stack_rows(viewer, dock):
+    pred = np.array([[[1, 2, 2, 2], [1, 1, 1, 2]]] * 2, np.uint8)
+    inst = np.array([[[0, 0, 5, 5], [0, 0, 7, 7]]] * 2, np.uint16)
+    viewer.add_labels(pred, name="pred")
+    viewer.add_labels(inst, name="instances")
+    w = dock("Evaluate")
+    w.pred_combo.set_layer("pred")
+    w.truth_combo.set_layer("instances")
+    w.instance.setChecked(True)
+    result = w.run()
+    c2 = result["classes"][2]
+    assert (c2["tp"], c2["fp"], c2["fn"]) == (6, 2, 2)
+    scopes = {w.table.item(r, 0).text().split(" · ")[0] for r in range(w.table.rowCount())}
+    assert {"z 0", "z 1", "background", "mean"} <= scopes
+    assert {row[0] for row in w.rows} == {"all", "z 0", "z 1"}
+
+
+def test_batch_over_two_stacks_writes_files(viewer, dock, qtbot, tiny_model, tmp_path):
+    rng = np.random.default_rng(3)
+    viewer.add_image(rng.random((3, 48, 40)).astype(np.float32), name="stack a")
+    viewer.add_image(rng.random((2, 40, 56)).astype(np.float32), name="stack b")
+    model_state(viewer).set(tiny_model, "test")
+    w = dock("Batch")
+    w.write.setChecked(True)
+    w.out_dir.setText(str(tmp_path / "out"))
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60000)
+    assert w.done == ["stack a", "stack b"]
+    assert w.progress.value() == 1000
+    for name, shape in (("stack a", (3, 48, 40)), ("stack b", (2, 40, 56))):
+        assert viewer.layers[f"{name} labels"].data.shape == shape
+    import tifffile
+
+    probs = tifffile.imread(tmp_path / "out" / "stack_a_probs.tif")
+    labels = tifffile.imread(tmp_path / "out" / "stack_b_labels.tif")
+    assert probs.shape == (2, 3, 48, 40) and labels.shape == (2, 40, 56)

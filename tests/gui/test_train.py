@@ -1,0 +1,117 @@
+"""Train: one-click training on the sample, Stop, live preview, save/load, closing the viewer."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from napari_unet._widgets._state import model_state
+
+from conftest import errors
+
+
+def _train_widget(viewer, dock, seconds: float = 3, sample: str = "nuclei_2d"):
+    viewer.open_sample("napari-unet", sample)
+    w = dock("Train")
+    w.base_channels.setValue(8)  # tiny network: fast on 2 CPU cores
+    w.depth.setValue(2)
+    w.set_limit(int(seconds), "seconds")
+    return w
+
+
+def test_one_click_training_leaves_a_model(viewer, dock, qtbot, tmp_path):
+    w = _train_widget(viewer, dock, seconds=3)
+    predict = dock("Predict")
+    w.start()
+    assert w.is_running() and not w.train_btn.isEnabled() and w.stop_btn.isEnabled()
+    try:
+        qtbot.waitUntil(lambda: not w.is_running(), timeout=60000)
+    except Exception:
+        from qtpy.QtCore import QThreadPool
+        p = QThreadPool.globalInstance()
+        print("POOL", p.activeThreadCount(), p.maxThreadCount(), w.status.text(), w.worker.is_running)
+        raise
+    assert w.finished_reason in ("time", "steps")
+    assert w.train_btn.isEnabled() and not w.stop_btn.isEnabled()
+    state = model_state(viewer)
+    assert state.model is not None
+    assert state.model.meta["class_names"] == ["background", "nucleus"]
+    assert w.plot.train, "the loss curve got no points"
+    assert w.progress.value() == 1000
+    assert "device" in w.device_label.text() and "cpu" in w.device_label.text()
+    assert "trained" in predict.model_label.text()  # the model is shared with Predict
+
+    # save and load again
+    path = w.save_model(str(tmp_path / "m.pt"))
+    assert path.exists()
+    loaded = w.load_model(str(path))
+    assert state.model is loaded and loaded.meta["classes"] == 2
+
+
+def test_stop_stops_within_a_second_and_keeps_the_model(viewer, dock, qtbot):
+    w = _train_widget(viewer, dock, seconds=120)
+    w.live_preview.setChecked(False)
+    w.start()
+    qtbot.waitUntil(lambda: len(w.plot.train) >= 2, timeout=60000)
+    t0 = time.monotonic()
+    w.stop()
+    qtbot.waitUntil(lambda: not w.is_running(), timeout=10000)
+    assert time.monotonic() - t0 < 2.0
+    assert w.finished_reason == "stopped"
+    assert model_state(viewer).model is not None
+    assert w.train_btn.isEnabled()
+
+
+def test_live_preview_follows_the_slice_on_screen(viewer, dock, qtbot):
+    w = _train_widget(viewer, dock, seconds=30, sample="nuclei_3d")
+    w.preview_every = 0.5
+    viewer.dims.set_current_step(0, 7)
+    w.start()
+    try:
+        qtbot.waitUntil(lambda: "nuclei 3d preview" in [la.name for la in viewer.layers], timeout=60000)
+        preview = viewer.layers["nuclei 3d preview"]
+        assert preview.data.shape == viewer.layers["nuclei 3d"].data.shape
+        qtbot.waitUntil(lambda: preview.data[7].any(), timeout=10000)
+        assert not preview.data[15].any()
+        assert 0.0 <= preview.data.min() and preview.data.max() <= 1.0
+        viewer.dims.set_current_step(0, 15)  # the user moves: the next preview is of slice 15
+        qtbot.waitUntil(lambda: preview.data[15].any(), timeout=20000)
+    finally:
+        w.stop()
+        qtbot.waitUntil(lambda: not w.is_running(), timeout=10000)
+
+
+def test_closing_the_viewer_stops_training(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-unet", "nuclei_2d")
+    _dw, w = viewer.window.add_plugin_dock_widget("napari-unet", "Train")
+    w.base_channels.setValue(8)
+    w.depth.setValue(2)
+    w.set_limit(300, "seconds")
+    w.start()
+    qtbot.waitUntil(lambda: len(w.plot.train) >= 1, timeout=60000)
+    worker, stop = w.worker, w._stop
+    viewer.close()
+    assert stop.is_set()
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=10000)
+
+
+def test_user_mistakes_are_notifications(viewer, dock, notes):
+    w = dock("Train")
+    w.start()  # nothing painted, nothing open
+    assert "Nothing to train on" in errors(notes)[-1]
+    viewer.add_image(np.zeros((32, 32), np.float32), name="img")
+    a = dock("Annotate")
+    a.create_paint_layer()
+    w.refresh_pairs()
+    w.start()
+    assert "no paint yet" in errors(notes)[-1]
+    w.start_from.setCurrentText("continue current model")
+    viewer.layers["img paint"].data[1, 1] = 2
+    w.start()
+    assert "No model yet" in errors(notes)[-1]
+    w.save_model("/nonexistent/x.pt")
+    assert "No model yet" in errors(notes)[-1]
+    w.load_model("/nonexistent/x.pt")
+    assert "does not exist" in errors(notes)[-1]
+    assert not w.is_running() and w.train_btn.isEnabled()
