@@ -107,18 +107,13 @@ def _load_payload(path: str | os.PathLike) -> tuple[dict, dict]:
 
 def load_model(path: str | os.PathLike) -> "UNet":
     """Load a model saved by :func:`save_model` (never unpickles arbitrary objects)."""
-    from .model import UNet
+    from .model import model_from_state
 
     meta, state = _load_payload(path)
     try:
-        model = UNet(meta["dims"], meta["in_channels"], meta["classes"], meta["base_channels"],
-                     meta["depth"])
-        model.load_state_dict(state, strict=True)
+        return model_from_state(meta, state)
     except (KeyError, RuntimeError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: weights do not match the metadata ({str(e).splitlines()[0][:200]})") from None
-    model.meta = meta
-    model.eval()
-    return model
 
 
 # ----------------------------------------------------------------------------- images

@@ -181,6 +181,15 @@ def model_meta(model: nn.Module) -> dict[str, Any]:
     return meta
 
 
+def model_from_state(meta: dict[str, Any], state: dict[str, torch.Tensor]) -> UNet:
+    """Rebuild a model from its metadata and state dict (as saved by ``save_model``)."""
+    model = UNet(meta["dims"], meta["in_channels"], meta["classes"], meta["base_channels"],
+                 meta["depth"])
+    model.load_state_dict(state, strict=True)
+    model.meta = dict(meta)
+    return model.eval()
+
+
 def replace_head(model: UNet, classes: int, class_names: list[str] | None = None) -> UNet:
     """Return a copy of ``model`` with a fresh head for ``classes`` classes (encoder kept)."""
     new = copy.deepcopy(model)

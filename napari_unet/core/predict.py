@@ -24,10 +24,19 @@ from .normalize import apply_stats, percentile_stats
 
 # Largest share of the free memory that "auto" lets one batch of tiles use, and a cap on CPU
 # (bigger tiles stop paying off there, and the rest of the machine needs memory too).
+# 3D gets more: with a halo of 112 voxels (depth 4) a 3D tile's input is (core + 224)^3-ish, so
+# a 1.5 GiB cap left 32x512x512 with 16-voxel in-plane cores and 175x more voxels computed than
+# output (benchmarks/bench.py, "overlap redundancy"). A 3D pass is compute-bound (~0.1-0.2
+# Mvoxel/s on 2 cores), so memory spent on larger tiles buys time almost linearly.
 GPU_BUDGET_SHARE = 0.5
 CPU_BUDGET_SHARE = 0.25
 CPU_BUDGET_CAP = 1536 << 20
+CPU_BUDGET_SHARE_3D = 0.35
+CPU_BUDGET_CAP_3D = 8 << 30
 CPU_MIN_BATCH_VOXELS = 1 << 18
+# Cost of one forward call in the tile search, in voxels of work (weights reorder, Python and
+# dispatch overhead, small-tensor inefficiency); ties between equal-work tilings go to fewer tiles.
+TILE_OVERHEAD_VOXELS = {2: 1 << 15, 3: 1 << 16}
 
 
 @dataclass(frozen=True)
@@ -137,35 +146,68 @@ def plan_axis(size: int, core: int, halo: int, grid: int) -> list[AxisTile]:
 
 
 def bytes_per_voxel(meta: dict, itemsize: int = 4) -> float:
-    """Estimated peak activation memory per input voxel of one forward pass (inference)."""
+    """Estimated peak activation memory per input voxel of one forward pass (inference).
+
+    Counts the channels alive at the peak (skips of every level, the full-resolution decoder:
+    upsampled + concatenated + conv outputs, then logits and softmax) for the BatchNorm-folded
+    runner that :func:`inference_copy` makes. Calibrated on CPU against peak RSS growth of one
+    pass (``benchmarks/predict_speed.py``): 2D base 32 depth 4 channels-last measures ~0.8-1.0x
+    of this estimate, 3D base 32 depth 4 channels-last-3d ~0.9-1.0x at 32x128^2 to 32x368^2.
+    """
     dims, base, depth = meta["dims"], meta["base_channels"], meta["depth"]
     skips = sum(base * 2 ** lvl / 2 ** (lvl * dims) for lvl in range(depth + 1))
-    # decoder at full resolution: upsampled + concatenated + conv outputs, plus input, logits
-    # and softmax. Calibrated on CPU against peak RSS (benchmarks/predict_memory.py): within
-    # about 20% for base 8-32, depth 3-4.
     chans = skips + 4 * base + 3 * meta["classes"] + meta["in_channels"]
-    return chans * itemsize * 1.2
+    return chans * itemsize * (1.2 if dims == 2 else 1.1)
+
+
+def _axis_options(size: int, g: int, halo: int) -> list[tuple[int, int, int, int]]:
+    """(core, largest padded input, sum of padded inputs, tiles) for each balanced split.
+
+    Distinct cores only: about 2 * sqrt(size / g) of them, so the search stays small."""
+    opts: dict[int, tuple[int, int, int, int]] = {}
+    cells = -(-size // g)
+    for n in range(1, cells + 1):
+        core = -(-(-(-size // n)) // g) * g
+        if core not in opts:
+            t = plan_axis(size, core, halo, g)
+            opts[core] = (core, max(a.padded for a in t), sum(a.padded for a in t), len(t))
+        if core <= g:
+            break
+    return list(opts.values())
 
 
 def choose_tile(spatial: Sequence[int], meta: dict, budget: float, itemsize: int) -> tuple[int, ...]:
-    """Largest cores (on the grid) whose padded input fits ``budget`` bytes."""
+    """Cores (on the grid) that need the least work while one tile's input fits ``budget`` bytes.
+
+    Every balanced split of every axis is considered; the work of a tiling is the voxels it
+    computes (cores + halos + grid padding, summed over tiles: a product of per-axis sums) plus
+    a fixed per-tile cost. Among tilings whose largest input fits the budget the cheapest wins;
+    if none fits, the cheapest with the smallest tiles. With a small budget and a large halo (3D)
+    this keeps whole axes (e.g. a thin Z) and splits the others as little as possible, instead
+    of shrinking every axis.
+    """
     g, halo = meta["grid"], meta["halo"]
     bpv = bytes_per_voxel(meta, itemsize)
-    cores = [-(-s // g) * g for s in spatial]
-
-    def in_len(i: int) -> int:
-        s, c = spatial[i], cores[i]
-        return -(-s // g) * g if c >= s else min(-(-s // g) * g, c + 2 * halo)
-
-    while math.prod(in_len(i) for i in range(len(cores))) * bpv > budget:
-        i = max(range(len(cores)), key=in_len)
-        if cores[i] <= g:
-            if all(c <= g for c in cores):
-                break
-            cores[i] = g
-            continue
-        cores[i] = max(g, min(cores[i], spatial[i]) * 7 // 8 // g * g)
-    return tuple(cores)
+    overhead = TILE_OVERHEAD_VOXELS.get(len(spatial), 1 << 16)
+    per_axis = [_axis_options(int(s), g, halo) for s in spatial]
+    max_in = np.ones((1,), np.float64)
+    work = np.ones((1,), np.float64)
+    count = np.ones((1,), np.float64)
+    for opts in per_axis:  # outer products over axes, flattened (C order = itertools.product)
+        a = np.array(opts, np.float64)
+        max_in = (max_in[:, None] * a[None, :, 1]).ravel()
+        work = (work[:, None] * a[None, :, 2]).ravel()
+        count = (count[:, None] * a[None, :, 3]).ravel()
+    cost = work + overhead * count
+    fits = max_in * bpv <= budget
+    if not fits.any():  # nothing fits: the smallest tiles, and of those the least work
+        fits = max_in <= max_in.min()
+    idx = int(np.argmin(np.where(fits, cost, np.inf)))
+    choice = []
+    for opts in reversed(per_axis):
+        idx, k = divmod(idx, len(opts))
+        choice.append(opts[k][0])
+    return tuple(reversed(choice))
 
 
 def _normalise_tile_arg(tile: Any, nd: int, grid: int) -> tuple[int, ...] | None:
@@ -187,19 +229,65 @@ def _normalise_tile_arg(tile: Any, nd: int, grid: int) -> tuple[int, ...] | None
 # ----------------------------------------------------------------------------- execution
 
 def _use_channels_last(dev: torch.device, dims: int) -> bool:
-    # Measured (benchmarks/predict_speed.py): faster with oneDNN on CPU and tensor cores on CUDA.
-    return dims == 2
+    # Measured (benchmarks/predict_speed.py, 2 CPU cores, BatchNorm folded): channels-last is
+    # faster with oneDNN for 2D (1.13 vs ~0.6 Mpx/s at 256^2) and channels-last-3d for 3D
+    # (1.4-1.45x interleaved at 32x256^2 and 32x368^2, ~10-20% less peak memory). CUDA: 2D
+    # channels-last suits cuDNN's tensor-core kernels; 3D stays contiguous there because
+    # channels-last-3d has not been measured on a GPU (none on the tuning machine).
+    return dims == 2 or dev.type == "cpu"
+
+
+def _memory_format(dims: int) -> torch.memory_format:
+    return torch.channels_last_3d if dims == 3 else torch.channels_last
+
+
+def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """Fold eval-mode BatchNorm into the preceding convolution, in place (inference only).
+
+    A conv followed by an eval BatchNorm is one affine map, so the folded network computes the
+    same function (to float rounding, ~1e-6) with one full-resolution pass less per conv:
+    ~10-20% faster on CPU and less peak memory.
+    """
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for mod in model.modules():
+        if not isinstance(mod, nn.Sequential):
+            continue
+        for i in range(len(mod) - 1):
+            conv, bn = mod[i], mod[i + 1]
+            if (isinstance(conv, nn.modules.conv._ConvNd) and not conv.transposed
+                    and isinstance(bn, nn.modules.batchnorm._BatchNorm)
+                    and bn.track_running_stats and bn.running_mean is not None
+                    and bn.num_features == conv.out_channels):
+                mod[i] = fuse_conv_bn_eval(conv, bn)
+                mod[i + 1] = nn.Identity()
+    return model
 
 
 def inference_copy(model: torch.nn.Module, dev: torch.device, channels_last: bool) -> torch.nn.Module:
-    """An eval-mode copy of ``model`` on ``dev`` (channels-last if asked), weights copied once."""
+    """An eval-mode copy of ``model`` on ``dev`` (BatchNorm folded; channels-last or
+    channels-last-3d if asked), weights copied once."""
     runner = copy.deepcopy(model).eval()
+    fold_batchnorm(runner)
     for p in runner.parameters():
         p.requires_grad_(False)
     runner.to(dev)
     if channels_last:
-        runner.to(memory_format=torch.channels_last)
+        dims = getattr(runner, "dims", None) or model_meta(model)["dims"]
+        runner.to(memory_format=_memory_format(dims))
     return runner
+
+
+def memory_budget(dev: torch.device, dims: int) -> float:
+    """Bytes that one batch of tiles may use for activations when ``tile="auto"``."""
+    if dev.type == "cuda":
+        share, cap = GPU_BUDGET_SHARE, float("inf")
+    elif dims == 3:
+        share, cap = CPU_BUDGET_SHARE_3D, CPU_BUDGET_CAP_3D
+    else:
+        share, cap = CPU_BUDGET_SHARE, CPU_BUDGET_CAP
+    return min(available_memory(dev) * share, cap)
 
 
 def iter_predict(model: torch.nn.Module, image: Any, *, tile: Any = "auto", batch_size: Any = "auto",
@@ -234,8 +322,7 @@ def iter_predict(model: torch.nn.Module, image: Any, *, tile: Any = "auto", batc
     if not isinstance(batch_size, str) and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
         raise ValueError(f"batch_size must be 'auto' or a positive int, got {batch_size!r}")
 
-    share, cap = (GPU_BUDGET_SHARE, float("inf")) if dev.type == "cuda" else (CPU_BUDGET_SHARE, CPU_BUDGET_CAP)
-    budget = min(available_memory(dev) * share, cap)
+    budget = memory_budget(dev, dims)
     if isinstance(tile, str):
         if tile != "auto":
             raise ValueError(f"tile must be 'auto', None, an int or a tuple, got {tile!r}")
@@ -328,7 +415,7 @@ def _run(model, img, stats, out, dev, amp, cores, halo, g, n_slices, spatial, ba
             x = torch.from_numpy(host_batch(k, shape, members))
             x = x.to(dev, non_blocking=True)
             if chans_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+                x = x.contiguous(memory_format=_memory_format(meta["dims"]))
             with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
                 logits = model(x)
             probs = torch.softmax(logits.float(), dim=1)
