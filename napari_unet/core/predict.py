@@ -34,6 +34,7 @@ CPU_BUDGET_CAP = 1536 << 20
 CPU_BUDGET_SHARE_3D = 0.35
 CPU_BUDGET_CAP_3D = 8 << 30
 CPU_MIN_BATCH_VOXELS = 1 << 18
+_OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch < 2.5
 # Cost of one forward call in the tile search, in voxels of work (weights reorder, Python and
 # dispatch overhead, small-tensor inefficiency); ties between equal-work tilings go to fewer tiles.
 TILE_OVERHEAD_VOXELS = {2: 1 << 15, 3: 1 << 16}
@@ -340,7 +341,7 @@ def iter_predict(model: torch.nn.Module, image: Any, *, tile: Any = "auto", batc
             yield from _run(runner, img, stats, out, dev, amp, cores, halo, g, n_slices,
                             spatial, batch_size, budget, itemsize, meta)
             break
-        except torch.OutOfMemoryError as e:  # CUDA: halve the tile and try again
+        except _OOM as e:  # CUDA: halve the tile and try again
             if dev.type != "cuda" or all(c <= g for c in cores):
                 raise
             torch.cuda.empty_cache()
@@ -410,8 +411,10 @@ def _run(model, img, stats, out, dev, amp, cores, halo, g, n_slices, spatial, ba
 
     done = 0
     pending = None
-    with torch.inference_mode():
-        for k, (shape, members) in enumerate(batches):
+    # inference mode is entered per batch, never held across a yield: a consumer that stops
+    # iterating (a cancelled worker) must not leave its thread in inference mode
+    for k, (shape, members) in enumerate(batches):
+        with torch.inference_mode():
             x = torch.from_numpy(host_batch(k, shape, members))
             x = x.to(dev, non_blocking=True)
             if chans_last:
@@ -427,11 +430,13 @@ def _run(model, img, stats, out, dev, amp, cores, halo, g, n_slices, spatial, ba
                 host, ev = probs, None
             if pending is not None:
                 done += _finish(pending, write)
-                yield PredictProgress(done, total, shape)
-            pending = (members, host, ev)
         if pending is not None:
+            yield PredictProgress(done, total, shape)
+        pending = (members, host, ev)
+    if pending is not None:
+        with torch.inference_mode():
             done += _finish(pending, write)
-            yield PredictProgress(done, total, tuple(pending[1].shape[2:]))
+        yield PredictProgress(done, total, tuple(pending[1].shape[2:]))
 
 
 def _finish(pending, write) -> int:

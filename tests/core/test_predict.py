@@ -169,3 +169,13 @@ def test_labels_from_probabilities():
     np.testing.assert_array_equal(probabilities_to_labels(p, threshold=0.7), [[1, 1, 1], [2, 1, 2]])
     with pytest.raises(ValueError):
         probabilities_to_labels(np.ones((3, 2, 2), np.float32) / 3, threshold=0.5)
+
+
+def test_abandoned_generator_leaves_no_inference_mode(tiny2d, rng):
+    """A consumer that stops iterating (a cancelled worker) must not leave its thread in
+    inference mode, or later training in that thread breaks."""
+    img = rng.normal(0, 1, (120, 120)).astype(np.float32)
+    gen = iter_predict(tiny2d, img, tile=16, batch_size=1, device="cpu")
+    next(gen)
+    assert not torch.is_inference_mode_enabled()
+    del gen
