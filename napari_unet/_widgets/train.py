@@ -1,5 +1,6 @@
-"""Train: run napari_unet.core.train.iter_train in a worker thread with a live loss curve,
-a progress bar, a Stop button and a live preview of the slice on screen."""
+"""Train: run napari_unet.core.train.iter_train (by default in a child process, through
+core.train_process, so the GIL never stalls the viewer) from a worker thread, with a live
+loss curve, a progress bar, a Stop button and a live preview of the slice on screen."""
 from __future__ import annotations
 
 import threading
@@ -81,6 +82,11 @@ class TrainWidget(QWidget):
         self.device.addItems(["auto", "cpu", "cuda", "mps"])
         self.unpainted_bg = QCheckBox("unpainted pixels are background")
         self.unpainted_bg.setToolTip("For fully painted masks where 0 means background")
+        self.separate_process = QCheckBox("train in a separate process")
+        self.separate_process.setChecked(True)
+        self.separate_process.setToolTip(
+            "Keeps the viewer fluid: a training thread shares Python's GIL with napari and "
+            "stalls it for up to half a second at a time (benchmarks/ui_responsiveness.py)")
         adv = QCollapsible("Advanced")
         adv_w = QWidget()
         form = QFormLayout(adv_w)
@@ -88,6 +94,7 @@ class TrainWidget(QWidget):
         form.addRow("network depth", self.depth)
         form.addRow("device", self.device)
         form.addRow(self.unpainted_bg)
+        form.addRow(self.separate_process)
         adv.addWidget(adv_w)
 
         # run
@@ -251,10 +258,14 @@ class TrainWidget(QWidget):
         self._stop = threading.Event()
         kwargs["stop"] = self._stop
 
-        def run():
-            from napari_unet.core.train import iter_train
+        in_process = not self.separate_process.isChecked()
 
-            return (yield from iter_train(images, labels, **kwargs))
+        def run():
+            if in_process:
+                from napari_unet.core.train import iter_train as engine
+            else:
+                from napari_unet.core.train_process import iter_train_process as engine
+            return (yield from engine(images, labels, **kwargs))
 
         self.plot.clear()
         self.progress.setValue(0)

@@ -38,8 +38,10 @@ def _from_state(meta: dict, state: dict):
     return model_from_state(meta, {k: torch.from_numpy(v) for k, v in state.items()})
 
 
-def _child(images, labels, kwargs: dict, events: Any, previews: Any, stop: Any) -> None:
+def _child(images, labels, kwargs: dict, events: Any, previews: Any, stop: Any, nice: int) -> None:
     try:
+        if nice and hasattr(os, "nice"):
+            os.nice(nice)  # the viewer gets the CPU first when it needs it
         from .train import iter_train
 
         for key in ("model", "init"):
@@ -69,12 +71,14 @@ def _child(images, labels, kwargs: dict, events: Any, previews: Any, stop: Any) 
 
 def iter_train_process(images, labels, *, stop: threading.Event | None = None,
                        preview: Callable[[], Any] | None = None, preview_every: float = 5.0,
-                       model: Any = None, init: Any = None, **kwargs: Any) -> Iterator:
+                       model: Any = None, init: Any = None, nice: int = 5, **kwargs: Any) -> Iterator:
     """Like ``iter_train`` (same arguments and events), with the training in a child process.
 
     ``model`` is continued in place: its weights are replaced by the trained ones when the
     child finishes. Closing the generator stops the child (within about a second, then kills it).
     Errors in the child are raised here with their type (ValueError/TypeError) and message.
+    ``nice``: the child's scheduling priority is lowered by this much (POSIX), so that on a
+    busy machine the viewer, not the training, gets the CPU first.
     """
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
@@ -85,7 +89,7 @@ def iter_train_process(images, labels, *, stop: threading.Event | None = None,
         kw["model"] = _state_of(model)
     if init is not None:
         kw["init"] = init if isinstance(init, (str, os.PathLike)) else _state_of(init)
-    proc = ctx.Process(target=_child, args=(images, labels, kw, events, previews, child_stop),
+    proc = ctx.Process(target=_child, args=(images, labels, kw, events, previews, child_stop, nice),
                        daemon=True, name="napari-unet-train")
     proc.start()
     last_preview = -1e9
@@ -132,16 +136,23 @@ def iter_train_process(images, labels, *, stop: threading.Event | None = None,
     finally:
         if not finished:
             child_stop.set()
-        deadline = time.monotonic() + 5.0
-        while proc.is_alive() and time.monotonic() < deadline:
-            try:  # keep draining so the child's queue feeder can flush and exit
-                events.get(timeout=POLL_S)
-            except queue.Empty:
-                pass
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(2.0)
-        # previews the child never read must not keep this process from exiting
-        previews.cancel_join_thread()
-        events.close()
-        previews.close()
+        # the child needs a moment to exit (interpreter and torch teardown); reap it in the
+        # background so that the caller (e.g. a GUI worker) is done as soon as the model is here
+        threading.Thread(target=_reap, args=(proc, events, previews), daemon=True,
+                         name="napari-unet-train-reaper").start()
+
+
+def _reap(proc: Any, events: Any, previews: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while proc.is_alive() and time.monotonic() < deadline:
+        try:  # keep draining so the child's queue feeder can flush and exit
+            events.get(timeout=POLL_S)
+        except (queue.Empty, OSError, EOFError, ValueError):
+            pass
+    if proc.is_alive():
+        proc.terminate()
+        proc.join(2.0)
+    # previews the child never read must not keep this process from exiting
+    previews.cancel_join_thread()
+    events.close()
+    previews.close()
