@@ -1,0 +1,67 @@
+"""Training in a child process gives the same events and semantics as iter_train."""
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from napari_unet import build_model
+from napari_unet.core.events import Preview, TrainFinished, TrainStarted, TrainStep
+from napari_unet.core.synthetic import make_nuclei, make_strokes
+from napari_unet.core.train_process import iter_train_process
+
+TINY = dict(base_channels=4, depth=2, patch=32, batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def data():
+    img, sem, inst = make_nuclei((96, 96), seed=3)
+    return img, make_strokes(sem, inst, seed=3)
+
+
+def test_events_preview_and_in_place_continuation(data):
+    img, strokes = data
+    torch.manual_seed(0)
+    model = build_model(dims=2, classes=2, **{k: TINY[k] for k in ("base_channels", "depth")})
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    events = list(iter_train_process([img], [strokes], model=model, steps=6, preview_every=0.01,
+                                     preview=lambda: ("slice", img[:64, :64]), patch=32, batch_size=2))
+    kinds = [type(e) for e in events]
+    assert kinds[0] is TrainStarted and kinds[-1] is TrainFinished and TrainStep in kinds
+    fin = events[-1]
+    assert fin.model is model and fin.reason == "steps"  # continued in place
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    previews = [e for e in events if isinstance(e, Preview)]
+    assert previews and previews[0].key == "slice" and previews[0].probabilities.shape == (2, 64, 64)
+
+
+def test_stop_event_stops_quickly_and_keeps_a_model(data):
+    img, strokes = data
+    stop = threading.Event()
+    t0 = None
+    fin = None
+    for ev in iter_train_process([img], [strokes], time_limit=120, stop=stop, **TINY):
+        if isinstance(ev, TrainStep) and t0 is None:
+            stop.set()
+            t0 = time.monotonic()
+        if isinstance(ev, TrainFinished):
+            fin = ev
+    assert fin is not None and fin.reason == "stopped"
+    assert time.monotonic() - t0 < 5.0  # generous: a loaded CI machine
+    assert fin.model.meta["classes"] == 2
+
+
+def test_closing_the_generator_stops_the_child(data):
+    img, strokes = data
+    gen = iter_train_process([img], [strokes], time_limit=120, **TINY)
+    assert isinstance(next(gen), TrainStarted)
+    gen.close()  # must not hang
+
+
+def test_errors_keep_their_type(data):
+    img, _ = data
+    with pytest.raises(ValueError, match="paint|label"):
+        list(iter_train_process([img], [np.zeros(img.shape, np.uint8)], steps=2, **TINY))
+    with pytest.raises(ValueError, match="shape"):
+        list(iter_train_process([img], [np.zeros((5, 5), np.uint8)], steps=2, **TINY))
