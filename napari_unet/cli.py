@@ -207,23 +207,134 @@ def cmd_evaluate(args) -> int:
 # ----------------------------------------------------------------------------- train
 # (the training engine's front end: see napari_unet/core/train.py)
 
+def _patch_cli_arg(text: str):
+    t = text.strip().lower()
+    if t == "auto":
+        return "auto"
+    try:
+        parts = tuple(int(p) for p in t.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--patch must be 'auto', N or ZxYxX, got {text!r}") from None
+    if any(p < 4 for p in parts):
+        raise argparse.ArgumentTypeError(f"--patch sizes must be at least 4, got {text!r}")
+    return parts[0] if len(parts) == 1 else parts
+
+
 def add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train or fine-tune a U-Net on painted labels",
-                       description="Train a U-Net on image/label pairs (0 = unlabeled, 1..K = classes).")
+                       description="Train a U-Net on image/label pairs (0 = unlabeled, 1..K = classes, "
+                                   "1 = background). The model file is written atomically, as a "
+                                   "checkpoint during training and at the end.")
     p.add_argument("--image", action="append", required=True, help="image file (repeatable)")
     p.add_argument("--labels", action="append", required=True, help="labels file for the preceding --image")
     p.add_argument("--out", required=True, help="model file to write (.pt)")
-    p.add_argument("--dims", type=int, choices=(2, 3), default=2)
+    p.add_argument("--dims", type=int, choices=(2, 3), default=None,
+                   help="2: train on 2D slices (default), 3: volumetric patches (default: --init's)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--time-limit", type=float, help="seconds of training")
+    g.add_argument("--time-limit", type=float, help="seconds of training (default 300 unless --steps)")
     g.add_argument("--steps", type=int, help="number of optimisation steps")
-    p.add_argument("--init", help="model file to fine-tune from")
+    p.add_argument("--init", help="model file to fine-tune from (a new head if the class count differs)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--batch-size", type=_batch_arg, default="auto")
+    p.add_argument("--patch", type=_patch_cli_arg, default="auto", help="patch size: auto, N or ZxYxX")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3)")
+    p.add_argument("--classes", type=int, default=None,
+                   help="number of classes K (default: the highest painted label value)")
+    p.add_argument("--class-names", default=None, help="comma-separated names, class 1 first")
+    p.add_argument("--unpainted-is-background", action="store_true",
+                   help="labels are full masks: 0 means background (class 1), not unlabeled")
+    p.add_argument("--checkpoint-every", type=float, default=30.0,
+                   help="seconds between checkpoints written to --out (default 30)")
+    p.add_argument("--base-channels", type=int, default=None, help="U-Net width (default: by device)")
+    p.add_argument("--depth", type=int, default=None, help="U-Net poolings (default: by device)")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="share of the paint held out for validation (default 0.1)")
+    p.add_argument("--val-image", action="append", default=None, help="validation image (repeatable)")
+    p.add_argument("--val-labels", action="append", default=None, help="labels for the preceding --val-image")
+    p.add_argument("--channel-axis", type=int, default=None, help="axis holding channels, for multi-channel images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_train)
 
 
-def cmd_train(args) -> int:  # replaced by the training engine's front end
-    raise UserError("training is not available in this version")
+def cmd_train(args) -> int:
+    import math
+
+    from .core.events import Checkpoint, TrainFinished, TrainStarted, TrainStep, Validation
+    from .core.io import read_image
+    from .core.train import iter_train
+
+    if len(args.image) != len(args.labels):
+        raise UserError(f"{len(args.image)} --image but {len(args.labels)} --labels: give one --labels per --image")
+    if (args.val_image is None) != (args.val_labels is None) or (
+            args.val_image is not None and len(args.val_image) != len(args.val_labels)):
+        raise UserError("give one --val-labels per --val-image")
+    out = Path(args.out)
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give a model file path such as model.pt")
+    if not (out.parent if str(out.parent) else Path(".")).is_dir():
+        raise UserError(f"the folder of --out {out} does not exist")
+    if args.steps is not None and args.steps < 1:
+        raise UserError(f"--steps must be at least 1, got {args.steps}")
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise UserError(f"--time-limit must be positive, got {args.time_limit}")
+    time_limit = args.time_limit
+    if args.steps is None and time_limit is None:
+        time_limit = 300.0
+    init = str(_existing_file(args.init, "--init model")) if args.init else None
+    images = [read_image(_existing_file(p, "image")) for p in args.image]
+    labels = [read_image(_existing_file(p, "labels")) for p in args.labels]
+    val_images = val_labels = None
+    if args.val_image:
+        val_images = [read_image(_existing_file(p, "validation image")) for p in args.val_image]
+        val_labels = [read_image(_existing_file(p, "validation labels")) for p in args.val_labels]
+    names = [n.strip() for n in args.class_names.split(",")] if args.class_names else None
+    for i, (im, lab) in enumerate(zip(images, labels)):
+        if tuple(im.shape) != tuple(lab.shape) and args.channel_axis is None:
+            raise UserError(f"--labels {args.labels[i]} has shape {tuple(lab.shape)} but --image "
+                            f"{args.image[i]} has shape {tuple(im.shape)}")
+
+    gen = iter_train(images if len(images) > 1 else images[0], labels if len(labels) > 1 else labels[0],
+                     dims=args.dims, init=init, classes=args.classes, class_names=names,
+                     steps=args.steps, time_limit=time_limit, device=args.device,
+                     batch_size=args.batch_size, patch=args.patch, lr=args.lr,
+                     base_channels=args.base_channels, depth=args.depth,
+                     val_fraction=args.val_fraction, val_images=val_images, val_labels=val_labels,
+                     unpainted_is_background=args.unpainted_is_background, checkpoint=out,
+                     checkpoint_every=args.checkpoint_every, seed=args.seed,
+                     channel_axis=args.channel_axis)
+    bar = None
+    val_txt = "val IoU -"
+    finished = None
+    try:
+        for ev in gen:
+            if isinstance(ev, TrainStarted):
+                limit = (f"{ev.total_steps} steps" if ev.total_steps else "") + (
+                    (" / " if ev.total_steps and ev.time_limit else "") +
+                    (f"{ev.time_limit:g} s" if ev.time_limit and math.isfinite(ev.time_limit) else ""))
+                print(f"training {ev.dims}D, {ev.classes} classes on {ev.device} ({ev.precision}); "
+                      f"patch {'x'.join(map(str, ev.patch))}, batch {ev.batch_size}; "
+                      f"{ev.train_pixels} painted pixels for training, {ev.val_pixels} for validation; "
+                      f"until {limit}", file=sys.stderr)
+                if not args.quiet:
+                    bar = ProgressBar("train")
+            elif isinstance(ev, TrainStep) and bar is not None:
+                bar.update(ev.fraction, 1.0, f"step {ev.step} loss {ev.loss:.4f} {val_txt} "
+                                             f"{ev.steps_per_s:.2f} steps/s")
+            elif isinstance(ev, Validation):
+                val_txt = f"val IoU {ev.mean_iou:.3f}"
+            elif isinstance(ev, Checkpoint) and bar is not None:
+                pass
+            elif isinstance(ev, TrainFinished):
+                finished = ev
+    finally:
+        gen.close()
+        if bar is not None:
+            bar.close()
+    if finished.reason == "nan":
+        print(f"napari-unet: warning: {finished.message}", file=sys.stderr)
+    print(f"wrote {out}: {finished.message}; {val_txt}")
+    return 0
 
 
 # ----------------------------------------------------------------------------- main

@@ -1,0 +1,101 @@
+"""``napari-unet train`` end to end, train-then-predict, and one-line errors (exit 2)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_unet.cli import main
+from napari_unet.core.io import load_model
+from napari_unet.core.synthetic import make_nuclei, make_strokes
+
+TINY = ["--base-channels", "8", "--depth", "2", "--patch", "64", "--batch-size", "4", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli_train")
+    img, sem, inst = make_nuclei((128, 128), seed=5)
+    strokes = make_strokes(sem, inst, seed=5)
+    tifffile.imwrite(d / "img.tif", img)
+    tifffile.imwrite(d / "strokes.tif", strokes)
+    tifffile.imwrite(d / "bad_shape.tif", strokes[:-2])
+    tifffile.imwrite(d / "float_labels.tif", strokes.astype(np.float32) + 0.5)
+    tifffile.imwrite(d / "empty.tif", np.zeros_like(strokes))
+    return d
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("napari-unet: error: ")
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+def test_train_then_predict(files, tmp_path, capsys):
+    out = tmp_path / "model.pt"
+    rc = main(["train", "--image", str(files / "img.tif"), "--labels", str(files / "strokes.tif"),
+               "--out", str(out), "--steps", "6", *TINY])
+    assert rc == 0
+    cap = capsys.readouterr()
+    assert "training 2D, 2 classes on cpu" in cap.err
+    assert "step 6" in cap.err and "steps/s" in cap.err
+    assert f"wrote {out}" in cap.out
+    model = load_model(out)
+    assert model.meta["training"]["steps"] == 6
+    assert not list(tmp_path.glob("*.part"))
+
+    rc = main(["predict", "--model", str(out), "--out-dir", str(tmp_path / "pred"), "--quiet",
+               "--device", "cpu", str(files / "img.tif")])
+    assert rc == 0
+    labels = tifffile.imread(tmp_path / "pred" / "img_labels.tif")
+    assert labels.shape == (128, 128) and set(np.unique(labels)) <= {1, 2}
+
+    # fine-tune from the model, with a third class and class names
+    lab3 = tifffile.imread(files / "strokes.tif")
+    lab3[:6, :30] = 3
+    tifffile.imwrite(tmp_path / "lab3.tif", lab3)
+    out2 = tmp_path / "model3.pt"
+    rc = main(["train", "--image", str(files / "img.tif"), "--labels", str(tmp_path / "lab3.tif"),
+               "--out", str(out2), "--steps", "2", "--init", str(out), "--class-names", "bg,nuc,edge",
+               "--device", "cpu", "--patch", "64", "--quiet"])
+    assert rc == 0
+    m3 = load_model(out2)
+    assert m3.meta["classes"] == 3 and m3.meta["class_names"] == ["bg", "nuc", "edge"]
+
+
+def test_train_two_pairs_and_time_limit(files, tmp_path):
+    out = tmp_path / "m.pt"
+    rc = main(["train", "--image", str(files / "img.tif"), "--labels", str(files / "strokes.tif"),
+               "--image", str(files / "img.tif"), "--labels", str(files / "strokes.tif"),
+               "--out", str(out), "--time-limit", "1", "--quiet", *TINY])
+    assert rc == 0
+    assert load_model(out).meta["training"]["stop_reason"] == "time"
+
+
+@pytest.mark.parametrize("labels, extra, match", [
+    ("bad_shape.tif", [], "shape"),
+    ("float_labels.tif", [], "integer"),
+    ("empty.tif", [], "no painted pixels"),
+    ("missing.tif", [], "does not exist"),
+    ("strokes.tif", ["--dims", "3"], "dims=3"),
+    ("strokes.tif", ["--classes", "1"], "classes"),
+    ("strokes.tif", ["--init", "nowhere.pt"], "does not exist"),
+    ("strokes.tif", ["--image", "x.tif"], "--labels"),
+])
+def test_user_mistakes_are_one_line_exit_2(files, tmp_path, capsys, labels, extra, match):
+    argv = ["train", "--image", str(files / "img.tif"), "--labels", str(files / labels),
+            "--out", str(tmp_path / "m.pt"), "--steps", "1", *TINY, *extra]
+    rc = main(argv)
+    assert rc == 2
+    line = one_error_line(capsys)
+    assert match in line
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_out_folder_missing(files, tmp_path, capsys):
+    rc = main(["train", "--image", str(files / "img.tif"), "--labels", str(files / "strokes.tif"),
+               "--out", str(tmp_path / "no" / "m.pt"), "--steps", "1", *TINY])
+    assert rc == 2
+    assert "does not exist" in one_error_line(capsys)
