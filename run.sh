@@ -66,7 +66,7 @@ case "$cmd" in
   test)
     system_packages
     setup "all,test"
-    export QT_API=${QT_API:-pyqt5}
+    export QT_API=${QT_API:-pyqt6}
     if has_display; then
       exec "$VENV/bin/python" -m pytest "${@:2}"
     else

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (QHBoxLayout, QInputDialog, QLabel, QListWidget, QListWidgetItem,
                             QPushButton, QSpinBox, QVBoxLayout, QWidget)
@@ -100,7 +100,7 @@ class AnnotateWidget(QWidget):
         self.class_list.clear()
         for value, name in enumerate(names, start=1):
             item = QListWidgetItem(_swatch(_layers.class_color(value)), name)
-            item.setFlags(item.flags() | 0x2)  # ItemIsEditable
+            item.setFlags(item.flags() | Qt.ItemIsEditable)
             item.setToolTip(f"label value {value}")
             self.class_list.addItem(item)
         self.class_list.blockSignals(False)

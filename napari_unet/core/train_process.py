@@ -83,6 +83,9 @@ def iter_train_process(images, labels, *, stop: threading.Event | None = None,
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
     previews = ctx.Queue()
+    # previews are best-effort: one the child never reads must not block this process's exit
+    # (multiprocessing joins a queue's feeder thread at exit, and a full pipe never drains)
+    previews.cancel_join_thread()
     child_stop = ctx.Event()
     kw = dict(kwargs, preview_every=preview_every, _has_preview=preview is not None)
     if model is not None:
@@ -152,7 +155,5 @@ def _reap(proc: Any, events: Any, previews: Any, timeout: float = 10.0) -> None:
     if proc.is_alive():
         proc.terminate()
         proc.join(2.0)
-    # previews the child never read must not keep this process from exiting
-    previews.cancel_join_thread()
     events.close()
     previews.close()
