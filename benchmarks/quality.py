@@ -160,7 +160,7 @@ def main(argv=None) -> int:
             margin = u - max(o, r)
             print(f"| {name:<36} | {label:<14} | {o:6.3f} | {r:6.3f} | {u:6.3f} | {margin:+7.3f} |")
         key_rows = [summary[0]] + ([summary[-1]] if held else [])
-        if "slices" not in name:  # dims=2 on a stack is shown for information, not the bar
+        if "(info)" not in name:  # dims=2 on a stack is shown for information, not the bar
             ok &= all(u - max(o, r) >= 0.05 for _, o, r, u in key_rows)
         print(f"| {'':<36} | {'(painted %)':<14} | {info['painted'] * 100:5.2f}% | steps {info['steps']} in {info['time']:.0f} s |")
     print(f"\nbar (U-Net >= 0.05 IoU above both baselines on the painted image and the held-out mean, "

@@ -63,7 +63,7 @@ def main() -> None:
 
     import warnings
 
-    warnings.filterwarnings("ignore")  # e.g. napari's PyQt5 deprecation toast over the canvas
+    warnings.filterwarnings("ignore")
     os.environ.setdefault("NAPARI_UNET_DATA_DIR", tempfile.mkdtemp())
     from napari.utils import notifications
 
@@ -97,6 +97,9 @@ def main() -> None:
     p.run()
     wait(lambda: p.worker is None)
     viewer.layers["nuclei 2d paint"].visible = False
+    for layer in viewer.layers:  # the labels over the image; the probability layers stay listed
+        if layer.name.startswith("nuclei 2d p("):
+            layer.visible = False
     viewer.layers.selection.active = viewer.layers["nuclei 2d labels"]
     shoot(viewer, "3_predict")
 
