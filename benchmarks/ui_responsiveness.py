@@ -47,7 +47,7 @@ def main() -> int:
 
     import numpy as np
     import napari
-    from qtpy.QtCore import QElapsedTimer, QTimer
+    from qtpy.QtCore import QElapsedTimer, Qt, QTimer
     from qtpy.QtWidgets import QApplication
 
     if not args.cold:
@@ -82,7 +82,7 @@ def main() -> int:
             last[0] = now
 
         timer = QTimer()
-        timer.setTimerType(0)  # Qt.PreciseTimer
+        timer.setTimerType(Qt.PreciseTimer)
         timer.setInterval(PERIOD_MS)
         timer.timeout.connect(tick)
 
