@@ -42,38 +42,12 @@ def _as_list(x: Any, name: str) -> list:
 
 
 def check_image(image: Any, name: str, dims: int, channel_axis: int | None) -> np.ndarray:
-    """Return a channels-first view ``(C, *spatial)`` of ``image`` after checking it."""
-    if isinstance(image, (list, tuple)):
-        image = np.asarray(image)
-    if not hasattr(image, "shape") or not hasattr(image, "dtype"):
-        raise TypeError(f"{name} must be a numpy array, got {type(image).__name__}")
-    if not isinstance(image, np.ndarray):
-        image = np.asarray(image)
-    if image.dtype.kind not in "buif":
-        raise TypeError(f"{name} has dtype {image.dtype}; use an integer or float image")
-    if image.size == 0:
-        raise ValueError(f"{name} is empty (shape {image.shape})")
-    if channel_axis is not None:
-        if not isinstance(channel_axis, (int, np.integer)) or not -image.ndim <= channel_axis < image.ndim:
-            raise ValueError(f"channel_axis {channel_axis!r} is out of range for {name} of shape {image.shape}")
-        image = np.moveaxis(image, channel_axis, 0)
-    else:
-        if image.ndim == 3 and image.shape[-1] in (3, 4) and min(image.shape[:2]) > 4:
-            raise ValueError(f"{name} of shape {image.shape} looks like RGB(A): convert it to "
-                             "grayscale, or pass channel_axis=-1 to train on its channels")
-        image = image[None]
-    spatial = image.ndim - 1
-    if dims == 2 and spatial not in (2, 3):
-        raise ValueError(f"{name} must be (Y, X) or a (Z, Y, X) stack for dims=2, got shape "
-                         f"{image.shape[1:]}")
-    if dims == 3 and spatial != 3:
-        if spatial == 2:
-            raise ValueError(f"dims=3 needs a (Z, Y, X) stack but {name} is 2D (shape "
-                             f"{image.shape[1:]}); use dims=2")
-        raise ValueError(f"{name} must be a (Z, Y, X) stack for dims=3, got shape {image.shape[1:]}")
-    if image.dtype.kind == "f":
-        from .predict import check_finite
+    """Return a channels-first view ``(C, *spatial)`` of ``image`` after checking it (the same
+    checks and messages as prediction, plus NaN/inf)."""
+    from .predict import as_channels_first, check_finite
 
+    image = as_channels_first(image, name, dims, channel_axis)
+    if image.dtype.kind == "f":
         try:
             check_finite(image)
         except ValueError:
@@ -188,14 +162,8 @@ def _bbox(mask: np.ndarray) -> tuple[slice, ...] | None:
 def _pad_to(arr: np.ndarray, shape: Sequence[int], mode: str) -> np.ndarray:
     """Pad the trailing ``len(shape)`` axes at the far end to at least ``shape``."""
     lead = arr.ndim - len(shape)
-    pad = [(0, 0)] * lead + [(0, max(0, s - n)) for n, s in zip(arr.shape[lead:], shape)]
-    if not any(p[1] for p in pad):
-        return arr
-    if mode == "reflect":
-        if min(arr.shape[lead:]) < 2:
-            return np.pad(arr, pad, mode="edge")
-        return np.pad(arr, pad, mode="reflect")
-    return np.pad(arr, pad, mode="constant")
+    after = [max(0, s - n) for n, s in zip(arr.shape[lead:], shape)]
+    return _pad_both(arr, [0] * len(shape), after, mode)
 
 
 def _pad_both(arr: np.ndarray, before: Sequence[int], after: Sequence[int], mode: str) -> np.ndarray:

@@ -66,45 +66,54 @@ class PredictDone:
 
 # ----------------------------------------------------------------------------- input checks
 
-def prepare_image(image: Any, meta: dict, channel_axis: int | None) -> np.ndarray:
-    """Check ``image`` against the model and return a channels-first view (no copy)."""
+def as_channels_first(image: Any, name: str, dims: int, channel_axis: int | None,
+                      in_channels: int | None = None) -> np.ndarray:
+    """Check an image for a ``dims``-D model and return a channels-first view (no copy).
+
+    Shared by prediction and training so that both accept and refuse the same images with the
+    same messages. ``in_channels``: the model's channel count, when there is a model.
+    """
     if not hasattr(image, "shape") or not hasattr(image, "dtype"):
         if isinstance(image, (list, tuple)):
             image = np.asarray(image)
         else:
-            raise TypeError(f"image must be a numpy array, got {type(image).__name__}")
+            raise TypeError(f"{name} must be a numpy array, got {type(image).__name__}")
     if not isinstance(image, np.ndarray):
         image = np.asarray(image)
-    kind = image.dtype.kind
-    if kind not in "buif":
-        raise TypeError(f"image dtype {image.dtype} is not supported; use an integer or float image")
+    if image.dtype.kind not in "buif":
+        raise TypeError(f"{name} dtype {image.dtype} is not supported; use an integer or float image")
     if image.size == 0:
-        raise ValueError(f"image is empty (shape {image.shape})")
-    dims, cin = meta["dims"], meta["in_channels"]
+        raise ValueError(f"{name} is empty (shape {image.shape})")
     if channel_axis is not None:
         if not isinstance(channel_axis, (int, np.integer)) or not -image.ndim <= channel_axis < image.ndim:
-            raise ValueError(f"channel_axis {channel_axis!r} is out of range for an image of shape {image.shape}")
-        if image.shape[channel_axis] != cin:
-            raise ValueError(f"image has {image.shape[channel_axis]} channels on axis {channel_axis} "
-                             f"but the model expects {cin}")
+            raise ValueError(f"channel_axis {channel_axis!r} is out of range for {name} of shape {image.shape}")
+        if in_channels is not None and image.shape[channel_axis] != in_channels:
+            raise ValueError(f"{name} has {image.shape[channel_axis]} channels on axis {channel_axis} "
+                             f"but the model expects {in_channels}")
         image = np.moveaxis(image, channel_axis, 0)
     else:
-        if cin != 1:
-            raise ValueError(f"the model expects {cin} channels: pass channel_axis= to say which "
-                             "axis of the image holds them")
+        if in_channels not in (None, 1):
+            raise ValueError(f"the model expects {in_channels} channels: pass channel_axis= to say which "
+                             f"axis of {name} holds them")
         if image.ndim == 3 and image.shape[-1] in (3, 4) and min(image.shape[:2]) > 4:
-            raise ValueError(f"image of shape {image.shape} looks like RGB(A) but the model takes "
-                             "1 channel: convert it to grayscale, or use a model trained with "
-                             "channels and pass channel_axis=-1")
+            raise ValueError(f"{name} of shape {image.shape} looks like RGB(A) but takes 1 channel "
+                             "here: convert it to grayscale, or pass channel_axis=-1 to use its "
+                             "channels (with a model trained on them)")
         image = image[None]
     spatial = image.ndim - 1
     if dims == 2 and spatial not in (2, 3):
-        raise ValueError(f"a 2D model takes (Y, X) or (Z, Y, X) images; got {spatial} spatial "
-                         f"dims (shape {image.shape[1:]})")
+        raise ValueError(f"a 2D model (dims=2) takes (Y, X) or (Z, Y, X) images; {name} has "
+                         f"{spatial} spatial dims (shape {image.shape[1:]})")
     if dims == 3 and spatial != 3:
-        raise ValueError(f"a 3D model takes (Z, Y, X) volumes; got {spatial} spatial dims "
-                         f"(shape {image.shape[1:]})")
+        hint = "; use dims=2" if spatial == 2 else ""
+        raise ValueError(f"a 3D model (dims=3) takes (Z, Y, X) volumes; {name} has {spatial} "
+                         f"spatial dims (shape {image.shape[1:]}){hint}")
     return image
+
+
+def prepare_image(image: Any, meta: dict, channel_axis: int | None) -> np.ndarray:
+    """Check ``image`` against the model and return a channels-first view (no copy)."""
+    return as_channels_first(image, "image", meta["dims"], channel_axis, meta["in_channels"])
 
 
 def check_finite(image: np.ndarray, chunk_bytes: int = 64 << 20) -> None:
