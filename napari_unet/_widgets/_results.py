@@ -30,6 +30,21 @@ class Result:
     files: tuple[str, ...] = ()
 
 
+def image_items(layers: list, model: Any, hint: str = "") -> list[tuple[str, np.ndarray]]:
+    """(name, data) of image layers the model can segment; a UserError names the first that
+    it cannot (RGB, or not a stack for a 3D model). Shared by Predict and Batch."""
+    from ._common import UserError
+
+    items = []
+    for layer in layers:
+        if layer.rgb:
+            raise UserError(f"'{layer.name}' is an RGB image; the model takes one channel.")
+        if model.meta.get("dims") == 3 and np.ndim(layer.data) != 3:
+            raise UserError(f"The model is 3D but '{layer.name}' is not a (Z, Y, X) stack{hint}.")
+        items.append((layer.name, np.asarray(layer.data)))
+    return items
+
+
 def predict_images(model: Any, items: list[tuple[str, np.ndarray]], *, tile: Any = "auto",
                    threshold: float | None = None, uncertainty: bool = True,
                    out_dir: Path | None = None,

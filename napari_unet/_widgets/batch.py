@@ -7,13 +7,11 @@ from pathlib import Path
 import threading
 from typing import Any
 
-import numpy as np
 from qtpy.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QLineEdit, QProgressBar,
                             QPushButton, QVBoxLayout, QWidget)
 
-from . import _layers
 from ._common import UserError, heading, hint, image_layers, show_info, start_worker, user_action
-from ._results import Progress, Result, predict_images, show_result
+from ._results import Progress, Result, image_items, predict_images, show_result
 from ._state import model_state
 
 
@@ -105,14 +103,7 @@ class BatchWidget(QWidget):
             out_dir.mkdir(parents=True, exist_ok=True)
             if not os.access(out_dir, os.W_OK):
                 raise UserError(f"Cannot write to {out_dir}.")
-        items = []
-        for layer in layers:
-            if layer.rgb:
-                raise UserError(f"'{layer.name}' is an RGB image; the model takes one channel.")
-            if model.meta.get("dims") == 3 and np.ndim(layer.data) != 3:
-                raise UserError(f"The model is 3D but '{layer.name}' is not a (Z, Y, X) stack; "
-                                "tick 'only selected' and leave it out.")
-            items.append((layer.name, np.asarray(layer.data)))
+        items = image_items(layers, model, hint="; tick 'only selected' and leave it out")
         self._model = model
         self.done, self.files = [], []
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import numpy as np
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout,
                             QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from . import _layers
 from ._common import LayerCombo, UserError, heading, hint, show_info, start_worker, user_action
-from ._results import Progress, Result, predict_images, show_result
+from ._results import Progress, Result, image_items, predict_images, show_result
 from ._state import model_state
 
 
@@ -103,13 +102,7 @@ class PredictWidget(QWidget):
                 raise UserError("A threshold needs a two-class model; this one has "
                                 f"{model.meta.get('classes')} classes. Use argmax.")
             threshold = self.threshold.value()
-        items = []
-        for layer in layers:
-            if layer.rgb:
-                raise UserError(f"'{layer.name}' is an RGB image; the model takes one channel.")
-            if model.meta.get("dims") == 3 and np.ndim(layer.data) != 3:
-                raise UserError(f"The model is 3D but '{layer.name}' is not a (Z, Y, X) stack.")
-            items.append((layer.name, np.asarray(layer.data)))
+        items = image_items(layers, model)
         tile = self.tile.value() or "auto"
         want_unc = self.uncertainty.isChecked()
         self._model = model
