@@ -10,11 +10,8 @@ from pathlib import Path
 
 
 def run_demo(out_dir: Path, *, time_limit: float = 60.0, device: str = "auto") -> int:
-    import numpy as np
-
-    from .cli import ProgressBar, format_scores
+    from .cli import format_scores, report_training
     from .core.device import resolve_device
-    from .core.events import TrainFinished, TrainStarted, TrainStep, Validation
     from .core.io import save_model, write_tiff
     from .core.metrics import error_map, evaluate
     from .core.predict import predict, probabilities_to_labels
@@ -28,24 +25,14 @@ def run_demo(out_dir: Path, *, time_limit: float = 60.0, device: str = "auto") -
     painted = (strokes2 > 0).mean() * 100
     print(f"napari-unet demo: training a 2D U-Net for {time_limit:.0f}s on the synthetic sample's "
           f"strokes ({painted:.1f}% of pixels painted)", flush=True)
-    bar = ProgressBar("train")
-    model, val = None, ""
-    for ev in iter_train([img2], [strokes2], dims=2, time_limit=time_limit, device=resolve_device(device),
-                         checkpoint=out_dir / "model.pt"):
-        if isinstance(ev, TrainStarted):
-            print(f"device {ev.device}, precision {ev.precision}, patch {ev.patch}, batch {ev.batch_size}",
-                  file=sys.stderr)
-        elif isinstance(ev, Validation):
-            val = f" val IoU {ev.mean_iou:.3f}"
-        elif isinstance(ev, TrainStep):
-            bar.update(ev.fraction, 1.0, f"step {ev.step} loss {ev.loss:.3f}{val} {ev.steps_per_s:.1f} steps/s")
-        elif isinstance(ev, TrainFinished):
-            model = ev.model
-            bar.close()
-            print(f"training finished ({ev.reason}) after {ev.step} steps. {ev.message}".strip())
-    if model is None:  # pragma: no cover
+    finished, _val = report_training(iter_train([img2], [strokes2], dims=2, time_limit=time_limit,
+                                                device=resolve_device(device),
+                                                checkpoint=out_dir / "model.pt"))
+    if finished is None:  # pragma: no cover
         print("napari-unet: error: training produced no model", file=sys.stderr)
         return 1
+    model = finished.model
+    print(f"training finished ({finished.reason}) after {finished.step} steps. {finished.message}".strip())
     save_model(model, out_dir / "model.pt")
 
     held_out, held_truth, _ = make_nuclei((384, 384), seed=7)

@@ -257,10 +257,43 @@ def add_train_parser(sub) -> None:
     p.set_defaults(func=cmd_train)
 
 
-def cmd_train(args) -> int:
+def report_training(gen, *, quiet: bool = False):
+    """Run a training generator to its end, printing its start and a live progress line on
+    stderr; return ``(TrainFinished event, "val IoU ..." text)``. Used by train and demo."""
     import math
 
-    from .core.events import Checkpoint, TrainFinished, TrainStarted, TrainStep, Validation
+    from .core.events import TrainFinished, TrainStarted, TrainStep, Validation
+
+    bar = None
+    val_txt = "val IoU -"
+    finished = None
+    try:
+        for ev in gen:
+            if isinstance(ev, TrainStarted):
+                limit = (f"{ev.total_steps} steps" if ev.total_steps else "") + (
+                    (" / " if ev.total_steps and ev.time_limit else "") +
+                    (f"{ev.time_limit:g} s" if ev.time_limit and math.isfinite(ev.time_limit) else ""))
+                print(f"training {ev.dims}D, {ev.classes} classes on {ev.device} ({ev.precision}); "
+                      f"patch {'x'.join(map(str, ev.patch))}, batch {ev.batch_size}; "
+                      f"{ev.train_pixels} painted pixels for training, {ev.val_pixels} for validation; "
+                      f"until {limit}", file=sys.stderr)
+                if not quiet:
+                    bar = ProgressBar("train")
+            elif isinstance(ev, TrainStep) and bar is not None:
+                bar.update(ev.fraction, 1.0, f"step {ev.step} loss {ev.loss:.4f} {val_txt} "
+                                             f"{ev.steps_per_s:.2f} steps/s")
+            elif isinstance(ev, Validation):
+                val_txt = f"val IoU {ev.mean_iou:.3f}"
+            elif isinstance(ev, TrainFinished):
+                finished = ev
+    finally:
+        gen.close()
+        if bar is not None:
+            bar.close()
+    return finished, val_txt
+
+
+def cmd_train(args) -> int:
     from .core.io import read_image
     from .core.train import iter_train
 
@@ -303,34 +336,7 @@ def cmd_train(args) -> int:
                      unpainted_is_background=args.unpainted_is_background, checkpoint=out,
                      checkpoint_every=args.checkpoint_every, seed=args.seed,
                      channel_axis=args.channel_axis)
-    bar = None
-    val_txt = "val IoU -"
-    finished = None
-    try:
-        for ev in gen:
-            if isinstance(ev, TrainStarted):
-                limit = (f"{ev.total_steps} steps" if ev.total_steps else "") + (
-                    (" / " if ev.total_steps and ev.time_limit else "") +
-                    (f"{ev.time_limit:g} s" if ev.time_limit and math.isfinite(ev.time_limit) else ""))
-                print(f"training {ev.dims}D, {ev.classes} classes on {ev.device} ({ev.precision}); "
-                      f"patch {'x'.join(map(str, ev.patch))}, batch {ev.batch_size}; "
-                      f"{ev.train_pixels} painted pixels for training, {ev.val_pixels} for validation; "
-                      f"until {limit}", file=sys.stderr)
-                if not args.quiet:
-                    bar = ProgressBar("train")
-            elif isinstance(ev, TrainStep) and bar is not None:
-                bar.update(ev.fraction, 1.0, f"step {ev.step} loss {ev.loss:.4f} {val_txt} "
-                                             f"{ev.steps_per_s:.2f} steps/s")
-            elif isinstance(ev, Validation):
-                val_txt = f"val IoU {ev.mean_iou:.3f}"
-            elif isinstance(ev, Checkpoint) and bar is not None:
-                pass
-            elif isinstance(ev, TrainFinished):
-                finished = ev
-    finally:
-        gen.close()
-        if bar is not None:
-            bar.close()
+    finished, val_txt = report_training(gen, quiet=args.quiet)
     if finished.reason == "nan":
         print(f"napari-unet: warning: {finished.message}", file=sys.stderr)
     print(f"wrote {out}: {finished.message}; {val_txt}")
