@@ -1,10 +1,11 @@
-# Benchmarks (need the bench extra: pip install -e '.[bench]'). Tables go to docs/benchmarks.md.
-PY ?= .venv/bin/python
+# Benchmarks: `make bench` sets up .venv with the bench extra (MONAI) if needed, then writes
+# docs/benchmarks.md. Extra arguments: make bench ARGS="--only speed,training"
+ARGS ?=
 
 .PHONY: bench bench-quick
 
-bench:  ## full run, ~20-25 min on 2 CPU cores
-	$(PY) benchmarks/bench.py
+bench:  ## full run, ~27 min on 2 idle CPU cores
+	./run.sh bench $(ARGS)
 
 bench-quick:  ## smaller sizes, 3 repetitions, ~6 min
-	$(PY) benchmarks/bench.py --quick
+	./run.sh bench --quick $(ARGS)

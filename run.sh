@@ -4,6 +4,7 @@
 #                     data loaded; without a display, run the headless demo instead
 #   ./run.sh test     set up (first time), then run the whole test suite (GUI tests under Xvfb)
 #   ./run.sh demo     the headless demo (train, predict, evaluate on the sample data)
+#   ./run.sh bench    set up with the benchmark extra (MONAI), then benchmarks/bench.py [--quick]
 # Environment: PYTHON (default python3). A torch already installed in .venv (e.g. your CUDA build)
 # is kept; otherwise torch==2.13.0 is installed before the project.
 set -euo pipefail
@@ -73,6 +74,10 @@ case "$cmd" in
       exec xvfb-run -a -s "-screen 0 1600x1000x24" "$VENV/bin/python" -m pytest "${@:2}"
     fi
     ;;
+  bench)
+    setup bench
+    exec "$VENV/bin/python" benchmarks/bench.py "${@:2}"
+    ;;
   *)
-    echo "usage: ./run.sh [run|test|demo]" >&2; exit 2 ;;
+    echo "usage: ./run.sh [run|test|demo|bench]" >&2; exit 2 ;;
 esac

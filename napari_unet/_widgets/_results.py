@@ -136,3 +136,94 @@ def show_result(viewer: Any, result: Result, model: Any, *, probabilities: bool 
                   opacity=0.6, **geo)
     out["labels"] = labels
     return out
+
+
+class PredictionPanel:
+    """What Predict and Batch share: the current-model line, Run/Cancel buttons, a progress bar
+    and a status line, and a worker running :func:`predict_images` that can be cancelled after
+    the current batch of tiles. Mixed into a QWidget; subclasses lay the parts out and handle
+    ``_on_result`` / ``_on_finished``."""
+
+    busy_message = "A prediction is already running."
+
+    def _init_panel(self, viewer: Any, run_text: str) -> None:
+        from qtpy.QtWidgets import QHBoxLayout, QProgressBar, QPushButton
+
+        from ._common import hint
+        from ._state import model_state
+
+        self.viewer = viewer
+        self.state = model_state(viewer)
+        self.worker: Any = None
+        self._cancel = threading.Event()
+        self._model: Any = None
+        self.run_btn = QPushButton(run_text)
+        self.run_btn.setStyleSheet("font-weight: bold;")
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.run_btn.clicked.connect(self.run)
+        self.cancel_btn.clicked.connect(self.cancel)
+        self.buttons = QHBoxLayout()
+        self.buttons.addWidget(self.run_btn, 2)
+        self.buttons.addWidget(self.cancel_btn, 1)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.status = hint("")
+        self.model_label = hint(self.state.describe())
+        self.state.changed.connect(self._model_changed)
+
+    def _model_changed(self, *_: Any) -> None:
+        try:
+            self.model_label.setText(self.state.describe())
+        except RuntimeError:  # the widget was closed
+            pass
+
+    def _check_idle(self) -> None:
+        from ._common import UserError
+
+        if self.worker is not None:
+            raise UserError(self.busy_message)
+
+    def _start(self, model: Any, items: list[tuple[str, np.ndarray]], message: str, **kwargs: Any) -> None:
+        """Predict ``items`` in the background; ``kwargs`` go to :func:`predict_images`."""
+        from ._common import start_worker
+
+        self._model = model
+        self._cancel = cancel = threading.Event()
+
+        def work():
+            return (yield from predict_images(model, items, cancel=cancel, **kwargs))
+
+        self.progress.setValue(0)
+        self.status.setText(message)
+        self._set_running(True)
+        self.worker = start_worker(work, yielded=self._on_event, finished=self._finished)
+
+    def cancel(self, *_: Any) -> None:
+        if self.worker is not None:
+            self._cancel.set()
+            self.status.setText("cancelling after the current tiles…")
+
+    def _set_running(self, running: bool) -> None:
+        self.run_btn.setEnabled(not running)
+        self.cancel_btn.setEnabled(running)
+
+    def _on_event(self, ev: Any) -> None:
+        if isinstance(ev, Progress):
+            self.progress.setValue(int(1000 * (ev.index + ev.done / max(ev.total, 1)) / ev.count))
+            where = f"{ev.index + 1}/{ev.count} " if ev.count > 1 else ""
+            self.status.setText(f"{where}{ev.image}: tile {ev.done}/{ev.total}")
+        elif isinstance(ev, Result):
+            self._on_result(ev)
+
+    def _finished(self) -> None:
+        aborted = self._cancel.is_set()
+        self.worker = None
+        self._set_running(False)
+        self._on_finished(aborted)
+
+    def _on_result(self, result: Result) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _on_finished(self, aborted: bool) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError

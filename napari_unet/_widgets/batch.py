@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-import threading
 from typing import Any
 
-from qtpy.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QLineEdit, QProgressBar,
-                            QPushButton, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import QCheckBox, QFileDialog, QHBoxLayout, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
-from ._common import UserError, heading, hint, image_layers, show_info, start_worker, user_action
-from ._results import Progress, Result, image_items, predict_images, show_result
-from ._state import model_state
+from ._common import UserError, heading, image_layers, show_info, user_action
+from ._results import PredictionPanel, Result, image_items, show_result
 
 
-class BatchWidget(QWidget):
+class BatchWidget(PredictionPanel, QWidget):
+    busy_message = "A batch is already running."
+
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.viewer = napari_viewer
-        self.state = model_state(napari_viewer)
-        self.worker: Any = None
-        self._cancel = threading.Event()
+        self._init_panel(napari_viewer, "Segment all open images")
         self.done: list[str] = []
         self.files: list[str] = []
 
@@ -34,17 +30,6 @@ class BatchWidget(QWidget):
         browse = QPushButton("…")
         browse.setFixedWidth(28)
         browse.clicked.connect(self._browse)
-        self.run_btn = QPushButton("Segment all open images")
-        self.run_btn.setStyleSheet("font-weight: bold;")
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
-        self.run_btn.clicked.connect(self.run)
-        self.cancel_btn.clicked.connect(self.cancel)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.status = hint("")
-        self.model_label = hint(self.state.describe())
-        self.state.changed.connect(self._model_changed)
 
         lay = QVBoxLayout(self)
         lay.addWidget(heading("Model"))
@@ -57,19 +42,10 @@ class BatchWidget(QWidget):
         row.addWidget(self.out_dir)
         row.addWidget(browse)
         lay.addLayout(row)
-        row = QHBoxLayout()
-        row.addWidget(self.run_btn, 2)
-        row.addWidget(self.cancel_btn, 1)
-        lay.addLayout(row)
+        lay.addLayout(self.buttons)
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
         lay.addStretch(1)
-
-    def _model_changed(self, *_: Any) -> None:
-        try:
-            self.model_label.setText(self.state.describe())
-        except RuntimeError:
-            pass
 
     def _browse(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Output folder")
@@ -85,8 +61,7 @@ class BatchWidget(QWidget):
 
     @user_action
     def run(self, *_: Any) -> None:
-        if self.worker is not None:
-            raise UserError("A batch is already running.")
+        self._check_idle()
         model = self.state.require()
         layers = self.targets()
         if not layers:
@@ -104,42 +79,16 @@ class BatchWidget(QWidget):
             if not os.access(out_dir, os.W_OK):
                 raise UserError(f"Cannot write to {out_dir}.")
         items = image_items(layers, model, hint="; tick 'only selected' and leave it out")
-        self._model = model
         self.done, self.files = [], []
+        self._start(model, items, f"segmenting {len(items)} image(s)…", out_dir=out_dir, uncertainty=False)
 
-        self._cancel = cancel = threading.Event()
+    def _on_result(self, result: Result) -> None:
+        self.done.append(result.image)
+        self.files.extend(result.files)
+        if self.add_layers.isChecked():
+            show_result(self.viewer, result, self._model, probabilities=False)
 
-        def work():
-            return (yield from predict_images(model, items, out_dir=out_dir, uncertainty=False, cancel=cancel))
-
-        self.progress.setValue(0)
-        self.status.setText(f"segmenting {len(items)} image(s)…")
-        self._set_running(True)
-        self.worker = start_worker(work, yielded=self._on_event, finished=self._on_finished)
-
-    def cancel(self, *_: Any) -> None:
-        if self.worker is not None:
-            self._cancel.set()
-            self.status.setText("cancelling after the current tiles…")
-
-    def _set_running(self, running: bool) -> None:
-        self.run_btn.setEnabled(not running)
-        self.cancel_btn.setEnabled(running)
-
-    def _on_event(self, ev: Any) -> None:
-        if isinstance(ev, Progress):
-            self.progress.setValue(int(1000 * (ev.index + ev.done / max(ev.total, 1)) / ev.count))
-            self.status.setText(f"{ev.index + 1}/{ev.count} {ev.image}: tile {ev.done}/{ev.total}")
-        elif isinstance(ev, Result):
-            self.done.append(ev.image)
-            self.files.extend(ev.files)
-            if self.add_layers.isChecked():
-                show_result(self.viewer, ev, self._model, probabilities=False)
-
-    def _on_finished(self) -> None:
-        aborted = self._cancel.is_set()
-        self.worker = None
-        self._set_running(False)
+    def _on_finished(self, aborted: bool) -> None:
         where = f"; files in {Path(self.files[0]).parent}" if self.files else ""
         if aborted:
             self.status.setText(f"cancelled after {len(self.done)} image(s){where}")

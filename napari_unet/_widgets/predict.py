@@ -2,25 +2,19 @@
 adds per-class probability layers, a labels layer and an uncertainty layer."""
 from __future__ import annotations
 
-import threading
 from typing import Any
 
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout,
-                            QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QSpinBox, QVBoxLayout, QWidget
 
 from . import _layers
-from ._common import LayerCombo, UserError, heading, hint, show_info, start_worker, user_action
-from ._results import Progress, Result, image_items, predict_images, show_result
-from ._state import model_state
+from ._common import LayerCombo, UserError, heading, hint, show_info, user_action
+from ._results import PredictionPanel, Result, image_items, show_result
 
 
-class PredictWidget(QWidget):
+class PredictWidget(PredictionPanel, QWidget):
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.viewer = napari_viewer
-        self.state = model_state(napari_viewer)
-        self.worker: Any = None
-        self._cancel = threading.Event()
+        self._init_panel(napari_viewer, "Predict")
         self.results: dict[str, dict] = {}
 
         self.image_combo = LayerCombo(napari_viewer, _layers.is_image, placeholder="(open an image)")
@@ -40,18 +34,6 @@ class PredictWidget(QWidget):
         self.probs.setChecked(True)
         self.uncertainty = QCheckBox("uncertainty (entropy) layer")
         self.uncertainty.setChecked(True)
-        self.run_btn = QPushButton("Predict")
-        self.run_btn.setStyleSheet("font-weight: bold;")
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
-        self.run_btn.clicked.connect(self.run)
-        self.cancel_btn.clicked.connect(self.cancel)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setTextVisible(False)
-        self.status = hint("")
-        self.model_label = hint(self.state.describe())
-        self.state.changed.connect(self._model_changed)
 
         lay = QVBoxLayout(self)
         lay.addWidget(heading("Image"))
@@ -67,19 +49,10 @@ class PredictWidget(QWidget):
         lay.addLayout(form)
         lay.addWidget(self.probs)
         lay.addWidget(self.uncertainty)
-        row = QHBoxLayout()
-        row.addWidget(self.run_btn, 2)
-        row.addWidget(self.cancel_btn, 1)
-        lay.addLayout(row)
+        lay.addLayout(self.buttons)
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
         lay.addStretch(1)
-
-    def _model_changed(self, *_: Any) -> None:
-        try:
-            self.model_label.setText(self.state.describe())
-        except RuntimeError:
-            pass
 
     def targets(self) -> list[Any]:
         selected = [layer for layer in self.viewer.layers.selection if _layers.is_image(layer)]
@@ -90,8 +63,7 @@ class PredictWidget(QWidget):
 
     @user_action
     def run(self, *_: Any) -> None:
-        if self.worker is not None:
-            raise UserError("A prediction is already running.")
+        self._check_idle()
         model = self.state.require()
         layers = self.targets()
         if not layers:
@@ -103,45 +75,16 @@ class PredictWidget(QWidget):
                                 f"{model.meta.get('classes')} classes. Use argmax.")
             threshold = self.threshold.value()
         items = image_items(layers, model)
-        tile = self.tile.value() or "auto"
-        want_unc = self.uncertainty.isChecked()
-        self._model = model
-
-        self._cancel = cancel = threading.Event()
-
-        def work():
-            return (yield from predict_images(model, items, tile=tile, threshold=threshold,
-                                              uncertainty=want_unc, cancel=cancel))
-
         self.results = {}
-        self.progress.setValue(0)
-        self.status.setText(f"predicting {len(items)} image(s)…")
-        self._set_running(True)
-        self.worker = start_worker(work, yielded=self._on_event, finished=self._on_finished)
+        self._start(model, items, f"predicting {len(items)} image(s)…", tile=self.tile.value() or "auto",
+                    threshold=threshold, uncertainty=self.uncertainty.isChecked())
 
-    def cancel(self, *_: Any) -> None:
-        if self.worker is not None:
-            self._cancel.set()
-            self.status.setText("cancelling…")
-
-    def _set_running(self, running: bool) -> None:
-        self.run_btn.setEnabled(not running)
-        self.cancel_btn.setEnabled(running)
-
-    def _on_event(self, ev: Any) -> None:
-        if isinstance(ev, Progress):
-            frac = (ev.index + ev.done / max(ev.total, 1)) / ev.count
-            self.progress.setValue(int(1000 * frac))
-            self.status.setText(f"{ev.image}: tile {ev.done}/{ev.total}")
-        elif isinstance(ev, Result):
-            self.results[ev.image] = show_result(self.viewer, ev, self._model,
+    def _on_result(self, result: Result) -> None:
+        self.results[result.image] = show_result(self.viewer, result, self._model,
                                                  probabilities=self.probs.isChecked())
-            self.status.setText(f"{ev.image}: done")
+        self.status.setText(f"{result.image}: done")
 
-    def _on_finished(self) -> None:
-        aborted = self._cancel.is_set()
-        self.worker = None
-        self._set_running(False)
+    def _on_finished(self, aborted: bool) -> None:
         if aborted:
             self.status.setText("cancelled")
         elif self.results:
