@@ -414,7 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("napari-unet: interrupted", file=sys.stderr)
         return 130
-    except (UserError, ValueError, TypeError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+    except (UserError, ValueError, TypeError, FileNotFoundError, PermissionError, IsADirectoryError,
+            MemoryError) as e:
         if os.environ.get("NAPARI_UNET_DEBUG"):
             raise
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__

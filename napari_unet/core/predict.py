@@ -51,7 +51,7 @@ class PredictProgress:
 
 @dataclass(frozen=True)
 class PredictRetry:
-    """CUDA ran out of memory; starting again with a smaller tile."""
+    """The device ran out of memory; starting again with a smaller tile (or batch)."""
 
     tile: tuple[int, ...]
     reason: str
@@ -350,14 +350,23 @@ def iter_predict(model: torch.nn.Module, image: Any, *, tile: Any = "auto", batc
             yield from _run(runner, img, stats, out, dev, amp, cores, halo, g, n_slices,
                             spatial, batch_size, budget, itemsize, meta)
             break
-        except _OOM as e:  # CUDA: halve the tile and try again
-            if dev.type != "cuda" or all(c <= g for c in cores):
-                raise
-            torch.cuda.empty_cache()
-            cores = tuple(max(g, c // 2 // g * g) for c in cores)
-            batch_size = "auto" if isinstance(batch_size, str) else max(1, int(batch_size) // 2)
-            warnings.warn(f"CUDA out of memory; retrying with tile {cores}")
-            yield PredictRetry(cores, str(e).splitlines()[0] if str(e) else "out of memory")
+        except _OOM as e:  # (CUDA) out of memory: halve the tile and try again
+            first = str(e).splitlines()[0] if str(e) else "out of memory"
+            smallest = all(c <= g for c in cores)
+            if smallest and batch_size == 1:
+                raise MemoryError(
+                    f"out of memory on {dev} even with the smallest tile ({'x'.join(map(str, cores))}, "
+                    f"one at a time): {first}. Free memory on the device (close other programs "
+                    "using it), use a smaller model, or predict on the CPU (device='cpu').") from e
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+            if smallest:
+                batch_size = 1
+            else:
+                cores = tuple(max(g, c // 2 // g * g) for c in cores)
+                batch_size = "auto" if isinstance(batch_size, str) else max(1, int(batch_size) // 2)
+            warnings.warn(f"out of memory on {dev}; retrying with tile {'x'.join(map(str, cores))}")
+            yield PredictRetry(cores, first)
     del runner
     yield PredictDone(out)
 

@@ -770,13 +770,19 @@ class _Trainer:
                     else:
                         loss.backward()
                         self.opt.step()
-                except torch.OutOfMemoryError:
-                    if dev.type != "cuda" or self.batch <= 1:
-                        raise
+                except torch.OutOfMemoryError as e:  # (CUDA) halve the batch and go on
                     x = y = logits = loss = None
-                    torch.cuda.empty_cache()
+                    self.opt.zero_grad(set_to_none=True)
+                    if self.batch <= 1:
+                        first = str(e).splitlines()[0] if str(e) else "out of memory"
+                        raise MemoryError(
+                            f"out of memory on {dev} while training with one patch of "
+                            f"{'x'.join(map(str, self.patch))} per step: {first}. Use a smaller "
+                            "patch or model, free memory on the device, or train on the CPU.") from e
+                    if dev.type == "cuda":
+                        torch.cuda.empty_cache()
                     self.batch = max(1, self.batch // 2)
-                    warnings.warn(f"CUDA out of memory; continuing with batch size {self.batch}")
+                    warnings.warn(f"out of memory on {dev}; continuing with batch size {self.batch}")
                     continue
                 if ema is not None:  # on the device, no host sync
                     d = min(EMA_DECAY, (1 + step) / (10 + step))

@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterator
 
 from .events import TrainFinished
 
-_ERRORS = {"ValueError": ValueError, "TypeError": TypeError, "FileNotFoundError": FileNotFoundError}
+_ERRORS = {"ValueError": ValueError, "TypeError": TypeError, "FileNotFoundError": FileNotFoundError,
+           "MemoryError": MemoryError}
 POLL_S = 0.05
 
 
@@ -76,7 +77,7 @@ def iter_train_process(images, labels, *, stop: threading.Event | None = None,
 
     ``model`` is continued in place: its weights are replaced by the trained ones when the
     child finishes. Closing the generator stops the child (within about a second, then kills it).
-    Errors in the child are raised here with their type (ValueError/TypeError) and message.
+    Errors in the child are raised here with their type (ValueError/TypeError/MemoryError...) and message.
     ``nice``: the child's scheduling priority is lowered by this much (POSIX), so that on a
     busy machine the viewer, not the training, gets the CPU first.
     """

@@ -179,3 +179,50 @@ def test_abandoned_generator_leaves_no_inference_mode(tiny2d, rng):
     next(gen)
     assert not torch.is_inference_mode_enabled()
     del gen
+
+
+class _RunsOutOfMemory(torch.nn.Module):
+    """Stands in for a GPU that has room for tiles of at most ``limit`` pixels (input side)."""
+
+    def __init__(self, inner, limit):
+        super().__init__()
+        self.inner, self.limit, self.calls = inner, limit, []
+
+    def forward(self, x):
+        self.calls.append(tuple(x.shape))
+        if x.shape[0] * max(x.shape[2:]) > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.inner(x)
+
+
+def test_out_of_memory_halves_the_tile_and_stays_seamless(tiny2d, rng, monkeypatch):
+    from napari_unet.core import predict as P
+
+    img = rng.gamma(2.0, 50.0, (173, 211)).astype(np.float32)
+    whole = predict(tiny2d, img, tile=None, device="cpu")
+    real_copy = P.inference_copy
+    fakes = []
+
+    def copy_that_runs_out(model, dev, channels_last):
+        fakes.append(_RunsOutOfMemory(real_copy(model, dev, channels_last), limit=120))
+        return fakes[-1]
+
+    monkeypatch.setattr(P, "inference_copy", copy_that_runs_out)
+    with pytest.warns(UserWarning, match="out of memory"):
+        events = list(iter_predict(tiny2d, img, tile=None, batch_size=2, device="cpu"))
+    retries = [e for e in events if isinstance(e, P.PredictRetry)]
+    assert retries and "out of memory" in retries[0].reason
+    assert all(t < 224 for t in retries[-1].tile)  # smaller than the whole (padded) image
+    probs = events[-1].probabilities
+    assert np.abs(probs - whole).max() <= 1e-4  # every pixel rewritten by the smaller tiles
+
+
+def test_out_of_memory_with_the_smallest_tile_says_so(tiny2d, rng, monkeypatch):
+    from napari_unet.core import predict as P
+
+    real_copy = P.inference_copy
+    monkeypatch.setattr(P, "inference_copy",
+                        lambda m, d, c: _RunsOutOfMemory(real_copy(m, d, c), limit=1))
+    img = rng.normal(100, 20, (64, 64)).astype(np.float32)
+    with pytest.warns(UserWarning), pytest.raises(MemoryError, match="smallest tile.*device='cpu'"):
+        predict(tiny2d, img, device="cpu")

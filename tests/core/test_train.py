@@ -231,6 +231,30 @@ def test_nan_loss_stops_and_keeps_last_good_weights(data2d, monkeypatch):
         train(img, strokes, steps=20, val_fraction=0, **TINY)
 
 
+def test_out_of_memory_halves_the_batch_then_says_so(data2d, monkeypatch):
+    import napari_unet.core.train as tr
+
+    img, sem, strokes = data2d
+    real = tr.sparse_loss
+    room = {"batch": 1}  # a device with room for this many patches per step
+
+    def tight(logits, target, **kw):
+        if logits.shape[0] > room["batch"]:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+        return real(logits, target, **kw)
+
+    monkeypatch.setattr(tr, "sparse_loss", tight)
+    with pytest.warns(UserWarning, match="out of memory") as rec:
+        events = run(iter_train(img, strokes, steps=6, val_fraction=0, **TINY))  # batch 4
+    assert [str(w.message)[-12:] for w in rec] == ["batch size 2", "batch size 1"]
+    fin = events[-1]
+    assert fin.reason == "steps" and fin.step == 6
+    assert all(torch.isfinite(p).all() for p in fin.model.parameters())
+    room["batch"] = 0  # not even one patch fits: a clear error, not a loop
+    with pytest.warns(UserWarning), pytest.raises(MemoryError, match="one patch.*smaller patch"):
+        run(iter_train(img, strokes, steps=6, val_fraction=0, **{**TINY, "batch_size": 2}))
+
+
 # ----------------------------------------------------------------------------- fine-tuning
 
 def test_finetune_with_new_head(data2d, tmp_path):
