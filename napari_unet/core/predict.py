@@ -317,6 +317,14 @@ def iter_predict(model: torch.nn.Module, image: Any, *, tile: Any = "auto", batc
         n_slices, spatial = 0, img.shape[1:]
     out_shape = (classes,) + img.shape[1:]
     if out is None:
+        need = math.prod(out_shape) * 4
+        free = available_memory(torch.device("cpu"))
+        if need > 0.8 * free:
+            raise MemoryError(
+                f"the probabilities of this image ({classes} classes x {'x'.join(map(str, img.shape[1:]))}, "
+                f"float32) need {need / 2**30:.1f} GiB but only {free / 2**30:.1f} GiB of RAM is free: "
+                "pass out= a float32 numpy.memmap of that shape to write them to disk (the "
+                "napari-unet predict command does this by itself), or predict a part of the image.")
         out = np.empty(out_shape, np.float32)
     else:
         if tuple(out.shape) != out_shape or out.dtype != np.float32:
