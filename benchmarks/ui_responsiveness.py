@@ -36,6 +36,9 @@ def main() -> int:
     ap.add_argument("--cold", action="store_true",
                     help="do not import the engine (torch) before pressing Train: the first "
                          "press then pays for importing torch in the worker thread")
+    ap.add_argument("--trace-stalls", action="store_true",
+                    help="a watchdog thread prints the main thread's Python stack whenever the "
+                         "event loop has been blocked for more than 50 ms (to find what blocks it)")
     args = ap.parse_args()
 
     if sys.platform.startswith("linux") and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
@@ -97,6 +100,7 @@ def main() -> int:
 
         pan.timeout.connect(move)
 
+        watchdog = _Watchdog(clock, last) if args.trace_stalls else None
         t_start = time.monotonic()
         w.start()
         timer.start()
@@ -108,6 +112,8 @@ def main() -> int:
         timer.stop()
         pan.stop()
         wall = time.monotonic() - t_start
+        if watchdog is not None:
+            watchdog.stop()
 
         stalls = np.maximum(np.asarray(gaps[1:]) - PERIOD_MS, 0.0)
         steps = w.plot.train[-1][0] if w.plot.train else 0
@@ -134,6 +140,46 @@ def main() -> int:
     ok = results[0]  # the bar applies to the widget's default (a child process)
     viewer.close()
     return 0 if ok else 1
+
+
+class _Watchdog:
+    """Samples the main thread's stack every 5 ms while no tick has arrived for > 50 ms and
+    prints, per stall, the stacks seen (the Python frames that held the event loop)."""
+
+    def __init__(self, clock, last):
+        import threading
+
+        self.clock, self.last = clock, last
+        self.main = threading.main_thread().ident
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        import collections
+        import traceback
+
+        seen = None
+        while not self._stop.wait(0.005):
+            blocked = (self.clock.nsecsElapsed() - self.last[0]) / 1e6
+            if blocked > 50:
+                frame = sys._current_frames().get(self.main)
+                if frame is None:
+                    continue
+                stack = "".join(traceback.format_stack(frame, limit=12))
+                if seen is None:
+                    seen = (self.clock.nsecsElapsed() / 1e9, collections.Counter())
+                seen[1][stack] += 1
+            elif seen is not None:
+                t0, stacks = seen
+                print(f"[watchdog] event loop blocked > 50 ms from {t0:.2f} s (5 ms samples):", file=sys.stderr)
+                for stack, n in stacks.most_common(3):
+                    print(f"  {n} samples in:\n{stack}", file=sys.stderr)
+                seen = None
+
+    def stop(self):
+        self._stop.set()
+        self._t.join()
 
 
 if __name__ == "__main__":

@@ -53,9 +53,33 @@ class PreviewSource:
             return self._current
 
 
+def preview_layer(viewer: Any, image: Any) -> Any:
+    """The "<image> preview" layer, created (zeros, additive, so invisible until the first
+    preview) if missing. Creating it leaves the user's layer selection as it was: napari
+    selects a new layer, which would take the brush away from a painting in progress."""
+    layer = _layers.find_role(viewer.layers, image.name, "preview")
+    if layer is not None:
+        return layer
+    sel = viewer.layers.selection
+    active, chosen = sel.active, set(sel)
+    shape = np.asarray(image.data).shape[:-1] if image.rgb else np.asarray(image.data).shape
+    nd = len(shape)
+    layer = viewer.add_image(
+        np.zeros(shape, np.float32), name=f"{image.name} preview", colormap="inferno",
+        contrast_limits=(0.0, 1.0), blending="additive", opacity=0.6,
+        scale=image.scale[-nd:], translate=image.translate[-nd:],
+        metadata=_layers.tag("preview", image.name))
+    if active is not None:
+        sel.active = active  # selects only it
+    else:
+        sel.clear()
+    sel.update(chosen)
+    return layer
+
+
 def show_preview(viewer: Any, key: Any, probabilities: np.ndarray) -> Any | None:
     """Main thread: write the foreground probability (1 - p(background)) into the image's
-    preview layer, creating it on first use. Returns the layer."""
+    preview layer (created on first use). Returns the layer."""
     if key is None:
         return None
     name, z0, z1 = key
@@ -63,15 +87,7 @@ def show_preview(viewer: Any, key: Any, probabilities: np.ndarray) -> Any | None
     if image is None:
         return None
     fg = 1.0 - probabilities[0]
-    layer = _layers.find_role(viewer.layers, name, "preview")
-    if layer is None:
-        shape = np.asarray(image.data).shape[:-1] if image.rgb else np.asarray(image.data).shape
-        nd = len(shape)
-        layer = viewer.add_image(
-            np.zeros(shape, np.float32), name=f"{name} preview", colormap="inferno",
-            contrast_limits=(0.0, 1.0), blending="additive", opacity=0.6,
-            scale=image.scale[-nd:], translate=image.translate[-nd:],
-            metadata=_layers.tag("preview", name))
+    layer = preview_layer(viewer, image)
     if z0 is None:
         layer.data[...] = fg
     elif fg.ndim == layer.data.ndim - 1:  # a 2D model's slice

@@ -19,7 +19,7 @@ from . import _layers
 from ._common import (UserError, find_layer, heading, hint, show_error, show_info, show_warning, start_worker,
                       user_action)
 from ._plot import LossPlot
-from ._preview import PreviewSource, show_preview
+from ._preview import PreviewSource, preview_layer, show_preview
 from ._state import model_state
 
 START_NEW, START_CURRENT, START_FILE = "new model", "continue current model", "fine-tune a model file"
@@ -255,6 +255,10 @@ class TrainWidget(QWidget):
             self.preview.dims = dims
             self._update_preview_source()
             kwargs["preview"] = self.preview
+            current = self.preview()
+            shown = find_layer(self.viewer, current[0][0], _layers.is_image) if current else None
+            if shown is not None:  # add the layer now, on the click, not as a stall mid-training
+                preview_layer(self.viewer, shown)
         self._stop = threading.Event()
         kwargs["stop"] = self._stop
 

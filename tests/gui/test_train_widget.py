@@ -66,10 +66,13 @@ def test_live_preview_follows_the_slice_on_screen(viewer, dock, qtbot):
     w = _train_widget(viewer, dock, seconds=30, sample="nuclei_3d")
     w.preview_every = 0.5
     viewer.dims.set_current_step(0, 7)
+    paint = next(la for la in viewer.layers if la.name.endswith("paint"))
+    viewer.layers.selection.active = paint  # the user is painting while training runs
     w.start()
     try:
         qtbot.waitUntil(lambda: "nuclei 3d preview" in [la.name for la in viewer.layers], timeout=60000)
         preview = viewer.layers["nuclei 3d preview"]
+        assert viewer.layers.selection.active is paint and set(viewer.layers.selection) == {paint}
         assert preview.data.shape == viewer.layers["nuclei 3d"].data.shape
         qtbot.waitUntil(lambda: preview.data[7].any(), timeout=10000)
         assert not preview.data[15].any()
