@@ -23,6 +23,21 @@ def test_predict_mistakes(viewer, dock, notes, tiny_model):
     assert w.worker is None and w.run_btn.isEnabled()
 
 
+
+def test_predict_larger_than_ram_says_so_and_recovers(viewer, dock, notes, tiny_model, qtbot, monkeypatch):
+    from napari_unet.core import predict as P
+
+    w = dock("Predict")
+    model_state(viewer).set(tiny_model, "test")
+    viewer.add_image(np.zeros((8, 64, 64), np.float32), name="stack")
+    monkeypatch.setattr(P, "available_memory", lambda dev: 1 << 16)  # 64 KiB free
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=30000)
+    assert "GiB of RAM is free" in errors(notes)[-1] and "out=" in errors(notes)[-1]
+    assert w.run_btn.isEnabled() and not w.cancel_btn.isEnabled()
+    assert [la.name for la in viewer.layers] == ["stack"]  # nothing half-made was added
+
+
 def test_evaluate_mistakes(viewer, dock, notes):
     w = dock("Evaluate")
     w.run()
