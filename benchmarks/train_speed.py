@@ -1,8 +1,8 @@
 """Trainer overhead: ``iter_train`` vs a bare PyTorch loop, side by side in one run.
 
 Both train the same architecture (same width, depth, batch, patch, channels-last choice,
-AdamW, the same class-balanced sparse loss, the same precision). The bare loop feeds one
-pre-made random batch again and again (no data pipeline at all); the trainer samples
+AdamW (fused where available, as in the trainer), the same class-balanced sparse loss, the same
+precision). The bare loop feeds one pre-made random batch again and again (no data pipeline at all); the trainer samples
 class-balanced patches from a painted synthetic image and augments them on the device, emits
 events, validates periodically. Short rounds alternate (bare, trainer, bare, ...) so that load
 from other processes hits both alike; the median of the per-round ratios is reported.
@@ -33,8 +33,10 @@ def bare_loop(model, x, y, steps, dev, amp, channels_last, lr=2e-3):
 
     from napari_unet.core.losses import sparse_loss
 
+    from napari_unet.core.train import _adamw
+
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    opt = _adamw(list(model.parameters()), lr=lr, weight_decay=1e-4)  # the trainer's optimizer
     scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)

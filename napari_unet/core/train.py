@@ -384,6 +384,16 @@ def train(images, labels, **kwargs) -> UNet:
 
 # ----------------------------------------------------------------------------- the loop
 
+def _adamw(params: list, **kw: Any) -> torch.optim.Optimizer:
+    """AdamW with the fused kernel where this torch and device have one (CPU: ~4x faster
+    optimizer steps than the per-tensor loop, ~1 ms of a ~65 ms step for the CPU default
+    model), else torch's default implementation."""
+    try:
+        return torch.optim.AdamW(params, fused=True, **kw)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(params, **kw)
+
+
 class ThreadTuner:
     """CPU only: compare step times with torch's default thread count and with one thread,
     keep the faster, and check again every ``every`` seconds.
@@ -527,7 +537,7 @@ class _Trainer:
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
         model.train()
-        self.opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+        self.opt = _adamw(list(model.parameters()), lr=p.lr, weight_decay=p.weight_decay)
         self.scaler = (torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None)
         self.precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp]
 
