@@ -2,9 +2,9 @@
 
 Both train the same architecture (same width, depth, batch, patch, channels-last choice,
 AdamW (fused where available, as in the trainer), the same class-balanced sparse loss, the same
-precision). The bare loop feeds one pre-made random batch again and again (no data pipeline at all); the trainer samples
-class-balanced patches from a painted synthetic image and augments them on the device, emits
-events, validates periodically. Short rounds alternate (bare, trainer, bare, ...) so that load
+precision). The bare loop feeds one pre-made random batch again and again (no data pipeline
+at all); the trainer samples class-balanced patches from a painted synthetic image and augments
+them on the device, emits events, validates periodically. Short rounds alternate (bare, trainer, bare, ...) so that load
 from other processes hits both alike; the median of the per-round ratios is reported.
 
 The trainer's CPU thread tuning is switched off here (both run with the same thread count),
