@@ -37,6 +37,7 @@ class TrainWidget(QWidget):
         self._task_id: Any = None
         self.finished_reason: str | None = None
         self.preview = PreviewSource()
+        self._empty_preview: Any = None
 
         # data
         self.pairs = QListWidget()
@@ -258,7 +259,9 @@ class TrainWidget(QWidget):
             current = self.preview()
             shown = find_layer(self.viewer, current[0][0], _layers.is_image) if current else None
             if shown is not None:  # add the layer now, on the click, not as a stall mid-training
-                preview_layer(self.viewer, shown)
+                had = _layers.find_role(self.viewer.layers, shown.name, "preview") is not None
+                layer = preview_layer(self.viewer, shown)
+                self._empty_preview = None if had else layer
         self._stop = threading.Event()
         kwargs["stop"] = self._stop
 
@@ -301,6 +304,9 @@ class TrainWidget(QWidget):
         self._unregister_task()
         if self.finished_reason is None:
             self.status.setText("training ended without a model (see the message)")
+        empty, self._empty_preview = self._empty_preview, None
+        if empty is not None and empty in self.viewer.layers and not np.any(empty.data):
+            self.viewer.layers.remove(empty)  # made for this run, which never previewed
 
     # ------------------------------------------------------------------ events (main thread)
     def _on_event(self, ev: Any) -> None:

@@ -118,3 +118,18 @@ def test_user_mistakes_are_notifications(viewer, dock, notes):
     w.load_model("/nonexistent/x.pt")
     assert "does not exist" in errors(notes)[-1]
     assert not w.is_running() and w.train_btn.isEnabled()
+
+
+def test_a_run_that_fails_in_the_engine_leaves_no_empty_preview(viewer, dock, qtbot, notes, tmp_path):
+    w = _train_widget(viewer, dock, seconds=3)
+    bad = tmp_path / "corrupt.pt"
+    bad.write_bytes(b"not a model")
+    w.start_from.setCurrentText("fine-tune a model file")
+    w.init_path.setText(str(bad))
+    assert w.live_preview.isChecked()
+    w.start()
+    assert "nuclei 2d preview" in [la.name for la in viewer.layers]  # added on the click
+    qtbot.waitUntil(lambda: not w.is_running(), timeout=60000)
+    assert "corrupt.pt" in errors(notes)[-1]
+    assert "nuclei 2d preview" not in [la.name for la in viewer.layers]
+    assert w.train_btn.isEnabled()
