@@ -2,6 +2,9 @@
 (main thread)."""
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +64,8 @@ def predict_images(model: Any, items: list[tuple[str, np.ndarray]], *, tile: Any
     meta = model.meta
     for i, (name, image) in enumerate(items):
         probs = None
-        gen = iter_predict(model, image, tile=tile)
+        outs = output_arrays(image, meta, uncertainty)
+        gen = iter_predict(model, image, tile=tile, out=outs["probs"])
         try:
             for ev in gen:
                 if cancel is not None and cancel.is_set():
@@ -72,8 +76,8 @@ def predict_images(model: Any, items: list[tuple[str, np.ndarray]], *, tile: Any
                     probs = ev.probabilities
         finally:
             gen.close()
-        labels = probabilities_to_labels(probs, meta.get("class_values"), threshold)
-        unc = entropy(probs) if uncertainty else None
+        labels = probabilities_to_labels(probs, meta.get("class_values"), threshold, out=outs["labels"])
+        unc = entropy(probs, out=outs["uncertainty"]) if uncertainty else None
         files: tuple[str, ...] = ()
         if out_dir is not None:
             from napari_unet.core.io import axes_for, write_tiff
@@ -83,6 +87,49 @@ def predict_images(model: Any, items: list[tuple[str, np.ndarray]], *, tile: Any
             p2 = write_tiff(Path(out_dir) / f"{stem}_labels.tif", labels, axes=axes_for(labels))
             files = (str(p1), str(p2))
         yield Result(name, probs, labels, unc, files)
+
+
+# Results of one image larger than this share of free RAM live in files on disk instead
+RAM_SHARE = 0.4
+
+
+def output_arrays(image: np.ndarray, meta: dict, uncertainty: bool) -> dict[str, np.ndarray | None]:
+    """Where one image's results go: ``None`` each (in RAM, allocated by the engine) when the
+    probabilities, labels and uncertainty together fit in ``RAM_SHARE`` of free RAM; else
+    memory-mapped scratch files, so a stack larger than RAM still gets its layers (napari
+    reads memmaps lazily). The files are unlinked at once: the mapping keeps them alive while a
+    layer uses them, and the disk space comes back when it is gone (POSIX)."""
+    from napari_unet.core.device import available_memory
+    from napari_unet.core.predict import prepare_image
+
+    import torch
+
+    spatial = prepare_image(image, meta, None).shape[1:]
+    classes = meta["classes"]
+    label_dtype = np.uint8 if max(meta.get("class_values") or [classes]) < 256 else np.uint16
+    shapes = {"probs": ((classes,) + spatial, np.float32), "labels": (spatial, label_dtype)}
+    if uncertainty:
+        shapes["uncertainty"] = (spatial, np.float32)
+    need = sum(int(np.prod(sh)) * np.dtype(dt).itemsize for sh, dt in shapes.values())
+    outs: dict[str, np.ndarray | None] = {"probs": None, "labels": None, "uncertainty": None}
+    if need <= RAM_SHARE * available_memory(torch.device("cpu")):
+        return outs
+    folder = Path(os.environ.get("NAPARI_UNET_SCRATCH") or tempfile.gettempdir())
+    free = shutil.disk_usage(folder).free
+    if need > 0.9 * free:
+        raise MemoryError(f"the results of this image need {need / 2**30:.1f} GiB, more than RAM "
+                          f"allows, and {folder} has only {free / 2**30:.1f} GiB free for them on "
+                          "disk: set NAPARI_UNET_SCRATCH to a folder on a larger disk, or use "
+                          "Batch with an output folder.")
+    for key, (shape, dtype) in shapes.items():
+        fd, path = tempfile.mkstemp(prefix=f"napari-unet-{key}-", suffix=".npy", dir=folder)
+        os.close(fd)
+        outs[key] = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        try:
+            os.unlink(path)
+        except OSError:  # (Windows) the file stays in the temporary folder
+            pass
+    return outs
 
 
 def safe_stem(name: str) -> str:

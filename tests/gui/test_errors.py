@@ -24,16 +24,22 @@ def test_predict_mistakes(viewer, dock, notes, tiny_model):
 
 
 
-def test_predict_larger_than_ram_says_so_and_recovers(viewer, dock, notes, tiny_model, qtbot, monkeypatch):
-    from napari_unet.core import predict as P
+def test_predict_larger_than_ram_and_disk_says_so(viewer, dock, notes, tiny_model, qtbot, monkeypatch, tmp_path):
+    import collections
+    import shutil
+
+    from napari_unet.core import device
 
     w = dock("Predict")
     model_state(viewer).set(tiny_model, "test")
     viewer.add_image(np.zeros((8, 64, 64), np.float32), name="stack")
-    monkeypatch.setattr(P, "available_memory", lambda dev: 1 << 16)  # 64 KiB free
+    monkeypatch.setattr(device, "available_memory", lambda dev: 1 << 16)  # 64 KiB of RAM free
+    monkeypatch.setenv("NAPARI_UNET_SCRATCH", str(tmp_path))
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 20, 1 << 20, 1 << 16))
     w.run()
     qtbot.waitUntil(lambda: w.worker is None, timeout=30000)
-    assert "GiB of RAM is free" in errors(notes)[-1] and "out=" in errors(notes)[-1]
+    assert "GiB free" in errors(notes)[-1] and "NAPARI_UNET_SCRATCH" in errors(notes)[-1]
     assert w.run_btn.isEnabled() and not w.cancel_btn.isEnabled()
     assert [la.name for la in viewer.layers] == ["stack"]  # nothing half-made was added
 

@@ -39,6 +39,33 @@ def test_predict_adds_probability_labels_and_uncertainty_layers(viewer, dock, qt
     assert np.array_equal(viewer.layers["cells labels"].data, np.where(p_fg >= 0.3, 2, 1))
 
 
+
+def test_predict_a_stack_larger_than_ram_allows_goes_to_disk(viewer, dock, qtbot, tiny_model,
+                                                             monkeypatch, tmp_path):
+    import os
+
+    from napari_unet import predict
+    from napari_unet.core import device
+
+    stack = np.random.default_rng(4).random((6, 48, 56)).astype(np.float32)
+    expected = predict(tiny_model, stack, device="cpu")
+    viewer.add_image(stack, name="huge")
+    model_state(viewer).set(tiny_model, "test")
+    monkeypatch.setenv("NAPARI_UNET_SCRATCH", str(tmp_path))
+    monkeypatch.setattr(device, "available_memory", lambda dev: 1 << 16)  # results "exceed RAM"
+    w = dock("Predict")
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=30000)
+    probs = viewer.layers["huge p(nucleus)"].data
+    labels = viewer.layers["huge labels"].data
+    unc = viewer.layers["huge uncertainty"].data
+    for arr in (probs, labels, unc):
+        assert isinstance(arr, np.memmap) or isinstance(arr.base, np.memmap)
+    np.testing.assert_allclose(probs, expected[1], atol=1e-6)
+    assert np.array_equal(labels, np.where(expected[1] > expected[0], 2, 1))
+    assert os.listdir(tmp_path) == []  # unlinked at once: the space returns with the layers
+
+
 def test_predict_cancel_reenables_buttons(viewer, dock, qtbot, tiny_model):
     viewer.add_image(np.random.default_rng(2).random((40, 256, 256)).astype(np.float32), name="big")
     model_state(viewer).set(tiny_model, "test")
