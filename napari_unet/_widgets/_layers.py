@@ -51,6 +51,12 @@ def paint_name(image_name: str) -> str:
     return f"{image_name} paint"
 
 
+def full_data(layer: Any) -> Any:
+    """The layer's full-resolution array. For a multiscale layer that is level 0:
+    ``np.asarray(layer.data)`` would give the smallest level instead."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
 def is_image(layer: Any) -> bool:
     """A user image (not one of our probability/preview/uncertainty layers)."""
     return type(layer).__name__ == "Image" and role(layer) in (None, "image")

@@ -29,21 +29,21 @@ class PreviewSource:
             with self._lock:
                 self._current = None
             return
-        data = np.asarray(image_layer.data)
-        if image_layer.rgb:
-            data = data.mean(-1)
-        if data.ndim == 2:
-            current = ((image_layer.name, None, None), data)
+        data = _layers.full_data(image_layer)
+        nd = len(data.shape) - (1 if image_layer.rgb else 0)
+        if nd == 2:
+            key, part = (image_layer.name, None, None), data
         else:
             z = int(round(image_layer.world_to_data(viewer.dims.point)[-3]))
             z = min(max(z, 0), data.shape[0] - 1)
             if self.dims == 2:
-                z0, z1 = z, z + 1
-                current = ((image_layer.name, z0, z1), data[z])
+                key, part = (image_layer.name, z, z + 1), data[z]
             else:
                 z0 = max(0, min(z - SLAB // 2, data.shape[0] - SLAB))
                 z1 = min(data.shape[0], z0 + SLAB)
-                current = ((image_layer.name, z0, z1), data[z0:z1])
+                key, part = (image_layer.name, z0, z1), data[z0:z1]
+        part = np.asarray(part)  # only what is previewed is read (lazy arrays stay lazy)
+        current = (key, part.mean(-1) if image_layer.rgb else part)
         with self._lock:
             self._current = current
 
@@ -62,7 +62,8 @@ def preview_layer(viewer: Any, image: Any) -> Any:
         return layer
     sel = viewer.layers.selection
     active, chosen = sel.active, set(sel)
-    shape = np.asarray(image.data).shape[:-1] if image.rgb else np.asarray(image.data).shape
+    shape = tuple(_layers.full_data(image).shape)
+    shape = shape[:-1] if image.rgb else shape
     nd = len(shape)
     layer = viewer.add_image(
         np.zeros(shape, np.float32), name=f"{image.name} preview", colormap="inferno",

@@ -42,9 +42,10 @@ def image_items(layers: list, model: Any, hint: str = "") -> list[tuple[str, np.
     for layer in layers:
         if layer.rgb:
             raise UserError(f"'{layer.name}' is an RGB image; the model takes one channel.")
-        if model.meta.get("dims") == 3 and np.ndim(layer.data) != 3:
+        data = _layers.full_data(layer)
+        if model.meta.get("dims") == 3 and len(data.shape) != 3:
             raise UserError(f"The model is 3D but '{layer.name}' is not a (Z, Y, X) stack{hint}.")
-        items.append((layer.name, np.asarray(layer.data)))
+        items.append((layer.name, np.asarray(data)))
     return items
 
 

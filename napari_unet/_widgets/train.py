@@ -217,7 +217,7 @@ class TrainWidget(QWidget):
         dims = 3 if self.dims.currentIndex() == 1 else 2
         images, labels, class_names = [], [], None
         for image, paint in pairs:
-            img = np.asarray(image.data)
+            img = np.asarray(_layers.full_data(image))
             if image.rgb:
                 raise UserError(f"'{image.name}' is an RGB image; convert it to grayscale first.")
             if img.shape != tuple(paint.data.shape):
@@ -348,7 +348,9 @@ class TrainWidget(QWidget):
             else:
                 show_info(f"Training {text} after {ev.step} steps.")
 
-    def _update_preview_source(self, *_: Any) -> None:
+    def _update_preview_source(self, *event: Any) -> None:
+        if event and self.worker is None:
+            return  # a dims/selection event while not training: nothing to preview (start() calls this)
         active = self.viewer.layers.selection.active
         image = None
         if active is not None:
@@ -357,7 +359,7 @@ class TrainWidget(QWidget):
         if image is None:
             pairs = self.chosen_pairs()
             image = pairs[0][0] if pairs else None
-        if image is not None and self.dims.currentIndex() == 1 and np.ndim(image.data) != 3:
+        if image is not None and self.dims.currentIndex() == 1 and len(_layers.full_data(image).shape) != 3:
             image = None
         self.preview.update(self.viewer, image)
 

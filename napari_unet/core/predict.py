@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from .device import autocast_dtype, available_memory, resolve_device
+from . import device as _device  # available_memory looked up at call time (tests patch it)
+from .device import autocast_dtype, resolve_device
 from .model import model_meta
 from .normalize import apply_stats, percentile_stats
 
@@ -297,7 +298,7 @@ def memory_budget(dev: torch.device, dims: int) -> float:
         share, cap = CPU_BUDGET_SHARE_3D, CPU_BUDGET_CAP_3D
     else:
         share, cap = CPU_BUDGET_SHARE, CPU_BUDGET_CAP
-    return min(available_memory(dev) * share, cap)
+    return min(_device.available_memory(dev) * share, cap)
 
 
 def iter_predict(model: torch.nn.Module, image: Any, *, tile: Any = "auto", batch_size: Any = "auto",
@@ -318,7 +319,7 @@ def iter_predict(model: torch.nn.Module, image: Any, *, tile: Any = "auto", batc
     out_shape = (classes,) + img.shape[1:]
     if out is None:
         need = math.prod(out_shape) * 4
-        free = available_memory(torch.device("cpu"))
+        free = _device.available_memory(torch.device("cpu"))
         if need > 0.8 * free:
             raise MemoryError(
                 f"the probabilities of this image ({classes} classes x {'x'.join(map(str, img.shape[1:]))}, "

@@ -229,11 +229,11 @@ def test_out_of_memory_with_the_smallest_tile_says_so(tiny2d, rng, monkeypatch):
 
 
 def test_output_larger_than_ram_is_refused_with_the_fix(tiny2d, monkeypatch, tmp_path):
-    from napari_unet.core import predict as P
+    from napari_unet.core import device
 
     img = np.zeros((64, 64), np.float32)
     need = 3 * 64 * 64 * 4
-    monkeypatch.setattr(P, "available_memory", lambda dev: need)  # less than need / 0.8
+    monkeypatch.setattr(device, "available_memory", lambda dev: need)  # less than need / 0.8
     with pytest.raises(MemoryError, match=r"need .* GiB .*out= a float32 numpy.memmap"):
         predict(tiny2d, img, device="cpu")
     out = np.lib.format.open_memmap(tmp_path / "p.npy", mode="w+", dtype=np.float32, shape=(3, 64, 64))

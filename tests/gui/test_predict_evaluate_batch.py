@@ -66,6 +66,23 @@ def test_predict_a_stack_larger_than_ram_allows_goes_to_disk(viewer, dock, qtbot
     assert os.listdir(tmp_path) == []  # unlinked at once: the space returns with the layers
 
 
+
+def test_predict_a_multiscale_image_uses_full_resolution(viewer, dock, qtbot, tiny_model):
+    import dask.array as da
+
+    full = np.random.default_rng(5).random((96, 128)).astype(np.float32)
+    viewer.add_image([da.from_array(full, chunks=32), full[::2, ::2]], multiscale=True, name="pyramid")
+    model_state(viewer).set(tiny_model, "test")
+    w = dock("Predict")
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=30000)
+    labels = viewer.layers["pyramid labels"].data
+    assert labels.shape == full.shape  # not the 48x64 level that np.asarray(layer.data) gives
+    from napari_unet import predict
+    np.testing.assert_allclose(viewer.layers["pyramid p(nucleus)"].data,
+                               predict(tiny_model, full, device="cpu")[1], atol=1e-6)
+
+
 def test_predict_cancel_reenables_buttons(viewer, dock, qtbot, tiny_model):
     viewer.add_image(np.random.default_rng(2).random((40, 256, 256)).astype(np.float32), name="big")
     model_state(viewer).set(tiny_model, "test")
