@@ -101,9 +101,9 @@ def predict_file(model, image_path: Path, out_dir: Path, *, tile, batch_size, de
     """Predict one image file and write ``<stem>_probs.tif`` and ``<stem>_labels.tif``."""
     import numpy as np
 
-    from .core.device import available_memory, resolve_device
+    from .core.device import resolve_device
     from .core.io import axes_for, read_image, tiff_memmap, write_tiff
-    from .core.predict import predict, prepare_image, probabilities_to_labels
+    from .core.predict import fits_in_ram, predict, prepare_image, probabilities_to_labels
 
     img = read_image(image_path)
     meta = model.meta
@@ -118,7 +118,7 @@ def predict_file(model, image_path: Path, out_dir: Path, *, tile, batch_size, de
     progress = (lambda d, n: bar.update(d, n, f"tiles {d}/{n}")) if bar else None
     values = meta.get("class_values") or list(range(1, meta["classes"] + 1))
     resolve_device(device)
-    if nbytes > 0.4 * available_memory(resolve_device("cpu")):
+    if not fits_in_ram(nbytes):
         # larger than RAM allows: predict straight into a memory-mapped TIFF
         with tiff_memmap(probs_path, shape, np.float32, axes=axes) as probs:
             predict(model, img, tile=tile, batch_size=batch_size, device=device,

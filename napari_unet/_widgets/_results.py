@@ -90,20 +90,13 @@ def predict_images(model: Any, items: list[tuple[str, np.ndarray]], *, tile: Any
         yield Result(name, probs, labels, unc, files)
 
 
-# Results of one image larger than this share of free RAM live in files on disk instead
-RAM_SHARE = 0.4
-
-
 def output_arrays(image: np.ndarray, meta: dict, uncertainty: bool) -> dict[str, np.ndarray | None]:
     """Where one image's results go: ``None`` each (in RAM, allocated by the engine) when the
-    probabilities, labels and uncertainty together fit in ``RAM_SHARE`` of free RAM; else
+    probabilities, labels and uncertainty together fit in RAM (``fits_in_ram``); else
     memory-mapped scratch files, so a stack larger than RAM still gets its layers (napari
     reads memmaps lazily). The files are unlinked at once: the mapping keeps them alive while a
     layer uses them, and the disk space comes back when it is gone (POSIX)."""
-    from napari_unet.core.device import available_memory
-    from napari_unet.core.predict import prepare_image
-
-    import torch
+    from napari_unet.core.predict import fits_in_ram, prepare_image
 
     spatial = prepare_image(image, meta, None).shape[1:]
     classes = meta["classes"]
@@ -113,7 +106,7 @@ def output_arrays(image: np.ndarray, meta: dict, uncertainty: bool) -> dict[str,
         shapes["uncertainty"] = (spatial, np.float32)
     need = sum(int(np.prod(sh)) * np.dtype(dt).itemsize for sh, dt in shapes.values())
     outs: dict[str, np.ndarray | None] = {"probs": None, "labels": None, "uncertainty": None}
-    if need <= RAM_SHARE * available_memory(torch.device("cpu")):
+    if fits_in_ram(need):
         return outs
     folder = Path(os.environ.get("NAPARI_UNET_SCRATCH") or tempfile.gettempdir())
     free = shutil.disk_usage(folder).free
@@ -226,11 +219,18 @@ class PredictionPanel:
         except RuntimeError:  # the widget was closed
             pass
 
-    def _check_idle(self) -> None:
+    def _model_and_targets(self, none_message: str) -> tuple[Any, list]:
+        """The current model and the image layers to segment (``self.targets()``); a UserError
+        when a run is already going, there is no model, or no image (``none_message``)."""
         from ._common import UserError
 
         if self.worker is not None:
             raise UserError(self.busy_message)
+        model = self.state.require()
+        layers = self.targets()
+        if not layers:
+            raise UserError(none_message)
+        return model, layers
 
     def _start(self, model: Any, items: list[tuple[str, np.ndarray]], message: str, **kwargs: Any) -> None:
         """Predict ``items`` in the background; ``kwargs`` go to :func:`predict_images`."""

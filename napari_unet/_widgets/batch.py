@@ -61,12 +61,9 @@ class BatchWidget(PredictionPanel, QWidget):
 
     @user_action
     def run(self, *_: Any) -> None:
-        self._check_idle()
-        model = self.state.require()
-        layers = self.targets()
-        if not layers:
-            raise UserError("No images to segment: open image layers"
-                            + (" and select some of them." if self.only_selected.isChecked() else "."))
+        model, layers = self._model_and_targets(
+            "No images to segment: open image layers"
+            + (" and select some of them." if self.only_selected.isChecked() else "."))
         out_dir = None
         if self.write.isChecked():
             text = self.out_dir.text().strip()

@@ -63,11 +63,7 @@ class PredictWidget(PredictionPanel, QWidget):
 
     @user_action
     def run(self, *_: Any) -> None:
-        self._check_idle()
-        model = self.state.require()
-        layers = self.targets()
-        if not layers:
-            raise UserError("No image selected: choose an image layer to predict.")
+        model, layers = self._model_and_targets("No image selected: choose an image layer to predict.")
         threshold = None
         if self.mode.currentIndex() == 1:
             if model.meta.get("classes") != 2:

@@ -290,6 +290,16 @@ def inference_copy(model: torch.nn.Module, dev: torch.device, channels_last: boo
     return runner
 
 
+# Results larger than this share of free RAM are written to disk (memory-mapped) by the
+# napari-unet command and the plugin, rather than held in memory.
+OUTPUT_RAM_SHARE = 0.4
+
+
+def fits_in_ram(nbytes: int) -> bool:
+    """Whether ``nbytes`` of results may be held in RAM (see ``OUTPUT_RAM_SHARE``)."""
+    return nbytes <= OUTPUT_RAM_SHARE * _device.available_memory(torch.device("cpu"))
+
+
 def memory_budget(dev: torch.device, dims: int) -> float:
     """Bytes that one batch of tiles may use for activations when ``tile="auto"``."""
     if dev.type == "cuda":
