@@ -150,6 +150,12 @@ def cmd_predict(args) -> int:
     if dup:
         raise UserError(f"several images share the name {sorted(dup)[0]!r}; their outputs would overwrite each other")
     model = load_model(model_path)
+    if args.measure and not args.instances:
+        raise UserError("--measure measures the objects of --instances: give both")
+    if args.instances:
+        from .core.instance_outputs import foreground_index
+
+        foreground_index(model.meta, args.instance_class)  # a wrong class fails before predicting
     from .core.device import describe_device, resolve_device
 
     dev = resolve_device(args.device)
@@ -162,7 +168,40 @@ def cmd_predict(args) -> int:
                                                device=dev, channel_axis=args.channel_axis,
                                                threshold=args.threshold, quiet=args.quiet)
         print(f"{p.name}: wrote {probs_path} and {labels_path} in {time.perf_counter() - t0:.1f}s")
+        if args.instances:
+            for f in instance_outputs(model, p, probs_path, labels_path, out_dir, args):
+                print(f"{p.name}: wrote {f}")
     return 0
+
+
+def instance_outputs(model, image_path: Path, probs_path: Path, labels_path: Path, out_dir: Path,
+                     args) -> list[Path]:
+    """``--instances`` (and ``--measure``): objects from the probabilities just written."""
+    from .core.instance_outputs import write_instances, write_measurements
+    from .core.io import read_image
+
+    stem, spacing = _stem(image_path), args.spacing
+    inst, n = write_instances(read_image(probs_path), model.meta, out_dir / f"{stem}_instances.tif",
+                              class_value=args.instance_class, min_size=args.min_size,
+                              seed_distance=args.seed_distance, spacing=spacing)
+    written = [f"{inst} ({n} objects)"]
+    if args.measure:
+        image = read_image(image_path) if args.channel_axis is None else None
+        csv_path, _ = write_measurements(inst, out_dir / f"{stem}_objects.csv", image=image,
+                                         labels=read_image(labels_path), spacing=spacing,
+                                         class_names=model.meta.get("class_names"))
+        written.append(csv_path)
+    return written
+
+
+def _spacing_arg(text: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--spacing must be numbers such as 2,0.5,0.5, got {text!r}") from None
+    if not all(v > 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"--spacing values must be positive, got {text!r}")
+    return vals
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -194,6 +233,13 @@ def cmd_evaluate(args) -> int:
     truth = np.asarray(read_image(_existing_file(args.truth, "--truth")))
     if pred.shape != truth.shape:
         raise UserError(f"--pred {args.pred} has shape {pred.shape} but --truth {args.truth} has {truth.shape}")
+    if args.objects:
+        from .core.objects import format_object_scores, match_objects
+
+        res = match_objects(pred, truth)
+        res.pop("matches")
+        print(json.dumps(res, indent=2) if args.json else format_object_scores(res))
+        return 0
     scores = evaluate(pred, truth)
     if not scores["classes"]:
         raise UserError(f"--truth {args.truth} has no labelled pixels (all 0 = unlabeled)")
@@ -369,6 +415,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=None,
                    help="two-class models: foreground where its probability >= this (default: argmax)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    g = p.add_argument_group("objects (instance labels)")
+    g.add_argument("--instances", action="store_true",
+                   help="also write DIR/<stem>_instances.tif: touching objects of the foreground class split "
+                        "by a seeded watershed (uint16/uint32, 0 = background)")
+    g.add_argument("--instance-class", type=int, default=None,
+                   help="class value to split into objects (default 2, the first after background)")
+    g.add_argument("--min-size", type=int, default=10, help="smallest object kept, in pixels/voxels (default 10)")
+    g.add_argument("--seed-distance", type=float, default=5.0,
+                   help="smallest distance between two objects' centres, in --spacing units (default 5)")
+    g.add_argument("--spacing", type=_spacing_arg, default=None,
+                   help="pixel/voxel size per axis, e.g. 2,0.5,0.5 (ZYX), for --seed-distance and --measure")
+    g.add_argument("--measure", action="store_true",
+                   help="with --instances: also DIR/<stem>_objects.csv, one row per object (size in --spacing "
+                        "units, mean intensity, centroid, bounding box, class)")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(func=cmd_predict)
 
@@ -377,6 +437,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pred", required=True, help="predicted labels (TIFF)")
     p.add_argument("--truth", required=True, help="ground-truth labels (TIFF)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--objects", action="store_true",
+                   help="object scores instead: match objects at IoU 0.5..0.95 (TP/FP/FN, precision, recall, "
+                        "F1, average precision, splits, merges); an instance mask is used as is, a semantic "
+                        "mask (0/1, 0/255, or class labels with 1 = background) by connected components")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="headless demo on the synthetic sample data",
