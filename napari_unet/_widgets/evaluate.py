@@ -7,15 +7,20 @@ import io
 from typing import Any
 
 import numpy as np
-from qtpy.QtWidgets import (QAbstractItemView, QApplication, QCheckBox, QFileDialog, QFormLayout,
+from qtpy.QtWidgets import (QAbstractItemView, QApplication, QComboBox, QFileDialog, QFormLayout,
                             QHBoxLayout, QLabel, QPushButton, QTableWidget, QTableWidgetItem,
                             QVBoxLayout, QWidget)
 
 from . import _layers
-from ._common import LayerCombo, UserError, heading, hint, show_info, show_warning, user_action
+from ._common import LayerCombo, UserError, heading, hint, show_info, user_action
 
 COLUMNS = ["scope", "class", "IoU", "Dice", "TP", "FP", "FN"]
 SHOWN = ["class", "IoU", "Dice", "TP", "FP", "FN"]  # the table merges scope into class
+
+
+TRUTH_ZERO_CHOICES = [("auto", "auto (detect a complete mask)"),
+                      ("background", "background (a complete mask)"),
+                      ("unlabeled", "unlabeled (ignored, as in paintings)")]
 
 
 def _is_labels(layer: Any) -> bool:
@@ -32,8 +37,14 @@ class EvaluateWidget(QWidget):
 
         self.pred_combo = LayerCombo(napari_viewer, _is_labels, placeholder="(no labels layer)")
         self.truth_combo = LayerCombo(napari_viewer, _is_labels, placeholder="(no labels layer)")
-        self.instance = QCheckBox("ground truth is an instance mask (0 = background)")
-        self.instance.setToolTip("Maps truth 0 to background (1) and every object (>0) to class 2")
+        self.truth_zero = QComboBox()  # items: TRUTH_ZERO_CHOICES' labels, data = core's truth_zero
+        for value, text in TRUTH_ZERO_CHOICES:
+            self.truth_zero.addItem(text, value)
+        self.truth_zero.setToolTip(
+            "background: a complete mask (binary 0/1, 0/255, instance ids): 0 is background (class 1), "
+            "every other value foreground (class 2).\nunlabeled: 0 is ignored, as in paintings.\n"
+            "auto: background for a boolean mask, 0 with one other value, or 0 with instance ids; "
+            "unlabeled otherwise. The result says which was used.")
         self.run_btn = QPushButton("Evaluate")
         self.run_btn.setStyleSheet("font-weight: bold;")
         self.run_btn.clicked.connect(self.run)
@@ -57,8 +68,8 @@ class EvaluateWidget(QWidget):
         form = QFormLayout()
         form.addRow("prediction", self.pred_combo)
         form.addRow("ground truth", self.truth_combo)
+        form.addRow("truth 0 is", self.truth_zero)
         lay.addLayout(form)
-        lay.addWidget(self.instance)
         lay.addWidget(self.run_btn)
         lay.addWidget(self.summary)
         lay.addWidget(self.table)
@@ -68,8 +79,8 @@ class EvaluateWidget(QWidget):
         lay.addLayout(row)
         lay.addWidget(heading("Error overlay"))
         lay.addWidget(self.legend)
-        lay.addWidget(hint("Pixels where the truth is 0 (unlabeled) are ignored, unless the "
-                           "truth is an instance mask."))
+        lay.addWidget(hint("Truth 0 is either unlabeled (ignored, as in paintings) or background "
+                           "(a complete mask); the summary says which reading was used."))
         lay.addStretch(1)
         self._default_choices()
         napari_viewer.layers.events.inserted.connect(self._default_choices)
@@ -90,6 +101,7 @@ class EvaluateWidget(QWidget):
     @user_action
     def run(self, *_: Any) -> dict:
         from napari_unet.core.metrics import ERROR_NAMES, error_map, evaluate
+        from napari_unet.core.truth import resolve_truth
 
         pred_layer, truth_layer = self.pred_combo.layer(), self.truth_combo.layer()
         if pred_layer is None or truth_layer is None:
@@ -100,13 +112,10 @@ class EvaluateWidget(QWidget):
         if pred.shape != truth.shape:
             raise UserError(f"Shapes do not match: prediction '{pred_layer.name}' is {pred.shape}, "
                             f"ground truth '{truth_layer.name}' is {truth.shape}.")
-        if self.instance.isChecked():
-            truth = np.where(truth > 0, 2, 1).astype(np.uint8)
-        elif truth.max(initial=0) > 16 and pred.max(initial=0) <= 16:
-            show_warning(f"'{truth_layer.name}' has {int(truth.max())} label values: if it is an "
-                         "instance mask, tick 'ground truth is an instance mask'.")
+        # the truth's 0 is read once for the whole stack (slices then use that reading)
+        pred, truth, how = resolve_truth(pred, truth, self.truth_zero.currentData())
         names = _layers.info(pred_layer).get("class_names")
-        result = evaluate(pred, truth, class_names=names)
+        result = {**evaluate(pred, truth, class_names=names, truth_zero="unlabeled"), **how}
         rows = [["all", c["name"], c["iou"], c["dice"], c["tp"], c["fp"], c["fn"]]
                 for _, c in sorted(result["classes"].items())]
         rows.append(["all", "mean", result["mean_iou"], result["mean_dice"], "", "", ""])
@@ -116,16 +125,16 @@ class EvaluateWidget(QWidget):
                          result["foreground_dice"], fg["tp"], fg["fp"], fg["fn"]])
         if pred.ndim == 3:
             for z in range(pred.shape[0]):
-                r = evaluate(pred[z], truth[z], class_names=names)
+                r = evaluate(pred[z], truth[z], class_names=names, truth_zero="unlabeled")
                 for _, c in sorted(r["classes"].items()):
                     rows.append([f"z {z}", c["name"], c["iou"], c["dice"], c["tp"], c["fp"], c["fn"]])
         self.rows, self.result = rows, result
         self._fill_table(rows)
         self.summary.setText(f"mean IoU <b>{result['mean_iou']:.3f}</b> · mean Dice "
                              f"<b>{result['mean_dice']:.3f}</b> · {result['pixels']:,} px compared, "
-                             f"{result['ignored']:,} ignored")
+                             f"{result['ignored']:,} ignored<br>{result['truth_note']}")
 
-        errors = error_map(pred, truth)
+        errors = error_map(pred, truth, truth_zero="unlabeled")
         counts = np.bincount(errors.ravel(), minlength=5)
         cmap = {None: "transparent", 0: "transparent", **_layers.ERROR_COLORS}
         name = f"{pred_layer.name} errors"

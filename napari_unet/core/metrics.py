@@ -1,6 +1,7 @@
 """IoU/Dice against ground truth, and the error map for the overlay layer.
 
-Pixels where the truth is 0 (unlabeled) are ignored, as in paintings.
+Pixels where the truth is 0 (unlabeled) are ignored, as in paintings, unless the truth is a
+complete mask whose 0 means background (binary, boolean, instance ids): see ``core.truth``.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .labels import check_labels
+from .truth import resolve_truth
 
 # error-map codes (also used for the overlay layer's colours and legend)
 ERR_IGNORED = 0  # truth unlabeled, or correctly predicted background
@@ -53,15 +55,20 @@ def confusion(pred: Any, truth: Any, chunk: int = 1 << 24) -> tuple[np.ndarray, 
     return values, mat
 
 
-def evaluate(pred_labels: Any, true_labels: Any, *, class_names: Sequence[str] | None = None) -> dict:
+def evaluate(pred_labels: Any, true_labels: Any, *, class_names: Sequence[str] | None = None,
+             truth_zero: str = "auto") -> dict:
     """Per-class IoU and Dice with TP/FP/FN pixel counts, and their means.
 
     Returns ``{"classes": {value: {"iou", "dice", "tp", "fp", "fn", "name"}}, "mean_iou",
-    "mean_dice", "foreground_iou", "foreground_dice", "pixels", "ignored"}``. Class 1 is
-    background by convention; ``foreground_*`` merge every class above 1 into one (a
-    binary foreground score). A class absent from both prediction and truth is left out.
-    Predicted 0 (no prediction) counts as a miss.
+    "mean_dice", "foreground_iou", "foreground_dice", "pixels", "ignored", "truth_zero",
+    "truth_note"}``. Class 1 is background by convention; ``foreground_*`` merge every class
+    above 1 into one (a binary foreground score). A class absent from both prediction and truth
+    is left out. Predicted 0 (no prediction) counts as a miss.
+    ``truth_zero`` ("auto", "background", "unlabeled"): how the truth's 0 is read (see
+    :func:`napari_unet.core.truth.resolve_truth`); ``truth_zero``/``truth_note`` in the result
+    say which reading was used.
     """
+    pred_labels, true_labels, how = resolve_truth(pred_labels, true_labels, truth_zero)
     values, mat = confusion(pred_labels, true_labels)
     total = int(mat.sum())
     n_pixels = int(np.asarray(true_labels).size)
@@ -84,6 +91,7 @@ def evaluate(pred_labels: Any, true_labels: Any, *, class_names: Sequence[str] |
         "mean_dice": float(np.mean([c["dice"] for c in classes.values()])) if classes else float("nan"),
         "pixels": total,
         "ignored": n_pixels - total,
+        **how,
     }
     # binary foreground (every class > 1) against background (1) and unpredicted (0)
     fg = values > 1
@@ -97,21 +105,24 @@ def evaluate(pred_labels: Any, true_labels: Any, *, class_names: Sequence[str] |
     return result
 
 
-def per_slice_scores(pred_labels: Any, true_labels: Any) -> list[dict]:
-    """``evaluate`` for every slice of a stack (first axis)."""
-    p, t = _pair(pred_labels, true_labels)
+def per_slice_scores(pred_labels: Any, true_labels: Any, *, truth_zero: str = "auto") -> list[dict]:
+    """``evaluate`` for every slice of a stack (first axis); the truth's 0 is read once, for
+    the whole stack."""
+    p, t, how = resolve_truth(pred_labels, true_labels, truth_zero)
     if p.ndim < 3:
         raise ValueError("per-slice scores need a stack (Z, Y, X)")
-    return [evaluate(p[i], t[i]) for i in range(p.shape[0])]
+    return [{**evaluate(p[i], t[i], truth_zero="unlabeled"), **how} for i in range(p.shape[0])]
 
 
-def error_map(pred_labels: Any, true_labels: Any, *, class_value: int | None = None) -> np.ndarray:
+def error_map(pred_labels: Any, true_labels: Any, *, class_value: int | None = None,
+              truth_zero: str = "auto") -> np.ndarray:
     """uint8 map: 1 true positive, 2 false positive, 3 false negative, 4 wrong foreground class,
     0 elsewhere (unlabeled truth, correct background).
 
-    With ``class_value`` the map is for that one class against all others.
+    With ``class_value`` the map is for that one class against all others. ``truth_zero`` as
+    in :func:`evaluate`.
     """
-    p, t = _pair(pred_labels, true_labels)
+    p, t, _ = resolve_truth(pred_labels, true_labels, truth_zero)
     out = np.zeros(t.shape, np.uint8)
     labelled = t != 0
     if class_value is None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from napari_unet._widgets._state import model_state
 
@@ -136,7 +137,7 @@ def test_evaluate_instance_mask_and_stack_rows(viewer, dock):
     w = dock("Evaluate")
     w.pred_combo.set_layer("pred")
     w.truth_combo.set_layer("instances")
-    w.instance.setChecked(True)
+    w.truth_zero.setCurrentIndex(w.truth_zero.findData("background"))
     result = w.run()
     c2 = result["classes"][2]
     assert (c2["tp"], c2["fp"], c2["fn"]) == (6, 2, 2)
@@ -164,3 +165,22 @@ def test_batch_over_two_stacks_writes_files(viewer, dock, qtbot, tiny_model, tmp
     probs = tifffile.imread(tmp_path / "out" / "stack_a_probs.tif")
     labels = tifffile.imread(tmp_path / "out" / "stack_b_labels.tif")
     assert probs.shape == (2, 3, 48, 40) and labels.shape == (2, 40, 56)
+
+
+def test_evaluate_binary_truth_counts_false_positives_and_says_so(viewer, dock):
+    truth = np.zeros((40, 40), np.uint8)
+    truth[10:20, 10:20] = 255  # a 0/255 mask, e.g. from another tool
+    viewer.add_labels(np.full((40, 40), 2, np.uint8), name="pred")  # all foreground
+    viewer.add_labels(truth, name="mask")
+    w = dock("Evaluate")
+    w.pred_combo.set_layer("pred")
+    w.truth_combo.set_layer("mask")
+    assert w.truth_zero.currentData() == "auto"
+    result = w.run()
+    assert result["truth_zero"] == "background"
+    assert result["foreground_iou"] == pytest.approx(100 / 1600) and result["classes"][2]["fp"] == 1500
+    assert "read as background" in w.summary.text()
+    assert w.counts[2] == 1500  # the overlay shows the false positives
+    w.truth_zero.setCurrentIndex(w.truth_zero.findData("unlabeled"))
+    result = w.run()
+    assert result["truth_zero"] == "unlabeled" and "read as unlabeled" in w.summary.text()
