@@ -214,6 +214,8 @@ def format_scores(scores: dict) -> str:
     if "foreground_iou" in scores:
         rows.append(f"{'fg':>6} {'all classes >1':<14} {scores['foreground_iou']:7.4f} {scores['foreground_dice']:7.4f}")
     rows.append(f"{scores['pixels']} pixels scored, {scores['ignored']} unlabeled in the truth (ignored)")
+    if scores.get("truth_note"):
+        rows.append(scores["truth_note"])
     return "\n".join(rows)
 
 
@@ -240,7 +242,10 @@ def cmd_evaluate(args) -> int:
         res.pop("matches")
         print(json.dumps(res, indent=2) if args.json else format_object_scores(res))
         return 0
-    scores = evaluate(pred, truth)
+    scores = evaluate(pred, truth, truth_zero=args.truth_zero)
+    if args.truth_zero == "auto" and "truth 0" in scores["truth_note"]:
+        other = "unlabeled" if scores["truth_zero"] == "background" else "background"
+        scores["truth_note"] += f" (--truth-zero {other} to read it the other way)"
     if not scores["classes"]:
         raise UserError(f"--truth {args.truth} has no labelled pixels (all 0 = unlabeled)")
     if args.json:
@@ -433,9 +438,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="IoU and Dice of predicted labels against ground truth",
-                       description="Per-class IoU/Dice with TP/FP/FN counts; truth 0 = unlabeled is ignored.")
+                       description="Per-class IoU/Dice with TP/FP/FN counts. Truth 0 is either unlabeled "
+                                   "(ignored, as in paintings) or background (a complete mask): see --truth-zero.")
     p.add_argument("--pred", required=True, help="predicted labels (TIFF)")
     p.add_argument("--truth", required=True, help="ground-truth labels (TIFF)")
+    p.add_argument("--truth-zero", choices=("auto", "background", "unlabeled"), default="auto",
+                   help="what 0 in the truth means: background (a complete mask: 0 is background, every "
+                        "other value foreground), unlabeled (ignored, as in paintings), or auto (default: "
+                        "background for a boolean mask, 0 with one other value such as 0/1 or 0/255, or "
+                        "0 with instance ids; unlabeled otherwise). The output says which was used.")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--objects", action="store_true",
                    help="object scores instead: match objects at IoU 0.5..0.95 (TP/FP/FN, precision, recall, "
