@@ -117,29 +117,35 @@ def predict_file(model, image_path: Path, out_dir: Path, *, tile, batch_size, de
     bar = None if quiet else ProgressBar(f"{image_path.name}")
     progress = (lambda d, n: bar.update(d, n, f"tiles {d}/{n}")) if bar else None
     values = meta.get("class_values") or list(range(1, meta["classes"] + 1))
+    from .core.readers import input_pixel_size
+
+    pixel = input_pixel_size(image_path)  # carried to both outputs
     resolve_device(device)
     if not fits_in_ram(nbytes):
         # larger than RAM allows: predict straight into a memory-mapped TIFF
-        with tiff_memmap(probs_path, shape, np.float32, axes=axes) as probs:
+        with tiff_memmap(probs_path, shape, np.float32, axes=axes, pixel=pixel) as probs:
             predict(model, img, tile=tile, batch_size=batch_size, device=device,
                     channel_axis=channel_axis, progress=progress, out=probs)
             with tiff_memmap(labels_path, shape[1:], np.uint8 if max(values) < 256 else np.uint16,
-                             axes=axes[1:]) as lab:
+                             axes=axes[1:], pixel=pixel) as lab:
                 probabilities_to_labels(probs, values, threshold, out=lab)
     else:
         probs = predict(model, img, tile=tile, batch_size=batch_size, device=device,
                         channel_axis=channel_axis, progress=progress)
         labels = probabilities_to_labels(probs, values, threshold)
-        write_tiff(probs_path, probs, axes=axes)
-        write_tiff(labels_path, labels, axes=axes[1:])
+        write_tiff(probs_path, probs, axes=axes, pixel=pixel)
+        write_tiff(labels_path, labels, axes=axes[1:], pixel=pixel)
     if bar:
         bar.close()
     return probs_path, labels_path
 
 
 def cmd_predict(args) -> int:
+    from ._cli_bigdata import predict_bigdata, wants_bigdata
     from .core.io import load_model
 
+    if wants_bigdata(args):  # zarr/HDF5 inputs, --format ome-zarr, --workers/--scheduler/--cluster
+        return predict_bigdata(args)
     model_path = _existing_file(args.model, "model file")
     images = [_existing_file(p, "image") for p in args.images]
     out_dir = Path(args.out_dir)
@@ -434,7 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--measure", action="store_true",
                    help="with --instances: also DIR/<stem>_objects.csv, one row per object (size in --spacing "
                         "units, mean intensity, centroid, bounding box, class)")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="TIFF files, .zarr/.ome.zarr stores, or file.h5:dataset (read lazily)")
+    from ._cli_bigdata import add_bigdata_args
+
+    add_bigdata_args(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="IoU and Dice of predicted labels against ground truth",

@@ -150,28 +150,42 @@ def axes_for(arr: np.ndarray, channels_first: bool = False) -> str:
     return ("C" if channels_first else "") + spatial
 
 
+def _pixel_kwargs(axes: str | None, pixel) -> tuple[dict, dict]:
+    """(shaped metadata, other tifffile kwargs) for ``axes`` and a readers.PixelSize (or None)."""
+    from .ngff import tiff_pixel_kwargs
+
+    kw = tiff_pixel_kwargs(pixel, (axes or "").upper())
+    meta = {"axes": axes} if axes else {}
+    meta.update(kw.pop("extra_metadata", {}))
+    return meta, kw
+
+
 def write_tiff(path: str | os.PathLike, data: np.ndarray, *, axes: str | None = None,
-               compress: bool = False) -> Path:
-    """Write ``data`` to a TIFF atomically; ``axes`` (e.g. 'CZYX') go into the metadata.
+               compress: bool = False, pixel=None) -> Path:
+    """Write ``data`` to a TIFF atomically; ``axes`` (e.g. 'CZYX') go into the metadata, and a
+    ``pixel`` size (readers.PixelSize) into the resolution tags and metadata.
 
     Uncompressed by default so that the file can be memory-mapped when read back."""
     import tifffile
 
     path = Path(path)
+    meta, kw = _pixel_kwargs(axes, pixel)
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, data, metadata={"axes": axes} if axes else {},
+        tifffile.imwrite(tmp, data, metadata=meta, **kw,
                          compression="zlib" if compress else None, bigtiff=data.nbytes > 2 ** 31)
     return path
 
 
 @contextlib.contextmanager
-def tiff_memmap(path: str | os.PathLike, shape: tuple[int, ...], dtype, *, axes: str | None = None):
+def tiff_memmap(path: str | os.PathLike, shape: tuple[int, ...], dtype, *, axes: str | None = None,
+                pixel=None):
     """A writable memory-mapped TIFF at a temporary name, renamed to ``path`` on success."""
     import tifffile
 
     path = Path(path)
     with atomic_path(path) as tmp:
-        mm = tifffile.memmap(tmp, shape=shape, dtype=dtype, metadata={"axes": axes} if axes else {},
+        meta, kw = _pixel_kwargs(axes, pixel)
+        mm = tifffile.memmap(tmp, shape=shape, dtype=dtype, metadata=meta, **kw,
                              bigtiff=int(np.prod(shape)) * np.dtype(dtype).itemsize > 2 ** 31)
         try:
             yield mm

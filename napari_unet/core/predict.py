@@ -313,8 +313,12 @@ def memory_budget(dev: torch.device, dims: int) -> float:
 
 def iter_predict(model: torch.nn.Module, image: Any, *, tile: Any = "auto", batch_size: Any = "auto",
                  device: Any = "auto", channel_axis: int | None = None,
-                 out: np.ndarray | None = None) -> Iterator[PredictProgress | PredictRetry | PredictDone]:
+                 out: np.ndarray | None = None,
+                 stats: np.ndarray | None = None) -> Iterator[PredictProgress | PredictRetry | PredictDone]:
     """Generator form of :func:`predict`: yields progress events, last a :class:`PredictDone`.
+
+    ``stats``: normalisation statistics ``(channels, 2)`` from ``percentile_stats`` of a larger
+    image this one is a part of (distributed blocks); by default computed from ``image``.
 
     Closing the generator stops the work after the current batch of tiles.
     """
@@ -342,7 +346,8 @@ def iter_predict(model: torch.nn.Module, image: Any, *, tile: Any = "auto", batc
             raise ValueError(f"out must be float32 of shape {out_shape}, got {out.dtype} {tuple(out.shape)}")
     check_finite(img)
     norm = meta.get("normalization", {})
-    stats = percentile_stats(img, norm.get("low", 1.0), norm.get("high", 99.8), channel_axis=0)
+    if stats is None:
+        stats = percentile_stats(img, norm.get("low", 1.0), norm.get("high", 99.8), channel_axis=0)
 
     amp = autocast_dtype(dev)
     itemsize = 2 if amp is not None else 4
@@ -487,7 +492,7 @@ def _finish(pending, write) -> int:
 def predict(model: torch.nn.Module, image: Any, *, tile: Any = "auto", batch_size: Any = "auto",
             device: Any = "auto", channel_axis: int | None = None,
             progress: Callable[[int, int], Any] | None = None,
-            out: np.ndarray | None = None) -> np.ndarray:
+            out: np.ndarray | None = None, stats: np.ndarray | None = None) -> np.ndarray:
     """Per-class probabilities, float32 ``(classes, *spatial)``, for a 2D image or a stack.
 
     ``tile``: ``"auto"`` (from free memory), ``None`` (whole image), an int or a tuple (core
@@ -497,7 +502,7 @@ def predict(model: torch.nn.Module, image: Any, *, tile: Any = "auto", batch_siz
     """
     result = None
     for ev in iter_predict(model, image, tile=tile, batch_size=batch_size, device=device,
-                           channel_axis=channel_axis, out=out):
+                           channel_axis=channel_axis, out=out, stats=stats):
         if isinstance(ev, PredictProgress) and progress is not None:
             progress(ev.done, ev.total)
         elif isinstance(ev, PredictDone):

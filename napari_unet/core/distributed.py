@@ -1,0 +1,394 @@
+"""Block-wise prediction into a zarr store: in this process, or on a dask.distributed cluster.
+
+Blocks are the output chunks, on the model's pooling grid. Each block reads its core plus a halo
+(the model's receptive field, as in :mod:`.predict`'s tiling) from the input store, normalises
+it with the statistics of the WHOLE image (``normalize.percentile_stats``, computed once, as
+in-memory ``predict`` does), predicts it with ``predict.predict`` and writes the core into its
+own chunk of the probabilities and of the labels (so no locks), then a done-marker. A run that
+was killed resumes: blocks with a marker are skipped. Outputs are finished in a hidden
+``.partial`` store and renamed (OME-Zarr) or converted (TIFF) at the end.
+
+The model is loaded once per worker process (cached by path and checksum). dask.distributed
+(and dask-jobqueue for ``cluster="slurm"``) are imported only when a cluster is asked for.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+try:
+    from .errors import UserError
+except ImportError:  # pragma: no cover
+    UserError = ValueError  # type: ignore[misc,assignment]
+from .readers import ImageSource, PixelSize, open_image
+
+DONE_DIR = ".napari-unet-done"
+BLOCK_VOXELS = 1 << 22  # default block (chunk) size: ~4 M voxels
+_MODELS: dict[tuple[str, str], Any] = {}  # per-process model cache (a dask worker keeps its own)
+_STORES: dict[str, tuple[Any, Any]] = {}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model file named by path and content checksum (the worker-side cache key)."""
+
+    path: str
+    sha256: str
+    threads: int | None = None  # torch threads in a worker (None: leave torch's default)
+
+
+def model_ref(path: str | os.PathLike, threads: int | None = None) -> ModelRef:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for part in iter(lambda: f.read(1 << 20), b""):
+            h.update(part)
+    return ModelRef(str(Path(path).resolve()), h.hexdigest(), threads)
+
+
+def cached_model(ref: ModelRef):
+    """The model of ``ref``, loaded once per process."""
+    key = (ref.path, ref.sha256)
+    if key not in _MODELS:
+        from .io import load_model
+
+        if ref.threads:
+            import torch
+
+            torch.set_num_threads(int(ref.threads))
+        _MODELS.clear()  # one model at a time per worker
+        _MODELS[key] = load_model(ref.path)
+    return _MODELS[key]
+
+
+@dataclass
+class Job:
+    """One image to predict into one store."""
+
+    source: ImageSource
+    stem: str
+    store: str                   # the partial store written block by block
+    final: str                   # OME-Zarr: the store's final name; TIFF: the output folder
+    fmt: str                     # "ome-zarr" or "tiff"
+    channel_axis: int | None
+    spatial: tuple[int, ...]
+    chunks: tuple[int, ...]
+    halo: tuple[int, ...]
+    values: list[int]
+    threshold: float | None = None
+    tile: Any = "auto"
+    batch_size: Any = "auto"
+    device: Any = "cpu"
+    stats: Any = None            # (channels, 2), or a dask future of it
+    pixel: PixelSize = field(default_factory=PixelSize)
+    overwrite: bool = False
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]:
+        return tuple(-(-s // c) for s, c in zip(self.spatial, self.chunks))
+
+    def blocks(self) -> list[tuple[int, ...]]:
+        return list(itertools.product(*(range(n) for n in self.grid_shape)))
+
+
+# ----------------------------------------------------------------------------- planning
+
+def _chunk_arg(chunks: Any, n: int) -> tuple[int, ...] | None:
+    if chunks in (None, "auto"):
+        return None
+    if isinstance(chunks, (int, np.integer)):
+        chunks = (int(chunks),) * n
+    chunks = tuple(int(c) for c in chunks)
+    if len(chunks) == n - 1 and n == 3:  # (Y, X) for a stack: whole slices along Z... one at a time
+        chunks = (1,) + chunks
+    if len(chunks) != n or any(c < 1 for c in chunks):
+        raise UserError(f"chunk {chunks} must have {n} positive entries for this image")
+    return chunks
+
+
+def plan_chunks(spatial: Sequence[int], meta: dict, chunks: Any = "auto") -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(chunks, halo) per spatial axis. Along the model's axes chunks are multiples of the
+    pooling grid and the halo is the model's; a 2D model on a stack has no Z halo or grid."""
+    g, halo, dims = meta["grid"], meta["halo"], meta["dims"]
+    n = len(spatial)
+    model_axes = [i >= n - dims for i in range(n)]
+    user = _chunk_arg(chunks, n)
+    if user is None:
+        per_model_axis = int(round(BLOCK_VOXELS ** (1.0 / dims)))
+        c = [min(-(-s // g) * g, -(-per_model_axis // g) * g) if m else 0 for s, m in zip(spatial, model_axes)]
+        plane = math.prod(v for v in c if v)
+        c = [v if m else max(1, min(s, BLOCK_VOXELS // plane)) for v, s, m in zip(c, spatial, model_axes)]
+    else:
+        c = [max(g, -(-v // g) * g) if m else v for v, m in zip(user, model_axes)]
+        c = [min(v, -(-s // g) * g) if m else min(v, s) for v, s, m in zip(c, spatial, model_axes)]
+    h = tuple(halo if m else 0 for m in model_axes)
+    return tuple(int(v) for v in c), h
+
+
+def read_channels_first(source: ImageSource, channel_axis: int | None, region: Sequence[slice]) -> np.ndarray:
+    """``region`` (spatial slices) of ``source`` as a channels-first numpy array."""
+    if channel_axis is None:
+        return source[tuple(region)][None]
+    ca = channel_axis % source.ndim
+    idx = list(region)
+    idx.insert(ca, slice(None))
+    return np.moveaxis(source[tuple(idx)], ca, 0)
+
+
+def global_stats(source: ImageSource, channel_axis: int | None, meta: dict) -> np.ndarray:
+    """Normalisation statistics of the whole image, exactly as in-memory ``predict`` computes
+    them (same function, same strided subsample), read lazily through dask."""
+    from .normalize import percentile_stats
+
+    d = source.to_dask()
+    d = d[None] if channel_axis is None else d.transpose(
+        [channel_axis % d.ndim] + [i for i in range(d.ndim) if i != channel_axis % d.ndim])
+    norm = meta.get("normalization", {})
+    return percentile_stats(d, norm.get("low", 1.0), norm.get("high", 99.8), channel_axis=0)
+
+
+# ----------------------------------------------------------------------------- one block
+
+def _arrays(store: str):
+    if store not in _STORES:
+        import zarr
+
+        _STORES.clear()
+        root = zarr.open_group(store, mode="r+")
+        _STORES[store] = (root["0"], root["labels/prediction/0"])
+    return _STORES[store]
+
+
+def marker_path(job: Job, index: Sequence[int]) -> Path:
+    return Path(job.store) / DONE_DIR / "_".join(map(str, index))
+
+
+def run_block(ref: ModelRef, job: Job, index: Sequence[int], stats: Any = None) -> int:
+    """Predict block ``index`` of ``job`` into its chunks; return voxels written (0: skipped)."""
+    from .predict import check_finite, predict, probabilities_to_labels
+
+    marker = marker_path(job, index)
+    if marker.exists():
+        return 0
+    stats = job.stats if stats is None else stats
+    core = [(i * c, min(s, (i + 1) * c)) for i, c, s in zip(index, job.chunks, job.spatial)]
+    region = [(max(0, a - h), min(s, b + h)) for (a, b), h, s in zip(core, job.halo, job.spatial)]
+    x = read_channels_first(job.source, job.channel_axis, [slice(a, b) for a, b in region])
+    check_finite(x)
+    model = cached_model(ref)
+    probs = predict(model, x, tile=job.tile, batch_size=job.batch_size, device=job.device,
+                    channel_axis=0, stats=np.asarray(stats, np.float64))
+    inner = (slice(None),) + tuple(slice(a - ra, b - ra) for (a, b), (ra, _) in zip(core, region))
+    p = np.ascontiguousarray(probs[inner])
+    labels = probabilities_to_labels(p, job.values, job.threshold)
+    dst = tuple(slice(a, b) for a, b in core)
+    parr, larr = _arrays(job.store)
+    parr[(slice(None),) + dst] = p
+    larr[dst] = labels
+    marker.parent.mkdir(exist_ok=True)
+    marker.touch()
+    return int(np.prod(p.shape[1:]))
+
+
+# ----------------------------------------------------------------------------- stores
+
+def _manifest(ref: ModelRef, job: Job) -> dict:
+    return {"model_sha256": ref.sha256, "input": job.source.spec if job.source.path else None,
+            "shape": list(job.source.shape), "channel_axis": job.channel_axis,
+            "chunks": list(job.chunks), "values": list(job.values), "threshold": job.threshold}
+
+
+def prepare_store(ref: ModelRef, job: Job, meta: dict, version: str) -> int:
+    """Create ``job.store``, or keep a partial one of the same run (resume). Returns the number
+    of blocks already done."""
+    import zarr
+
+    from .ngff import create_prediction_store
+
+    man = _manifest(ref, job)
+    p = Path(job.store)
+    if p.exists():
+        try:
+            old = dict(zarr.open_group(str(p), mode="r").attrs).get("napari_unet", {}).get("run")
+        except Exception:
+            old = None
+        if old is None:
+            raise UserError(f"{p} exists and was not written by napari-unet; move it away")
+        done_dir = p / DONE_DIR
+        if old == man and (p / "0").exists():
+            return len(list(done_dir.iterdir())) if done_dir.is_dir() else 0
+        shutil.rmtree(p)  # ours, from another model or input: start over
+    names = meta.get("class_names")
+    create_prediction_store(p, job.spatial, meta["classes"], job.chunks, pixel=job.pixel,
+                            class_names=names, class_values=job.values, name=job.stem, version=version,
+                            extra_attrs={"napari_unet": {"run": man}})
+    return 0
+
+
+def finalize(job: Job, *done: Any) -> list[str]:
+    """Turn a complete partial store into the outputs; return their paths."""
+    from .io import axes_for, tiff_memmap
+
+    store = Path(job.store)
+    if job.fmt == "ome-zarr":
+        shutil.rmtree(store / DONE_DIR, ignore_errors=True)
+        final = Path(job.final)
+        _STORES.pop(str(store), None)
+        if final.exists():
+            if not job.overwrite:
+                raise UserError(f"{final} exists; pass --overwrite to replace it")
+            trash = final.with_name(f".{final.name}.old")
+            shutil.rmtree(trash, ignore_errors=True)
+            os.replace(final, trash)
+            os.replace(store, final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(store, final)
+        return [str(final)]
+    parr, larr = _arrays(str(store))
+    out = Path(job.final)
+    axes = "C" + axes_for(np.empty((1,) * len(job.spatial)))
+    probs_path, labels_path = out / f"{job.stem}_probs.tif", out / f"{job.stem}_labels.tif"
+    step = job.chunks[0]
+    with tiff_memmap(probs_path, parr.shape, np.float32, axes=axes, pixel=job.pixel) as pm, \
+            tiff_memmap(labels_path, larr.shape, larr.dtype, axes=axes[1:], pixel=job.pixel) as lm:
+        for s in range(0, job.spatial[0], step):
+            pm[:, s:s + step] = parr[:, s:s + step]
+            lm[s:s + step] = larr[s:s + step]
+    _STORES.pop(str(store), None)
+    shutil.rmtree(store, ignore_errors=True)
+    return [str(probs_path), str(labels_path)]
+
+
+def make_job(meta: dict, image: Any, out_dir: str | os.PathLike, *, fmt: str = "tiff",
+             stem: str | None = None, channel_axis: int | None = None, chunks: Any = "auto",
+             tile: Any = "auto", batch_size: Any = "auto", device: Any = "cpu",
+             threshold: float | None = None, pixel: PixelSize | None = None,
+             overwrite: bool = False) -> Job:
+    """Check ``image`` against the model (without reading it) and plan its blocks."""
+    from .predict import as_channels_first
+
+    if fmt not in ("tiff", "ome-zarr"):
+        raise UserError(f"format must be 'tiff' or 'ome-zarr', got {fmt!r}")
+    source = image if isinstance(image, ImageSource) else open_image(image)
+    stem = stem or source.name
+    if source.dtype.kind not in "buif":
+        raise UserError(f"image dtype {source.dtype} is not supported; use an integer or float image")
+    shape_only = np.broadcast_to(np.zeros((), source.dtype), source.shape)  # checks, no data
+    cf = as_channels_first(shape_only, "image", meta["dims"], channel_axis, meta["in_channels"])
+    spatial = tuple(int(s) for s in cf.shape[1:])
+    ch, halo = plan_chunks(spatial, meta, chunks)
+    out_dir = Path(out_dir)
+    if fmt == "ome-zarr":
+        final = out_dir / f"{stem}.ome.zarr"
+        store = out_dir / f".{stem}.ome.zarr.partial"
+        if final.exists() and not overwrite:
+            raise UserError(f"{final} exists; pass --overwrite to replace it")
+    else:
+        final = out_dir
+        store = out_dir / f".{stem}.napari-unet.partial.zarr"
+        for f in (out_dir / f"{stem}_probs.tif", out_dir / f"{stem}_labels.tif"):
+            if f.exists() and not overwrite:
+                raise UserError(f"{f} exists; pass --overwrite to replace it")
+    values = list(meta.get("class_values") or range(1, meta["classes"] + 1))
+    return Job(source, stem, str(store), str(final), fmt, channel_axis, spatial, ch, halo, values,
+               threshold, tile, batch_size, device, None, pixel if pixel is not None else source.pixel_size,
+               overwrite)
+
+
+# ----------------------------------------------------------------------------- running
+
+def run_jobs(ref: ModelRef, jobs: Sequence[Job], meta: dict, *, client: Any = None,
+             version: str = "0.5", progress: Callable[[int, int], Any] | None = None) -> list[list[str]]:
+    """Predict every job's blocks (on ``client``'s cluster, or here) and finish its outputs.
+
+    Returns the output paths per job. Blocks already done by an earlier, interrupted run of the
+    same model on the same input are skipped."""
+    todo = []
+    for job in jobs:
+        prepare_store(ref, job, meta, version)
+        job.stats = global_stats(job.source, job.channel_axis, meta)
+        todo.append([b for b in job.blocks() if not marker_path(job, b).exists()])
+    total = sum(len(t) for t in todo)
+    done = 0
+    if progress:
+        progress(0, total)
+    if client is None:
+        outs = []
+        for job, blocks in zip(jobs, todo):
+            for b in blocks:
+                run_block(ref, job, b)
+                done += 1
+                if progress:
+                    progress(done, total)
+            outs.append(finalize(job))
+        return outs
+    from distributed import as_completed
+
+    finals, block_futs = [], []
+    for j, (job, blocks) in enumerate(zip(jobs, todo)):
+        futs = [client.submit(run_block, ref, job, b, pure=False, key=f"napari-unet-block-{job.stem}-{j}-"
+                              + "_".join(map(str, b)) + f"-{os.getpid()}-{id(job)}") for b in blocks]
+        block_futs += futs
+        finals.append(client.submit(finalize, job, *futs, pure=False))
+    try:
+        for fut in as_completed(block_futs):
+            fut.result()
+            done += 1
+            if progress:
+                progress(done, total)
+        return [f.result() for f in finals]
+    except BaseException:
+        client.cancel(block_futs + finals)
+        raise
+
+
+@contextlib.contextmanager
+def open_client(*, workers: int | None = None, scheduler: str | None = None,
+                cluster: str | None = None, jobs: int | None = None,
+                cluster_options: dict | None = None) -> Iterator[tuple[Any, int | None]]:
+    """Yield ``(client, torch threads per worker)``: a LocalCluster of ``workers`` processes, an
+    existing scheduler, or a SLURM cluster of ``jobs`` jobs (dask-jobqueue); ``(None, None)``
+    when none is asked for."""
+    if not (workers or scheduler or cluster):
+        yield None, None
+        return
+    try:
+        import logging
+
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise UserError("distributed prediction needs dask.distributed: "
+                        "pip install 'napari-unet[bigdata]'") from None
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client, None
+        return
+    if cluster:
+        if cluster != "slurm":
+            raise UserError(f"cluster must be 'slurm', got {cluster!r}")
+        try:
+            from dask_jobqueue import SLURMCluster
+        except ImportError:
+            raise UserError("--cluster slurm needs dask-jobqueue: pip install dask-jobqueue") from None
+        opts = dict(cluster_options or {})
+        opts.setdefault("processes", 1)
+        with SLURMCluster(**opts) as cl:
+            cl.scale(jobs=int(jobs or 1))
+            with Client(cl) as client:
+                yield client, None
+        return
+    if int(workers) < 1:
+        raise UserError(f"workers must be at least 1, got {workers}")
+    threads = max(1, (os.cpu_count() or 1) // int(workers))
+    with LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                      dashboard_address=None, silence_logs=logging.ERROR) as cl, Client(cl) as client:
+        yield client, threads
