@@ -12,6 +12,8 @@ from qtpy.QtWidgets import (QAbstractItemView, QApplication, QComboBox, QFileDia
                             QVBoxLayout, QWidget)
 
 from . import _layers
+from ._object_scores import ROLE as OBJECT_ERRORS
+from ._object_scores import ObjectScores
 from ._common import LayerCombo, UserError, heading, hint, show_info, user_action
 
 COLUMNS = ["scope", "class", "IoU", "Dice", "TP", "FP", "FN"]
@@ -24,7 +26,7 @@ TRUTH_ZERO_CHOICES = [("auto", "auto (detect a complete mask)"),
 
 
 def _is_labels(layer: Any) -> bool:
-    return type(layer).__name__ == "Labels" and _layers.role(layer) not in ("errors", "paint")
+    return type(layer).__name__ == "Labels" and _layers.role(layer) not in ("errors", "paint", OBJECT_ERRORS)
 
 
 class EvaluateWidget(QWidget):
@@ -81,6 +83,8 @@ class EvaluateWidget(QWidget):
         lay.addWidget(self.legend)
         lay.addWidget(hint("Truth 0 is either unlabeled (ignored, as in paintings) or background "
                            "(a complete mask); the summary says which reading was used."))
+        self.objects = ObjectScores(napari_viewer, lambda: (self.pred_combo.layer(), self.truth_combo.layer()))
+        lay.addWidget(self.objects)
         lay.addStretch(1)
         self._default_choices()
         napari_viewer.layers.events.inserted.connect(self._default_choices)

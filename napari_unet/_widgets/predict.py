@@ -8,6 +8,7 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QS
 
 from . import _layers
 from ._common import LayerCombo, UserError, heading, hint, show_info, user_action
+from ._instances import InstanceOptions
 from ._results import PredictionPanel, Result, image_items, show_result
 
 
@@ -34,6 +35,8 @@ class PredictWidget(PredictionPanel, QWidget):
         self.probs.setChecked(True)
         self.uncertainty = QCheckBox("uncertainty (entropy) layer")
         self.uncertainty.setChecked(True)
+        self._probs: dict[str, tuple[Any, dict]] = {}  # image -> (probabilities, model meta)
+        self.instances = InstanceOptions(napari_viewer, self._instance_sources)
 
         lay = QVBoxLayout(self)
         lay.addWidget(heading("Image"))
@@ -49,6 +52,7 @@ class PredictWidget(PredictionPanel, QWidget):
         lay.addLayout(form)
         lay.addWidget(self.probs)
         lay.addWidget(self.uncertainty)
+        lay.addWidget(self.instances)
         lay.addLayout(self.buttons)
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
@@ -71,13 +75,14 @@ class PredictWidget(PredictionPanel, QWidget):
                                 f"{model.meta.get('classes')} classes. Use argmax.")
             threshold = self.threshold.value()
         items = image_items(layers, model)
-        self.results = {}
+        self.results, self._probs = {}, {}
         self._start(model, items, f"predicting {len(items)} image(s)…", tile=self.tile.value() or "auto",
                     threshold=threshold, uncertainty=self.uncertainty.isChecked())
 
     def _on_result(self, result: Result) -> None:
         self.results[result.image] = show_result(self.viewer, result, self._model,
                                                  probabilities=self.probs.isChecked())
+        self._probs[result.image] = (result.probabilities, self._model.meta)
         self.status.setText(f"{result.image}: done")
 
     def _on_finished(self, aborted: bool) -> None:
@@ -86,3 +91,9 @@ class PredictWidget(PredictionPanel, QWidget):
         elif self.results:
             self.progress.setValue(1000)
             show_info(f"Predicted {', '.join(self.results)}")
+            if self.instances.enabled.isChecked():
+                self.instances.compute([(n, *self._probs[n]) for n in self.results])
+
+    def _instance_sources(self) -> list[tuple[str, Any, dict]]:
+        names = {layer.name for layer in self.viewer.layers}
+        return [(n, p, meta) for n, (p, meta) in self._probs.items() if n in names]

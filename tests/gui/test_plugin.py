@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-WIDGETS = ["Annotate", "Train", "Predict", "Evaluate", "Batch"]
+WIDGETS = ["Annotate", "Train", "Predict", "Evaluate", "Batch", "Measure objects"]
 
 
 def test_manifest_lists_widgets_and_samples():
@@ -40,7 +40,7 @@ def test_samples_open_ready_to_train(viewer, dock):
 def test_opening_plugin_does_not_import_torch():
     code = ("import sys\n"
             "import napari_unet._sample_data as s\n"
-            "from napari_unet._widgets import annotate, train, predict, evaluate, batch\n"
+            "from napari_unet._widgets import annotate, train, predict, evaluate, batch, measure\n"
             "import napari_unet._launch\n"
             "s.sample_2d()\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n"

@@ -1,0 +1,89 @@
+"""Evaluate's object scores: match predicted and true objects (``core.objects``) at IoU
+0.5..0.95, a table per threshold, and an overlay of matched / missed / false objects."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+from qtpy.QtWidgets import (QAbstractItemView, QLabel, QPushButton, QTableWidget, QTableWidgetItem,
+                            QVBoxLayout, QWidget)
+
+from . import _layers
+from ._common import UserError, heading, hint, user_action
+
+COLUMNS = ["IoU ≥", "TP", "FP", "FN", "precision", "recall", "F1", "AP", "mean IoU"]
+KEYS = ["threshold", "tp", "fp", "fn", "precision", "recall", "f1", "ap", "mean_matched_iou"]
+ROLE = "object_errors"
+
+
+class ObjectScores(QWidget):
+    """``layers()`` gives the (prediction, truth) layers chosen in the Evaluate widget."""
+
+    def __init__(self, viewer: Any, layers: Callable[[], tuple[Any, Any]],
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self._layers = layers
+        self.result: dict | None = None
+        self.overlay: Any = None
+        self.run_btn = QPushButton("Score objects")
+        self.run_btn.clicked.connect(self.run)
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setMinimumHeight(120)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(heading("Objects"))
+        lay.addWidget(hint("Objects are matched one to one at IoU ≥ threshold. An instance mask "
+                           "(0 and many ids) is used as is; class labels or a binary mask become "
+                           "objects by connected components. AP = TP / (TP + FP + FN)."))
+        lay.addWidget(self.run_btn)
+        lay.addWidget(self.summary)
+        lay.addWidget(self.table)
+
+    @user_action
+    def run(self, *_: Any) -> dict:
+        from napari_unet.core.objects import OVERLAY_NAMES, match_objects, object_overlay
+
+        pred_layer, truth_layer = self._layers()
+        if pred_layer is None or truth_layer is None:
+            raise UserError("Choose a prediction labels layer and a ground-truth labels layer.")
+        pred, truth = np.asarray(pred_layer.data), np.asarray(truth_layer.data)
+        if pred.shape != truth.shape:
+            raise UserError(f"Shapes do not match: prediction '{pred_layer.name}' is {pred.shape}, "
+                            f"ground truth '{truth_layer.name}' is {truth.shape}.")
+        res = match_objects(pred, truth)
+        self.result = res
+        self.table.setRowCount(len(res["thresholds"]))
+        for i, row in enumerate(res["thresholds"]):
+            for j, key in enumerate(KEYS):
+                v = row[key]
+                self.table.setItem(i, j, QTableWidgetItem(f"{v:.2f}" if key == "threshold" else
+                                                          f"{v:.3f}" if isinstance(v, float) else str(v)))
+        self.table.resizeColumnsToContents()
+        ov = object_overlay(pred, truth)
+        counts = {code: int(n) for code, n in enumerate(np.bincount(ov.ravel(), minlength=4))}
+        r50 = res["thresholds"][0]
+        self.summary.setText(
+            f"<b>{res['n_true']}</b> true, <b>{res['n_pred']}</b> predicted objects · at IoU 0.5: "
+            f"F1 <b>{r50['f1']:.3f}</b>, {r50['tp']} matched, {r50['fn']} missed, {r50['fp']} false · "
+            f"{res['splits']} split, {res['merges']} merged · mean AP {res['mean_ap']:.3f}<br>" +
+            "  ".join(f"<span style='color:{_layers.ERROR_COLORS[c]}'>■</span> {OVERLAY_NAMES[c]}s"
+                      for c in sorted(OVERLAY_NAMES)))
+        self.overlay = self._show_overlay(pred_layer, ov)
+        self.counts = counts
+        return res
+
+    def _show_overlay(self, pred_layer: Any, ov: np.ndarray) -> Any:
+        for layer in self.viewer.layers:
+            if _layers.role(layer) == ROLE and _layers.info(layer).get("image") == pred_layer.name:
+                layer.data = ov
+                return layer
+        cmap = {None: "transparent", 0: "transparent", **{k: _layers.ERROR_COLORS[k] for k in (1, 2, 3)}}
+        return self.viewer.add_labels(ov, name=f"{pred_layer.name} object errors", colormap=cmap,
+                                      opacity=0.6, scale=pred_layer.scale, translate=pred_layer.translate,
+                                      metadata=_layers.tag(ROLE, pred_layer.name))
