@@ -62,7 +62,7 @@ def wants_bigdata(args) -> bool:
     """Whether ``predict`` goes through the block engine (else the in-memory TIFF path)."""
     from .core.readers import is_lazy_spec
 
-    return bool(getattr(args, "format", "tiff") == "ome-zarr" or getattr(args, "workers", None)
+    return bool(getattr(args, "format", "tiff") == "ome-zarr" or getattr(args, "workers", None) is not None
                 or getattr(args, "scheduler", None) or getattr(args, "cluster", None)
                 or any(is_lazy_spec(p) for p in args.images))
 

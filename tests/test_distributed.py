@@ -1,0 +1,190 @@
+"""Block-wise prediction (core.distributed): equal to in-memory predict, resumable, OME-Zarr
+output that ome-zarr's reader opens with the right scale; and on a 2-worker dask LocalCluster."""
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+zarr = pytest.importorskip("zarr")
+pytest.importorskip("ome_zarr")
+pytest.importorskip("distributed")
+
+from napari_unet import build_model, predict, save_model  # noqa: E402
+from napari_unet.cli import main  # noqa: E402
+from napari_unet.core import distributed as dist  # noqa: E402
+from napari_unet.core.io import read_model_meta  # noqa: E402
+from napari_unet.core.predict import probabilities_to_labels  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("models")
+    torch.manual_seed(3)
+    m3 = build_model(dims=3, classes=3, base_channels=8, depth=2)
+    torch.manual_seed(4)
+    m2 = build_model(dims=2, classes=2, base_channels=8, depth=2)
+    save_model(m3, d / "m3.pt")
+    save_model(m2, d / "m2.pt")
+    return {"3d": (d / "m3.pt", m3), "2d": (d / "m2.pt", m2)}
+
+
+def _volume(path, shape=(12, 40, 36), chunks=(4, 16, 16), seed=0):
+    vol = (np.random.default_rng(seed).random(shape) * 3000).astype(np.uint16)
+    z = zarr.create_array(path, shape=vol.shape, chunks=chunks, dtype=vol.dtype)
+    z[:] = vol
+    return vol
+
+
+def _reference(model, img):
+    p = predict(model, img, tile=None, device="cpu")
+    return p, probabilities_to_labels(p)
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_blocks_equal_predict_and_ome_zarr_opens_with_scale(tmp_path, models, version):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Multiscales, Reader
+
+    from napari_unet.core.readers import PixelSize, open_image
+
+    path, model = models["3d"]
+    vol = _volume(tmp_path / "vol.zarr")
+    meta = read_model_meta(path)
+    src = open_image(tmp_path / "vol.zarr")
+    src.pixel_size = PixelSize({"z": 2.0, "y": 0.3, "x": 0.3}, "micrometer")
+    job = dist.make_job(meta, src, tmp_path, fmt="ome-zarr", chunks=(8, 16, 16), device="cpu")
+    assert len(job.blocks()) == 2 * 3 * 3
+    (out,), = dist.run_jobs(dist.model_ref(path), [job], meta, version=version)
+    assert out.endswith("vol.ome.zarr") and not (tmp_path / ".vol.ome.zarr.partial").exists()
+    ref_p, ref_l = _reference(model, vol)
+    g = zarr.open_group(out, mode="r")
+    assert g["0"].dtype == np.float32 and g["0"].shape == (3, *vol.shape)
+    assert np.abs(g["0"][:] - ref_p).max() <= 1e-5
+    np.testing.assert_array_equal(g["labels/prediction/0"][:], ref_l)
+    assert g["labels/prediction/0"].dtype == np.uint8
+
+    nodes = list(Reader(parse_url(out))())
+    image = next(n for n in nodes if n.load(Multiscales) and not n.load(Label))
+    ms = image.metadata
+    assert [a["name"] for a in ms["axes"]] == ["c", "z", "y", "x"]
+    assert ms["axes"][1]["unit"] == "micrometer"
+    assert ms["coordinateTransformations"][0][0]["scale"] == [1.0, 2.0, 0.3, 0.3]
+    np.testing.assert_allclose(np.asarray(image.data[0]), g["0"][:])
+    label = next(n for n in Reader(parse_url(f"{out}/labels/prediction"))() if n.load(Label))
+    assert label.metadata["coordinateTransformations"][0][0]["scale"] == [2.0, 0.3, 0.3]
+    assert set(label.metadata["color"]) == {1, 2, 3}  # image-label colours, one per class value
+    assert label.metadata["color"][1][3] == 0  # class 1 (background) transparent
+    assert label.metadata["properties"][2]["class"] == model.meta["class_names"][1]
+    # the in-memory labels and the store's agree on the values 1..K of the painting
+    assert set(np.unique(np.asarray(label.data[0]))) <= {1, 2, 3}
+
+
+def test_killed_run_resumes_only_missing_blocks(tmp_path, models, monkeypatch):
+    path, model = models["3d"]
+    vol = _volume(tmp_path / "vol.zarr", seed=1)
+    meta = read_model_meta(path)
+    ref = dist.model_ref(path)
+    job = dist.make_job(meta, tmp_path / "vol.zarr", tmp_path, fmt="tiff", chunks=(8, 16, 16), device="cpu")
+    blocks = job.blocks()
+    # a run killed after 7 blocks: store, 7 chunks and their markers, no outputs
+    dist.prepare_store(ref, job, meta, "0.5")
+    job.stats = dist.global_stats(job.source, None, meta)
+    for b in blocks[:7]:
+        dist.run_block(ref, job, b)
+    dist.marker_path(job, blocks[2]).unlink()  # chunk written, marker not yet: redone
+    assert not (tmp_path / "vol_probs.tif").exists()
+
+    ran = []
+    real = dist.run_block
+    monkeypatch.setattr(dist, "run_block", lambda r, j, b, *a: ran.append(tuple(b)) or real(r, j, b, *a))
+    job2 = dist.make_job(meta, tmp_path / "vol.zarr", tmp_path, fmt="tiff", chunks=(8, 16, 16), device="cpu")
+    dist.run_jobs(ref, [job2], meta)
+    assert sorted(ran) == sorted([blocks[2]] + blocks[7:])
+    ref_p, ref_l = _reference(model, vol)
+    assert np.abs(tifffile.imread(tmp_path / "vol_probs.tif") - ref_p).max() <= 1e-5
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "vol_labels.tif"), ref_l)
+    assert not (tmp_path / ".vol.napari-unet.partial.zarr").exists()
+
+
+def test_cli_hdf5_input_and_pixel_size_to_tiff(tmp_path, models, capsys):
+    h5py = pytest.importorskip("h5py")
+    from napari_unet.core.readers import open_image
+
+    path, model = models["2d"]
+    img = (np.random.default_rng(2).random((3, 30, 34)) * 255).astype(np.uint8)
+    with h5py.File(tmp_path / "s.h5", "w") as h:
+        h.create_dataset("raw", data=img).attrs["element_size_um"] = [2.0, 0.5, 0.5]
+    assert main(["predict", "--model", str(path), "--out-dir", str(tmp_path / "o"), "--quiet",
+                 f"{tmp_path / 's.h5'}:raw"]) == 0
+    ref_p, ref_l = _reference(model, img)
+    assert np.abs(tifffile.imread(tmp_path / "o" / "s_probs.tif") - ref_p).max() <= 1e-5
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "o" / "s_labels.tif"), ref_l)
+    px = open_image(tmp_path / "o" / "s_labels.tif").pixel_size
+    assert px.sizes == pytest.approx({"z": 2.0, "y": 0.5, "x": 0.5}) and px.unit == "micrometer"
+    # a second run refuses to replace them without --overwrite: one line, exit 2
+    assert main(["predict", "--model", str(path), "--out-dir", str(tmp_path / "o"), "--quiet",
+                 f"{tmp_path / 's.h5'}:raw"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_cli_cluster_errors_are_one_line(tmp_path, models, capsys):
+    path, _ = models["2d"]
+    tifffile.imwrite(tmp_path / "a.tif", np.zeros((16, 16), np.uint8))
+    try:
+        import dask_jobqueue  # noqa: F401
+    except ImportError:
+        assert main(["predict", "--model", str(path), "--out-dir", str(tmp_path / "o"),
+                     "--cluster", "slurm", str(tmp_path / "a.tif")]) == 2
+        assert "dask-jobqueue" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert main(["predict", "--model", str(path), "--out-dir", str(tmp_path / "o"),
+                 "--workers", "0", str(tmp_path / "a.tif")]) == 2
+    assert "--workers" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- on a cluster
+
+@pytest.fixture(scope="module")
+def client():
+    with dist.open_client(workers=2) as (c, threads):
+        yield c, threads
+
+
+@pytest.mark.slow
+def test_local_cluster_zarr_volume_equals_predict(tmp_path, models, client):
+    c, threads = client
+    path, model = models["3d"]
+    vol = _volume(tmp_path / "vol.zarr", shape=(16, 48, 40), seed=5)
+    meta = read_model_meta(path)
+    job = dist.make_job(meta, tmp_path / "vol.zarr", tmp_path, fmt="ome-zarr", chunks=(8, 16, 24), device="cpu")
+    seen = []
+    (out,), = dist.run_jobs(dist.model_ref(path, threads), [job], meta, client=c,
+                            progress=lambda d, n: seen.append((d, n)))
+    assert seen[-1] == (len(job.blocks()), len(job.blocks()))
+    ref_p, ref_l = _reference(model, vol)
+    g = zarr.open_group(out, mode="r")
+    assert np.abs(g["0"][:] - ref_p).max() <= 1e-5
+    np.testing.assert_array_equal(g["labels/prediction/0"][:], ref_l)
+    # the model was loaded once per worker (worker-side cache), not once per block
+    loaded = c.run(lambda: len(__import__("napari_unet.core.distributed", fromlist=["x"])._MODELS))
+    assert len(loaded) == 2 and set(loaded.values()) <= {0, 1} and sum(loaded.values()) >= 1
+
+
+@pytest.mark.slow
+def test_cli_workers_spreads_tiff_files(tmp_path, models, capsys):
+    path, model = models["2d"]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(7)
+    imgs = {f"f{i}": (rng.random((40 + i * 8, 52)) * 255).astype(np.uint8) for i in range(2)}
+    for k, v in imgs.items():
+        tifffile.imwrite(folder / f"{k}.tif", v)
+    files = sorted(str(p) for p in folder.glob("*.tif"))
+    assert main(["predict", "--model", str(path), "--out-dir", str(tmp_path / "o"), "--workers", "2",
+                 "--quiet", *files]) == 0
+    assert "2 dask workers" in capsys.readouterr().err
+    for k, v in imgs.items():
+        ref_p, ref_l = _reference(model, v)
+        assert np.abs(tifffile.imread(tmp_path / "o" / f"{k}_probs.tif") - ref_p).max() <= 1e-5
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / "o" / f"{k}_labels.tif"), ref_l)
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        "f0_labels.tif", "f0_probs.tif", "f1_labels.tif", "f1_probs.tif"]
