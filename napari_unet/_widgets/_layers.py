@@ -81,3 +81,20 @@ def class_names_of(layer: Any, default_classes: int = 2) -> list[str]:
         return list(names)
     return ["background"] + ["foreground" if default_classes == 2 else f"class {i}"
                              for i in range(2, default_classes + 1)]
+
+
+def keep_painting_on_top(viewer: Any, image_name: str) -> None:
+    """Move the painting of ``image_name`` above every other layer (previews and results
+    must never hide it) without changing the selection (the brush stays where it was)."""
+    paint = find_role(viewer.layers, image_name, "paint")
+    if paint is None:
+        return
+    layers = viewer.layers
+    idx = layers.index(paint)
+    if idx != len(layers) - 1:
+        sel = layers.selection
+        active, chosen = sel.active, set(sel)
+        layers.move(idx, len(layers))
+        if active is not None:
+            sel.active = active
+        sel.update(chosen)

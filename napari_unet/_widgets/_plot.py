@@ -14,7 +14,8 @@ MAX_POINTS = 600  # drawn; older points are thinned, never dropped from the reco
 
 
 class LossPlot(QWidget):
-    """Training loss (line), validation loss (dots) and validation mean IoU (right axis, 0-1)
+    """Training loss (line), validation loss (dots) and prediction stability (right axis, 0-1;
+    see ``napari_unet.core.events.QUALITY_HELP``)
     against the step."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -71,7 +72,7 @@ class LossPlot(QWidget):
         p.setPen(VAL_COLOR)
         p.drawText(QPointF(left + 36, 12), "● val loss")
         p.setPen(IOU_COLOR)
-        p.drawText(QPointF(left + 108, 12), "-- val IoU")
+        p.drawText(QPointF(left + 108, 12), "-- stability")
 
         if not self.train and not self.val:
             p.setPen(QColor("#8a9099"))

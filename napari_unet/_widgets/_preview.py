@@ -75,6 +75,7 @@ def preview_layer(viewer: Any, image: Any) -> Any:
     else:
         sel.clear()
     sel.update(chosen)
+    _layers.keep_painting_on_top(viewer, image.name)
     return layer
 
 

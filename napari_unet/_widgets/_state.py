@@ -16,17 +16,31 @@ class ModelState:
     def __init__(self) -> None:
         self.model: Any = None
         self.source: str = ""
+        self.previous: tuple[Any, str] | None = None   # the model a continued run started from
 
-    def set(self, model: Any, source: str) -> None:
+    def set(self, model: Any, source: str, previous: tuple[Any, str] | None = None) -> None:
+        """Replace the model; ``previous`` (model, source) is kept for :meth:`revert`."""
         self.model, self.source = model, source
+        self.previous = previous
         self.changed.emit(model)
+
+    def revert(self) -> bool:
+        """Swap the current model with the one the last continued run started from (one
+        click back, and one click forward again). Returns False when there is none."""
+        if self.previous is None:
+            return False
+        prev, src = self.previous
+        self.set(prev, f"reverted: {src}", previous=(self.model, self.source))
+        return True
 
     def describe(self) -> str:
         if self.model is None:
             return "no model yet: train one or load a model file"
         meta = getattr(self.model, "meta", {}) or {}
         names = ", ".join(meta.get("class_names", []))
-        return f"{meta.get('dims', '?')}D U-Net, classes: {names} ({self.source})"
+        total = (meta.get("training") or {}).get("total_steps")
+        steps = f", {total} steps in all" if total else ""
+        return f"{meta.get('dims', '?')}D U-Net, classes: {names} ({self.source}{steps})"
 
     def require(self) -> Any:
         from ._common import UserError

@@ -41,8 +41,12 @@ class Validation:
     loss: float
     iou: dict[int, float]  # per class value
     dice: dict[int, float]
-    mean_iou: float
+    mean_iou: float        # on held-out strokes only: says nothing about boundaries
     mean_dice: float
+    # over every pixel of the validation crops (painted or not), so boundaries count:
+    agreement: float = float("nan")   # mean IoU between the prediction and that of the mirrored
+                                      # crop (1 = boundaries settled; low = they move)
+    uncertain: float = float("nan")   # share of pixels whose top probability is below 0.75
 
 
 @dataclass(frozen=True)
@@ -66,3 +70,26 @@ class TrainFinished:
     step: int
     model: Any = field(repr=False)
     message: str = ""
+    kept_previous: bool = False   # keep_better: the starting weights fitted the paint better
+
+
+QUALITY_HELP = (
+    "stability: how much the prediction agrees with that of the mirrored image over every "
+    "pixel of the validation crops, boundaries included (mean IoU; 1 = boundaries settled, "
+    "lower = they still move: paint where the preview is wrong or train longer). uncertain: "
+    "share of those pixels whose top class probability is below 0.75. strokes: IoU on held-out "
+    "strokes only, which sit away from boundaries and so read high long before the result is good.")
+
+
+def quality_summary(v: Validation) -> str:
+    """One line for a :class:`Validation`, the same in the CLI and the widget: the
+    boundary-sensitive figures first, the (flattering) held-out stroke IoU last and capped
+    below 1.00 so it never reads as a perfect result."""
+    import math
+
+    def f(x: float) -> str:
+        return "-" if not math.isfinite(x) else f"{min(x, 0.99):.2f}" if x > 0.99 else f"{x:.2f}"
+
+    unc = "-" if not math.isfinite(v.uncertain) else f"{100 * v.uncertain:.0f}%"
+    strokes = "-" if not math.isfinite(v.mean_iou) else ("≥0.99" if v.mean_iou > 0.99 else f"{v.mean_iou:.2f}")
+    return f"stability {f(v.agreement)} · uncertain {unc} · held-out strokes IoU {strokes}"

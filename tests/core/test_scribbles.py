@@ -1,0 +1,97 @@
+"""Learning from strokes that leave a gap: the edge-aware regulariser, the quality signal that
+counts boundaries, and continuing that never goes backwards (keep_better)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_unet.core.events import TrainFinished, Validation, quality_summary
+from napari_unet.core.losses import edge_aware_potts, neighbour_offsets
+from napari_unet.core.synthetic import make_nuclei, make_strokes
+from napari_unet.core.train import iter_train, train
+
+TINY = dict(base_channels=8, depth=2, patch=64, batch_size=4, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def data2d():
+    img, sem, inst = make_nuclei((160, 160), seed=5)
+    return img, sem, make_strokes(sem, inst, seed=5)
+
+
+def test_neighbour_offsets_count_each_pair_once():
+    assert len(neighbour_offsets(2, (1,))) == 4
+    assert len(neighbour_offsets(3, (1, 2))) == 26
+    offs = neighbour_offsets(2, (1, 3))
+    assert len(set(offs)) == len(offs) and all(o != tuple(-v for v in p) for o in offs for p in offs)
+    # z steps much longer than the in-plane ones are not neighbours
+    aniso = neighbour_offsets(3, (1,), spacing=(5.0, 1.0, 1.0))
+    assert all(o[0] == 0 for o in aniso) and len(aniso) == 4
+
+
+def _split(width: int, cut: int) -> torch.Tensor:
+    """Probabilities (1, 2, 1, width): class 1 left of ``cut``, class 2 from it on."""
+    p = torch.zeros(1, 2, 1, width)
+    p[0, 0, 0, :cut] = 1
+    p[0, 1, 0, cut:] = 1
+    return p
+
+
+def test_regulariser_prefers_the_boundary_on_the_image_edge():
+    width = 40
+    image = torch.zeros(1, 1, 1, width)
+    image[..., 20:] = 1.0                          # an edge between x=19 and x=20
+    image += 0.01 * torch.randn(image.shape, generator=torch.Generator().manual_seed(0))
+    offs = [(0, 1), (0, 2), (0, 4)]
+    on_edge = edge_aware_potts(_split(width, 20), image, offs)
+    off_edge = [edge_aware_potts(_split(width, c), image, offs) for c in (12, 16, 24, 28)]
+    assert all(on_edge < 0.2 * o for o in off_edge)
+    # the gradient moves probability towards the boundary at the edge
+    p = _split(width, 26).clone().requires_grad_(True)
+    edge_aware_potts(p, image, offs).backward()
+    # near the wrong cut, lowering the class-2 probability left of it is not what it asks:
+    # it asks pixels 20..25 (class 2 side of the edge but class 1 now) to agree with the right
+    assert p.grad[0, 1, 0, 22] < 0
+
+
+def test_regulariser_is_zero_for_a_constant_prediction():
+    image = torch.rand(2, 1, 16, 16)
+    p = torch.zeros(2, 3, 16, 16)
+    p[:, 1] = 1
+    assert float(edge_aware_potts(p, image, neighbour_offsets(2))) == pytest.approx(0.0)
+
+
+def test_validation_measures_boundaries_not_only_strokes(data2d):
+    img, sem, strokes = data2d
+    vals = [ev for ev in iter_train(img, strokes, steps=30, **TINY) if isinstance(ev, Validation)]
+    assert vals
+    v = vals[-1]
+    assert 0.0 <= v.agreement <= 1.0 and 0.0 <= v.uncertain <= 1.0
+    text = quality_summary(v)
+    assert "stability" in text and "1.00" not in text
+    perfect = Validation(1, 0.0, {1: 1.0, 2: 1.0}, {1: 1.0, 2: 1.0}, 1.0, 1.0, 0.62, 0.2)
+    assert "1.00" not in quality_summary(perfect) and "0.62" in quality_summary(perfect)
+
+
+def test_keep_better_keeps_the_previous_model_when_a_run_makes_it_worse(data2d):
+    img, sem, strokes = data2d
+    base = train(img, strokes, steps=40, **TINY)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    # an absurd learning rate wrecks the weights: the previous model must come back
+    events = list(iter_train(img, strokes, model=base, steps=8, lr=5.0, keep_better=True,
+                             **{k: v for k, v in TINY.items() if k not in ("base_channels", "depth")}))
+    fin = events[-1]
+    assert isinstance(fin, TrainFinished) and fin.kept_previous
+    assert "kept the previous model" in fin.message
+    for k, v in fin.model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_keep_better_takes_the_new_weights_when_they_fit_the_paint_better(data2d):
+    img, sem, strokes = data2d
+    base = train(img, strokes, steps=2, **TINY)
+    events = list(iter_train(img, strokes, model=base, steps=40, keep_better=True,
+                             **{k: v for k, v in TINY.items() if k not in ("base_channels", "depth")}))
+    fin = events[-1]
+    assert not fin.kept_previous and "at least as well" in fin.message
