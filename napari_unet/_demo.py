@@ -18,8 +18,12 @@ def run_demo(out_dir: Path, *, time_limit: float = 60.0, device: str = "auto") -
     from .core.synthetic import make_nuclei, sample_2d, sample_3d
     from .core.train import iter_train
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    from .core.outputs import check_output, prepare_folder
+
+    out_dir = prepare_folder(Path(out_dir), what="--out-dir")
+    for name in ["model.pt"] + [f"{c}_{k}.tif" for c in ("nuclei2d", "heldout2d", "nuclei3d")
+                                for k in ("probs", "labels", "errors")]:
+        check_output(out_dir / name)
     img2, truth2, strokes2 = sample_2d()
     img3, truth3, _ = sample_3d()
     painted = (strokes2 > 0).mean() * 100

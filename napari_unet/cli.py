@@ -13,11 +13,9 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from .core.errors import UserError
+
 EXIT_USAGE = 2
-
-
-class UserError(Exception):
-    """A mistake the user can fix; printed as one line, exit code 2."""
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -77,6 +75,26 @@ def _batch_arg(text: str):
     return v
 
 
+def _threshold_arg(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"--threshold is a probability between 0 and 1, got {text!r}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not 0.0 < v < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return v
+
+
 def _existing_file(path: str, what: str) -> Path:
     p = Path(path)
     if not p.exists():
@@ -103,6 +121,7 @@ def predict_file(model, image_path: Path, out_dir: Path, *, tile, batch_size, de
 
     from .core.device import resolve_device
     from .core.io import axes_for, read_image, tiff_memmap, write_tiff
+    from .core.outputs import check_space
     from .core.predict import fits_in_ram, predict, prepare_image, probabilities_to_labels
 
     img = read_image(image_path)
@@ -113,6 +132,7 @@ def predict_file(model, image_path: Path, out_dir: Path, *, tile, batch_size, de
     labels_path = out_dir / f"{stem}_labels.tif"
     shape = (meta["classes"],) + chw.shape[1:]
     nbytes = int(np.prod(shape)) * 4
+    check_space(out_dir, nbytes + nbytes // shape[0] * 2, what="--out-dir")
     axes = "C" + axes_for(chw[0])
     bar = None if quiet else ProgressBar(f"{image_path.name}")
     progress = (lambda d, n: bar.update(d, n, f"tiles {d}/{n}")) if bar else None
@@ -146,16 +166,29 @@ def cmd_predict(args) -> int:
 
     if wants_bigdata(args):  # zarr/HDF5 inputs, --format ome-zarr, --workers/--scheduler/--cluster
         return predict_bigdata(args)
+    from .core.outputs import check_output, expand_inputs, prepare_folder
+    from .core.predict import check_threshold
+
     model_path = _existing_file(args.model, "model file")
-    images = [_existing_file(p, "image") for p in args.images]
+    images, skipped = expand_inputs(args.images)
+    for p in skipped:
+        print(f"skipping {p}: an output of napari-unet, not an input image", file=sys.stderr)
     out_dir = Path(args.out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out-dir {out_dir} exists and is not a folder")
     stems = [_stem(p) for p in images]
     dup = {s for s in stems if stems.count(s) > 1}
     if dup:
         raise UserError(f"several images share the name {sorted(dup)[0]!r}; their outputs would overwrite each other")
+    suffixes = ("_probs.tif", "_labels.tif") + (("_instances.tif",) if args.instances else ())
+    for s in stems:  # every output is checked before anything is predicted
+        for suf in suffixes:
+            check_output(out_dir / f"{s}{suf}", inputs=images + [model_path], overwrite=args.overwrite)
+    prepare_folder(out_dir, what="--out-dir")
+    from .core.io import read_image
+
+    for p in images:  # a damaged or truncated file fails now, not after the others are done
+        read_image(p)
     model = load_model(model_path)
+    check_threshold(args.threshold, model.meta["classes"])
     if args.measure and not args.instances:
         raise UserError("--measure measures the objects of --instances: give both")
     if args.instances:
@@ -187,7 +220,7 @@ def instance_outputs(model, image_path: Path, probs_path: Path, labels_path: Pat
     from .core.io import read_image
 
     stem, spacing = _stem(image_path), args.spacing
-    inst, n = write_instances(read_image(probs_path), model.meta, out_dir / f"{stem}_instances.tif",
+    inst, n = write_instances(probs_path, model.meta, out_dir / f"{stem}_instances.tif",
                               class_value=args.instance_class, min_size=args.min_size,
                               seed_distance=args.seed_distance, spacing=spacing)
     written = [f"{inst} ({n} objects)"]
@@ -291,8 +324,10 @@ def add_train_parser(sub) -> None:
     g.add_argument("--time-limit", type=float, help="seconds of training (default 300 unless --steps)")
     g.add_argument("--steps", type=int, help="number of optimisation steps")
     p.add_argument("--init", help="model file to fine-tune from (a new head if the class count differs)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    p.add_argument("--batch-size", type=_batch_arg, default="auto")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                   help="where to compute: auto (a CUDA or Apple GPU if there is one, else the CPU), cpu, cuda or mps")
+    p.add_argument("--batch-size", type=_batch_arg, default="auto",
+                   help="patches per training step: auto (from the device and patch size) or N")
     p.add_argument("--patch", type=_patch_cli_arg, default="auto", help="patch size: auto, N or ZxYxX")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3)")
     p.add_argument("--classes", type=int, default=None,
@@ -309,7 +344,10 @@ def add_train_parser(sub) -> None:
     p.add_argument("--val-image", action="append", default=None, help="validation image (repeatable)")
     p.add_argument("--val-labels", action="append", default=None, help="labels for the preceding --val-image")
     p.add_argument("--channel-axis", type=int, default=None, help="axis holding channels, for multi-channel images")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed for the initial weights, patch sampling and augmentation (default 0)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="allow replacing an existing --out file that napari-unet did not write")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_train)
 
@@ -319,10 +357,10 @@ def report_training(gen, *, quiet: bool = False):
     stderr; return ``(TrainFinished event, "val IoU ..." text)``. Used by train and demo."""
     import math
 
-    from .core.events import TrainFinished, TrainStarted, TrainStep, Validation
+    from .core.events import TrainFinished, TrainStarted, TrainStep, Validation, quality_summary
 
     bar = None
-    val_txt = "val IoU -"
+    val_txt = "stability -"
     finished = None
     try:
         for ev in gen:
@@ -340,7 +378,7 @@ def report_training(gen, *, quiet: bool = False):
                 bar.update(ev.fraction, 1.0, f"step {ev.step} loss {ev.loss:.4f} {val_txt} "
                                              f"{ev.steps_per_s:.2f} steps/s")
             elif isinstance(ev, Validation):
-                val_txt = f"val IoU {ev.mean_iou:.3f}"
+                val_txt = quality_summary(ev)
             elif isinstance(ev, TrainFinished):
                 finished = ev
     finally:
@@ -364,6 +402,10 @@ def cmd_train(args) -> int:
         raise UserError(f"--out {out} is a folder; give a model file path such as model.pt")
     if not (out.parent if str(out.parent) else Path(".")).is_dir():
         raise UserError(f"the folder of --out {out} does not exist")
+    from .core.train_output import TrainOutput
+
+    target = TrainOutput(out, inputs=args.image + args.labels + (args.val_image or []) + (args.val_labels or []),
+                         overwrite=args.overwrite)
     if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps must be at least 1, got {args.steps}")
     if args.time_limit is not None and not args.time_limit > 0:
@@ -390,13 +432,18 @@ def cmd_train(args) -> int:
                      batch_size=args.batch_size, patch=args.patch, lr=args.lr,
                      base_channels=args.base_channels, depth=args.depth,
                      val_fraction=args.val_fraction, val_images=val_images, val_labels=val_labels,
-                     unpainted_is_background=args.unpainted_is_background, checkpoint=out,
+                     unpainted_is_background=args.unpainted_is_background, checkpoint=target.checkpoint,
                      checkpoint_every=args.checkpoint_every, seed=args.seed,
                      channel_axis=args.channel_axis)
-    finished, val_txt = report_training(gen, quiet=args.quiet)
+    try:
+        finished, val_txt = report_training(gen, quiet=args.quiet)
+    except KeyboardInterrupt as e:
+        print(f"napari-unet: {'terminated' if isinstance(e, Terminated) else 'interrupted'}: "
+              f"{target.settle(False)}", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     if finished.reason == "nan":
         print(f"napari-unet: warning: {finished.message}", file=sys.stderr)
-    print(f"wrote {out}: {finished.message}; {val_txt}")
+    print(f"{target.settle(True)}: {finished.message}; {val_txt}")
     return 0
 
 
@@ -419,11 +466,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model file (.pt) from 'napari-unet train' or the plugin")
     p.add_argument("--out-dir", required=True, help="folder for the outputs (created if missing)")
     p.add_argument("--tile", type=_tile_arg, default="auto",
-                   help="tile core size: auto (from free memory), none (whole image), N, or ZxYxX")
-    p.add_argument("--batch-size", type=_batch_arg, default="auto")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+                   help="tile core size: auto (from free memory), none or 0 (the whole image in one pass), "
+                        "N, or ZxYxX; every size gives the same result")
+    p.add_argument("--batch-size", type=_batch_arg, default="auto",
+                   help="tiles per forward pass: auto (from free memory) or N")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                   help="where to compute: auto (a CUDA or Apple GPU if there is one, else the CPU), cpu, cuda or mps")
     p.add_argument("--channel-axis", type=int, default=None, help="axis holding channels, for multi-channel models")
-    p.add_argument("--threshold", type=float, default=None,
+    p.add_argument("--threshold", type=_threshold_arg, default=None,
                    help="two-class models: foreground where its probability >= this (default: argmax)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     g = p.add_argument_group("objects (instance labels)")
@@ -436,12 +486,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed-distance", type=float, default=5.0,
                    help="smallest distance between two objects' centres, in --spacing units (default 5)")
     g.add_argument("--spacing", type=_spacing_arg, default=None,
-                   help="pixel/voxel size per axis, e.g. 2,0.5,0.5 (ZYX), for --seed-distance and --measure")
+                   help="pixel/voxel size per axis, e.g. 2,0.5,0.5 (ZYX), for --seed-distance and --measure "
+                        "(default: the pixel size recorded in the image, else 1)")
     g.add_argument("--measure", action="store_true",
                    help="with --instances: also DIR/<stem>_objects.csv, one row per object (size in --spacing "
                         "units, mean intensity, centroid, bounding box, class)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="allow replacing existing output files that napari-unet did not write (inputs never are)")
     p.add_argument("images", nargs="+", metavar="IMAGE",
-                   help="TIFF files, .zarr/.ome.zarr stores, or file.h5:dataset (read lazily)")
+                   help="TIFF files or folders of them (outputs of napari-unet in them are skipped), "
+                        ".zarr/.ome.zarr stores, or file.h5:dataset (read lazily)")
     from ._cli_bigdata import add_bigdata_args
 
     add_bigdata_args(p)
@@ -464,17 +518,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "mask (0/1, 0/255, or class labels with 1 = background) by connected components")
     p.set_defaults(func=cmd_evaluate)
 
+    from ._cli_export import add_export_parser
+
+    add_export_parser(sub)
+
     p = sub.add_parser("demo", help="headless demo on the synthetic sample data",
                        description="Train on the sample data's strokes, predict, evaluate, print the scores and write the outputs.")
-    p.add_argument("--out-dir", default="demo_output")
-    p.add_argument("--time-limit", type=float, default=60.0)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--out-dir", default="demo_output",
+                   help="folder for the model and the outputs (default demo_output, created if missing)")
+    p.add_argument("--time-limit", type=_positive_float, default=60.0, help="seconds of training (default 60)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                   help="where to compute: auto (a CUDA or Apple GPU if there is one, else the CPU), cpu, cuda or mps")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("gui", help="open napari with the plugin docked and the sample data loaded "
                                    "(the headless demo where there is no display)")
     p.add_argument("--no-sample", action="store_true", help="do not load the sample data")
-    p.add_argument("--demo-out-dir", default="demo_output")
+    p.add_argument("--demo-out-dir", default="demo_output",
+                   help="where the headless demo writes its outputs when there is no display (default demo_output)")
     p.set_defaults(func=cmd_gui)
     return parser
 
@@ -491,21 +552,53 @@ def cmd_gui(args) -> int:
     return run_gui(sample=not args.no_sample, demo_out_dir=Path(args.demo_out_dir))
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: temporary files are removed and training saves its model."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Our warnings as one line; those of libraries only with NAPARI_UNET_DEBUG."""
+    if "napari_unet" in str(filename) or os.environ.get("NAPARI_UNET_DEBUG"):
+        print(f"napari-unet: warning: {str(message).splitlines()[0]}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import signal
+    import warnings
+
+    from .core.errors import cli_wording, describe_os_error
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    old_term = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    old_show = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("napari-unet: interrupted", file=sys.stderr)
-        return 130
-    except (UserError, ValueError, TypeError, FileNotFoundError, PermissionError, IsADirectoryError,
-            MemoryError) as e:
+        with cli_wording():
+            return int(args.func(args) or 0)
+    except KeyboardInterrupt as e:
+        print(f"napari-unet: {'terminated' if isinstance(e, Terminated) else 'interrupted'}", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
+    except (UserError, OSError, MemoryError) as e:
         if os.environ.get("NAPARI_UNET_DEBUG"):
             raise
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        msg = describe_os_error(e) if isinstance(e, OSError) else (str(e).splitlines() or [type(e).__name__])[0]
         print(f"napari-unet: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        warnings.showwarning = old_show
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -79,7 +79,7 @@ def test_train_two_pairs_and_time_limit(files, tmp_path):
     ("float_labels.tif", [], "integer"),
     ("empty.tif", [], "no painted pixels"),
     ("missing.tif", [], "does not exist"),
-    ("strokes.tif", ["--dims", "3"], "dims=3"),
+    ("strokes.tif", ["--dims", "3"], "a 3D model takes (Z, Y, X) volumes"),
     ("strokes.tif", ["--classes", "1"], "classes"),
     ("strokes.tif", ["--init", "nowhere.pt"], "does not exist"),
     ("strokes.tif", ["--image", "x.tif"], "--labels"),

@@ -11,8 +11,7 @@ from qtpy.QtWidgets import QComboBox, QFrame, QLabel, QSizePolicy, QWidget
 from . import _layers
 
 
-class UserError(Exception):
-    """A mistake the user can fix (no image chosen, shapes differ, ...): shown, never traced."""
+from napari_unet.core.errors import UserError  # noqa: E402  (one class for the API, CLI and widgets)
 
 
 # ----------------------------------------------------------------------------- notifications

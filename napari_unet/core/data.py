@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import UserError, UserTypeError, say
+from .limits import check_label_range
 from .normalize import apply_stats, percentile_stats
 
 # most painted pixels per class and volume kept as patch centres (a random subset beyond)
@@ -36,7 +38,7 @@ MAX_CENTRES = 1_000_000
 def _as_list(x: Any, name: str) -> list:
     if isinstance(x, (list, tuple)):
         if len(x) == 0:
-            raise ValueError(f"{name} is an empty list")
+            raise UserError(f"{name} is an empty list")
         return list(x)
     return [x]
 
@@ -48,11 +50,7 @@ def check_image(image: Any, name: str, dims: int, channel_axis: int | None) -> n
 
     image = as_channels_first(image, name, dims, channel_axis)
     if image.dtype.kind == "f":
-        try:
-            check_finite(image)
-        except ValueError:
-            raise ValueError(f"{name} contains NaN or infinite values; replace them "
-                             "(e.g. numpy.nan_to_num) before training") from None
+        check_finite(image, name=name, doing="training")
     return image
 
 
@@ -62,20 +60,23 @@ def check_train_labels(labels: Any, name: str, spatial_shape: tuple[int, ...],
     if isinstance(labels, (list, tuple)):
         labels = np.asarray(labels)
     if not hasattr(labels, "shape") or not hasattr(labels, "dtype"):
-        raise TypeError(f"{name} must be a numpy array, got {type(labels).__name__}")
+        raise UserTypeError(f"{name} must be a numpy array, got {type(labels).__name__}")
     arr = labels if isinstance(labels, np.ndarray) else np.asarray(labels)
     if arr.dtype.kind == "b":
         arr = arr.astype(np.uint8)
     elif arr.dtype.kind == "f":
-        raise TypeError(f"{name} must be an integer array (0 = unlabeled, 1..K = classes), got "
-                        f"{arr.dtype}; if it holds whole numbers convert it with .astype(np.uint8)")
+        raise UserTypeError(f"{name} must be an integer array (0 = unlabeled, 1..K = classes), got "
+                        f"{arr.dtype}; " + say("if it holds whole numbers convert it with .astype(np.uint8)",
+                                             "save the labels as an integer (uint8 or uint16) image"))
     elif arr.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be an integer array (0 = unlabeled, 1..K = classes), got {arr.dtype}")
+        raise UserTypeError(f"{name} must be an integer array (0 = unlabeled, 1..K = classes), got {arr.dtype}")
     if tuple(arr.shape) != tuple(spatial_shape):
-        raise ValueError(f"{name} has shape {tuple(arr.shape)} but {image_name} has shape "
+        raise UserError(f"{name} has shape {tuple(arr.shape)} but {image_name} has shape "
                          f"{tuple(spatial_shape)}; labels must match the image pixel for pixel")
     if arr.size and arr.dtype.kind == "i" and int(arr.min()) < 0:
-        raise ValueError(f"{name} contain negative values; labels are 0 = unlabeled, 1..K = classes")
+        raise UserError(f"{name} contain negative values; labels are 0 = unlabeled, 1..K = classes")
+    if arr.size:
+        check_label_range(int(arr.max()), name)
     if unpainted_is_background:
         arr = np.where(arr == 0, 1, arr).astype(np.uint16 if arr.max(initial=0) > 255 else np.uint8)
     return arr
@@ -110,7 +111,7 @@ def check_pairs(images: Any, labels: Any, *, dims: int, channel_axis: int | None
     labs = _as_list(labels, "labels" if what == "images" else "val_labels")
     lname = "labels" if what == "images" else "val_labels"
     if len(imgs) != len(labs):
-        raise ValueError(f"{len(imgs)} {what} but {len(labs)} {lname}: give one labels array per image")
+        raise UserError(f"{len(imgs)} {what} but {len(labs)} {lname}: give one labels array per image")
     pairs = []
     single = len(imgs) == 1 and not isinstance(images, (list, tuple))
     cin = None
@@ -121,7 +122,7 @@ def check_pairs(images: Any, labels: Any, *, dims: int, channel_axis: int | None
         if cin is None:
             cin = chw.shape[0]
         elif chw.shape[0] != cin:
-            raise ValueError(f"{iname} has {chw.shape[0]} channels but the first image has {cin}")
+            raise UserError(f"{iname} has {chw.shape[0]} channels but the first image has {cin}")
         lab = check_train_labels(lab, lname_i, chw.shape[1:], iname, unpainted_is_background)
         pairs.append(Pair(chw, lab, class_counts(lab), iname))
     return pairs

@@ -5,6 +5,8 @@ import os
 
 import torch
 
+from .errors import UserError, UserTypeError
+
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -12,7 +14,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if isinstance(device, torch.device):
         return device
     if not isinstance(device, str):
-        raise TypeError(f"device must be a string like 'auto', 'cpu' or 'cuda', got {device!r}")
+        raise UserTypeError(f"device must be a string like 'auto', 'cpu' or 'cuda', got {device!r}")
     name = device.lower()
     if name == "auto":
         if torch.cuda.is_available():
@@ -23,12 +25,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cpu")
     base = name.split(":")[0]
     if base not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
+        raise UserError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
     if base == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available to torch "
+        raise UserError("device 'cuda' was asked for but no CUDA GPU is available to torch "
                          "(install a CUDA build of torch, or use device='auto')")
     if base == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError("device 'mps' was asked for but Apple MPS is not available")
+        raise UserError("device 'mps' was asked for but Apple MPS is not available")
     return torch.device(name)
 
 

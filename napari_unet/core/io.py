@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
+from .errors import UserError
+from .outputs import MARK, check_space, reserve
 from .labels import check_labels  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:  # the model module imports torch; keep TIFF I/O free of it
@@ -28,7 +30,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise FileNotFoundError(f"folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent or ".")
+    from .outputs import temp_prefix
+
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=".part", dir=path.parent or ".")
     os.close(fd)
     tmp = Path(tmp)
     umask = os.umask(0)
@@ -62,12 +66,27 @@ def save_model(model: "UNet", path: str | os.PathLike) -> Path:
     meta = dict(model_meta(model))
     meta["saved"] = {**_versions(), "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    meta_json = json.dumps(meta)
     payload = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
-               "meta_json": json.dumps(meta), "state_dict": state}
+               "meta_json": meta_json, "state_dict": state, "sha256": _checksum(meta_json, state)}
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path
+
+
+def _checksum(meta_json: str, state: dict) -> str:
+    """sha256 of the metadata and every tensor's name, dtype, shape and bytes (in key order)."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256(meta_json.encode())
+    for k in sorted(state):
+        t = state[k].detach().cpu().contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def read_model_meta(path: str | os.PathLike) -> dict[str, Any]:
@@ -82,26 +101,46 @@ def _load_payload(path: str | os.PathLike) -> tuple[dict, dict]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"model file {path} does not exist")
+    from .bioimageio_package import is_package, read_package
+
+    if is_package(path):  # a bioimage.io package (ours: exact model; foreign: a clear refusal)
+        return read_package(path)
     if path.is_dir():
-        raise ValueError(f"{path} is a folder, not a model file")
+        raise UserError(f"{path} is a folder, not a model file")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise UserError(f"model file {path} is empty (0 bytes): it was not written completely")
+    if head != b"PK\x03\x04":
+        raise UserError(f"{path} is not a napari-unet model file (a .pt file written by "
+                        "'napari-unet train' or the plugin)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError, TypeError) as e:
-        raise ValueError(f"{path} is not a readable napari-unet model file (corrupt or of "
+        raise UserError(f"{path} is not a readable napari-unet model file (corrupt or of "
                          f"another kind): {str(e).splitlines()[0][:200]}") from None
     except Exception as e:  # e.g. pickle.UnpicklingError for a foreign pickle
-        raise ValueError(f"{path} is not a napari-unet model file: {type(e).__name__}: "
+        raise UserError(f"{path} is not a napari-unet model file: {type(e).__name__}: "
                          f"{str(e).splitlines()[0][:200] if str(e) else ''}") from None
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{path} is not a napari-unet model file (no '{MODEL_FORMAT}' header)")
+        raise UserError(f"{path} is not a napari-unet model file (no '{MODEL_FORMAT}' header)")
     if int(payload.get("format_version", 0)) > MODEL_FORMAT_VERSION:
-        raise ValueError(f"{path} was written by a newer napari-unet (format "
+        raise UserError(f"{path} was written by a newer napari-unet (format "
                          f"{payload.get('format_version')}); upgrade napari-unet")
     try:
         meta = json.loads(payload["meta_json"])
         state = payload["state_dict"]
     except (KeyError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: damaged model metadata ({e})") from None
+        raise UserError(f"{path}: damaged model metadata ({e})") from None
+    stored = payload.get("sha256")
+    if stored is not None:
+        try:
+            ok = isinstance(stored, str) and _checksum(payload["meta_json"], state) == stored
+        except Exception:
+            ok = False
+        if not ok:
+            raise UserError(f"model file {path} is damaged: its contents do not match the checksum "
+                            "stored when it was saved; use another copy or train again")
     return meta, state
 
 
@@ -113,7 +152,7 @@ def load_model(path: str | os.PathLike) -> "UNet":
     try:
         return model_from_state(meta, state)
     except (KeyError, RuntimeError, TypeError, ValueError) as e:
-        raise ValueError(f"{path}: weights do not match the metadata ({str(e).splitlines()[0][:200]})") from None
+        raise UserError(f"{path}: weights do not match the metadata ({str(e).splitlines()[0][:200]})") from None
 
 
 # ----------------------------------------------------------------------------- images
@@ -124,29 +163,90 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if not path.exists():
         raise FileNotFoundError(f"image file {path} does not exist")
     if path.is_dir():
-        raise ValueError(f"{path} is a folder, not an image file")
+        raise UserError(f"{path} is a folder, not an image file")
     if path.suffix.lower() in (".tif", ".tiff"):
         import tifffile
 
-        try:
+        with _tifffile_notes() as notes:
             try:
-                return tifffile.memmap(path, mode="r")
-            except (ValueError, TypeError, OSError):
-                return tifffile.imread(path)
-        except Exception as e:
-            raise ValueError(f"{path} is not a readable TIFF file: {str(e).splitlines()[0][:200]}") from None
+                with tifffile.TiffFile(path) as tif:
+                    _check_complete(tif, path, notes)
+                try:
+                    return tifffile.memmap(path, mode="r")
+                except (ValueError, TypeError, OSError):
+                    return tifffile.imread(path)
+            except UserError:
+                raise
+            except Exception as e:
+                raise UserError(f"{path} is not a readable TIFF file: {str(e).splitlines()[0][:200]}") from None
     try:
         import imageio.v3 as iio
 
         return np.asarray(iio.imread(path))
     except Exception as e:
-        raise ValueError(f"cannot read image {path}: {str(e).splitlines()[0][:200]}") from None
+        raise UserError(f"cannot read image {path}: {str(e).splitlines()[0][:200]}") from None
+
+
+@contextlib.contextmanager
+def _tifffile_notes() -> Iterator[list[str]]:
+    """Collect what tifffile logs (e.g. 'invalid page offset') instead of printing it."""
+    import logging
+
+    log = logging.getLogger("tifffile")
+    notes: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            notes.append(record.getMessage())
+
+    handler, propagate = _Collect(logging.WARNING), log.propagate
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        yield notes
+    finally:
+        log.removeHandler(handler)
+        log.propagate = propagate
+
+
+def _check_complete(tif: Any, path: Path, notes: list[str]) -> None:
+    """Refuse a TIFF whose pages do not add up: a page chain pointing past the end of the
+    file, page data beyond it, or a declared series larger than what is stored."""
+    import struct
+
+    size = os.path.getsize(path)
+    problem = next((n for n in notes if "invalid page offset" in n or "corrupted" in n), None)
+    pages = tif.pages
+    n = len(pages)
+    t = tif.tiff
+    if problem is None and n:
+        last = pages[n - 1]
+        for page in {0: pages[0], 1: last}.values():
+            ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts) if c]
+            if ends and max(ends) > size:
+                problem = f"page data ends at byte {max(ends)}, the file has {size}"
+        fh = tif.filehandle
+        fh.seek(last.offset)
+        ntags = struct.unpack(t.tagnoformat, fh.read(t.tagnosize))[0]
+        fh.seek(last.offset + t.tagnosize + ntags * t.tagsize)
+        raw = fh.read(t.offsetsize)
+        nxt = struct.unpack(t.offsetformat, raw)[0] if len(raw) == t.offsetsize else size
+        if nxt >= size:
+            problem = f"page {n} points to a next page at byte {nxt}, past the end ({size} bytes)"
+    if problem is None and tif.series:
+        s = tif.series[0]
+        off = s.dataoffset
+        if off is not None and off + s.nbytes > size:
+            problem = f"the {'x'.join(map(str, s.shape))} series needs {off + s.nbytes} bytes, the file has {size}"
+    if problem is not None:
+        raise UserError(f"{path} is truncated or damaged ({problem}); it was probably not written "
+                        "or copied completely")
 
 
 def axes_for(arr: np.ndarray, channels_first: bool = False) -> str:
     spatial = "ZYX"[-(arr.ndim - channels_first):] if arr.ndim - channels_first <= 3 else None
     if spatial is None:
-        raise ValueError(f"cannot name the axes of an array of shape {arr.shape}")
+        raise UserError(f"cannot name the axes of an array of shape {arr.shape}")
     return ("C" if channels_first else "") + spatial
 
 
@@ -171,7 +271,7 @@ def write_tiff(path: str | os.PathLike, data: np.ndarray, *, axes: str | None = 
     path = Path(path)
     meta, kw = _pixel_kwargs(axes, pixel)
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, data, metadata=meta, **kw,
+        tifffile.imwrite(tmp, data, metadata=meta, software=MARK, **kw,
                          compression="zlib" if compress else None, bigtiff=data.nbytes > 2 ** 31)
     return path
 
@@ -184,9 +284,13 @@ def tiff_memmap(path: str | os.PathLike, shape: tuple[int, ...], dtype, *, axes:
 
     path = Path(path)
     with atomic_path(path) as tmp:
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        check_space(tmp.parent, nbytes)
         meta, kw = _pixel_kwargs(axes, pixel)
         mm = tifffile.memmap(tmp, shape=shape, dtype=dtype, metadata=meta, **kw,
-                             bigtiff=int(np.prod(shape)) * np.dtype(dtype).itemsize > 2 ** 31)
+                             software=MARK, bigtiff=nbytes > 2 ** 31)
+        with open(tmp, "r+b") as f:  # allocate now: a full disk is an error here, not a SIGBUS later
+            reserve(f.fileno(), os.path.getsize(tmp), path)
         try:
             yield mm
             mm.flush()

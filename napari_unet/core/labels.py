@@ -5,6 +5,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import UserError, UserTypeError
+
 
 def check_labels(labels: Any, name: str = "labels") -> np.ndarray:
     """Labels must be non-negative integers (floats holding integers are accepted)."""
@@ -13,11 +15,17 @@ def check_labels(labels: Any, name: str = "labels") -> np.ndarray:
         return arr.astype(np.uint8)
     if arr.dtype.kind == "f":
         if not np.isfinite(arr).all() or not np.array_equal(arr, np.round(arr)):
-            raise TypeError(f"{name} must hold whole numbers (got {arr.dtype} with fractional or "
+            raise UserTypeError(f"{name} must hold whole numbers (got {arr.dtype} with fractional or "
                             "NaN values): labels are 0 = unlabeled, 1..K = classes")
         arr = arr.astype(np.int64)
     elif arr.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be an integer array, got {arr.dtype}")
+        raise UserTypeError(f"{name} must be an integer array, got {arr.dtype}")
+    if arr.dtype == np.uint64 and arr.size:  # searchsorted/bincount work in int64
+        top = int(arr.max())
+        if top > np.iinfo(np.int64).max:
+            raise UserError(f"{name} hold values up to {top}: too large for label values "
+                            "(0 = unlabeled, 1..K = classes)")
+        arr = arr.astype(np.int64)
     if arr.size and arr.dtype.kind == "i" and arr.min() < 0:
-        raise ValueError(f"{name} contain negative values; labels are 0 = unlabeled, 1..K = classes")
+        raise UserError(f"{name} contain negative values; labels are 0 = unlabeled, 1..K = classes")
     return arr

@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import UserError, UserTypeError
+
 MODEL_FORMAT = "napari-unet-model"
 MODEL_FORMAT_VERSION = 1
 
@@ -48,7 +50,7 @@ class UNet(nn.Module):
                  pool: str = "max"):
         super().__init__()
         if dims not in (1, 2, 3):
-            raise ValueError(f"dims must be 2 or 3, got {dims!r}")
+            raise UserError(f"dims must be 2 or 3, got {dims!r}")
         self.dims = dims
         self.depth = depth
         chans = [base_channels * 2 ** i for i in range(depth + 1)]
@@ -139,17 +141,17 @@ def build_model(dims: int = 2, in_channels: int = 1, classes: int = 2, base_chan
     for name, v, lo in (("in_channels", in_channels, 1), ("classes", classes, 2),
                         ("base_channels", base_channels, 1), ("depth", depth, 1)):
         if isinstance(v, bool) or not isinstance(v, int):
-            raise TypeError(f"{name} must be an int, got {type(v).__name__}")
+            raise UserTypeError(f"{name} must be an int, got {type(v).__name__}")
         if v < lo:
-            raise ValueError(f"{name} must be at least {lo}, got {v}")
+            raise UserError(f"{name} must be at least {lo}, got {v}")
     if dims not in (2, 3) or isinstance(dims, bool):
-        raise ValueError(f"dims must be 2 or 3, got {dims!r}")
+        raise UserError(f"dims must be 2 or 3, got {dims!r}")
     if depth > 6:
-        raise ValueError(f"depth must be at most 6, got {depth}")
+        raise UserError(f"depth must be at most 6, got {depth}")
     if class_names is None:
         class_names = default_class_names(classes)
     if len(class_names) != classes:
-        raise ValueError(f"{len(class_names)} class names for {classes} classes")
+        raise UserError(f"{len(class_names)} class names for {classes} classes")
     model = UNet(dims, in_channels, classes, base_channels, depth)
     left, right = receptive_field(depth)
     g = 2 ** depth
@@ -176,7 +178,7 @@ def build_model(dims: int = 2, in_channels: int = 1, classes: int = 2, base_chan
 def model_meta(model: nn.Module) -> dict[str, Any]:
     meta = getattr(model, "meta", None)
     if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
-        raise TypeError("expected a model made by napari_unet.build_model or load_model "
+        raise UserTypeError("expected a model made by napari_unet.build_model or load_model "
                         f"(got {type(model).__name__} without napari-unet metadata)")
     return meta
 

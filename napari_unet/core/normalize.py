@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from .errors import UserError
+
 MAX_SAMPLES = 2_000_000
 
 
@@ -31,11 +33,15 @@ def percentile_stats(image: np.ndarray, low: float = 1.0, high: float = 99.8,
                                                   for i in range(image.shape[channel_axis])]
     out = np.empty((len(chans), 2), np.float64)
     for i, ch in enumerate(chans):
-        sample = _subsample(ch).astype(np.float32, copy=False)
+        raw = _subsample(ch)
+        sample = raw.astype(np.float32, copy=False)
         finite = np.isfinite(sample)
         if not finite.all():
-            raise ValueError("image contains NaN or infinite values; replace them "
-                             "(e.g. numpy.nan_to_num) before predicting or training")
+            if np.isfinite(raw).all():
+                raise UserError(f"image holds values up to {float(np.abs(raw).max()):.3g}, beyond the "
+                                "float32 range (about 3.4e+38) the model computes in; rescale it")
+            raise UserError("image contains NaN or infinite values; replace them "
+                            "(e.g. numpy.nan_to_num) before predicting or training")
         lo, hi = np.percentile(sample, [low, high])
         if not hi > lo:  # flat image or heavy saturation: fall back to min/max
             lo, hi = float(sample.min()), float(sample.max())

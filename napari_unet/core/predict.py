@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from .errors import UserError, UserTypeError, option, say
 from . import device as _device  # available_memory looked up at call time (tests patch it)
 from .device import autocast_dtype, resolve_device
 from .model import model_meta
@@ -78,36 +79,36 @@ def as_channels_first(image: Any, name: str, dims: int, channel_axis: int | None
         if isinstance(image, (list, tuple)):
             image = np.asarray(image)
         else:
-            raise TypeError(f"{name} must be a numpy array, got {type(image).__name__}")
+            raise UserTypeError(f"{name} must be a numpy array, got {type(image).__name__}")
     if not isinstance(image, np.ndarray):
         image = np.asarray(image)
     if image.dtype.kind not in "buif":
-        raise TypeError(f"{name} dtype {image.dtype} is not supported; use an integer or float image")
+        raise UserTypeError(f"{name} dtype {image.dtype} is not supported; use an integer or float image")
     if image.size == 0:
-        raise ValueError(f"{name} is empty (shape {image.shape})")
+        raise UserError(f"{name} is empty (shape {image.shape})")
     if channel_axis is not None:
         if not isinstance(channel_axis, (int, np.integer)) or not -image.ndim <= channel_axis < image.ndim:
-            raise ValueError(f"channel_axis {channel_axis!r} is out of range for {name} of shape {image.shape}")
+            raise UserError(f"{option('channel_axis', repr(channel_axis))} is out of range for {name} of shape {image.shape}")
         if in_channels is not None and image.shape[channel_axis] != in_channels:
-            raise ValueError(f"{name} has {image.shape[channel_axis]} channels on axis {channel_axis} "
+            raise UserError(f"{name} has {image.shape[channel_axis]} channels on axis {channel_axis} "
                              f"but the model expects {in_channels}")
         image = np.moveaxis(image, channel_axis, 0)
     else:
         if in_channels not in (None, 1):
-            raise ValueError(f"the model expects {in_channels} channels: pass channel_axis= to say which "
+            raise UserError(f"the model expects {in_channels} channels: pass {option('channel_axis', 'N')} to say which "
                              f"axis of {name} holds them")
         if image.ndim == 3 and image.shape[-1] in (3, 4) and min(image.shape[:2]) > 4:
-            raise ValueError(f"{name} of shape {image.shape} looks like RGB(A) but takes 1 channel "
-                             "here: convert it to grayscale, or pass channel_axis=-1 to use its "
+            raise UserError(f"{name} of shape {image.shape} looks like RGB(A) but takes 1 channel "
+                             f"here: convert it to grayscale, or pass {option('channel_axis', -1)} to use its "
                              "channels (with a model trained on them)")
         image = image[None]
     spatial = image.ndim - 1
     if dims == 2 and spatial not in (2, 3):
-        raise ValueError(f"a 2D model (dims=2) takes (Y, X) or (Z, Y, X) images; {name} has "
+        raise UserError(f"a 2D model takes (Y, X) or (Z, Y, X) images; {name} has "
                          f"{spatial} spatial dims (shape {image.shape[1:]})")
     if dims == 3 and spatial != 3:
-        hint = "; use dims=2" if spatial == 2 else ""
-        raise ValueError(f"a 3D model (dims=3) takes (Z, Y, X) volumes; {name} has {spatial} "
+        hint = say("; use a 2D model (dims=2)", "; use a 2D model (train with --dims 2)") if spatial == 2 else ""
+        raise UserError(f"a 3D model takes (Z, Y, X) volumes; {name} has {spatial} "
                          f"spatial dims (shape {image.shape[1:]}){hint}")
     return image
 
@@ -117,18 +118,29 @@ def prepare_image(image: Any, meta: dict, channel_axis: int | None) -> np.ndarra
     return as_channels_first(image, "image", meta["dims"], channel_axis, meta["in_channels"])
 
 
-def check_finite(image: np.ndarray, chunk_bytes: int = 64 << 20) -> None:
-    """Raise ValueError if a float image holds NaN/inf (checked in chunks, no full-size temp)."""
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_finite(image: np.ndarray, chunk_bytes: int = 64 << 20, *, name: str = "image",
+                 doing: str = "predicting") -> None:
+    """Raise UserError if a float image holds NaN/inf, or (float64) finite values beyond the
+    float32 range the model computes in (checked in chunks, no full-size temp)."""
     if image.dtype.kind != "f":
         return
     flat_axis = int(np.argmax(image.shape))
     n = image.shape[flat_axis]
     per = max(1, int(chunk_bytes // max(1, image.nbytes // n)))
+    wide = image.dtype.itemsize > 4
     for s in range(0, n, per):
         part = np.take(image, range(s, min(n, s + per)), axis=flat_axis) if flat_axis else image[s:s + per]
         if not np.isfinite(part).all():
-            raise ValueError("image contains NaN or infinite values; replace them "
-                             "(e.g. numpy.nan_to_num) before predicting")
+            raise UserError(f"{name} contains NaN or infinite values; replace them "
+                            f"(e.g. numpy.nan_to_num) before {doing}")
+        if wide and part.size:
+            big = float(np.abs(part).max())
+            if big > F32_MAX:
+                raise UserError(f"{name} holds values up to {big:.3g}, beyond the float32 range "
+                                f"(about {F32_MAX:.3g}) the model computes in; rescale it before {doing}")
 
 
 # ----------------------------------------------------------------------------- planning
@@ -228,12 +240,12 @@ def _normalise_tile_arg(tile: Any, nd: int, grid: int) -> tuple[int, ...] | None
         tile = (int(tile),) * nd
     elif isinstance(tile, (tuple, list)):
         if len(tile) != nd:
-            raise ValueError(f"tile {tuple(tile)} must have {nd} entries for this model and image")
+            raise UserError(f"tile {tuple(tile)} must have {nd} entries for this model and image")
         tile = tuple(int(t) for t in tile)
     else:
-        raise TypeError(f"tile must be 'auto', None, an int or a tuple, got {tile!r}")
+        raise UserTypeError(f"tile must be 'auto', None, an int or a tuple, got {tile!r}")
     if any(t < 1 for t in tile):
-        raise ValueError(f"tile sizes must be positive, got {tile}")
+        raise UserError(f"tile sizes must be positive, got {tile}")
     return tuple(max(grid, -(-t // grid) * grid) for t in tile)
 
 
@@ -343,7 +355,7 @@ def iter_predict(model: torch.nn.Module, image: Any, *, tile: Any = "auto", batc
         out = np.empty(out_shape, np.float32)
     else:
         if tuple(out.shape) != out_shape or out.dtype != np.float32:
-            raise ValueError(f"out must be float32 of shape {out_shape}, got {out.dtype} {tuple(out.shape)}")
+            raise UserError(f"out must be float32 of shape {out_shape}, got {out.dtype} {tuple(out.shape)}")
     check_finite(img)
     norm = meta.get("normalization", {})
     if stats is None:
@@ -352,14 +364,14 @@ def iter_predict(model: torch.nn.Module, image: Any, *, tile: Any = "auto", batc
     amp = autocast_dtype(dev)
     itemsize = 2 if amp is not None else 4
     if isinstance(batch_size, str) and batch_size != "auto":
-        raise ValueError(f"batch_size must be 'auto' or a positive int, got {batch_size!r}")
+        raise UserError(f"batch_size must be 'auto' or a positive int, got {batch_size!r}")
     if not isinstance(batch_size, str) and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
-        raise ValueError(f"batch_size must be 'auto' or a positive int, got {batch_size!r}")
+        raise UserError(f"batch_size must be 'auto' or a positive int, got {batch_size!r}")
 
     budget = memory_budget(dev, dims)
     if isinstance(tile, str):
         if tile != "auto":
-            raise ValueError(f"tile must be 'auto', None, an int or a tuple, got {tile!r}")
+            raise UserError(f"tile must be 'auto', None, an int or a tuple, got {tile!r}")
         cores = choose_tile(spatial, meta, budget, itemsize)
     else:
         cores = _normalise_tile_arg(tile, len(spatial), g)
@@ -510,6 +522,19 @@ def predict(model: torch.nn.Module, image: Any, *, tile: Any = "auto", batch_siz
     return result
 
 
+def check_threshold(threshold: float | None, classes: int) -> None:
+    """A threshold is a probability (0..1) and needs a two-class model; checked before predicting."""
+    if threshold is None:
+        return
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating, np.integer)):
+        raise UserTypeError(f"threshold must be a number between 0 and 1, got {threshold!r}")
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise UserError(f"{option('threshold', threshold)}: a threshold is a probability between 0 and 1")
+    if classes != 2:
+        raise UserError(f"{option('threshold', threshold)} needs a two-class model, this one has "
+                        f"{classes} classes (its labels are the most probable class)")
+
+
 def probabilities_to_labels(probs: np.ndarray, class_values: Sequence[int] | None = None,
                             threshold: float | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Label image from probabilities: argmax, or (two classes) foreground where p >= threshold.
@@ -522,8 +547,7 @@ def probabilities_to_labels(probs: np.ndarray, class_values: Sequence[int] | Non
     dtype = np.uint8 if values.max() < 256 else np.uint16
     if out is None:
         out = np.empty(probs.shape[1:], dtype)
-    if threshold is not None and k != 2:
-        raise ValueError(f"a threshold needs a two-class model, this one has {k} classes")
+    check_threshold(threshold, k)
     for i in range(probs.shape[1]):
         p = probs[:, i]
         if threshold is not None:

@@ -35,11 +35,13 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from .data import (AugmentConfig, PatchSampler, ValSet, build_valset, build_volumes, check_pairs,
+from .errors import UserError, UserTypeError, option
+from .limits import check_class_count, check_training_memory
+from .data import (AugmentConfig, Volume, PatchSampler, ValSet, build_valset, build_volumes, check_pairs,
                    find_centres, round_up, split_validation)
 from .device import autocast_dtype, available_memory, describe_device, resolve_device
 from .events import Checkpoint, Preview, TrainFinished, TrainStarted, TrainStep, Validation
-from .losses import confusion_counts, sparse_loss
+from .losses import confusion_counts, edge_aware_potts, neighbour_offsets, sparse_loss
 from .model import UNet, build_model, model_meta, replace_head
 
 DEFAULT_LR = 2e-3
@@ -50,6 +52,10 @@ WARMUP_STEPS = 30
 ENTROPY_WEIGHT = 0.0          # entropy minimisation on unpainted pixels (see losses)
 EMA_DECAY = 0.99             # the returned weights: an exponential moving average (0: off)
 BN_RECALIBRATE = True        # re-estimate BatchNorm statistics at the end (see _recalibrate_bn)
+UNCERTAIN_BELOW = 0.75       # a pixel is "uncertain" when its top class probability is below this
+REG_WEIGHT = float(os.environ.get("NAPARI_UNET_REG", 0))
+REG_RAMP = float(os.environ.get("NAPARI_UNET_REG_RAMP", 0))
+REG_DILATIONS = tuple(int(v) for v in os.environ.get("NAPARI_UNET_REG_DIL", "1,2,4").split(","))
 
 
 # ----------------------------------------------------------------------------- defaults
@@ -79,9 +85,9 @@ def _check_int(name: str, v: Any, lo: int = 1, allow_none: bool = True) -> int |
     if v is None and allow_none:
         return None
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {v!r}")
+        raise UserTypeError(f"{name} must be an integer, got {v!r}")
     if v < lo:
-        raise ValueError(f"{name} must be at least {lo}, got {v}")
+        raise UserError(f"{name} must be at least {lo}, got {v}")
     return int(v)
 
 
@@ -90,24 +96,24 @@ def _check_float(name: str, v: Any, *, positive: bool = True, allow_none: bool =
     if v is None and allow_none:
         return None
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {v!r}")
+        raise UserTypeError(f"{name} must be a number, got {v!r}")
     v = float(v)
     if math.isnan(v) or (math.isinf(v) and not allow_inf):
-        raise ValueError(f"{name} must be a finite number, got {v}")
+        raise UserError(f"{name} must be a finite number, got {v}")
     if positive and not v > 0:
-        raise ValueError(f"{name} must be positive, got {v}")
+        raise UserError(f"{name} must be positive, got {v}")
     return v
 
 
 def _patch_arg(patch: Any, dims: int) -> tuple[int, ...] | None:
     if isinstance(patch, str):
         if patch != "auto":
-            raise ValueError(f"patch must be 'auto', an int or a tuple of {dims} ints, got {patch!r}")
+            raise UserError(f"patch must be 'auto', an int or a tuple of {dims} ints, got {patch!r}")
         return None
     if isinstance(patch, (int, np.integer)) and not isinstance(patch, bool):
         patch = (int(patch),) * dims
     if not isinstance(patch, (tuple, list)) or len(patch) != dims:
-        raise ValueError(f"patch must be 'auto', an int or a tuple of {dims} ints, got {patch!r}")
+        raise UserError(f"patch must be 'auto', an int or a tuple of {dims} ints, got {patch!r}")
     out = []
     for p in patch:
         out.append(_check_int("patch size", p, lo=4, allow_none=False))
@@ -141,6 +147,7 @@ class _Plan:
     dice_weight: float
     weight_decay: float
     painted: dict
+    keep_better: bool = False
 
 
 def _load_init(init: Any) -> tuple[UNet, str]:
@@ -151,50 +158,50 @@ def _load_init(init: Any) -> tuple[UNet, str]:
     if isinstance(init, torch.nn.Module):
         model_meta(init)
         return copy.deepcopy(init), "model object"
-    raise TypeError(f"init must be a model file path or a napari-unet model, got {type(init).__name__}")
+    raise UserTypeError(f"init must be a model file path or a napari-unet model, got {type(init).__name__}")
 
 
 def _plan(images, labels, *, dims, model, init, classes, class_names, steps, time_limit, device,
           batch_size, patch, lr, base_channels, depth, val_fraction, val_images, val_labels,
           unpainted_is_background, checkpoint, checkpoint_every, seed, stop, preview,
-          preview_every, channel_axis, augment, dice_weight, weight_decay) -> _Plan:
+          preview_every, channel_axis, augment, dice_weight, weight_decay, keep_better=False) -> _Plan:
     # -- scalar arguments
     steps = _check_int("steps", steps)
     time_limit = _check_float("time_limit", time_limit, allow_inf=True)
     if steps is None and time_limit is None:
-        raise ValueError("give steps= or time_limit= (or both); time_limit=math.inf trains until "
+        raise UserError("give steps= or time_limit= (or both); time_limit=math.inf trains until "
                          "stopped with the stop event or by closing the generator")
     if not (isinstance(batch_size, str) and batch_size == "auto"):
         if isinstance(batch_size, str):
-            raise ValueError(f"batch_size must be 'auto' or a positive integer, got {batch_size!r}")
+            raise UserError(f"batch_size must be 'auto' or a positive integer, got {batch_size!r}")
         batch_size = _check_int("batch_size", batch_size, allow_none=False)
     lr = _check_float("lr", DEFAULT_LR if lr is None else lr, allow_none=False)
     val_fraction = _check_float("val_fraction", val_fraction, positive=False, allow_none=False)
     if not 0 <= val_fraction <= 0.5:
-        raise ValueError(f"val_fraction must be between 0 and 0.5, got {val_fraction}")
+        raise UserError(f"val_fraction must be between 0 and 0.5, got {val_fraction}")
     checkpoint_every = _check_float("checkpoint_every", checkpoint_every, allow_none=False, allow_inf=True)
     preview_every = _check_float("preview_every", preview_every, allow_none=False, allow_inf=True)
     dice_weight = _check_float("dice_weight", dice_weight, positive=False, allow_none=False)
     weight_decay = _check_float("weight_decay", weight_decay, positive=False, allow_none=False)
     seed = _check_int("seed", seed, lo=0, allow_none=False)
     if preview is not None and not callable(preview):
-        raise TypeError(f"preview must be a callable returning None or (key, image), got {type(preview).__name__}")
+        raise UserTypeError(f"preview must be a callable returning None or (key, image), got {type(preview).__name__}")
     if stop is not None and not callable(getattr(stop, "is_set", None)):
-        raise TypeError(f"stop must be a threading.Event (something with is_set()), got {type(stop).__name__}")
+        raise UserTypeError(f"stop must be a threading.Event (something with is_set()), got {type(stop).__name__}")
     if model is not None and init is not None:
-        raise ValueError("give model= (continue training it) or init= (fine-tune a copy), not both")
+        raise UserError("give model= (continue training it) or init= (fine-tune a copy), not both")
     if augment is True:
         augment = AugmentConfig()
     elif augment is False or augment is None:
         augment = None
     elif not isinstance(augment, AugmentConfig):
-        raise TypeError(f"augment must be True, False or an AugmentConfig, got {augment!r}")
+        raise UserTypeError(f"augment must be True, False or an AugmentConfig, got {augment!r}")
     if checkpoint is not None:
         checkpoint = Path(checkpoint)
         if checkpoint.is_dir():
-            raise ValueError(f"checkpoint {checkpoint} is a folder; give a model file path (.pt)")
+            raise UserError(f"checkpoint {checkpoint} is a folder; give a model file path (.pt)")
         if not checkpoint.parent.exists():
-            raise ValueError(f"the folder of checkpoint {checkpoint} does not exist")
+            raise UserError(f"the folder of checkpoint {checkpoint} does not exist")
     dev = resolve_device(device)
 
     # -- the starting model and dims
@@ -211,15 +218,15 @@ def _plan(images, labels, *, dims, model, init, classes, class_names, steps, tim
         if dims is None:
             dims = mdims
         elif dims != mdims:
-            raise ValueError(f"dims={dims} but the {what} is {mdims}D")
+            raise UserError(f"{option('dims', dims)} but the {what} is {mdims}D")
         if base_channels is not None and base_channels != meta["base_channels"]:
-            raise ValueError(f"base_channels={base_channels} differs from the {what}'s {meta['base_channels']}")
+            raise UserError(f"{option('base_channels', base_channels)} differs from the {what}'s {meta['base_channels']}")
         if depth is not None and depth != meta["depth"]:
-            raise ValueError(f"depth={depth} differs from the {what}'s {meta['depth']}")
+            raise UserError(f"{option('depth', depth)} differs from the {what}'s {meta['depth']}")
     if dims is None:
         dims = 2
     if isinstance(dims, bool) or dims not in (2, 3):
-        raise ValueError(f"dims must be 2 or 3, got {dims!r}")
+        raise UserError(f"dims must be 2 or 3, got {dims!r}")
     patch_t = _patch_arg(patch, dims)
 
     # -- data
@@ -227,27 +234,27 @@ def _plan(images, labels, *, dims, model, init, classes, class_names, steps, tim
                         unpainted_is_background=unpainted_is_background)
     val_pairs = None
     if (val_images is None) != (val_labels is None):
-        raise ValueError("give both val_images and val_labels, or neither")
+        raise UserError("give both val_images and val_labels, or neither")
     if val_images is not None:
         val_pairs = check_pairs(val_images, val_labels, dims=dims, channel_axis=channel_axis,
                                 unpainted_is_background=unpainted_is_background, what="val_images")
         if val_pairs[0].image.shape[0] != pairs[0].image.shape[0]:
-            raise ValueError("val_images have a different number of channels than images")
+            raise UserError("val_images have a different number of channels than images")
     maxlen = max(len(p.counts) for p in pairs)
     total = np.zeros(maxlen, np.int64)
     for p in pairs:
         total[:len(p.counts)] += p.counts
     painted_values = [v for v in range(1, maxlen) if total[v] > 0]
     if not painted_values:
-        raise ValueError("the labels have no painted pixels (all 0 = unlabeled): paint at least "
+        raise UserError("the labels have no painted pixels (all 0 = unlabeled): paint at least "
                          "two classes, e.g. background (1) and an object class (2)"
                          + ("" if unpainted_is_background else
-                            "; for a full mask where 0 means background use unpainted_is_background=True"))
+                            f"; for a full mask where 0 means background use {option('unpainted_is_background')}"))
     if len(painted_values) < 2:
         v = painted_values[0]
-        hint = (" (with unpainted_is_background=True, 0 becomes class 1 = background: a 0/1 mask "
+        hint = (f" (with {option('unpainted_is_background')}, 0 becomes class 1 = background: a 0/1 mask "
                 "must have its objects as 2, e.g. labels + 1)" if unpainted_is_background and v == 1 else "")
-        raise ValueError(f"only one class (value {v}) is painted; paint at least two classes, "
+        raise UserError(f"only one class (value {v}) is painted; paint at least two classes, "
                          f"e.g. background (1) and an object class (2){hint}")
     max_value = painted_values[-1]
     if val_pairs:
@@ -257,25 +264,26 @@ def _plan(images, labels, *, dims, model, init, classes, class_names, steps, tim
 
     # -- classes and the model
     classes = _check_int("classes", classes, lo=2)
+    check_class_count(max_value, classes, known=meta["classes"] if base_model is not None else 0)
     if class_names is not None:
         if isinstance(class_names, str) or not all(isinstance(n, str) for n in class_names):
-            raise TypeError("class_names must be a list of strings")
+            raise UserTypeError("class_names must be a list of strings")
         class_names = list(class_names)
     continued = model is not None
     if continued:
         k = meta["classes"]
         if classes is not None and classes != k:
-            raise ValueError(f"classes={classes} but the model being continued has {k}; use init= "
-                             "to fine-tune a copy with a new head")
+            raise UserError(f"{option('classes', classes)} but the model being continued has {k}; use "
+                             f"{option('init', 'MODEL')} to fine-tune a copy with a new head")
         if max_value > k:
-            raise ValueError(f"the labels contain class {max_value} but the model has only {k} "
-                             f"classes; to add classes fine-tune a copy with init= (a new head)")
+            raise UserError(f"the labels contain class {max_value} but the model has only {k} "
+                             f"classes; to add classes fine-tune a copy with {option('init', 'MODEL')} (a new head)")
         if meta["in_channels"] != cin:
-            raise ValueError(f"the model takes {meta['in_channels']} channels, the images have {cin}")
+            raise UserError(f"the model takes {meta['in_channels']} channels, the images have {cin}")
         classes = k
         if class_names is not None:
             if len(class_names) != k:
-                raise ValueError(f"{len(class_names)} class names for {k} classes")
+                raise UserError(f"{len(class_names)} class names for {k} classes")
             model.meta["class_names"] = class_names
         the_model = model
     else:
@@ -284,12 +292,12 @@ def _plan(images, labels, *, dims, model, init, classes, class_names, steps, tim
             if base_model is not None:
                 classes = max(classes, meta["classes"])
         elif classes < max_value:
-            raise ValueError(f"the labels contain class {max_value} but classes={classes}")
+            raise UserError(f"the labels contain class {max_value} but {option('classes', classes)}")
         if class_names is not None and len(class_names) != classes:
-            raise ValueError(f"{len(class_names)} class names for {classes} classes")
+            raise UserError(f"{len(class_names)} class names for {classes} classes")
         if base_model is not None:
             if meta["in_channels"] != cin:
-                raise ValueError(f"the init model takes {meta['in_channels']} channels, the images have {cin}")
+                raise UserError(f"the init model takes {meta['in_channels']} channels, the images have {cin}")
             if classes != meta["classes"]:
                 names = class_names
                 if names is None and classes > meta["classes"]:
@@ -298,6 +306,7 @@ def _plan(images, labels, *, dims, model, init, classes, class_names, steps, tim
                     old = list(meta.get("class_names") or [])
                     names = old + default_class_names(classes)[len(old):]
                 the_model = replace_head(base_model, classes, names)
+                the_model._new_head = True  # nothing to compare with for keep_better
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(seed)
                     the_model.head.reset_parameters()
@@ -319,7 +328,7 @@ def _plan(images, labels, *, dims, model, init, classes, class_names, steps, tim
     return _Plan(pairs, val_pairs, dims, classes, the_model, init_source, continued, dev, steps,
                  time_limit, batch_size, patch_t, lr, val_fraction, bool(unpainted_is_background),
                  checkpoint, checkpoint_every, seed, stop, preview, preview_every, augment,
-                 dice_weight, weight_decay, painted)
+                 dice_weight, weight_decay, painted, bool(keep_better))
 
 
 # ----------------------------------------------------------------------------- public API
@@ -334,7 +343,7 @@ def iter_train(images, labels, *, dims: int | None = None, model: UNet | None = 
                checkpoint_every: float = 30.0, seed: int = 0, stop: threading.Event | None = None,
                preview: Callable[[], Any] | None = None, preview_every: float = 5.0,
                channel_axis: int | None = None, augment: Any = True, dice_weight: float = 0.5,
-               weight_decay: float = 1e-4) -> Iterator:
+               weight_decay: float = 1e-4, keep_better: bool = False) -> Iterator:
     """Train a U-Net on painted labels; returns a generator of progress events.
 
     Events: :class:`TrainStarted` first, then :class:`TrainStep` (every step, at most ~10/s),
@@ -355,7 +364,11 @@ def iter_train(images, labels, *, dims: int | None = None, model: UNet | None = 
     ``val_images``/``val_labels`` are given. ``checkpoint``: a model path written atomically
     every ``checkpoint_every`` seconds and at the end. ``stop``: a ``threading.Event``.
     ``preview``: a callable returning ``None`` or ``(key, image)``, predicted with the current
-    weights every ``preview_every`` seconds.
+    weights every ``preview_every`` seconds. ``keep_better``: when continuing (``model=``) or
+    fine-tuning with the same classes (``init=``), score the starting and the trained weights
+    on all the paint (training and held-out strokes, new corrections included) at the end and
+    keep the starting weights if they fit it better (``TrainFinished.kept_previous``), so a
+    correction round never makes the model worse on what was painted.
     """
     plan = _plan(images, labels, dims=dims, model=model, init=init, classes=classes,
                  class_names=class_names, steps=steps, time_limit=time_limit, device=device,
@@ -364,7 +377,8 @@ def iter_train(images, labels, *, dims: int | None = None, model: UNet | None = 
                  val_labels=val_labels, unpainted_is_background=unpainted_is_background,
                  checkpoint=checkpoint, checkpoint_every=checkpoint_every, seed=seed, stop=stop,
                  preview=preview, preview_every=preview_every, channel_axis=channel_axis,
-                 augment=augment, dice_weight=dice_weight, weight_decay=weight_decay)
+                 augment=augment, dice_weight=dice_weight, weight_decay=weight_decay,
+                 keep_better=keep_better)
     return _Trainer(plan).run()
 
 
@@ -482,6 +496,9 @@ class _Trainer:
             batch = max(1, int(round(dbatch * np.prod(dpatch) / np.prod(patch))))
             batch = min(batch, 4 * dbatch)
         self.patch, self.batch = patch, batch
+        check_training_memory(batch, patch, meta["base_channels"], p.classes,
+                              available_memory(dev), describe_device(dev))
+        self.reg_offsets = neighbour_offsets(dims, REG_DILATIONS)
         # crop with margin in the YX plane for rotations/scaling (difference even: exact 90-deg)
         if p.augment is not None:
             margin = [0] * dims
@@ -506,7 +523,7 @@ class _Trainer:
         counts = find_centres(vols, p.classes, rng)
         self.train_pixels = int(counts[:, 1:].sum())
         if sum(counts[:, c].sum() > 0 for c in range(1, p.classes + 1)) < 2:
-            raise ValueError("fewer than two classes keep paint for training after the validation split")
+            raise UserError("fewer than two classes keep paint for training after the validation split")
         # where the data lives: on the GPU when it fits in a quarter of the free memory
         nbytes = sum(v.image.nbytes + v.train.nbytes * 2 for v in vols)
         if dev.type == "cuda" and nbytes < 0.25 * available_memory(dev):
@@ -523,6 +540,15 @@ class _Trainer:
         self.valset: ValSet | None = build_valset(val_vols, patch=patch, block=block,
                                                   max_crops=max_crops, rng=rng,
                                                   data_device=data_dev)
+        # keep_better: every painted pixel (training + held out), and the starting weights
+        self.paintset, self.start_state = None, None
+        same_head = p.continued or (p.init_source is not None and not getattr(p.model, "_new_head", False))
+        if p.keep_better and same_head:
+            every = [Volume(v.image, v.train, v.train if v.val is None else np.where(v.val > 0, v.val, v.train),
+                            v.source, v.origin) for v in vols]
+            self.paintset = build_valset(every, patch=patch, block=block, max_crops=2 * max_crops,
+                                         rng=np.random.default_rng(p.seed + 7), data_device=data_dev)
+            self.start_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
         self.val_pixels = 0
         for v in val_vols:
             if v.val is not None:
@@ -568,13 +594,16 @@ class _Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def _validate(self, step: int) -> Validation | None:
-        vs = self.valset
+    def _validate(self, step: int, vs: ValSet | None = None) -> Validation | None:
+        vs = self.valset if vs is None else vs
         model = self.p.model
         k = self.p.classes
         model.eval()
         conf = torch.zeros(k, k, dtype=torch.long, device=self.p.dev)
         loss_sum = torch.zeros((), device=self.p.dev)
+        agree = torch.zeros(k, k, dtype=torch.long, device=self.p.dev)
+        unsure = torch.zeros((), dtype=torch.long, device=self.p.dev)
+        total_px = 0
         n = vs.x.shape[0]
         bs = max(1, self.batch * 2)
         try:
@@ -588,6 +617,15 @@ class _Trainer:
                         logits = model(x)
                     loss_sum += sparse_loss(logits, y, dice_weight=self.p.dice_weight) * x.shape[0]
                     conf += confusion_counts(logits.float(), y)
+                    # stability over all pixels: the prediction of the mirrored crop, mirrored back
+                    flip = tuple(range(2, x.ndim))
+                    with torch.autocast(self.p.dev.type, dtype=self.amp, enabled=self.amp is not None):
+                        logits_f = model(torch.flip(x, flip)).flip(flip)
+                    a, b = logits.float().argmax(1), logits_f.float().argmax(1)
+                    agree += torch.bincount((a * k + b).reshape(-1), minlength=k * k).reshape(k, k)
+                    top = torch.softmax(logits.float(), 1).amax(1)
+                    unsure += (top < UNCERTAIN_BELOW).sum()
+                    total_px += top.numel()
         finally:
             model.train()
         c = conf.cpu().numpy()
@@ -603,7 +641,12 @@ class _Trainer:
             dice[i + 1] = 2 * tp / (2 * tp + fp + fn)
         mi = float(np.mean(list(iou.values()))) if iou else float("nan")
         md = float(np.mean(list(dice.values()))) if dice else float("nan")
-        return Validation(step, loss, iou, dice, mi, md)
+        ag = agree.cpu().numpy()
+        inter = np.diag(ag).astype(np.float64)
+        union = ag.sum(0) + ag.sum(1) - inter
+        agreement = float(np.mean(inter[union > 0] / union[union > 0])) if (union > 0).any() else float("nan")
+        uncertain = float(unsure) / max(1, total_px)
+        return Validation(step, loss, iou, dice, mi, md, agreement, uncertain)
 
     def _preview(self, step: int) -> Preview | None:
         from .predict import PredictDone, iter_predict
@@ -713,6 +756,25 @@ class _Trainer:
                     m.num_batches_tracked.copy_(nb)
         return n
 
+    def _keep_better(self, step: int) -> tuple[bool, str]:
+        """Score the trained and the starting weights on all the paint; restore the starting
+        ones if they fit it better. Returns (kept the previous weights, a message)."""
+        model = self.p.model
+        new = self._validate(step, self.paintset)
+        if new is None:
+            return False, ""
+        trained = {k: t.detach().clone() for k, t in model.state_dict().items()}
+        model.load_state_dict(self.start_state)
+        old = self._validate(step, self.paintset)
+        if old is not None and old.mean_iou > new.mean_iou + 1e-3:
+            return True, (f"kept the previous model: it fits the painted strokes better "
+                          f"(IoU {old.mean_iou:.3f} against {new.mean_iou:.3f} for the new weights)")
+        model.load_state_dict(trained)
+        if old is None:
+            return False, ""
+        return False, (f"the new weights fit the painted strokes at least as well as the previous "
+                       f"model (IoU {new.mean_iou:.3f} against {old.mean_iou:.3f})")
+
     def _finish_model(self) -> None:
         model = self.p.model
         model.eval()
@@ -772,6 +834,11 @@ class _Trainer:
                     with torch.autocast(dev.type, dtype=self.amp, enabled=self.amp is not None):
                         logits = model(x)
                     loss = sparse_loss(logits, y, dice_weight=p.dice_weight, entropy_weight=ENTROPY_WEIGHT)
+                    if REG_WEIGHT > 0:
+                        ramp = 1.0 if (self.start_state is not None or REG_RAMP <= 0) else \
+                            min(1.0, max(frac / REG_RAMP, step / (REG_RAMP * 1600)))
+                        loss = loss + (REG_WEIGHT * ramp) * edge_aware_potts(
+                            torch.softmax(logits.float(), 1), x, self.reg_offsets)
                     self.opt.zero_grad(set_to_none=True)
                     if self.scaler is not None:
                         self.scaler.scale(loss).backward()
@@ -795,7 +862,10 @@ class _Trainer:
                     warnings.warn(f"out of memory on {dev}; continuing with batch size {self.batch}")
                     continue
                 if ema is not None:  # on the device, no host sync
-                    d = min(EMA_DECAY, (1 + step) / (10 + step))
+                    # a fresh model: a short warm-up of the average; a model being continued
+                    # keeps its weights' weight from the first step (a Stop after a few steps
+                    # leaves it nearly unchanged instead of swinging)
+                    d = EMA_DECAY if self.start_state is not None else min(EMA_DECAY, (1 + step) / (10 + step))
                     with torch.no_grad():
                         torch._foreach_lerp_(ema, [q.detach() for q in params], 1.0 - d)
                 loss_acc += loss.detach()
@@ -877,6 +947,11 @@ class _Trainer:
                     for q, e in zip(params, ema):
                         q.copy_(e)
             self._recalibrate_bn(0.3 if reason == "stopped" else max(0.5, 0.02 * (time.perf_counter() - t0)))
+        kept_previous = False
+        if self.paintset is not None and step > 0 and reason in ("steps", "time", "stopped"):
+            kept_previous, compare = self._keep_better(step)
+            if compare:
+                message = compare
         if self.valset is not None and reason in ("steps", "time") and step > 0 \
                 and not self._stopped():
             v = self._validate(step)
@@ -901,8 +976,12 @@ class _Trainer:
 
             save_model(model, p.checkpoint)
             yield Checkpoint(step, str(p.checkpoint))
+        done = {"steps": f"trained {step} steps in {elapsed:.1f} s",
+                "time": f"time limit reached after {step} steps ({elapsed:.1f} s)",
+                "stopped": f"stopped after {step} steps ({elapsed:.1f} s)"}.get(reason, "")
         if not message:
-            message = {"steps": f"trained {step} steps in {elapsed:.1f} s",
-                       "time": f"time limit reached after {step} steps ({elapsed:.1f} s)",
-                       "stopped": f"stopped after {step} steps ({elapsed:.1f} s)"}.get(reason, "")
-        yield TrainFinished(reason=reason, step=step, model=model, message=message)
+            message = done
+        elif reason != "nan":
+            message = f"{done}; {message}"
+        yield TrainFinished(reason=reason, step=step, model=model, message=message,
+                            kept_previous=kept_previous)

@@ -1,0 +1,75 @@
+"""Our own input-error type, and wording that fits whoever called us.
+
+``UserError`` (a ``ValueError``) and ``UserTypeError`` (also a ``TypeError``) mark a mistake the
+user can fix: the Python API raises them (so ``except ValueError`` still works), the command line
+prints them as one line and exits 2, the widgets show them as a notification. Anything else that
+escapes is a bug of ours and is not dressed up as a user mistake.
+
+Messages that name an option use :func:`option` / :func:`say`, which give the Python spelling
+(``unpainted_is_background=True``) to API users and the flag (``--unpainted-is-background``) to
+command-line users (``napari-unet`` switches this on with :func:`cli_wording`).
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import errno
+from typing import Any, Iterator
+
+
+class UserError(ValueError):
+    """A mistake the user can fix (bad input, a refused overwrite, not enough space ...)."""
+
+
+class UserTypeError(UserError, TypeError):
+    """A user mistake about the type of an argument (still a ``TypeError`` for the API)."""
+
+
+_CLI = contextvars.ContextVar("napari_unet_cli_wording", default=False)
+
+
+@contextlib.contextmanager
+def cli_wording() -> Iterator[None]:
+    """Within this block messages name command-line flags instead of Python arguments."""
+    token = _CLI.set(True)
+    try:
+        yield
+    finally:
+        _CLI.reset(token)
+
+
+def is_cli() -> bool:
+    return _CLI.get()
+
+
+def say(api: str, cli: str) -> str:
+    """``cli`` for command-line users, ``api`` for everybody else."""
+    return cli if _CLI.get() else api
+
+
+def option(name: str, value: Any = True) -> str:
+    """How to set option ``name``: ``--name-with-dashes [VALUE]`` or ``name=VALUE``."""
+    if _CLI.get():
+        flag = "--" + name.replace("_", "-")
+        return flag if value is True else f"{flag} {value}"
+    return f"{name}={value}"
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "no permission",
+    errno.EPERM: "no permission",
+}
+
+
+def describe_os_error(e: OSError) -> str:
+    """One line for an operating-system error: the path and why it failed."""
+    if not e.strerror:  # raised by us (or a library) with a ready message
+        return str(e).splitlines()[0] if str(e) else type(e).__name__
+    why = e.strerror
+    hint = _OS_HINTS.get(e.errno if e.errno is not None else -1)
+    if hint and hint.lower() not in why.lower():
+        why = f"{why} ({hint})"
+    return f"{e.filename}: {why}" if e.filename is not None else why

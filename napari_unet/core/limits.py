@@ -1,0 +1,67 @@
+"""Sanity limits checked before any work: class counts and the memory a request needs.
+
+A request that cannot work (an instance mask read as 60000 classes, a batch of 100000 patches)
+is refused up front with a message that says what to do, instead of a silent 60000-class model
+or a kill by the out-of-memory killer much later.
+"""
+from __future__ import annotations
+
+import math
+
+from .errors import UserError, option
+
+MAX_AUTO_CLASSES = 32        # more label values than this need an explicit classes=
+MAX_CLASSES = 65535          # predicted labels are 16-bit
+
+
+def _size(n: float) -> str:
+    from .outputs import _size as size
+
+    return size(n)
+
+
+def _instance_hint() -> str:
+    return (f"An instance mask needs converting to classes first (a class map, e.g. every object "
+            f"= 2) and {option('unpainted_is_background')} so that 0 counts as background")
+
+
+def check_label_range(max_value: int, name: str = "labels") -> None:
+    """Label values beyond any class count (checked before counting pixels per value)."""
+    if max_value > MAX_CLASSES:
+        raise UserError(f"{name} hold values up to {max_value}, more classes than napari-unet "
+                        f"supports ({MAX_CLASSES}): that looks like an instance mask (one id per "
+                        f"object). {_instance_hint()}")
+
+
+def check_class_count(max_value: int, classes: int | None, known: int = 0) -> None:
+    """Refuse label values that look like instance ids unless ``classes`` says so explicitly
+    (``known``: the class count of the model being fine-tuned or continued)."""
+    if classes is not None and classes > MAX_CLASSES:
+        raise UserError(f"{option('classes', classes)} is more than napari-unet supports "
+                        f"({MAX_CLASSES}: predicted labels are 16-bit)")
+    if classes is None and max_value > max(MAX_AUTO_CLASSES, known):
+        raise UserError(
+            f"the labels hold values up to {max_value}: that looks like an instance mask (one id per "
+            f"object), not classes 1..K. {_instance_hint()}; if you really mean {max_value} classes, "
+            f"pass {option('classes', max_value)}")
+
+
+def training_step_bytes(batch: int, patch: tuple[int, ...], base_channels: int, classes: int,
+                        bytes_per_value: int = 2) -> int:
+    """A lower bound of the memory one training step needs: the full-resolution activations of
+    the first and last block (4 maps of ``base_channels``), the input, and the logits with
+    their softmax and gradient. Only an impossible request exceeds it."""
+    px = batch * math.prod(patch)
+    return int(px * bytes_per_value * (4 * base_channels + 3 * classes) + px * 4)
+
+
+def check_training_memory(batch: int, patch: tuple[int, ...], base_channels: int, classes: int,
+                          available: int, device: str) -> None:
+    need = training_step_bytes(batch, patch, base_channels, classes)
+    if need > available:
+        fit = max(1, int(batch * available / need))
+        raise UserError(
+            f"a training step with batches of {batch} patches of {'x'.join(map(str, patch))} pixels "
+            f"and {classes} classes needs at least {_size(need)}, but {_size(available)} is available "
+            f"on {device}; use a batch size of at most {fit} ({option('batch_size', fit)}), a smaller "
+            f"patch, or fewer classes")

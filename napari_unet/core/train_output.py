@@ -1,0 +1,63 @@
+"""Where a training run writes its model, so that nothing the user had is lost.
+
+- The ``--out`` path passes the output policy first (never an input image or labels file, never
+  a file napari-unet did not write unless overwrite), and its folder must be writable.
+- Without an earlier model at ``--out`` the run checkpoints straight to it.
+- With an earlier model there, the run checkpoints to ``<stem>.checkpoint.pt`` beside it. A run
+  that ends normally replaces ``--out``. An interrupted run replaces it only if it got further
+  (more training steps in total than the earlier model); otherwise the earlier model stays and
+  the interrupted weights stay in the checkpoint file. :meth:`TrainOutput.settle` says which.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+from .outputs import check_output, prepare_folder
+
+
+def _total_steps(path: Path) -> int | None:
+    from .io import read_model_meta
+
+    try:
+        training = read_model_meta(path).get("training") or {}
+    except Exception:
+        return None
+    return int(training.get("total_steps") or training.get("steps") or 0)
+
+
+class TrainOutput:
+    def __init__(self, out: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = (),
+                 overwrite: bool = False, what: str = "--out"):
+        self.out = Path(out)
+        inputs = list(inputs)
+        check_output(self.out, inputs=inputs, overwrite=overwrite, what=f"{what} model file")
+        prepare_folder(self.out.parent, what=f"folder of {what}")
+        self.previous = _total_steps(self.out) if self.out.exists() else None
+        if self.out.exists():
+            name = self.out.name[:-3] if self.out.name.endswith(".pt") else self.out.name
+            self.checkpoint = self.out.with_name(f"{name}.checkpoint.pt")
+            check_output(self.checkpoint, inputs=inputs, overwrite=overwrite, what="checkpoint file")
+        else:
+            self.checkpoint = self.out
+
+    def settle(self, finished: bool) -> str:
+        """Put the run's model where it belongs; return one sentence saying what is where."""
+        ckpt, out = self.checkpoint, self.out
+        if ckpt == out:
+            if not out.exists():
+                return f"nothing was saved: no training step finished ({out} was not written)"
+            return f"wrote {out}" if finished else \
+                f"saved the interrupted model ({_total_steps(out)} steps) to {out}"
+        if not ckpt.exists():
+            return f"nothing was saved; {out} is unchanged"
+        new = _total_steps(ckpt) or 0
+        if finished or self.previous is None or new > self.previous:
+            os.replace(ckpt, out)
+            if finished:
+                return f"wrote {out}"
+            return (f"saved the model ({new} steps) to {out}, replacing the earlier model there "
+                    f"({self.previous if self.previous is not None else 'unknown'} steps) as this run got further")
+        return (f"kept the earlier model at {out} ({self.previous} steps); this run's weights "
+                f"({new} steps) are in {ckpt}")
