@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 _API = {
     "build_model": "napari_unet.core.model",
     "predict": "napari_unet.core.predict",
+    "predict_to_store": "napari_unet.core.predict_store",
     "iter_predict": "napari_unet.core.predict",
     "probabilities_to_labels": "napari_unet.core.predict",
     "entropy": "napari_unet.core.predict",
@@ -30,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .core.metrics import error_map, evaluate
     from .core.model import build_model
     from .core.predict import entropy, iter_predict, predict, probabilities_to_labels
+    from .core.predict_store import predict_to_store
     from .core.train import iter_train, train
 
 

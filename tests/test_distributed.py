@@ -188,3 +188,18 @@ def test_cli_workers_spreads_tiff_files(tmp_path, models, capsys):
         np.testing.assert_array_equal(tifffile.imread(tmp_path / "o" / f"{k}_labels.tif"), ref_l)
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
         "f0_labels.tif", "f0_probs.tif", "f1_labels.tif", "f1_probs.tif"]
+
+
+def test_api_dask_array_to_ome_zarr(tmp_path, models):
+    da = pytest.importorskip("dask.array")
+    import napari_unet
+
+    path, model = models["3d"]
+    vol = (np.random.default_rng(9).random((10, 30, 28)) * 100).astype(np.float32)
+    lazy = da.from_array(vol, chunks=(5, 15, 14))
+    (out,), = napari_unet.predict_to_store(model, lazy, tmp_path / "o", names=["v"], chunks=(8, 16, 16),
+                                           device="cpu", ngff_version="0.4")
+    g = zarr.open_group(out, mode="r")
+    assert g.attrs["multiscales"][0]["version"] == "0.4"
+    assert np.abs(g["0"][:] - _reference(model, vol)[0]).max() <= 1e-5
+    assert not any(p.name.startswith(".") for p in (tmp_path / "o").iterdir())  # no temp left
