@@ -77,3 +77,22 @@ def test_evaluate_objects(tmp_path, capsys):
     assert main(["evaluate", "--pred", str(tmp_path / "p.tif"), "--truth", str(tmp_path / "b.tif"),
                  "--objects", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n_true"] == 4
+
+
+def test_instances_use_the_recorded_pixel_size(tmp_path, model_file, capsys):
+    from napari_unet.core.readers import input_pixel_size
+
+    img = np.random.default_rng(2).integers(0, 1000, (3, 32, 32)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "px.tif", img, imagej=True, resolution=(2.0, 2.0),
+                     metadata={"spacing": 3.0, "unit": "um", "axes": "ZYX"})
+    out = tmp_path / "out"
+    assert main(["predict", "--model", str(model_file), "--out-dir", str(out), "--quiet", "--instances",
+                 "--measure", "--min-size", "1", "--seed-distance", "1", str(tmp_path / "px.tif")]) == 0
+    pixel = input_pixel_size(out / "px_instances.tif")
+    assert pixel.sizes == pytest.approx({"z": 3.0, "y": 0.5, "x": 0.5})
+    probs = tifffile.imread(out / "px_probs.tif")
+    expected = instance_labels(probs[1], min_size=1, seed_distance=1, spacing=(3.0, 0.5, 0.5))
+    assert np.array_equal(tifffile.imread(out / "px_instances.tif"), expected)
+    rows = list(csv.DictReader(open(out / "px_objects.csv")))
+    for r in rows:
+        assert float(r["volume"]) == pytest.approx(int(r["pixels"]) * 0.75)

@@ -23,6 +23,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .errors import UserError, UserTypeError
+
 # inputs up to this many voxels are processed in one piece (a few float64 temporaries of this
 # size are needed: ~1 GiB at 2**25 voxels); larger ones in slabs along the first axis
 WHOLE_LIMIT = 1 << 25
@@ -35,7 +37,7 @@ def _spacing(spacing: Any, ndim: int) -> np.ndarray:
     if sp.size == 1:
         sp = np.repeat(sp, ndim)
     if sp.size != ndim or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
-        raise ValueError(f"spacing must be {ndim} positive numbers (one per axis), got {spacing!r}")
+        raise UserError(f"spacing must be {ndim} positive numbers (one per axis), got {spacing!r}")
     return sp
 
 
@@ -43,10 +45,10 @@ def _check(prob: Any) -> np.ndarray:
     if not hasattr(prob, "shape") or not hasattr(prob, "dtype"):
         prob = np.asarray(prob)
     if len(prob.shape) not in (2, 3):
-        raise ValueError(f"the foreground probability must be 2D (Y, X) or 3D (Z, Y, X), got shape "
+        raise UserError(f"the foreground probability must be 2D (Y, X) or 3D (Z, Y, X), got shape "
                          f"{tuple(prob.shape)}")
     if np.dtype(prob.dtype).kind not in "fiub":
-        raise TypeError(f"the foreground probability must be numeric, got {prob.dtype}")
+        raise UserTypeError(f"the foreground probability must be numeric, got {prob.dtype}")
     return prob
 
 
@@ -170,13 +172,13 @@ def instance_labels(prob: Any, *, threshold: float = 0.5, min_size: int = 10,
     shape = tuple(prob.shape)
     sp = _spacing(spacing, len(shape))
     if method not in ("distance", "probability"):
-        raise ValueError(f"method must be 'distance' or 'probability', got {method!r}")
+        raise UserError(f"method must be 'distance' or 'probability', got {method!r}")
     if not 0.0 < float(threshold) < 1.0 and np.dtype(prob.dtype).kind == "f":
-        raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
+        raise UserError(f"threshold must be between 0 and 1, got {threshold}")
     if min_size < 0 or seed_distance < 0 or sigma < 0:
-        raise ValueError("min_size, seed_distance and sigma must not be negative")
+        raise UserError("min_size, seed_distance and sigma must not be negative")
     if out is not None and tuple(out.shape) != shape:
-        raise ValueError(f"out has shape {tuple(out.shape)}, the probability {shape}")
+        raise UserError(f"out has shape {tuple(out.shape)}, the probability {shape}")
     kw = dict(threshold=float(threshold), min_size=int(min_size), seed_distance=float(seed_distance),
               sigma=float(sigma), sp=sp, method=method)
     size = int(np.prod(shape))
@@ -197,7 +199,7 @@ def _blockwise(prob: Any, block: int, overlap: int, kw: dict, min_size: int,
     its core; objects of neighbouring slabs that are each other's best match in their shared
     band get one id (union-find)."""
     if block < 1 or overlap < 0:
-        raise ValueError("block must be positive and overlap non-negative")
+        raise UserError("block must be positive and overlap non-negative")
     n0 = prob.shape[0]
     starts = list(range(0, n0, block))
     parent: list[int] = [0]

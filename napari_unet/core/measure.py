@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .errors import UserError
 from .labels import check_labels
 
 
@@ -28,11 +29,11 @@ def measure_objects(instances: Any, *, image: Any = None, classes: Any = None,
 
     lab = check_labels(instances, "instance labels")
     if lab.ndim not in (2, 3):
-        raise ValueError(f"instance labels must be 2D or 3D, got shape {lab.shape}")
+        raise UserError(f"instance labels must be 2D or 3D, got shape {lab.shape}")
     sp = _spacing(spacing, lab.ndim)
     for name, other in (("image", image), ("classes", classes)):
         if other is not None and tuple(np.shape(other)) != lab.shape:
-            raise ValueError(f"the {name} has shape {tuple(np.shape(other))}, the instance labels {lab.shape}")
+            raise UserError(f"the {name} has shape {tuple(np.shape(other))}, the instance labels {lab.shape}")
     axes = "zyx"[-lab.ndim:]
     size_key = "area" if lab.ndim == 2 else "volume"
     unit = float(np.prod(sp))

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .errors import UserError
 from .labels import check_labels
 
 THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.5, 0.55, ..., 0.95
@@ -49,10 +50,10 @@ def as_objects(labels: Any, kind: str = "auto", class_value: int | None = None) 
         kind = label_kind(arr)
     if kind == "instance":
         if class_value is not None:
-            raise ValueError("class_value applies to semantic labels, not to an instance mask")
+            raise UserError("class_value applies to semantic labels, not to an instance mask")
         return arr
     if kind != "semantic":
-        raise ValueError(f"kind must be 'auto', 'instance' or 'semantic', got {kind!r}")
+        raise UserError(f"kind must be 'auto', 'instance' or 'semantic', got {kind!r}")
     if class_value is not None:
         classes = [int(class_value)]
     else:
@@ -106,7 +107,7 @@ def match_objects(pred: Any, truth: Any, *, thresholds: Sequence[float] = THRESH
     p = _objects(pred, pred_kind, class_value)
     t = _objects(truth, truth_kind, class_value)
     if p.shape != t.shape:
-        raise ValueError(f"predicted labels {p.shape} and true labels {t.shape} differ in shape")
+        raise UserError(f"predicted labels {p.shape} and true labels {t.shape} differ in shape")
     t_ids, t_size, p_ids, p_size, pairs, counts = _contingency(p, t)
     ts = dict(zip(t_ids.tolist(), t_size.tolist()))
     ps = dict(zip(p_ids.tolist(), p_size.tolist()))
@@ -167,7 +168,7 @@ def object_overlay(pred: Any, truth: Any, *, threshold: float = 0.5, pred_kind: 
     p = _objects(pred, pred_kind, None)
     t = _objects(truth, truth_kind, None)
     if threshold < 0.5:
-        raise ValueError(f"the overlay threshold must be at least 0.5, got {threshold}")
+        raise UserError(f"the overlay threshold must be at least 0.5, got {threshold}")
     matched = match_objects(p, t, thresholds=(threshold,), pred_kind="instance",
                             truth_kind="instance")["matches"]
     mp = np.zeros(int(p.max(initial=0)) + 1, bool)
