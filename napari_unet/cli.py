@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
+from ._cli_args import _batch_arg, _patch_cli_arg, _positive_float, _threshold_arg, _tile_arg  # noqa: F401
+from ._cli_run import Terminated
 from .core.errors import UserError
 
 EXIT_USAGE = 2
@@ -46,53 +47,6 @@ class ProgressBar:
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()
-
-
-def _tile_arg(text: str):
-    t = text.strip().lower()
-    if t == "auto":
-        return "auto"
-    if t in ("none", "whole", "0"):
-        return None
-    try:
-        parts = tuple(int(p) for p in t.replace("x", ",").split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--tile must be 'auto', 'none', N or ZxYxX, got {text!r}") from None
-    if any(p <= 0 for p in parts):
-        raise argparse.ArgumentTypeError(f"--tile sizes must be positive, got {text!r}")
-    return parts[0] if len(parts) == 1 else parts
-
-
-def _batch_arg(text: str):
-    if text == "auto":
-        return "auto"
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--batch-size must be 'auto' or a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"--batch-size must be positive, got {v}")
-    return v
-
-
-def _threshold_arg(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = float("nan")
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"--threshold is a probability between 0 and 1, got {text!r}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = float("nan")
-    if not 0.0 < v < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
-    return v
 
 
 def _existing_file(path: str, what: str) -> Path:
@@ -296,19 +250,6 @@ def cmd_evaluate(args) -> int:
 
 # ----------------------------------------------------------------------------- train
 # (the training engine's front end: see napari_unet/core/train.py)
-
-def _patch_cli_arg(text: str):
-    t = text.strip().lower()
-    if t == "auto":
-        return "auto"
-    try:
-        parts = tuple(int(p) for p in t.replace("x", ",").split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--patch must be 'auto', N or ZxYxX, got {text!r}") from None
-    if any(p < 4 for p in parts):
-        raise argparse.ArgumentTypeError(f"--patch sizes must be at least 4, got {text!r}")
-    return parts[0] if len(parts) == 1 else parts
-
 
 def add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train or fine-tune a U-Net on painted labels",
@@ -552,53 +493,12 @@ def cmd_gui(args) -> int:
     return run_gui(sample=not args.no_sample, demo_out_dir=Path(args.demo_out_dir))
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C: temporary files are removed and training saves its model."""
-
-
-def _on_sigterm(signum, frame):
-    raise Terminated()
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None):
-    """Our warnings as one line; those of libraries only with NAPARI_UNET_DEBUG."""
-    if "napari_unet" in str(filename) or os.environ.get("NAPARI_UNET_DEBUG"):
-        print(f"napari-unet: warning: {str(message).splitlines()[0]}", file=sys.stderr)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    import signal
-    import warnings
-
-    from .core.errors import cli_wording, describe_os_error
+    from ._cli_run import run_command
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    old_term = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
-    old_show = warnings.showwarning
-    warnings.showwarning = _show_warning
-    try:
-        with cli_wording():
-            return int(args.func(args) or 0)
-    except KeyboardInterrupt as e:
-        print(f"napari-unet: {'terminated' if isinstance(e, Terminated) else 'interrupted'}", file=sys.stderr)
-        return 143 if isinstance(e, Terminated) else 130
-    except (UserError, OSError, MemoryError) as e:
-        if os.environ.get("NAPARI_UNET_DEBUG"):
-            raise
-        msg = describe_os_error(e) if isinstance(e, OSError) else (str(e).splitlines() or [type(e).__name__])[0]
-        print(f"napari-unet: error: {msg}", file=sys.stderr)
-        return EXIT_USAGE
-    finally:
-        warnings.showwarning = old_show
-        if old_term is not None:
-            signal.signal(signal.SIGTERM, old_term)
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .errors import UserError
 from .labels import check_labels
 from .truth import resolve_truth
 
@@ -26,7 +27,7 @@ def _pair(pred: Any, truth: Any) -> tuple[np.ndarray, np.ndarray]:
     p = check_labels(pred, "predicted labels")
     t = check_labels(truth, "true labels")
     if p.shape != t.shape:
-        raise ValueError(f"predicted labels {p.shape} and true labels {t.shape} differ in shape")
+        raise UserError(f"predicted labels {p.shape} and true labels {t.shape} differ in shape")
     return p, t
 
 
@@ -110,7 +111,7 @@ def per_slice_scores(pred_labels: Any, true_labels: Any, *, truth_zero: str = "a
     the whole stack."""
     p, t, how = resolve_truth(pred_labels, true_labels, truth_zero)
     if p.ndim < 3:
-        raise ValueError("per-slice scores need a stack (Z, Y, X)")
+        raise UserError("per-slice scores need a stack (Z, Y, X)")
     return [{**evaluate(p[i], t[i], truth_zero="unlabeled"), **how} for i in range(p.shape[0])]
 
 

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .errors import UserError
 from .readers import PixelSize
 
 NGFF_VERSIONS = ("0.4", "0.5")
@@ -24,7 +25,7 @@ def _fmt(version: str):
     from ome_zarr.format import FormatV04, FormatV05
 
     if version not in NGFF_VERSIONS:
-        raise ValueError(f"NGFF version must be one of {NGFF_VERSIONS}, got {version!r}")
+        raise UserError(f"NGFF version must be one of {NGFF_VERSIONS}, got {version!r}")
     return FormatV04() if version == "0.4" else FormatV05()
 
 

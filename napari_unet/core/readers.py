@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import UserError, UserTypeError
+
 # unit spellings found in TIFF/ImageJ/OME metadata -> NGFF (UDUNITS-2) names
 _UNITS = {"um": "micrometer", "µm": "micrometer", "\u03bcm": "micrometer", "micron": "micrometer",
           "microns": "micrometer", "micrometer": "micrometer", "micrometre": "micrometer",
@@ -131,7 +133,7 @@ def _open_raw(kind: str, path: str, key: str | None) -> Any:
         import h5py
 
         return h5py.File(path, "r")[key]
-    raise ValueError(f"unknown source kind {kind!r}")
+    raise UserError(f"unknown source kind {kind!r}")
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -151,7 +153,7 @@ def open_image(spec: Any, name: str | None = None) -> ImageSource:
     numpy / dask / zarr array. Raises FileNotFoundError / ValueError naming the problem."""
     if not isinstance(spec, (str, os.PathLike)):
         if not hasattr(spec, "shape") or not hasattr(spec, "dtype"):
-            raise TypeError(f"image must be a path or an array, got {type(spec).__name__}")
+            raise UserTypeError(f"image must be a path or an array, got {type(spec).__name__}")
         chunks = getattr(spec, "chunksize", None) or getattr(spec, "chunks", None)
         if chunks is not None and (not isinstance(chunks, tuple) or not all(isinstance(c, int) for c in chunks)):
             chunks = None
@@ -168,7 +170,7 @@ def open_image(spec: Any, name: str | None = None) -> ImageSource:
     if not p.exists():
         raise FileNotFoundError(f"image file {p} does not exist")
     if p.is_dir():
-        raise ValueError(f"{p} is a folder, not an image file or a zarr store")
+        raise UserError(f"{p} is a folder, not an image file or a zarr store")
     if p.suffix.lower() in (".tif", ".tiff"):
         return _open_tiff(p, name)
     from .io import read_image  # other formats: small images, read whole
@@ -187,13 +189,18 @@ def _stem(p: str | Path) -> str:
 def _open_tiff(p: Path, name: str | None) -> ImageSource:
     import tifffile
 
+    from .io import _check_complete, _tifffile_notes
+
     try:
-        with tifffile.TiffFile(p) as tif:
+        with _tifffile_notes() as notes, tifffile.TiffFile(p) as tif:
+            _check_complete(tif, p, notes)  # a truncated file is refused, not read as its first page
             series = tif.series[0]
             shape, dtype, axes = tuple(series.shape), series.dtype, series.axes
             px = _tiff_pixel_size(tif, axes)
+    except UserError:
+        raise
     except Exception as e:
-        raise ValueError(f"{p} is not a readable TIFF file: {str(e).splitlines()[0][:200]}") from None
+        raise UserError(f"{p} is not a readable TIFF file: {str(e).splitlines()[0][:200]}") from None
     axes = axes.replace("Q", "").upper() if len(axes) == len(shape) else None
     if axes and not set(axes) <= set("TCZYXS"):
         axes = None
@@ -245,7 +252,7 @@ def _open_h5(file: str, key: str | None, name: str | None) -> ImageSource:
     try:
         import h5py
     except ImportError:
-        raise ValueError("reading HDF5 needs h5py: pip install 'napari-unet[bigdata]'") from None
+        raise UserError("reading HDF5 needs h5py: pip install 'napari-unet[bigdata]'") from None
     if not Path(file).is_file():
         raise FileNotFoundError(f"HDF5 file {file} does not exist")
     with h5py.File(file, "r") as f:
@@ -253,11 +260,11 @@ def _open_h5(file: str, key: str | None, name: str | None) -> ImageSource:
             names: list[str] = []
             f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
             if len(names) != 1:
-                raise ValueError(f"{file} holds {len(names)} datasets ({', '.join(names[:5])}); "
+                raise UserError(f"{file} holds {len(names)} datasets ({', '.join(names[:5])}); "
                                  f"name one as {file}:DATASET")
             key = names[0]
         if key not in f or not isinstance(f[key], h5py.Dataset):
-            raise ValueError(f"{file} has no dataset {key!r}")
+            raise UserError(f"{file} has no dataset {key!r}")
         d = f[key]
         shape, dtype, chunks = tuple(d.shape), d.dtype, d.chunks
         px = PixelSize()
@@ -285,7 +292,7 @@ def _open_zarr(path: str, key: str | None, name: str | None) -> ImageSource:
     try:
         import zarr
     except ImportError:
-        raise ValueError("reading zarr needs zarr: pip install 'napari-unet[bigdata]'") from None
+        raise UserError("reading zarr needs zarr: pip install 'napari-unet[bigdata]'") from None
     if not Path(path).exists():
         raise FileNotFoundError(f"zarr store {path} does not exist")
     try:
@@ -293,14 +300,14 @@ def _open_zarr(path: str, key: str | None, name: str | None) -> ImageSource:
         if key:
             node = node[key]
     except Exception as e:
-        raise ValueError(f"cannot open zarr {path}{':' + key if key else ''}: {str(e).splitlines()[0][:200]}") from None
+        raise UserError(f"cannot open zarr {path}{':' + key if key else ''}: {str(e).splitlines()[0][:200]}") from None
     axes, px, drop = None, PixelSize(), ()
     if isinstance(node, zarr.Group):
         ms = ngff_multiscale(dict(node.attrs))
         if ms is None:
             arrays = [k for k, _ in node.arrays()]
             if len(arrays) != 1:
-                raise ValueError(f"{path} is a zarr group without OME-NGFF multiscales and holds "
+                raise UserError(f"{path} is a zarr group without OME-NGFF multiscales and holds "
                                  f"{len(arrays)} arrays; name one as {path}:ARRAY")
             key = (key + "/" if key else "") + arrays[0]
             node = node[arrays[0]]

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import UserError
 from .labels import check_labels
 
 TRUTH_ZERO = ("auto", "background", "unlabeled")
@@ -56,13 +57,13 @@ def resolve_truth(pred: Any, truth: Any, truth_zero: str = "auto") -> tuple[np.n
     ``info``: ``{"truth_zero": "background"|"unlabeled", "truth_note": <one sentence>}``.
     """
     if truth_zero not in TRUTH_ZERO:
-        raise ValueError(f"truth_zero must be one of {', '.join(TRUTH_ZERO)}, got {truth_zero!r}")
+        raise UserError(f"truth_zero must be one of {', '.join(TRUTH_ZERO)}, got {truth_zero!r}")
     truth_bool = np.asarray(truth).dtype.kind == "b"
     pred_bool = np.asarray(pred).dtype.kind == "b"
     p = check_labels(pred, "predicted labels")
     t = check_labels(truth, "true labels")
     if p.shape != t.shape:
-        raise ValueError(f"predicted labels {p.shape} and true labels {t.shape} differ in shape")
+        raise UserError(f"predicted labels {p.shape} and true labels {t.shape} differ in shape")
     tv = distinct(t)
     has_zero = bool(tv.size) and tv[0] == 0
     if not has_zero and not truth_bool:

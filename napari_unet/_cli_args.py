@@ -1,0 +1,64 @@
+"""Argument types of the ``napari-unet`` command: a bad value is refused while parsing (exit 2)."""
+from __future__ import annotations
+
+import argparse
+
+
+def _tile_arg(text: str):
+    t = text.strip().lower()
+    if t == "auto":
+        return "auto"
+    if t in ("none", "whole", "0"):
+        return None
+    try:
+        parts = tuple(int(p) for p in t.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--tile must be 'auto', 'none', N or ZxYxX, got {text!r}") from None
+    if any(p <= 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"--tile sizes must be positive, got {text!r}")
+    return parts[0] if len(parts) == 1 else parts
+
+
+def _batch_arg(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--batch-size must be 'auto' or a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"--batch-size must be positive, got {v}")
+    return v
+
+
+def _threshold_arg(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"--threshold is a probability between 0 and 1, got {text!r}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not 0.0 < v < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return v
+
+
+def _patch_cli_arg(text: str):
+    t = text.strip().lower()
+    if t == "auto":
+        return "auto"
+    try:
+        parts = tuple(int(p) for p in t.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--patch must be 'auto', N or ZxYxX, got {text!r}") from None
+    if any(p < 4 for p in parts):
+        raise argparse.ArgumentTypeError(f"--patch sizes must be at least 4, got {text!r}")
+    return parts[0] if len(parts) == 1 else parts
