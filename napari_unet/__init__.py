@@ -22,6 +22,9 @@ _API = {
     "error_map": "napari_unet.core.metrics",
     "train": "napari_unet.core.train",
     "iter_train": "napari_unet.core.train",
+    "instance_labels": "napari_unet.core.instances",
+    "match_objects": "napari_unet.core.objects",
+    "measure_objects": "napari_unet.core.measure",
 }
 
 __all__ = ["__version__", *_API]
@@ -29,7 +32,10 @@ __all__ = ["__version__", *_API]
 if TYPE_CHECKING:  # pragma: no cover
     from .core.io import load_model, save_model
     from .core.metrics import error_map, evaluate
+    from .core.instances import instance_labels
+    from .core.measure import measure_objects
     from .core.model import build_model
+    from .core.objects import match_objects
     from .core.predict import entropy, iter_predict, predict, probabilities_to_labels
     from .core.predict_store import predict_to_store
     from .core.train import iter_train, train

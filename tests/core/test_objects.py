@@ -132,3 +132,14 @@ def test_measurements_physical_units():
     text = objects_csv(rows)
     assert text.splitlines()[0].startswith("label,volume,pixels,mean_intensity,centroid_z")
     assert len(text.splitlines()) == 3
+
+
+def test_object_api_is_torch_free():
+    import subprocess
+    import sys
+
+    code = ("import sys, napari_unet as n\n"
+            "n.instance_labels; n.match_objects; n.measure_objects\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
