@@ -210,7 +210,9 @@ def _blockwise(prob: Any, block: int, overlap: int, kw: dict, min_size: int,
             a = parent[a]
         return a
 
-    tmp = np.zeros(prob.shape, np.int64) if out is None or np.dtype(out.dtype).itemsize < 8 else out
+    # raw ids go straight into the output when it can hold them (no full-size temporary)
+    wide = out is not None and np.dtype(out.dtype).kind in "iu" and np.dtype(out.dtype).itemsize >= 4
+    tmp = out if wide else np.zeros(prob.shape, np.uint32)
     prev: tuple[np.ndarray, int] | None = None  # previous slab's labels and its start index
     offset = 0
     for s in starts:
@@ -220,6 +222,8 @@ def _blockwise(prob: Any, block: int, overlap: int, kw: dict, min_size: int,
         nz = lab > 0
         lab[nz] += offset
         n_new = int(lab.max(initial=offset) - offset)
+        if offset + n_new >= np.iinfo(np.uint32).max:
+            raise UserError("more than 4 billion objects: raise min_size or seed_distance")
         parent.extend(range(offset + 1, offset + n_new + 1))
         offset += n_new
         if prev is not None:
@@ -278,11 +282,12 @@ def _finish_blockwise(lab: np.ndarray, min_size: int, out: np.ndarray | None) ->
     n = int(keep.sum())
     lut = np.zeros(len(counts), np.int64)
     lut[keep] = np.arange(1, n + 1)
-    dtype = np.uint16 if n < 65536 else np.uint32
-    if out is None:
-        res = np.empty(lab.shape, dtype)
-    else:
+    if out is not None:
         res = out
+    elif n < 65536:
+        res = np.empty(lab.shape, np.uint16)
+    else:
+        res = lab  # relabelled in place, slice by slice
     for z in range(lab.shape[0]):
         res[z] = lut[lab[z]]
     return res

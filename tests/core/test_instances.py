@@ -84,3 +84,15 @@ def test_bad_input():
     with pytest.raises(ValueError, match="method"):
         instance_labels(np.zeros((5, 5), np.float32), method="magic")
     assert instance_labels(np.zeros((5, 5), np.float32)).max() == 0
+
+
+def test_big_inputs_go_blockwise_by_themselves(monkeypatch):
+    from napari_unet.core import instances
+
+    prob = _disks((30, 60, 60), [(8, 20, 20, 6), (8, 20, 31, 6), (22, 40, 40, 7)])
+    whole = instance_labels(prob, seed_distance=4)
+    monkeypatch.setattr(instances, "WHOLE_LIMIT", 60 * 60 * 8)  # slabs of 8 planes
+    auto = instance_labels(prob, seed_distance=4)
+    assert whole.max() == auto.max() == 3
+    res = match_objects(auto, whole, pred_kind="instance", truth_kind="instance")
+    assert res["thresholds"][-1]["tp"] == 3  # the same objects (IoU >= 0.95)
