@@ -2,7 +2,6 @@
 another in the background, optionally writing <name>_probs.tif / <name>_labels.tif."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -70,12 +69,16 @@ class BatchWidget(PredictionPanel, QWidget):
             if not text:
                 raise UserError("Choose an output folder (or untick writing files).")
             out_dir = Path(text).expanduser()
-            if out_dir.exists() and not out_dir.is_dir():
-                raise UserError(f"{out_dir} is a file, not a folder.")
-            out_dir.mkdir(parents=True, exist_ok=True)
-            if not os.access(out_dir, os.W_OK):
-                raise UserError(f"Cannot write to {out_dir}.")
         items = image_items(layers, model, hint="; tick 'only selected' and leave it out")
+        if out_dir is not None:  # the same output policy as the command line, before any work
+            from napari_unet.core.outputs import check_output, prepare_folder
+
+            from ._results import safe_stem
+
+            prepare_folder(out_dir)
+            for name, _data in items:
+                for suffix in ("_probs.tif", "_labels.tif"):
+                    check_output(out_dir / f"{safe_stem(name)}{suffix}")
         self.done, self.files = [], []
         self._start(model, items, f"segmenting {len(items)} image(s)…", out_dir=out_dir, uncertainty=False)
 
