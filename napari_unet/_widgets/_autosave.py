@@ -81,6 +81,24 @@ def _write(path: Path, data: np.ndarray, class_names: list[str]) -> Path:
     return path
 
 
+def _on_undo_redo(layer: Any, callback: Any) -> None:
+    """Call ``callback`` after the layer's undo/redo (Ctrl+Z, Ctrl+Shift+Z): napari's Labels
+    rewrites the data in place there and emits neither ``paint`` nor ``data``, so an undone
+    stroke would otherwise come back from the autosave on reopening."""
+    for name in ("undo", "redo"):
+        original = getattr(layer, name, None)
+        if original is None or getattr(original, "_napari_unet_autosave", False):
+            continue
+
+        def wrapped(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            result = _original(*args, **kwargs)
+            callback()
+            return result
+
+        wrapped._napari_unet_autosave = True  # type: ignore[attr-defined]
+        setattr(layer, name, wrapped)  # the key bindings call layer.undo()/redo() on the instance
+
+
 class Autosaver(QObject):
     """Watches painting layers and saves each one ``DEBOUNCE_MS`` after its last change."""
 
@@ -107,6 +125,7 @@ class Autosaver(QObject):
 
         layer.events.paint.connect(restart)
         layer.events.data.connect(restart)
+        _on_undo_redo(layer, restart)
 
     def path_of(self, layer: Any) -> Path | None:
         entry = self._watched.get(id(layer))

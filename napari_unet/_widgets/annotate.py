@@ -7,7 +7,7 @@ import numpy as np
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (QHBoxLayout, QInputDialog, QLabel, QListWidget, QListWidgetItem,
-                            QPushButton, QSpinBox, QVBoxLayout, QWidget)
+                            QMessageBox, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from . import _layers
 from ._autosave import Autosaver, autosave_path, load_painting, paint_shape
@@ -27,6 +27,7 @@ class AnnotateWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.autosaver = Autosaver(self)
+        self._removed: tuple | None = None  # (layer, value, name, flat indices of its strokes)
 
         self.image_combo = LayerCombo(napari_viewer, _layers.is_image, placeholder="(open an image)")
         self.create_btn = QPushButton("Start painting")
@@ -43,6 +44,10 @@ class AnnotateWidget(QWidget):
         self.add_btn.clicked.connect(lambda: self.add_class())
         self.rename_btn.clicked.connect(self._rename_dialog)
         self.remove_btn.clicked.connect(lambda: self.remove_class())
+        self.undo_remove_btn = QPushButton("Undo remove")
+        self.undo_remove_btn.setEnabled(False)
+        self.undo_remove_btn.setToolTip("Bring back the last removed class and its strokes")
+        self.undo_remove_btn.clicked.connect(lambda: self.undo_remove())
 
         self.brush = QSpinBox()
         self.brush.setRange(1, 200)
@@ -61,6 +66,7 @@ class AnnotateWidget(QWidget):
         for b in (self.add_btn, self.rename_btn, self.remove_btn):
             row.addWidget(b)
         lay.addLayout(row)
+        lay.addWidget(self.undo_remove_btn)
         row = QHBoxLayout()
         row.addWidget(QLabel("Brush size"))
         row.addWidget(self.brush)
@@ -156,8 +162,8 @@ class AnnotateWidget(QWidget):
         self.brush.setValue(int(round(layer.brush_size)))
         self.brush.blockSignals(False)
 
-    def _set_names(self, names: list[str]) -> None:
-        layer = self.paint_layer()
+    def _set_names(self, names: list[str], layer: Any = None) -> None:
+        layer = layer if layer is not None else self.paint_layer()
         if layer is None:
             raise UserError("Start painting first: there is no painting layer for this image.")
         meta = dict(layer.metadata)
@@ -184,7 +190,10 @@ class AnnotateWidget(QWidget):
         self._set_names(names)
 
     @user_action
-    def remove_class(self, value: int | None = None) -> None:
+    def remove_class(self, value: int | None = None) -> bool:
+        """Remove a class; if it has strokes, only after the user confirms. Its strokes become
+        unlabeled and the classes above it move down one value; ``undo_remove`` restores both.
+        Returns whether the class was removed."""
         names = self.class_names()
         value = value or self.class_list.currentRow() + 1
         if value == 1:
@@ -194,13 +203,54 @@ class AnnotateWidget(QWidget):
         layer = self.paint_layer()
         if layer is None:
             raise UserError("Start painting first: there is no painting layer for this image.")
+        if not 1 <= value <= len(names):
+            raise UserError(f"There is no class {value}.")
         data = layer.data
-        data[data == value] = 0  # its strokes become unlabeled; higher classes move down
+        mine = data == value
+        strokes = np.flatnonzero(mine)
+        if strokes.size and QMessageBox.question(
+                self, "Remove class",
+                f"Remove class '{names[value - 1]}' (label {value})?\n\nIts {strokes.size:,} painted "
+                "pixels become unlabeled and the classes after it move down one label value. "
+                "'Undo remove' brings them back.",
+                QMessageBox.Yes | QMessageBox.No, QMessageBox.No) != QMessageBox.Yes:
+            return False
+        data[mine] = 0  # its strokes become unlabeled; higher classes move down
+        del mine
         higher = data > value
         data[higher] -= 1
         layer.data = data
+        self._removed = (layer, value, names[value - 1], strokes)
         del names[value - 1]
         self._set_names(names)
+        self.undo_remove_btn.setText(f"Undo remove '{self._removed[2]}'")
+        self.undo_remove_btn.setEnabled(True)
+        return True
+
+    @user_action
+    def undo_remove(self) -> None:
+        """Bring back the last removed class: its name, its label value and its strokes (where
+        those pixels are still unlabeled); classes painted since keep their strokes."""
+        if self._removed is None:
+            raise UserError("Nothing to undo: no class was removed.")
+        layer, value, name, strokes = self._removed
+        if layer not in self.viewer.layers:
+            self._removed = None
+            self.undo_remove_btn.setEnabled(False)
+            raise UserError(f"The painting layer '{layer.name}' of class '{name}' is gone.")
+        data = layer.data
+        data[data >= value] += 1  # the classes above it move back up (strokes painted since too)
+        where = np.unravel_index(strokes, data.shape)
+        free = data[where] == 0
+        data[tuple(ix[free] for ix in where)] = value
+        layer.data = data
+        names = _layers.class_names_of(layer)
+        names.insert(value - 1, name)
+        self._set_names(names, layer)
+        self._removed = None
+        self.undo_remove_btn.setText("Undo remove")
+        self.undo_remove_btn.setEnabled(False)
+        show_info(f"Class '{name}' is back with {int(free.sum()):,} painted pixels.")
 
     def _rename_dialog(self) -> None:
         value = self.class_list.currentRow() + 1
