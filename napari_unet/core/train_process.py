@@ -4,70 +4,167 @@ A training thread shares the GIL with the GUI: torch's own calls release it, but
 (hundreds of module imports when the optimizer first loads ``torch._dynamo``, data preparation)
 holds it for 100-500 ms at a time, which freezes napari (measured by
 ``benchmarks/ui_responsiveness.py``). In a child process the viewer only ever unpickles small
-events. The child is started with ``spawn`` (safe with Qt and CUDA), gets the images and the
-model weights, and sends events back; the caller's ``stop`` event, ``preview`` callable and
-``model`` (continued in place) behave as with ``iter_train``.
+events. The child is a fresh interpreter running our own entry module
+(``python -m napari_unet.core._train_child``, safe with Qt and CUDA); unlike multiprocessing's
+spawn it never re-runs the user's ``__main__`` script, so training starts the same way from a
+plain script without an ``if __name__ == "__main__":`` guard, the ``napari`` command,
+IPython/Jupyter or ``napari-unet gui``. It connects back over a local socket or pipe with a
+random key, gets the images and the model weights, and sends events back; the caller's ``stop``
+event, ``preview`` callable and ``model`` (continued in place) behave as with ``iter_train``.
+A child that has not connected within ``STARTUP_S`` seconds is killed and reported; a child
+whose parent goes away (viewer closed, process killed) stops and exits.
 """
 from __future__ import annotations
 
-import multiprocessing as mp
+import atexit
+import collections
 import os
-import queue
+import secrets
+import subprocess
+import sys
 import threading
 import time
-import traceback
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from ._train_child import AUTHKEY_ENV, _from_state, _state_of, recv, send
 from .events import TrainFinished
 
-_ERRORS = {"ValueError": ValueError, "TypeError": TypeError, "FileNotFoundError": FileNotFoundError,
-           "MemoryError": MemoryError}
+# errors raised here with their type (and subclasses, e.g. core.errors.UserError), as iter_train would
+_ERRORS = (ValueError, TypeError, FileNotFoundError, MemoryError)
+_NAMED = {e.__name__: e for e in _ERRORS}
 POLL_S = 0.05
+STARTUP_S = 30.0  # the child must connect within this (it imports nothing heavy before connecting)
+_LIVE: set = set()  # running children (subprocess.Popen), ended at exit if still there
+_LIVE_LOCK = threading.Lock()
 
 
-def _state_of(model) -> tuple[dict, dict]:
-    """(meta, weights as numpy arrays): plain pickles, so they outlive the sending process
-    (torch's own tensor pickling shares file descriptors that die with the child)."""
-    return dict(model.meta), {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+def _exception(pickled: bytes | None) -> BaseException | None:
+    import pickle
 
-
-def _from_state(meta: dict, state: dict):
-    import torch
-
-    from .model import model_from_state
-
-    return model_from_state(meta, {k: torch.from_numpy(v) for k, v in state.items()})
-
-
-def _child(images, labels, kwargs: dict, events: Any, previews: Any, stop: Any, nice: int) -> None:
     try:
-        if nice and hasattr(os, "nice"):
-            os.nice(nice)  # the viewer gets the CPU first when it needs it
-        from .train import iter_train
+        return pickle.loads(pickled) if pickled else None
+    except Exception:  # noqa: BLE001 - e.g. a class this process cannot import
+        return None
 
-        for key in ("model", "init"):
-            if isinstance(kwargs.get(key), tuple):  # (meta, state) of a model object
-                kwargs[key] = _from_state(*kwargs[key])
-        latest: list = [None]
 
-        def preview():
-            try:
-                while True:
-                    latest[0] = previews.get_nowait()
-            except queue.Empty:
-                pass
-            return latest[0]
+def _child_command(address: str) -> list[str]:
+    from multiprocessing import spawn
 
-        if not kwargs.pop("_has_preview"):
-            preview = None  # type: ignore[assignment]
-        for ev in iter_train(images, labels, stop=stop, preview=preview, **kwargs):
-            if isinstance(ev, TrainFinished):
-                meta, state = _state_of(ev.model)
-                events.put(("finished", ev.reason, ev.step, meta, state, ev.message))
-            else:
-                events.put(("event", ev))
-    except BaseException as e:  # noqa: BLE001 - everything goes back to the caller
-        events.put(("error", type(e).__name__, str(e), traceback.format_exc()))
+    exe = spawn.get_executable() or sys.executable  # honours multiprocessing.set_executable
+    if not exe:
+        raise RuntimeError("cannot start the training process: no Python executable found "
+                           "(sys.executable is empty)")
+    return [os.fsdecode(exe), "-m", "napari_unet.core._train_child", address]
+
+
+def _child_env(key: bytes) -> dict:
+    env = dict(os.environ)
+    env[AUTHKEY_ENV] = key.hex()
+    # the child must import this very napari_unet, also when the parent found it through a
+    # sys.path entry of its own (a source checkout); an installed copy's site-packages stays put
+    root = str(Path(__file__).resolve().parents[2])
+    import site
+
+    site_dirs = {str(Path(d).resolve()) for d in [*site.getsitepackages(), site.getusersitepackages()]}
+    if root not in site_dirs:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _tail_of(stream: Any, tail: collections.deque) -> None:
+    """Keep the last lines of the child's stderr (for error messages) without showing them."""
+    try:
+        for line in iter(stream.readline, b""):
+            tail.append(line.decode(errors="replace").rstrip())
+    except (OSError, ValueError):
+        pass
+
+
+def _died(proc: Any, tail: collections.deque, what: str) -> RuntimeError:
+    try:
+        proc.wait(2.0)
+    except subprocess.TimeoutExpired:
+        pass
+    lines = [t for t in tail if t.strip()]
+    last = f": {lines[-1].strip()}" if lines else ""
+    return RuntimeError(f"the training process {what} (exit code {proc.returncode}){last}")
+
+
+def _end(proc: Any, timeout: float = 2.0) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+    with _LIVE_LOCK:
+        _LIVE.discard(proc)
+
+
+@atexit.register
+def _end_all() -> None:
+    """No training process outlives this one (the viewer closed, the script ended)."""
+    with _LIVE_LOCK:
+        procs = list(_LIVE)
+    for proc in procs:
+        try:
+            _end(proc, 1.0)
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
+
+def _connect(listener: Any, key: bytes, proc: Any, tail: collections.deque,
+             stop: threading.Event | None) -> Any:
+    """The child's connection, or an error if it exits or does not connect within STARTUP_S;
+    None if ``stop`` is set first."""
+    got: dict = {}
+
+    def accept() -> None:
+        try:
+            got["conn"] = listener.accept()
+        except BaseException as e:  # noqa: BLE001
+            got["error"] = e
+
+    waiter = threading.Thread(target=accept, daemon=True, name="napari-unet-train-accept")
+    waiter.start()
+    deadline = time.monotonic() + STARTUP_S
+    problem: BaseException | None = None
+    while "conn" not in got:
+        waiter.join(POLL_S)
+        if "conn" in got:
+            break
+        if "error" in got:
+            problem = RuntimeError(f"the training process could not connect: {got['error']}")
+        elif proc.poll() is not None:
+            problem = _died(proc, tail, "exited before it started")
+        elif time.monotonic() > deadline:
+            problem = RuntimeError(
+                f"the training process did not start within {STARTUP_S:.0f} s (command: "
+                f"{' '.join(_child_command('ADDRESS')[:3])}); the machine may be overloaded, or "
+                "Python cannot import napari_unet there (training in this process, e.g. the Train "
+                "widget's 'train in a separate process' unticked, still works).")
+        elif stop is not None and stop.is_set():
+            problem = StopIteration()
+        if problem is not None:
+            break
+    if problem is None:
+        return got["conn"]
+    _end(proc)
+    if waiter.is_alive():  # unblock the accept with a connection of our own
+        from multiprocessing.connection import Client
+
+        try:
+            Client(listener.address, authkey=key).close()
+        except Exception:  # noqa: BLE001
+            pass
+        waiter.join(1.0)
+    if "conn" in got:
+        got["conn"].close()
+    if isinstance(problem, StopIteration):
+        return None
+    raise problem
 
 
 def iter_train_process(images, labels, *, stop: threading.Event | None = None,
@@ -80,43 +177,59 @@ def iter_train_process(images, labels, *, stop: threading.Event | None = None,
     Errors in the child are raised here with their type (ValueError/TypeError/MemoryError...) and message.
     ``nice``: the child's scheduling priority is lowered by this much (POSIX), so that on a
     busy machine the viewer, not the training, gets the CPU first.
+    A child that does not start within ``STARTUP_S`` seconds, or dies, raises RuntimeError
+    saying so. Setting ``stop`` before the child has started ends the generator with no event.
     """
-    ctx = mp.get_context("spawn")
-    events = ctx.Queue()
-    previews = ctx.Queue()
-    # previews are best-effort: one the child never reads must not block this process's exit
-    # (multiprocessing joins a queue's feeder thread at exit, and a full pipe never drains)
-    previews.cancel_join_thread()
-    child_stop = ctx.Event()
+    from multiprocessing.connection import Listener
+
     kw = dict(kwargs, preview_every=preview_every, _has_preview=preview is not None)
     if model is not None:
         kw["model"] = _state_of(model)
     if init is not None:
         kw["init"] = init if isinstance(init, (str, os.PathLike)) else _state_of(init)
-    proc = ctx.Process(target=_child, args=(images, labels, kw, events, previews, child_stop, nice),
-                       daemon=True, name="napari-unet-train")
-    proc.start()
-    last_preview = -1e9
-    last_key: Any = object()
+    key = secrets.token_bytes(32)
+    listener = Listener(authkey=key)
+    tail: collections.deque = collections.deque(maxlen=40)
+    try:
+        proc = subprocess.Popen(_child_command(listener.address), env=_child_env(key),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, close_fds=True)
+    except OSError as e:
+        listener.close()
+        raise RuntimeError(f"cannot start the training process: {e}") from None
+    with _LIVE_LOCK:
+        _LIVE.add(proc)
+    threading.Thread(target=_tail_of, args=(proc.stderr, tail), daemon=True,
+                     name="napari-unet-train-stderr").start()
+    conn = None
     finished = False
     try:
+        conn = _connect(listener, key, proc, tail, stop)
+        if conn is None:  # stopped before it started
+            return
+        send(conn, ("job", images, labels, kw, nice))
+        last_preview = -1e9
+        last_key: Any = object()
+        stop_sent = False
         while True:
-            if stop is not None and stop.is_set():
-                child_stop.set()
+            if stop is not None and stop.is_set() and not stop_sent:
+                send(conn, ("stop",))
+                stop_sent = True
             now = time.monotonic()
             if preview is not None and now - last_preview >= min(1.0, preview_every / 2):
                 item = preview()
                 # send a new view at once, the same view at the preview interval
                 if item is not None and (item[0] != last_key or now - last_preview >= preview_every):
-                    previews.put(item)
+                    send(conn, ("preview", item))
                     last_key, last_preview = item[0], now
             try:
-                msg = events.get(timeout=POLL_S)
-            except queue.Empty:
-                if not proc.is_alive():
-                    raise RuntimeError(f"the training process ended unexpectedly (exit code {proc.exitcode}); "
-                                       "a checkpoint file, if one was set, holds the last saved model")
-                continue
+                if not conn.poll(POLL_S):
+                    if proc.poll() is not None and not conn.poll(0):
+                        raise EOFError
+                    continue
+                msg = recv(conn)
+            except (EOFError, OSError):
+                raise _died(proc, tail, "ended unexpectedly") from None
             kind = msg[0]
             if kind == "event":
                 yield msg[1]
@@ -132,29 +245,34 @@ def iter_train_process(images, labels, *, stop: threading.Event | None = None,
                 yield TrainFinished(reason, step, result, message)
                 return
             else:
-                _, name, text, tb = msg
-                exc = _ERRORS.get(name)
-                if exc is not None:
-                    raise exc(text)
+                _, name, text, tb, pickled = msg
+                exc = _exception(pickled)
+                if isinstance(exc, _ERRORS):
+                    raise exc from None
+                if name in _NAMED:
+                    raise _NAMED[name](text)
                 raise RuntimeError(f"training failed: {name}: {text}\n{tb}")
     finally:
-        if not finished:
-            child_stop.set()
+        if conn is not None and not finished:
+            try:
+                send(conn, ("stop",))
+            except (OSError, EOFError):
+                pass
         # the child needs a moment to exit (interpreter and torch teardown); reap it in the
         # background so that the caller (e.g. a GUI worker) is done as soon as the model is here
-        threading.Thread(target=_reap, args=(proc, events, previews), daemon=True,
+        threading.Thread(target=_reap, args=(proc, conn, listener), daemon=True,
                          name="napari-unet-train-reaper").start()
 
 
-def _reap(proc: Any, events: Any, previews: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while proc.is_alive() and time.monotonic() < deadline:
-        try:  # keep draining so the child's queue feeder can flush and exit
-            events.get(timeout=POLL_S)
-        except (queue.Empty, OSError, EOFError, ValueError):
+def _reap(proc: Any, conn: Any, listener: Any, timeout: float = 10.0) -> None:
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    _end(proc)
+    for c in (conn, listener):
+        try:
+            if c is not None:
+                c.close()
+        except OSError:
             pass
-    if proc.is_alive():
-        proc.terminate()
-        proc.join(2.0)
-    events.close()
-    previews.close()
