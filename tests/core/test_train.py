@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -149,20 +148,21 @@ def test_preview_events(data2d):
 
 # ----------------------------------------------------------------------------- stopping
 
-def test_stop_event_stops_quickly_and_keeps_weights(data2d):
+def test_stop_event_stops_at_the_next_step_and_keeps_weights(data2d):
     img, sem, strokes = data2d
     stop = threading.Event()
-    gen = iter_train(img, strokes, time_limit=math.inf, stop=stop, **TINY)
-    t_set = None
+    # a step limit far away: only the stop event ends this run early (behaviour, not speed)
+    gen = iter_train(img, strokes, steps=400, stop=stop, **TINY)
+    asked_at = None
     for ev in gen:
-        if isinstance(ev, TrainStep) and ev.step >= 3 and t_set is None:
-            threading.Timer(0.05, stop.set).start()
-            t_set = time.perf_counter()
+        if isinstance(ev, TrainStep) and ev.step >= 3 and asked_at is None:
+            setter = threading.Thread(target=stop.set)  # from another thread, as the widget does
+            setter.start()
+            setter.join()
+            asked_at = ev.step
         if isinstance(ev, TrainFinished):
             break
-    # generous bound: the design target is well under a second
-    assert time.perf_counter() - t_set < 5
-    assert ev.reason == "stopped" and ev.step >= 3
+    assert ev.reason == "stopped" and 3 <= ev.step <= asked_at + 2
     assert ev.model.meta["training"]["stop_reason"] == "stopped"
 
 
@@ -174,9 +174,7 @@ def test_close_generator_stops_and_checkpoints(data2d, tmp_path):
     for ev in gen:
         if isinstance(ev, TrainStep) and ev.step >= 2:
             break
-    t = time.perf_counter()
-    gen.close()
-    assert time.perf_counter() - t < 5
+    gen.close()  # returns (a hang would hit the test timeout) and leaves a checkpoint
     assert ck.exists()
     model = load_model(ck)
     assert model.meta["training"]["stop_reason"] == "stopped"
