@@ -48,7 +48,7 @@ class TrainWidget(QWidget):
         self.start_from = QComboBox()
         self.start_from.addItems([START_NEW, START_CURRENT, START_FILE])
         self.init_path = QLineEdit()
-        self.init_path.setPlaceholderText("model file (.pt)")
+        self.init_path.setPlaceholderText("model file (.pt, or a bioimage.io .zip)")
         browse = QPushButton("…")
         browse.setFixedWidth(28)
         browse.clicked.connect(self._browse_init)
@@ -148,6 +148,10 @@ class TrainWidget(QWidget):
         row.addWidget(self.save_btn)
         row.addWidget(self.load_btn)
         lay.addLayout(row)
+        from ._export import ExportAction
+
+        self.bioimageio = ExportAction(self)  # "Export for bioimage.io…"
+        lay.addWidget(self.bioimageio.button)
         lay.addStretch(1)
 
         ev = napari_viewer.layers.events
@@ -194,7 +198,8 @@ class TrainWidget(QWidget):
         return out
 
     def _browse_init(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Model to fine-tune", "", "U-Net model (*.pt)")
+        path, _ = QFileDialog.getOpenFileName(self, "Model to fine-tune", "",
+                                              "U-Net model or bioimage.io package (*.pt *.zip)")
         if path:
             self.init_path.setText(path)
 
@@ -388,7 +393,7 @@ class TrainWidget(QWidget):
     @user_action
     def load_model(self, path: str | None = None) -> Any:
         if path is None:
-            path, _ = QFileDialog.getOpenFileName(self, "Load model", "", "U-Net model (*.pt)")
+            path, _ = QFileDialog.getOpenFileName(self, "Load model", "", "U-Net model or bioimage.io package (*.pt *.zip)")
             if not path:
                 return None
         from napari_unet.core.io import load_model
