@@ -1,0 +1,170 @@
+"""Data and methods for ``benchmarks/quality.py``: the benchmark images with their truth, the
+classical baselines (Otsu, random forest), our network through the public API, and the score."""
+from __future__ import annotations
+
+import inspect
+import itertools
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+REAL_FILES = {
+    "bbbc039": "bbbc039_u2os_nuclei",
+    "em": "isbi2012_em",
+    "ovule3d": "plantseg_ovule3d",
+}
+
+
+@dataclass
+class Image:
+    name: str
+    title: str              # for the table
+    img: np.ndarray
+    truth: np.ndarray       # uint8, 1 = background, 2..K = classes, no 0
+    instances: np.ndarray | None = None
+    thin: dict = field(default_factory=dict)  # {class: True} for network classes
+
+    @property
+    def classes(self) -> int:
+        return int(self.truth.max())
+
+
+def _read(data: Path, stem: str):
+    import tifffile
+
+    return tifffile.imread(data / f"{stem}_img.tif"), tifffile.imread(data / f"{stem}_mask.tif")
+
+
+def _crop(a, quick):
+    if a is None or not quick:
+        return a
+    return a[..., :256, :256] if a.ndim == 2 else a[:, :96, :96]
+
+
+def load_image(name: str, data: Path, quick: bool = False) -> Image:
+    """The benchmark image ``name`` (see ``IMAGES``); ``quick`` crops it."""
+    from napari_unet.core.synthetic import make_nuclei
+
+    if name in ("bbbc039", "bbbc039-3class"):
+        img, inst = _read(data, REAL_FILES["bbbc039"])
+        img, inst = _crop(img, quick), _crop(inst.astype(np.int32), quick)
+        truth = np.where(inst > 0, 2, 1).astype(np.uint8)
+        if name == "bbbc039":
+            return Image(name, "BBBC039 U2OS nuclei (fluorescence)", img, truth, inst)
+        # 3 classes: dim and bright nuclei, split at the median of the nuclei's mean intensity
+        ids = np.unique(inst[inst > 0])
+        means = ndi.mean(img.astype(np.float64), inst, ids)
+        bright = ids[means > np.median(means)]
+        truth[np.isin(inst, bright)] = 3
+        return Image(name, "BBBC039, dim/bright nuclei (3 classes)", img, truth, inst)
+    if name == "em":
+        img, mask = _read(data, REAL_FILES["em"])
+        truth = (_crop(mask, quick) > 0).astype(np.uint8) + 1  # 2 = membrane
+        return Image(name, "ISBI 2012 EM, membranes", _crop(img, quick), truth, thin={2: True})
+    if name == "ovule3d":
+        img, inst = _read(data, REAL_FILES["ovule3d"])
+        inst = _crop(inst.astype(np.int32), quick)
+        boundary = ndi.maximum_filter(inst, 3) != ndi.minimum_filter(inst, 3)
+        return Image(name, "PlantSeg ovule 3D, cell boundaries", _crop(img, quick),
+                     boundary.astype(np.uint8) + 1, thin={2: True})
+    if name == "synth2d":
+        img, sem, inst = make_nuclei((256, 256) if quick else (384, 384), seed=0)
+        return Image(name, "synthetic nuclei 2D", img, sem, inst.astype(np.int32))
+    if name == "synth3d":
+        img, sem, inst = make_nuclei((24, 96, 96) if quick else (24, 192, 192), seed=1, radius=(7.0, 12.0))
+        return Image(name, "synthetic nuclei 3D", img, sem, inst.astype(np.int32))
+    raise ValueError(f"unknown image {name!r}")
+
+
+# ----------------------------------------------------------------------------- scores
+
+def score(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Foreground IoU: class 2's IoU for two classes, the mean IoU over classes 2..K otherwise."""
+    ious = []
+    for c in range(2, int(truth.max()) + 1):
+        p, t = pred == c, truth == c
+        union = np.count_nonzero(p | t)
+        ious.append(np.count_nonzero(p & t) / union if union else 1.0)
+    return float(np.mean(ious))
+
+
+def stroke_fit(pred: np.ndarray, strokes: np.ndarray) -> float:
+    """Balanced accuracy on the painted pixels (mean per-class recall): what a user can check."""
+    rec = [np.mean(pred[strokes == c] == c) for c in np.unique(strokes) if c > 0]
+    return float(np.mean(rec)) if rec else 0.0
+
+
+# ----------------------------------------------------------------------------- classical
+
+def otsu(img: np.ndarray, strokes: np.ndarray, classes: int) -> np.ndarray:
+    """Otsu's threshold on the image (multi-Otsu for K > 2 classes); which side is which class
+    (the polarity: membranes are dark) is chosen as the assignment that fits the strokes best."""
+    from skimage.filters import threshold_multiotsu, threshold_otsu
+
+    x = img.astype(np.float32)
+    th = [threshold_otsu(x)] if classes == 2 else list(threshold_multiotsu(x, classes=classes))
+    region = np.digitize(x, th)  # 0..K-1, darkest first
+    best, best_fit = None, -1.0
+    for perm in itertools.permutations(range(1, classes + 1)):
+        lab = np.asarray(perm, np.uint8)[region]
+        fit = stroke_fit(lab, strokes)
+        if fit > best_fit:
+            best, best_fit = lab, fit
+    return best
+
+
+def rf_features(img: np.ndarray) -> np.ndarray:
+    from skimage.feature import multiscale_basic_features
+
+    return multiscale_basic_features(img.astype(np.float32), sigma_min=1, sigma_max=16)
+
+
+def random_forest(features: np.ndarray, strokes: np.ndarray, threads: int) -> np.ndarray:
+    """scikit-image's pixel classifier on the strokes, the acceptance check's settings."""
+    from sklearn.ensemble import RandomForestClassifier
+    from skimage.future import fit_segmenter, predict_segmenter
+
+    clf = RandomForestClassifier(n_estimators=50, n_jobs=threads, max_depth=10, max_samples=0.05,
+                                 random_state=0)
+    return predict_segmenter(features, fit_segmenter(strokes, features, clf)).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- ours
+
+@dataclass
+class Run:
+    labels: np.ndarray
+    model: object
+    steps: int
+    seconds: float
+    kept_previous: bool = False
+    message: str = ""
+
+
+def ours(img, strokes, *, dims: int, time_limit: float, init=None, keep_better: bool = True,
+         seed: int = 0) -> Run:
+    """``napari_unet.iter_train`` with its defaults on the CPU for ``time_limit`` seconds (from
+    ``init`` when given, keeping the better of the two where the API offers it), then
+    ``napari_unet.predict``; labels = argmax + 1."""
+    import napari_unet
+
+    kw = dict(dims=dims, time_limit=time_limit, device="cpu", seed=seed)
+    if init is not None:
+        kw["init"] = init
+        if keep_better and "keep_better" in inspect.signature(napari_unet.iter_train).parameters:
+            kw["keep_better"] = True
+    t = time.perf_counter()
+    last = None
+    for ev in napari_unet.iter_train(img, strokes, **kw):
+        last = ev
+    secs = time.perf_counter() - t
+    if getattr(last, "reason", None) in ("nan", "error"):
+        raise RuntimeError(f"training ended with {last.reason}: {getattr(last, 'message', '')}")
+    model = last.model
+    probs = napari_unet.predict(model, img, device="cpu")
+    labels = (np.argmax(probs, axis=0) + 1).astype(np.uint8)
+    return Run(labels, model, int(getattr(last, "step", 0)), secs,
+               bool(getattr(last, "kept_previous", False)), getattr(last, "message", ""))
