@@ -382,6 +382,10 @@ def cmd_train(args) -> int:
         print(f"napari-unet: {'terminated' if isinstance(e, Terminated) else 'interrupted'}: "
               f"{target.settle(False)}", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
+    except OSError as e:  # e.g. the disk filled up during training: say where the model is
+        from .core.errors import describe_os_error
+
+        raise UserError(f"{describe_os_error(e)}; {target.settle(False)}") from None
     if finished.reason == "nan":
         print(f"napari-unet: warning: {finished.message}", file=sys.stderr)
     print(f"{target.settle(True)}: {finished.message}; {val_txt}")

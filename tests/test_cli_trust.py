@@ -388,3 +388,44 @@ def test_our_bugs_are_not_reported_as_user_mistakes(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="internal bug"):
         main(["evaluate", "--pred", str(t), "--truth", str(t)])
     assert issubclass(UserError, ValueError)
+
+
+def test_a_disk_that_fills_up_during_training_is_one_line_that_says_where_the_model_is(pair, tmp_path, capsys,
+                                                                                       monkeypatch):
+    import napari_unet.core.io as io
+
+    img, lab = pair
+    real, calls = io.save_model, []
+
+    def filling(model, path):
+        calls.append(path)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real(model, path)
+
+    monkeypatch.setattr(io, "save_model", filling)
+    out = tmp_path / "m.pt"
+    line = _fails(capsys, ["train", "--image", img, "--labels", lab, "--out", out, "--steps", "40",
+                           "--checkpoint-every", "0.001", "--base-channels", "4", "--depth", "2", "--patch", "32"],
+                  "No space left on device", "the disk is full", f"to {out}")
+    assert load_model(out).meta["training"]["steps"] >= 1  # the checkpoint written before the disk filled
+
+
+def test_an_interrupted_prediction_leaves_no_temporary_files(tmp_path, model_file, capsys, monkeypatch):
+    import napari_unet.core.predict as P
+    from napari_unet._cli_run import Terminated
+
+    img = np.random.default_rng(6).normal(size=(2, 32, 32)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "s.tif", img)
+    out = tmp_path / "out"
+    real = P.predict
+
+    def killed(*a, **k):  # SIGTERM arrives while the memory-mapped output is being filled
+        real(*a, **k)
+        raise Terminated()
+
+    monkeypatch.setattr(P, "fits_in_ram", lambda nbytes, *a, **k: False)
+    monkeypatch.setattr(P, "predict", killed)
+    assert main(["predict", "--model", str(model_file), "--out-dir", str(out), str(tmp_path / "s.tif")]) == 143
+    assert "terminated" in _err(capsys)
+    assert os.listdir(out) == []
