@@ -264,7 +264,8 @@ def add_train_parser(sub) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--time-limit", type=float, help="seconds of training (default 300 unless --steps)")
     g.add_argument("--steps", type=int, help="number of optimisation steps")
-    p.add_argument("--init", help="model file to fine-tune from (a new head if the class count differs)")
+    p.add_argument("--init", help="model file (.pt, or a package from 'napari-unet export') to fine-tune "
+                                  "from (a new head if the class count differs)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                    help="where to compute: auto (a CUDA or Apple GPU if there is one, else the CPU), cpu, cuda or mps")
     p.add_argument("--batch-size", type=_batch_arg, default="auto",
@@ -408,7 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="segment images with a trained model",
                        description="Writes DIR/<stem>_probs.tif (float32, classes first) and DIR/<stem>_labels.tif.")
-    p.add_argument("--model", required=True, help="model file (.pt) from 'napari-unet train' or the plugin")
+    p.add_argument("--model", required=True, help="model file (.pt) from 'napari-unet train' or the plugin, "
+                                                  "or a bioimage.io package from 'napari-unet export'")
     p.add_argument("--out-dir", required=True, help="folder for the outputs (created if missing)")
     p.add_argument("--tile", type=_tile_arg, default="auto",
                    help="tile core size: auto (from free memory), none or 0 (the whole image in one pass), "
