@@ -277,7 +277,14 @@ class TrainWidget(QWidget):
                 from napari_unet.core.train import iter_train as engine
             else:
                 from napari_unet.core.train_process import iter_train_process as engine
-            return (yield from engine(images, labels, **kwargs))
+            try:
+                return (yield from engine(images, labels, **kwargs))
+            except RuntimeError as e:  # the training process did not start or died: one clear message
+                if type(e).__name__ != "TrainProcessError":
+                    raise
+                from ._common import Failed
+
+                return Failed(f"Training could not run: {e}")
 
         self.plot.clear()
         self.progress.setValue(0)

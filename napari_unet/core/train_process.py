@@ -39,6 +39,11 @@ _LIVE: set = set()  # running children (subprocess.Popen), ended at exit if stil
 _LIVE_LOCK = threading.Lock()
 
 
+class TrainProcessError(RuntimeError):
+    """The training process could not start, or ended without a result (not a user mistake in
+    the training input: those keep their own type)."""
+
+
 def _exception(pickled: bytes | None) -> BaseException | None:
     import pickle
 
@@ -53,7 +58,7 @@ def _child_command(address: str) -> list[str]:
 
     exe = spawn.get_executable() or sys.executable  # honours multiprocessing.set_executable
     if not exe:
-        raise RuntimeError("cannot start the training process: no Python executable found "
+        raise TrainProcessError("cannot start the training process: no Python executable found "
                            "(sys.executable is empty)")
     return [os.fsdecode(exe), "-m", "napari_unet.core._train_child", address]
 
@@ -81,14 +86,14 @@ def _tail_of(stream: Any, tail: collections.deque) -> None:
         pass
 
 
-def _died(proc: Any, tail: collections.deque, what: str) -> RuntimeError:
+def _died(proc: Any, tail: collections.deque, what: str) -> TrainProcessError:
     try:
         proc.wait(2.0)
     except subprocess.TimeoutExpired:
         pass
     lines = [t for t in tail if t.strip()]
     last = f": {lines[-1].strip()}" if lines else ""
-    return RuntimeError(f"the training process {what} (exit code {proc.returncode}){last}")
+    return TrainProcessError(f"the training process {what} (exit code {proc.returncode}){last}")
 
 
 def _end(proc: Any, timeout: float = 2.0) -> None:
@@ -136,11 +141,11 @@ def _connect(listener: Any, key: bytes, proc: Any, tail: collections.deque,
         if "conn" in got:
             break
         if "error" in got:
-            problem = RuntimeError(f"the training process could not connect: {got['error']}")
+            problem = TrainProcessError(f"the training process could not connect: {got['error']}")
         elif proc.poll() is not None:
             problem = _died(proc, tail, "exited before it started")
         elif time.monotonic() > deadline:
-            problem = RuntimeError(
+            problem = TrainProcessError(
                 f"the training process did not start within {STARTUP_S:.0f} s (command: "
                 f"{' '.join(_child_command('ADDRESS')[:3])}); the machine may be overloaded, or "
                 "Python cannot import napari_unet there (training in this process, e.g. the Train "
@@ -177,7 +182,7 @@ def iter_train_process(images, labels, *, stop: threading.Event | None = None,
     Errors in the child are raised here with their type (ValueError/TypeError/MemoryError...) and message.
     ``nice``: the child's scheduling priority is lowered by this much (POSIX), so that on a
     busy machine the viewer, not the training, gets the CPU first.
-    A child that does not start within ``STARTUP_S`` seconds, or dies, raises RuntimeError
+    A child that does not start within ``STARTUP_S`` seconds, or dies, raises TrainProcessError (a RuntimeError)
     saying so. Setting ``stop`` before the child has started ends the generator with no event.
     """
     from multiprocessing.connection import Listener
@@ -196,7 +201,7 @@ def iter_train_process(images, labels, *, stop: threading.Event | None = None,
                                 stderr=subprocess.PIPE, close_fds=True)
     except OSError as e:
         listener.close()
-        raise RuntimeError(f"cannot start the training process: {e}") from None
+        raise TrainProcessError(f"cannot start the training process: {e}") from None
     with _LIVE_LOCK:
         _LIVE.add(proc)
     threading.Thread(target=_tail_of, args=(proc.stderr, tail), daemon=True,
@@ -234,7 +239,7 @@ def iter_train_process(images, labels, *, stop: threading.Event | None = None,
             if kind == "event":
                 yield msg[1]
             elif kind == "finished":
-                _, reason, step, meta, state, message = msg
+                _, reason, step, meta, state, message, kept_previous = msg
                 result = _from_state(meta, state)
                 if model is not None:  # continued in place, as iter_train does
                     model.load_state_dict(result.state_dict())
@@ -242,7 +247,7 @@ def iter_train_process(images, labels, *, stop: threading.Event | None = None,
                     model.eval()
                     result = model
                 finished = True
-                yield TrainFinished(reason, step, result, message)
+                yield TrainFinished(reason, step, result, message, kept_previous)
                 return
             else:
                 _, name, text, tb, pickled = msg

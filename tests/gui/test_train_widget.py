@@ -132,3 +132,20 @@ def test_a_run_that_fails_in_the_engine_leaves_no_empty_preview(viewer, dock, qt
     assert "corrupt.pt" in errors(notes)[-1]
     assert "nuclei 2d preview" not in [la.name for la in viewer.layers]
     assert w.train_btn.isEnabled()
+
+
+def test_a_training_process_that_never_starts_is_reported(viewer, dock, qtbot, notes, monkeypatch):
+    import sys
+
+    from napari_unet.core import train_process
+
+    monkeypatch.setattr(train_process, "_child_command",
+                        lambda address: [sys.executable, "-c", "import time; time.sleep(600)"])
+    monkeypatch.setattr(train_process, "STARTUP_S", 1.0)
+    w = _train_widget(viewer, dock, seconds=3)
+    assert w.separate_process.isChecked()
+    w.start()
+    qtbot.waitUntil(lambda: not w.is_running(), timeout=HANG_MS)
+    assert "did not start within 1 s" in errors(notes)[-1]
+    assert "starting" not in w.status.text() and w.train_btn.isEnabled()
+    assert not train_process._LIVE  # the stuck process was ended
