@@ -31,7 +31,7 @@ def test_predict_instances_layer_and_update(viewer, dock, qtbot, tiny_model):
     w.instances.seed_distance.setValue(1.5)
     w.run()
     qtbot.waitUntil(lambda: w.worker is None and "cells_instances" in viewer.layers
-                    and w.instances.worker is None, timeout=60000)
+                    and w.instances.worker is None, timeout=120_000)  # only catches a hang
     layer = viewer.layers["cells_instances"]
     probs = viewer.layers["cells p(nucleus)"].data
     expected = instance_labels(probs, min_size=2, seed_distance=1.5, spacing=(0.5, 0.5))
@@ -41,7 +41,7 @@ def test_predict_instances_layer_and_update(viewer, dock, qtbot, tiny_model):
     # tune and update without predicting again: the same layer changes in place
     w.instances.min_size.setValue(10_000)
     w.instances.update_all()
-    qtbot.waitUntil(lambda: w.instances.worker is None, timeout=60000)
+    qtbot.waitUntil(lambda: w.instances.worker is None, timeout=120_000)  # only catches a hang
     assert len(viewer.layers) == n_layers
     assert viewer.layers["cells_instances"].data.max() == 0
 

@@ -14,7 +14,7 @@ def test_predict_adds_probability_labels_and_uncertainty_layers(viewer, dock, qt
     w = dock("Predict")
     w.run()
     assert not w.run_btn.isEnabled()
-    qtbot.waitUntil(lambda: w.worker is None, timeout=30000)
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)  # only catches a hang
     assert w.run_btn.isEnabled() and not w.cancel_btn.isEnabled()
     names = [layer.name for layer in viewer.layers]
     for n in ("cells p(background)", "cells p(nucleus)", "cells labels", "cells uncertainty"):
@@ -34,7 +34,7 @@ def test_predict_adds_probability_labels_and_uncertainty_layers(viewer, dock, qt
     w.mode.setCurrentIndex(1)
     w.threshold.setValue(0.3)
     w.run()
-    qtbot.waitUntil(lambda: w.worker is None, timeout=30000)
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)  # only catches a hang
     assert len(viewer.layers) == n_layers
     p_fg = viewer.layers["cells p(nucleus)"].data
     assert np.array_equal(viewer.layers["cells labels"].data, np.where(p_fg >= 0.3, 2, 1))
@@ -56,7 +56,7 @@ def test_predict_a_stack_larger_than_ram_allows_goes_to_disk(viewer, dock, qtbot
     monkeypatch.setattr(device, "available_memory", lambda dev: 1 << 16)  # results "exceed RAM"
     w = dock("Predict")
     w.run()
-    qtbot.waitUntil(lambda: w.worker is None, timeout=30000)
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)  # only catches a hang
     probs = viewer.layers["huge p(nucleus)"].data
     labels = viewer.layers["huge labels"].data
     unc = viewer.layers["huge uncertainty"].data
@@ -76,7 +76,7 @@ def test_predict_a_multiscale_image_uses_full_resolution(viewer, dock, qtbot, ti
     model_state(viewer).set(tiny_model, "test")
     w = dock("Predict")
     w.run()
-    qtbot.waitUntil(lambda: w.worker is None, timeout=30000)
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)  # only catches a hang
     labels = viewer.layers["pyramid labels"].data
     assert labels.shape == full.shape  # not the 48x64 level that np.asarray(layer.data) gives
     from napari_unet import predict
@@ -91,7 +91,7 @@ def test_predict_cancel_reenables_buttons(viewer, dock, qtbot, tiny_model):
     w.tile.setValue(64)
     w.run()
     w.cancel()
-    qtbot.waitUntil(lambda: w.worker is None, timeout=30000)
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)  # only catches a hang
     assert w.run_btn.isEnabled() and not w.cancel_btn.isEnabled()
 
 
@@ -155,7 +155,7 @@ def test_batch_over_two_stacks_writes_files(viewer, dock, qtbot, tiny_model, tmp
     w.write.setChecked(True)
     w.out_dir.setText(str(tmp_path / "out"))
     w.run()
-    qtbot.waitUntil(lambda: w.worker is None, timeout=60000)
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)  # only catches a hang
     assert w.done == ["stack a", "stack b"]
     assert w.progress.value() == 1000
     for name, shape in (("stack a", (3, 48, 40)), ("stack b", (2, 40, 56))):
