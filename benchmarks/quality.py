@@ -23,7 +23,10 @@ on stacks are information only. The interactive simulation is in ``quality_inter
 
 Usage (from the repository root)::
 
-    python benchmarks/quality.py                    # the full run, writes docs/quality.md
+    python benchmarks/quality.py                    # the full run, writes docs/quality.md:
+                                                    # 17 cases + 6 ceilings of 120 s and 4
+                                                    # interactive rounds of 40 s, ~55 min
+                                                    # on 2 idle cores
     python benchmarks/quality.py --quick --only bbbc039/lines-m4
     python benchmarks/quality.py --only em,bbbc039/interactive --time-limit 60
 """
