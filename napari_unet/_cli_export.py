@@ -50,11 +50,17 @@ def cmd_export(args) -> int:
                                 channel_axis=args.channel_axis, run_test=not args.no_test,
                                 overwrite=args.overwrite)
     except PackageTestFailed as e:
-        print(summary_text(e.summary), file=sys.stderr)
+        _print(summary_text(e.summary), sys.stderr)
         print(f"napari-unet: error: {e}", file=sys.stderr)
         return 1
     if res.summary is not None:
-        print(summary_text(res.summary))
+        _print(summary_text(res.summary), sys.stdout)
     print(f"wrote {Path(res.path)}" + ("" if res.summary is None else
           f" (bioimageio.core test_model: {res.summary.status})"))
     return 0
+
+
+def _print(text: str, stream) -> None:
+    """The summary has emoji: replace what a non-UTF-8 terminal cannot show."""
+    enc = getattr(stream, "encoding", None) or "utf-8"
+    print(text.encode(enc, errors="replace").decode(enc, errors="replace"), file=stream)

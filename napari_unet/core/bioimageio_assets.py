@@ -69,12 +69,22 @@ def make_test_image(meta: dict, image: Any, channel_axis: int | None, mn: int, s
     return np.stack(chans)
 
 
-def normalised(img: np.ndarray, meta: dict) -> np.ndarray:
-    from .normalize import apply_stats, percentile_stats
+def exact_stats(img: np.ndarray, meta: dict) -> np.ndarray:
+    """(channels, 2) percentiles of every pixel, as scale_range computes them (napari-unet's own
+    percentile_stats subsamples channels over 2,000,000 pixels: the same up to then)."""
+    from .normalize import MAX_SAMPLES, percentile_stats
 
     norm = meta.get("normalization") or {}
-    stats = percentile_stats(img, norm.get("low", 1.0), norm.get("high", 99.8), channel_axis=0)
-    return apply_stats(img, stats)
+    low, high = norm.get("low", 1.0), norm.get("high", 99.8)
+    if img[0].size <= MAX_SAMPLES:
+        return percentile_stats(img, low, high, channel_axis=0)
+    return np.stack([np.percentile(c.astype(np.float32).reshape(-1), [low, high]) for c in img])
+
+
+def normalised(img: np.ndarray, meta: dict) -> np.ndarray:
+    from .normalize import apply_stats
+
+    return apply_stats(img, exact_stats(img, meta))
 
 
 PALETTE = np.array([[230, 60, 60], [60, 200, 90], [70, 120, 240], [240, 200, 40], [200, 80, 220],

@@ -241,7 +241,7 @@ def build_description(model: Any, tmp: Path, *, name: str | None, description: s
     # test tensors: a raw image (the package normalises it) and our probabilities for it
     img = assets.make_test_image(meta, test_image, channel_axis, mn, step)  # (C, *spatial)
     probs = predict(model, img if cin > 1 else img[0], tile=None, batch_size=1, device="cpu",
-                    channel_axis=0 if cin > 1 else None)
+                    channel_axis=0 if cin > 1 else None, stats=assets.exact_stats(img, meta))
     np.save(tmp / "test_input.npy", img[None].astype(np.float32))
     np.save(tmp / "test_output.npy", probs[None].astype(np.float32))
     assets.write_cover(tmp / "cover.png", img, probs, meta)
