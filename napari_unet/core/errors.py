@@ -58,18 +58,15 @@ def option(name: str, value: Any = True) -> str:
 _OS_HINTS = {
     errno.ENOSPC: "the disk is full",
     errno.EDQUOT: "the disk quota is exceeded",
-    errno.EROFS: "the file system is read-only",
-    errno.EACCES: "no permission",
-    errno.EPERM: "no permission",
 }
 
 
-def describe_os_error(e: OSError) -> str:
-    """One line for an operating-system error: the path and why it failed."""
+def describe_os_error(e: OSError, *, path: bool = True) -> str:
+    """One line for an operating-system error: the path (unless ``path=False``) and why."""
     if not e.strerror:  # raised by us (or a library) with a ready message
         return str(e).splitlines()[0] if str(e) else type(e).__name__
     why = e.strerror
     hint = _OS_HINTS.get(e.errno if e.errno is not None else -1)
     if hint and hint.lower() not in why.lower():
         why = f"{why} ({hint})"
-    return f"{e.filename}: {why}" if e.filename is not None else why
+    return f"{e.filename}: {why}" if path and e.filename is not None else why

@@ -59,9 +59,8 @@ def check_training_memory(batch: int, patch: tuple[int, ...], base_channels: int
                           available: int, device: str) -> None:
     need = training_step_bytes(batch, patch, base_channels, classes)
     if need > available:
-        fit = max(1, int(batch * available / need))
         raise UserError(
             f"a training step with batches of {batch} patches of {'x'.join(map(str, patch))} pixels "
             f"and {classes} classes needs at least {_size(need)}, but {_size(available)} is available "
-            f"on {device}; use a batch size of at most {fit} ({option('batch_size', fit)}), a smaller "
-            f"patch, or fewer classes")
+            f"on {device}; use a much smaller batch ({option('batch_size', 'auto')} picks one for the "
+            f"device), a smaller patch, or fewer classes")

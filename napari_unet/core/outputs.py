@@ -130,7 +130,7 @@ def prepare_folder(folder: str | os.PathLike, *, what: str = "output folder", nb
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise UserError(f"cannot write to the {what} {f}: {describe_os_error(e)}") from None
+        raise UserError(f"cannot write to the {what} {f}: {describe_os_error(e, path=False)}") from None
     clean_stale_temps(f)
     check_space(f, nbytes, what=what)
     return f
@@ -159,7 +159,7 @@ def reserve(fd: int, nbytes: int, path: str | os.PathLike = "") -> None:
     except OSError as e:
         if e.errno in (95, 22):  # EOPNOTSUPP / EINVAL: the file system cannot; go on unreserved
             return
-        raise UserError(f"cannot reserve {_size(nbytes)} for {path}: {describe_os_error(e)}") from None
+        raise UserError(f"cannot reserve {_size(nbytes)} for {path}: {describe_os_error(e, path=False)}") from None
 
 
 def clean_stale_temps(folder: str | os.PathLike) -> list[Path]:
