@@ -92,7 +92,8 @@ def predict_bigdata(args) -> int:
     overwrite = bool(getattr(args, "overwrite", False))
     jobs = [make_job(meta, s, out_dir, fmt=args.format, channel_axis=args.channel_axis,
                      chunks=args.chunk, tile=args.tile, batch_size=args.batch_size, device=args.device,
-                     threshold=args.threshold, overwrite=overwrite) for s in sources]
+                     threshold=args.threshold, overwrite=overwrite, workers=args.workers or 1)
+            for s in sources]
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with open_client(workers=args.workers, scheduler=args.scheduler, cluster=args.cluster,

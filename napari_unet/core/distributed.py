@@ -114,16 +114,28 @@ def _chunk_arg(chunks: Any, n: int) -> tuple[int, ...] | None:
     return chunks
 
 
-def plan_chunks(spatial: Sequence[int], meta: dict, chunks: Any = "auto") -> tuple[tuple[int, ...], tuple[int, ...]]:
+def plan_chunks(spatial: Sequence[int], meta: dict, chunks: Any = "auto",
+                workers: int = 1) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(chunks, halo) per spatial axis. Along the model's axes chunks are multiples of the
-    pooling grid and the halo is the model's; a 2D model on a stack has no Z halo or grid."""
+    pooling grid and the halo is the model's; a 2D model on a stack has no Z halo or grid.
+
+    ``"auto"``: the tile cores in-memory ``predict`` would choose with this machine's memory
+    budget shared by ``workers`` processes, so that a block's input (core + halo) is one pass
+    and the voxels computed per voxel written are those of in-memory tiling (a fixed-size block
+    with a large halo, predicted whole, would compute the halo ring again for every block)."""
     g, halo, dims = meta["grid"], meta["halo"], meta["dims"]
     n = len(spatial)
     model_axes = [i >= n - dims for i in range(n)]
     user = _chunk_arg(chunks, n)
     if user is None:
-        per_model_axis = int(round(BLOCK_VOXELS ** (1.0 / dims)))
-        c = [min(-(-s // g) * g, -(-per_model_axis // g) * g) if m else 0 for s, m in zip(spatial, model_axes)]
+        import torch
+
+        from .predict import choose_tile, memory_budget
+
+        budget = memory_budget(torch.device("cpu"), dims) / max(1, int(workers))
+        cores = iter(choose_tile(spatial[n - dims:], meta, budget, 4))
+        c = [next(cores) if m else 0 for m in model_axes]
+        c = [min(v, -(-s // g) * g) if m else 0 for v, s, m in zip(c, spatial, model_axes)]
         plane = math.prod(v for v in c if v)
         c = [v if m else max(1, min(s, BLOCK_VOXELS // plane)) for v, s, m in zip(c, spatial, model_axes)]
     else:
@@ -272,7 +284,7 @@ def make_job(meta: dict, image: Any, out_dir: str | os.PathLike, *, fmt: str = "
              stem: str | None = None, channel_axis: int | None = None, chunks: Any = "auto",
              tile: Any = "auto", batch_size: Any = "auto", device: Any = "cpu",
              threshold: float | None = None, pixel: PixelSize | None = None,
-             overwrite: bool = False) -> Job:
+             overwrite: bool = False, workers: int = 1) -> Job:
     """Check ``image`` against the model (without reading it) and plan its blocks."""
     from .predict import as_channels_first
 
@@ -285,7 +297,7 @@ def make_job(meta: dict, image: Any, out_dir: str | os.PathLike, *, fmt: str = "
     shape_only = np.broadcast_to(np.zeros((), source.dtype), source.shape)  # checks, no data
     cf = as_channels_first(shape_only, "image", meta["dims"], channel_axis, meta["in_channels"])
     spatial = tuple(int(s) for s in cf.shape[1:])
-    ch, halo = plan_chunks(spatial, meta, chunks)
+    ch, halo = plan_chunks(spatial, meta, chunks, workers)
     out_dir = Path(out_dir)
     if fmt == "ome-zarr":
         final = out_dir / f"{stem}.ome.zarr"
@@ -365,8 +377,8 @@ def open_client(*, workers: int | None = None, scheduler: str | None = None,
         import logging
 
         from distributed import Client, LocalCluster
-    except ImportError:
-        raise UserError("distributed prediction needs dask.distributed: "
+    except ImportError as e:
+        raise UserError(f"distributed prediction needs dask.distributed ({e}): "
                         "pip install 'napari-unet[bigdata]'") from None
     if scheduler:
         with Client(scheduler) as client:
