@@ -104,11 +104,11 @@ def as_channels_first(image: Any, name: str, dims: int, channel_axis: int | None
         image = image[None]
     spatial = image.ndim - 1
     if dims == 2 and spatial not in (2, 3):
-        raise UserError(f"a 2D model takes (Y, X) or (Z, Y, X) images; {name} has "
+        raise UserError(f"a 2D model{say(' (dims=2)', '')} takes (Y, X) or (Z, Y, X) images; {name} has "
                          f"{spatial} spatial dims (shape {image.shape[1:]})")
     if dims == 3 and spatial != 3:
         hint = say("; use a 2D model (dims=2)", "; use a 2D model (train with --dims 2)") if spatial == 2 else ""
-        raise UserError(f"a 3D model takes (Z, Y, X) volumes; {name} has {spatial} "
+        raise UserError(f"a 3D model{say(' (dims=3)', '')} takes (Z, Y, X) volumes; {name} has {spatial} "
                          f"spatial dims (shape {image.shape[1:]}){hint}")
     return image
 
