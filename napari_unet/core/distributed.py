@@ -90,6 +90,7 @@ class Job:
     stats: Any = None            # (channels, 2), or a dask future of it
     pixel: PixelSize = field(default_factory=PixelSize)
     overwrite: bool = False
+    chunks_auto: bool = False    # chunks were chosen here: a resumed run keeps the earlier ones
 
     @property
     def grid_shape(self) -> tuple[int, ...]:
@@ -212,8 +213,8 @@ def run_block(ref: ModelRef, job: Job, index: Sequence[int], stats: Any = None) 
 
 # ----------------------------------------------------------------------------- stores
 
-def _manifest(ref: ModelRef, job: Job) -> dict:
-    return {"model_sha256": ref.sha256, "input": job.source.spec if job.source.path else None,
+def _manifest(ref: ModelRef, job: Job, version: str) -> dict:
+    return {"model_sha256": ref.sha256, "ngff": version, "format": job.fmt, "input": job.source.spec if job.source.path else None,
             "shape": list(job.source.shape), "channel_axis": job.channel_axis,
             "chunks": list(job.chunks), "values": list(job.values), "threshold": job.threshold}
 
@@ -225,7 +226,7 @@ def prepare_store(ref: ModelRef, job: Job, meta: dict, version: str) -> int:
 
     from .ngff import create_prediction_store
 
-    man = _manifest(ref, job)
+    man = _manifest(ref, job, version)
     p = Path(job.store)
     if p.exists():
         try:
@@ -235,6 +236,9 @@ def prepare_store(ref: ModelRef, job: Job, meta: dict, version: str) -> int:
         if old is None:
             raise UserError(f"{p} exists and was not written by napari-unet; move it away")
         done_dir = p / DONE_DIR
+        if job.chunks_auto and {**old, "chunks": None} == {**man, "chunks": None}:
+            job.chunks = tuple(old["chunks"])  # auto chunks depend on free memory: keep the first run's
+            man = old
         if old == man and (p / "0").exists():
             return len(list(done_dir.iterdir())) if done_dir.is_dir() else 0
         shutil.rmtree(p)  # ours, from another model or input: start over
@@ -313,7 +317,7 @@ def make_job(meta: dict, image: Any, out_dir: str | os.PathLike, *, fmt: str = "
     values = list(meta.get("class_values") or range(1, meta["classes"] + 1))
     return Job(source, stem, str(store), str(final), fmt, channel_axis, spatial, ch, halo, values,
                threshold, tile, batch_size, device, None, pixel if pixel is not None else source.pixel_size,
-               overwrite)
+               overwrite, chunks in (None, "auto"))
 
 
 # ----------------------------------------------------------------------------- running
