@@ -79,7 +79,7 @@ def run(conn: Any) -> None:
         for ev in iter_train(images, labels, stop=stop, preview=preview, **kwargs):
             if isinstance(ev, TrainFinished):
                 meta, state = _state_of(ev.model)
-                send(conn, ("finished", ev.reason, ev.step, meta, state, ev.message))
+                send(conn, ("finished", ev.reason, ev.step, meta, state, ev.message, ev.kept_previous))
             else:
                 send(conn, ("event", ev))
     except BaseException as e:  # noqa: BLE001 - everything goes back to the caller

@@ -35,6 +35,7 @@ _ERRORS = (ValueError, TypeError, FileNotFoundError, MemoryError)
 _NAMED = {e.__name__: e for e in _ERRORS}
 POLL_S = 0.05
 STARTUP_S = 30.0  # the child must connect within this (it imports nothing heavy before connecting)
+STALE_S = 30.0  # after a stop, a generator that has not run for this long was abandoned (see _watch)
 _LIVE: set = set()  # running children (subprocess.Popen), ended at exit if still there
 _LIVE_LOCK = threading.Lock()
 
@@ -208,24 +209,36 @@ def iter_train_process(images, labels, *, stop: threading.Event | None = None,
                      name="napari-unet-train-stderr").start()
     conn = None
     finished = False
+    lock = threading.Lock()  # the watcher below sends too
+    beat = [time.monotonic()]  # when this generator last ran (see _watch)
+    done = threading.Event()
+
+    def tell(msg: tuple) -> None:
+        with lock:
+            send(conn, msg)
+
     try:
         conn = _connect(listener, key, proc, tail, stop)
         if conn is None:  # stopped before it started
             return
-        send(conn, ("job", images, labels, kw, nice))
+        tell(("job", images, labels, kw, nice))
+        if stop is not None:
+            threading.Thread(target=_watch, args=(stop, done, beat, proc, tell), daemon=True,
+                             name="napari-unet-train-watch").start()
         last_preview = -1e9
         last_key: Any = object()
         stop_sent = False
         while True:
+            beat[0] = time.monotonic()
             if stop is not None and stop.is_set() and not stop_sent:
-                send(conn, ("stop",))
+                tell(("stop",))
                 stop_sent = True
             now = time.monotonic()
             if preview is not None and now - last_preview >= min(1.0, preview_every / 2):
                 item = preview()
                 # send a new view at once, the same view at the preview interval
                 if item is not None and (item[0] != last_key or now - last_preview >= preview_every):
-                    send(conn, ("preview", item))
+                    tell(("preview", item))
                     last_key, last_preview = item[0], now
             try:
                 if not conn.poll(POLL_S):
@@ -258,15 +271,38 @@ def iter_train_process(images, labels, *, stop: threading.Event | None = None,
                     raise _NAMED[name](text)
                 raise RuntimeError(f"training failed: {name}: {text}\n{tb}")
     finally:
+        done.set()
         if conn is not None and not finished:
             try:
-                send(conn, ("stop",))
+                tell(("stop",))
             except (OSError, EOFError):
                 pass
         # the child needs a moment to exit (interpreter and torch teardown); reap it in the
         # background so that the caller (e.g. a GUI worker) is done as soon as the model is here
         threading.Thread(target=_reap, args=(proc, conn, listener), daemon=True,
                          name="napari-unet-train-reaper").start()
+
+
+def _watch(stop: threading.Event, done: threading.Event, beat: list, proc: Any,
+           tell: Callable[[tuple], None]) -> None:
+    """Forward ``stop`` to the child even when nobody runs the generator any more (a GUI worker
+    whose widget was deleted with the viewer abandons it at a ``yield``, without closing it),
+    and end a child whose generator has not run for ``STALE_S`` after the stop: nobody will
+    take its result."""
+    while not done.is_set() and proc.poll() is None:
+        if stop.wait(0.5):
+            break
+    if done.is_set():
+        return
+    if proc.poll() is None:
+        try:
+            tell(("stop",))
+        except (OSError, EOFError, ValueError):
+            pass
+    while not done.is_set() and proc.poll() is None and time.monotonic() - beat[0] < STALE_S:
+        done.wait(0.5)
+    if not done.is_set():
+        _end(proc)
 
 
 def _reap(proc: Any, conn: Any, listener: Any, timeout: float = 10.0) -> None:

@@ -105,3 +105,25 @@ def test_stop_before_the_child_started_ends_quietly(monkeypatch):
     stop.set()
     assert list(iter_train_process([IMG], [LAB], steps=2, stop=stop)) == []
     assert not train_process._LIVE
+
+
+def test_stop_reaches_the_child_of_an_abandoned_run():
+    """A GUI worker whose widget was deleted leaves the generator suspended at a yield: the
+    stop event must still end the child."""
+    from napari_unet.core.events import TrainStep
+    from napari_unet.core.synthetic import make_nuclei, make_strokes
+
+    img, sem, inst = make_nuclei((64, 64), seed=3)
+    stop = threading.Event()
+    gen = iter_train_process([img], [make_strokes(sem, inst, seed=3)], steps=10**6, stop=stop,
+                             base_channels=4, depth=2, patch=32, batch_size=2)
+    for ev in gen:
+        if isinstance(ev, TrainStep):
+            break
+    (proc,) = train_process._LIVE
+    stop.set()  # ... and nobody resumes the generator
+    deadline = time.monotonic() + HANG_S
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is not None, "the child kept training"
+    gen.close()

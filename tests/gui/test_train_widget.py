@@ -96,6 +96,10 @@ def test_closing_the_viewer_stops_training(make_napari_viewer, qtbot):
     viewer.close()
     assert stop.is_set()
     qtbot.waitUntil(lambda: not worker.is_running, timeout=HANG_MS)
+    from napari_unet.core import train_process
+
+    # no training process is left, even though the deleted widget's worker never resumes the run
+    qtbot.waitUntil(lambda: all(p.poll() is not None for p in list(train_process._LIVE)), timeout=HANG_MS)
 
 
 def test_user_mistakes_are_notifications(viewer, dock, notes):
