@@ -3,7 +3,7 @@
 - A user's mistake (:class:`~napari_unet.core.errors.UserError`), an operating-system error
   (read-only folder, full disk, permission) and running out of memory: one line
   ``napari-unet: error: ...`` and exit 2. Anything else is a bug of ours and keeps its traceback.
-- Ctrl-C exits 130 and SIGTERM 143, both as ``KeyboardInterrupt`` so that temporary files are
+- Ctrl-C exits 130, SIGTERM (and SIGHUP) 143, all as ``KeyboardInterrupt`` so that temporary files are
   removed and training saves its model (``train`` says what was saved where).
 - Messages name command-line flags, not Python arguments; warnings of napari-unet are one line,
   those of libraries stay off the terminal unless ``NAPARI_UNET_DEBUG`` is set (which also
@@ -44,7 +44,8 @@ def run_command(func: Callable[[Any], int | None], args: Any) -> int:
 
     from .core.errors import UserError, cli_wording, describe_os_error
 
-    old_term = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    sigs = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])  # kill, closed terminal
+    old = {sig: signal.signal(sig, _on_sigterm) for sig in sigs} if _main_thread() else {}
     old_show = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
@@ -61,5 +62,5 @@ def run_command(func: Callable[[Any], int | None], args: Any) -> int:
         return EXIT_USAGE
     finally:
         warnings.showwarning = old_show
-        if old_term is not None:
-            signal.signal(signal.SIGTERM, old_term)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
