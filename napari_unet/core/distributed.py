@@ -351,10 +351,13 @@ def run_jobs(ref: ModelRef, jobs: Sequence[Job], meta: dict, *, client: Any = No
 
     finals, block_futs = [], []
     for j, (job, blocks) in enumerate(zip(jobs, todo)):
-        futs = [client.submit(run_block, ref, job, b, pure=False, key=f"napari-unet-block-{job.stem}-{j}-"
+        # the job (its source: a path, or an in-memory array given to the API) goes to the
+        # cluster once, not once per block
+        jf = client.scatter(job, hash=False)
+        futs = [client.submit(run_block, ref, jf, b, pure=False, key=f"napari-unet-block-{job.stem}-{j}-"
                               + "_".join(map(str, b)) + f"-{os.getpid()}-{id(job)}") for b in blocks]
         block_futs += futs
-        finals.append(client.submit(finalize, job, *futs, pure=False))
+        finals.append(client.submit(finalize, jf, *futs, pure=False))
     try:
         for fut in as_completed(block_futs):
             fut.result()
