@@ -3,6 +3,7 @@
 never outlives its parent."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -35,14 +36,20 @@ def _script(tmp_path: Path, body: str) -> tuple[Path, Path]:
     return script, marker
 
 
-def test_a_plain_script_without_main_guard_trains_once(tmp_path):
+@pytest.mark.parametrize("how", ["script", "ipython"])
+def test_a_plain_script_without_main_guard_trains_once(tmp_path, how):
     script, marker = _script(tmp_path, """
         kinds = [type(e).__name__ for e in iter_train_process(
             [img], [strokes], steps=3, base_channels=4, depth=2, patch=32, batch_size=2)]
         print("EVENTS", *kinds)
         """)
-    r = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
-                       timeout=HANG_S * 2)
+    if how == "ipython":
+        pytest.importorskip("IPython")
+        cmd = [sys.executable, "-m", "IPython", "--no-banner", "-c", f"%run {script}"]
+    else:
+        cmd = [sys.executable, str(script)]
+    env = dict(os.environ, IPYTHONDIR=str(tmp_path / "ipython"))  # leave the user's profile alone
+    r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=HANG_S * 2)
     assert r.returncode == 0, r.stderr[-3000:]
     events = r.stdout.split("EVENTS", 1)[1].split()
     assert events[0] == "TrainStarted" and events[-1] == "TrainFinished" and "TrainStep" in events
