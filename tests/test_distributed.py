@@ -205,3 +205,33 @@ def test_api_dask_array_to_ome_zarr(tmp_path, models):
     assert g.attrs["multiscales"][0]["version"] == "0.4"
     assert np.abs(g["0"][:] - _reference(model, vol)[0]).max() <= 1e-5
     assert not any(p.name.startswith(".") for p in (tmp_path / "o").iterdir())  # no temp left
+
+
+def test_cli_interrupted_run_resumes(tmp_path, models, monkeypatch, capsys):
+    path, model = models["3d"]
+    vol = _volume(tmp_path / "vol.zarr", seed=11)
+    argv = ["predict", "--model", str(path), "--out-dir", str(tmp_path / "o"), "--format", "ome-zarr",
+            "--chunk", "8x16x16", "--quiet", str(tmp_path / "vol.zarr")]
+    real = dist.run_block
+    calls = []
+
+    def interrupted(ref, job, b, *a):
+        if len(calls) == 5:
+            raise KeyboardInterrupt  # Ctrl-C (or a killed job) after 5 blocks
+        calls.append(tuple(b))
+        return real(ref, job, b, *a)
+
+    monkeypatch.setattr(dist, "run_block", interrupted)
+    assert main(argv) == 130
+    assert not (tmp_path / "o" / "vol.ome.zarr").exists()
+    assert len(list((tmp_path / "o" / ".vol.ome.zarr.partial" / dist.DONE_DIR).iterdir())) == 5
+
+    again = []
+    monkeypatch.setattr(dist, "run_block", lambda ref, job, b, *a: again.append(tuple(b)) or real(ref, job, b, *a))
+    assert main(argv) == 0
+    assert len(again) == 18 - 5 and not set(again) & set(calls)
+    ref_p, ref_l = _reference(model, vol)
+    g = zarr.open_group(tmp_path / "o" / "vol.ome.zarr", mode="r")
+    assert np.abs(g["0"][:] - ref_p).max() <= 1e-5
+    np.testing.assert_array_equal(g["labels/prediction/0"][:], ref_l)
+    assert not (tmp_path / "o" / ".vol.ome.zarr.partial").exists()
