@@ -62,3 +62,13 @@ def _patch_cli_arg(text: str):
     if any(p < 4 for p in parts):
         raise argparse.ArgumentTypeError(f"--patch sizes must be at least 4, got {text!r}")
     return parts[0] if len(parts) == 1 else parts
+
+
+def _spacing_arg(text: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--spacing must be numbers such as 2,0.5,0.5, got {text!r}") from None
+    if not all(v > 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"--spacing values must be positive, got {text!r}")
+    return vals
