@@ -33,25 +33,35 @@ class Result:
     files: tuple[str, ...] = ()
 
 
-def image_items(layers: list, model: Any, hint: str = "") -> list[tuple[str, np.ndarray]]:
+def image_items(layers: list, model: Any, hint: str = "",
+                channel_axis: int | None = None) -> list[tuple[str, np.ndarray]]:
     """(name, data) of image layers the model can segment; a UserError names the first that
-    it cannot (RGB, or not a stack for a 3D model). Shared by Predict and Batch."""
+    it cannot (RGB, not a stack for a 3D model, channels that do not match the model's with
+    ``channel_axis``). Shared by Predict and Batch."""
+    from napari_unet.core.predict import prepare_image
+
     from ._common import UserError
 
     items = []
     for layer in layers:
-        if layer.rgb:
-            raise UserError(f"'{layer.name}' is an RGB image; the model takes one channel.")
+        if layer.rgb and channel_axis is None:
+            raise UserError(f"'{layer.name}' is an RGB image; the model takes one channel "
+                            "(or choose the last axis as the channel axis, with a model trained on them).")
         data = _layers.full_data(layer)
-        if model.meta.get("dims") == 3 and len(data.shape) != 3:
+        spatial = len(data.shape) - (channel_axis is not None)
+        if model.meta.get("dims") == 3 and spatial != 3:
             raise UserError(f"The model is 3D but '{layer.name}' is not a (Z, Y, X) stack{hint}.")
+        try:  # shape checks only (channel count, axes), no data read
+            prepare_image(np.broadcast_to(np.zeros((), data.dtype), data.shape), model.meta, channel_axis)
+        except ValueError as e:
+            raise UserError(f"'{layer.name}': {e}") from None
         items.append((layer.name, np.asarray(data)))
     return items
 
 
 def predict_images(model: Any, items: list[tuple[str, np.ndarray]], *, tile: Any = "auto",
                    threshold: float | None = None, uncertainty: bool = True,
-                   out_dir: Path | None = None,
+                   out_dir: Path | None = None, channel_axis: int | None = None,
                    cancel: threading.Event | None = None) -> Iterator[Progress | Result]:
     """Worker thread: predict each ``(name, image)`` in turn; yields Progress, then a Result per
     image (after writing ``<name>_probs.tif``/``<name>_labels.tif`` if ``out_dir``).
@@ -65,8 +75,8 @@ def predict_images(model: Any, items: list[tuple[str, np.ndarray]], *, tile: Any
     meta = model.meta
     for i, (name, image) in enumerate(items):
         probs = None
-        outs = output_arrays(image, meta, uncertainty)
-        gen = iter_predict(model, image, tile=tile, out=outs["probs"])
+        outs = output_arrays(image, meta, uncertainty, channel_axis)
+        gen = iter_predict(model, image, tile=tile, out=outs["probs"], channel_axis=channel_axis)
         try:
             for ev in gen:
                 if cancel is not None and cancel.is_set():
@@ -90,7 +100,8 @@ def predict_images(model: Any, items: list[tuple[str, np.ndarray]], *, tile: Any
         yield Result(name, probs, labels, unc, files)
 
 
-def output_arrays(image: np.ndarray, meta: dict, uncertainty: bool) -> dict[str, np.ndarray | None]:
+def output_arrays(image: np.ndarray, meta: dict, uncertainty: bool,
+                  channel_axis: int | None = None) -> dict[str, np.ndarray | None]:
     """Where one image's results go: ``None`` each (in RAM, allocated by the engine) when the
     probabilities, labels and uncertainty together fit in RAM (``fits_in_ram``); else
     memory-mapped scratch files, so a stack larger than RAM still gets its layers (napari
@@ -98,7 +109,7 @@ def output_arrays(image: np.ndarray, meta: dict, uncertainty: bool) -> dict[str,
     layer uses them, and the disk space comes back when it is gone (POSIX)."""
     from napari_unet.core.predict import fits_in_ram, prepare_image
 
-    spatial = prepare_image(image, meta, None).shape[1:]
+    spatial = prepare_image(image, meta, channel_axis).shape[1:]
     classes = meta["classes"]
     label_dtype = np.uint8 if max(meta.get("class_values") or [classes]) < 256 else np.uint16
     shapes = {"probs": ((classes,) + spatial, np.float32), "labels": (spatial, label_dtype)}
@@ -176,6 +187,7 @@ def show_result(viewer: Any, result: Result, model: Any, *, probabilities: bool 
                   colormap=_layers.paint_colormap(len(names), background_visible=False),
                   opacity=0.6, **geo)
     out["labels"] = labels
+    _layers.keep_painting_on_top(viewer, name)
     return out
 
 

@@ -140,6 +140,8 @@ class AnnotateWidget(QWidget):
             if reloaded:
                 show_info(f"Reloaded the saved painting of '{image.name}' from {path}")
         self._adopt(existing)
+        existing.visible = True
+        _layers.keep_painting_on_top(self.viewer, image.name)
         self.viewer.layers.selection.active = existing
         existing.mode = "paint"
         if self.viewer.dims.ndisplay == 3:

@@ -36,6 +36,8 @@ class TrainWidget(QWidget):
         self._stop: threading.Event | None = None
         self._task_id: Any = None
         self.finished_reason: str | None = None
+        self._previous: tuple[Any, str] | None = None
+        self._step_offset = 0
         self.preview = PreviewSource()
         self._empty_preview: Any = None
 
@@ -71,6 +73,12 @@ class TrainWidget(QWidget):
         limit_row.addWidget(self.limit_kind)
         self.live_preview = QCheckBox("live preview of the slice on screen")
         self.live_preview.setChecked(True)
+        self.keep_better = QCheckBox("keep the better model when continuing")
+        self.keep_better.setChecked(True)
+        self.keep_better.setToolTip(
+            "At the end of a continued run, score the new and the previous weights on all the "
+            "paint (your corrections included) and keep the one that fits it better. Either "
+            "way 'Revert' swaps back to the other one.")
 
         # advanced
         self.base_channels = QSpinBox()
@@ -113,12 +121,19 @@ class TrainWidget(QWidget):
         self.val_label = QLabel("")
         for lab in (self.device_label, self.status, self.val_label):
             lab.setWordWrap(True)
+        from napari_unet.core.events import QUALITY_HELP
+
+        self.val_label.setToolTip(QUALITY_HELP)
         self.plot = LossPlot()
 
         # model
         self.model_label = hint(self.state.describe())
         self.save_btn = QPushButton("Save model…")
         self.load_btn = QPushButton("Load model…")
+        self.revert_btn = QPushButton("Revert")
+        self.revert_btn.setToolTip("Swap back to the model the last continued run started from")
+        self.revert_btn.setEnabled(False)
+        self.revert_btn.clicked.connect(lambda: self.revert())
         self.save_btn.clicked.connect(lambda: self.save_model())
         self.load_btn.clicked.connect(lambda: self.load_model())
 
@@ -132,6 +147,7 @@ class TrainWidget(QWidget):
         form.addRow("stop after", limit_row)
         lay.addLayout(form)
         lay.addWidget(self.live_preview)
+        lay.addWidget(self.keep_better)
         lay.addWidget(adv)
         row = QHBoxLayout()
         row.addWidget(self.train_btn, 2)
@@ -147,6 +163,7 @@ class TrainWidget(QWidget):
         row = QHBoxLayout()
         row.addWidget(self.save_btn)
         row.addWidget(self.load_btn)
+        row.addWidget(self.revert_btn)
         lay.addLayout(row)
         from ._export import ExportAction
 
@@ -250,13 +267,21 @@ class TrainWidget(QWidget):
         if self.depth.value():
             kwargs["depth"] = self.depth.value()
         mode = self.start_from.currentText()
+        self._previous = None
         if mode == START_CURRENT:
-            kwargs["model"] = self.state.require()
+            import copy
+
+            current = self.state.require()
+            # the run may change the model in place: keep an untouched copy for Revert
+            self._previous = (copy.deepcopy(current), self.state.source)
+            kwargs["model"] = current
+            kwargs["keep_better"] = self.keep_better.isChecked()
         elif mode == START_FILE:
             path = self.init_path.text().strip()
             if not path or not Path(path).is_file():
                 raise UserError(f"Choose an existing model file to fine-tune (got '{path}').")
             kwargs["init"] = path
+            kwargs["keep_better"] = self.keep_better.isChecked()
         if self.live_preview.isChecked():
             self.preview.dims = dims
             self._update_preview_source()
@@ -286,9 +311,15 @@ class TrainWidget(QWidget):
 
                 return Failed(f"Training could not run: {e}")
 
-        self.plot.clear()
+        if mode == START_CURRENT and self.plot.train:
+            # the chart keeps the whole history: this run's steps continue the last one's
+            self._step_offset = self.plot.train[-1][0]
+        else:
+            self.plot.clear()
+            self._step_offset = 0
         self.progress.setValue(0)
         self.status.setText("starting…")
+        self.device_label.setText("device: starting…")
         self.val_label.setText("")
         self.finished_reason = None
         self._t0 = time.monotonic()
@@ -307,6 +338,7 @@ class TrainWidget(QWidget):
         for w in (self.train_btn, self.save_btn, self.load_btn, self.pairs, self.dims,
                   self.start_from, self.init_row, self.limit, self.limit_kind):
             w.setEnabled(not running)
+        self.revert_btn.setEnabled(not running and self.state.previous is not None)
         self.stop_btn.setEnabled(running)
 
     def _on_finished(self) -> None:
@@ -325,15 +357,14 @@ class TrainWidget(QWidget):
         kind = type(ev).__name__
         if kind == "TrainStep":
             self.progress.setValue(int(1000 * min(max(ev.fraction, 0.0), 1.0)))
-            self.plot.add_train(ev.step, ev.loss)
+            self.plot.add_train(self._step_offset + ev.step, ev.loss)
             self.status.setText(f"step {ev.step} · loss {ev.loss:.4f} · {ev.steps_per_s:.1f} steps/s · "
                                 f"{ev.elapsed:.0f} s")
         elif kind == "Validation":
-            self.plot.add_val(ev.step, ev.loss, ev.mean_iou)
-            names = _layers.class_names_of(self.chosen_pairs()[0][1]) if self.chosen_pairs() else []
-            ious = " · ".join(f"{names[v - 1] if 0 < v <= len(names) else v} {iou:.2f}"
-                              for v, iou in sorted(ev.iou.items()))
-            self.val_label.setText(f"validation at step {ev.step}: loss {ev.loss:.4f}, IoU {ious}")
+            from napari_unet.core.events import quality_summary
+
+            self.plot.add_val(self._step_offset + ev.step, ev.loss, ev.agreement)
+            self.val_label.setText(f"validation at step {ev.step}: {quality_summary(ev)}")
         elif kind == "Preview":
             show_preview(self.viewer, ev.key, ev.probabilities)
         elif kind == "TrainStarted":
@@ -347,7 +378,10 @@ class TrainWidget(QWidget):
         elif kind == "TrainFinished":
             self.finished_reason = ev.reason
             if ev.model is not None:
-                self.state.set(ev.model, f"trained {ev.step} steps")
+                what = f"trained {ev.step} more steps" if self._previous else f"trained {ev.step} steps"
+                if ev.kept_previous:
+                    what = f"kept the previous model after {ev.step} more steps"
+                self.state.set(ev.model, what, previous=self._previous)
             self.progress.setValue(1000)
             text = {"steps": "finished: step limit reached", "time": "finished: time limit reached",
                     "stopped": "stopped: the model so far is kept",
@@ -358,7 +392,8 @@ class TrainWidget(QWidget):
             elif ev.reason == "nan":
                 show_warning(f"Training stopped: {ev.message or 'the loss became NaN'}")
             else:
-                show_info(f"Training {text} after {ev.step} steps.")
+                show_info(f"Training {text} after {ev.step} steps."
+                          + (f" {ev.message[ev.message.find(';') + 2:]}" if ";" in ev.message else ""))
 
     def _update_preview_source(self, *event: Any) -> None:
         if event and self.worker is None:
@@ -379,8 +414,18 @@ class TrainWidget(QWidget):
     def _model_changed(self, *_: Any) -> None:
         try:
             self.model_label.setText(self.state.describe())
+            self.revert_btn.setEnabled(self.state.previous is not None and not self.is_running())
         except RuntimeError:
             pass
+
+    @user_action
+    def revert(self) -> None:
+        """Swap the current model with the one the last continued run started from."""
+        if self.is_running():
+            raise UserError("Stop training before reverting the model.")
+        if not self.state.revert():
+            raise UserError("Nothing to revert to: continue training a model first.")
+        show_info(f"Model: {self.state.describe()}")
 
     @user_action
     def save_model(self, path: str | None = None) -> Path | None:

@@ -72,7 +72,11 @@ def _child_env(key: bytes) -> dict:
     root = str(Path(__file__).resolve().parents[2])
     import site
 
-    site_dirs = {str(Path(d).resolve()) for d in [*site.getsitepackages(), site.getusersitepackages()]}
+    try:  # (some embedded or old-virtualenv interpreters lack these)
+        dirs = [*site.getsitepackages(), site.getusersitepackages()]
+    except AttributeError:
+        dirs = []
+    site_dirs = {str(Path(d).resolve()) for d in dirs}
     if root not in site_dirs:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return env
@@ -199,7 +203,8 @@ def iter_train_process(images, labels, *, stop: threading.Event | None = None,
     try:
         proc = subprocess.Popen(_child_command(listener.address), env=_child_env(key),
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, close_fds=True)
+                                stderr=subprocess.PIPE, close_fds=True,
+                                creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))  # Windows
     except OSError as e:
         listener.close()
         raise TrainProcessError(f"cannot start the training process: {e}") from None

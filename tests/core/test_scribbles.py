@@ -95,3 +95,17 @@ def test_keep_better_takes_the_new_weights_when_they_fit_the_paint_better(data2d
                              **{k: v for k, v in TINY.items() if k not in ("base_channels", "depth")}))
     fin = events[-1]
     assert not fin.kept_previous and "at least as well" in fin.message
+
+
+def test_keep_better_through_the_training_process(data2d):
+    from napari_unet.core.train_process import iter_train_process
+
+    img, sem, strokes = data2d
+    base = train(img, strokes, steps=30, **TINY)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    events = list(iter_train_process([img], [strokes], model=base, steps=6, lr=5.0, keep_better=True,
+                                     **{k: v for k, v in TINY.items() if k not in ("base_channels", "depth")}))
+    fin = events[-1]
+    assert isinstance(fin, TrainFinished) and fin.kept_previous and fin.model is base
+    for k, v in base.state_dict().items():
+        assert torch.equal(v, before[k]), k

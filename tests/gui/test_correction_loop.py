@@ -1,0 +1,62 @@
+"""The correction loop: continuing keeps the previous model (Revert swaps back), the chart keeps
+the whole history, and previews never hide or deselect the painting."""
+from __future__ import annotations
+
+from napari_unet._widgets._state import model_state
+
+HANG_MS = 180_000  # only catches hangs
+
+
+def _train(viewer, dock, qtbot, steps: int, mode: str | None = None):
+    w = dock("Train")
+    w.base_channels.setValue(8)
+    w.depth.setValue(2)
+    w.set_limit(steps, "steps")
+    if mode is not None:
+        w.start_from.setCurrentText(mode)
+    w.start()
+    qtbot.waitUntil(lambda: not w.is_running(), timeout=HANG_MS)
+    assert w.finished_reason == "steps", w.status.text()
+    return w
+
+
+def test_continue_keeps_the_previous_model_and_the_history(viewer, dock, qtbot):
+    viewer.open_sample("napari-unet", "nuclei_2d")
+    w = _train(viewer, dock, qtbot, steps=6)
+    state = model_state(viewer)
+    sd_first = {k: v.clone() for k, v in state.model.state_dict().items()}
+    assert state.previous is None and not w.revert_btn.isEnabled()
+    n_first = len(w.plot.train)
+    last_step = w.plot.train[-1][0]
+
+    from napari_unet._widgets.train import START_CURRENT
+
+    _train(viewer, dock, qtbot, steps=6, mode=START_CURRENT)
+    second = state.model
+    assert state.previous is not None and w.revert_btn.isEnabled()
+    # the chart goes on from the last run's steps instead of starting again at 0
+    assert len(w.plot.train) > n_first and w.plot.train[-1][0] > last_step
+    assert "steps in all" in w.model_label.text()
+
+    w.revert()
+    assert state.model is not second and state.previous[0] is second
+    reverted = state.model
+    # the reverted model has the weights the continued run started from
+    for k, v in reverted.state_dict().items():
+        assert (v == sd_first[k]).all(), k
+    w.revert()  # and forward again
+    assert state.model is second
+
+
+def test_preview_and_results_stay_under_the_painting(viewer, dock, qtbot):
+    viewer.open_sample("napari-unet", "nuclei_2d")
+    paint = next(la for la in viewer.layers if la.name.endswith("paint"))
+    viewer.layers.selection.active = paint
+    w = _train(viewer, dock, qtbot, steps=6)
+    assert "nuclei 2d preview" in [la.name for la in viewer.layers]
+    assert viewer.layers[-1] is paint and viewer.layers.selection.active is paint
+    p = dock("Predict")
+    p.run()
+    qtbot.waitUntil(lambda: any(la.name == "nuclei 2d labels" for la in viewer.layers), timeout=HANG_MS)
+    qtbot.waitUntil(lambda: p.worker is None, timeout=HANG_MS)
+    assert viewer.layers[-1] is paint
