@@ -75,11 +75,11 @@ def resolve_truth(pred: Any, truth: Any, truth_zero: str = "auto") -> tuple[np.n
         if truth_bool:
             mode, why = "background", "the truth is a boolean mask"
         elif nz.size == 1:
-            mode, why = "background", f"the truth is a binary mask ({_values_text(tv)})"
+            mode, why = "background", f"the truth is a binary mask of {_values_text(tv)}"
         elif nz.size and nz.max() > max(INSTANCE_MIN, pmax):
-            mode, why = "background", f"the truth looks like an instance mask ({_values_text(tv)})"
+            mode, why = "background", f"the truth looks like an instance mask: {_values_text(tv)}"
         else:
-            mode, why = "unlabeled", f"the truth looks like a painting ({_values_text(tv)})"
+            mode, why = "unlabeled", f"the truth looks like a painting: {_values_text(tv)}"
     if mode == "unlabeled":
         ignored = int(t.size - np.count_nonzero(t))
         return p, t, {"truth_zero": "unlabeled",
