@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from qtpy.QtWidgets import QCheckBox, QFileDialog, QHBoxLayout, QLineEdit, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout,
+                            QWidget)
 
+from ._channels import channel_axis, channel_combo
 from ._common import UserError, heading, image_layers, show_info, user_action
 from ._results import PredictionPanel, Result, image_items, show_result
 
@@ -23,6 +25,7 @@ class BatchWidget(PredictionPanel, QWidget):
         self.only_selected = QCheckBox("only the image layers selected in the layer list")
         self.add_layers = QCheckBox("add result layers to the viewer")
         self.add_layers.setChecked(True)
+        self.channel = channel_combo()
         self.write = QCheckBox("write <name>_probs.tif and <name>_labels.tif to:")
         self.out_dir = QLineEdit()
         self.out_dir.setPlaceholderText("output folder")
@@ -36,6 +39,10 @@ class BatchWidget(PredictionPanel, QWidget):
         lay.addWidget(heading("Images"))
         lay.addWidget(self.only_selected)
         lay.addWidget(self.add_layers)
+        crow = QHBoxLayout()
+        crow.addWidget(QLabel("channel axis"))
+        crow.addWidget(self.channel, 1)
+        lay.addLayout(crow)
         lay.addWidget(self.write)
         row = QHBoxLayout()
         row.addWidget(self.out_dir)
@@ -69,7 +76,8 @@ class BatchWidget(PredictionPanel, QWidget):
             if not text:
                 raise UserError("Choose an output folder (or untick writing files).")
             out_dir = Path(text).expanduser()
-        items = image_items(layers, model, hint="; tick 'only selected' and leave it out")
+        ca = channel_axis(self.channel)
+        items = image_items(layers, model, hint="; tick 'only selected' and leave it out", channel_axis=ca)
         if out_dir is not None:  # the same output policy as the command line, before any work
             from napari_unet.core.outputs import check_output, prepare_folder
 
@@ -80,7 +88,8 @@ class BatchWidget(PredictionPanel, QWidget):
                 for suffix in ("_probs.tif", "_labels.tif"):
                     check_output(out_dir / f"{safe_stem(name)}{suffix}")
         self.done, self.files = [], []
-        self._start(model, items, f"segmenting {len(items)} image(s)…", out_dir=out_dir, uncertainty=False)
+        self._start(model, items, f"segmenting {len(items)} image(s)…", out_dir=out_dir, uncertainty=False,
+                    channel_axis=ca)
 
     def _on_result(self, result: Result) -> None:
         self.done.append(result.image)

@@ -7,6 +7,7 @@ from typing import Any
 from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QSpinBox, QVBoxLayout, QWidget
 
 from . import _layers
+from ._channels import channel_axis, channel_combo
 from ._common import LayerCombo, UserError, heading, hint, show_info, user_action
 from ._instances import InstanceOptions
 from ._results import PredictionPanel, Result, image_items, show_result
@@ -31,6 +32,7 @@ class PredictWidget(PredictionPanel, QWidget):
         self.tile.setRange(0, 4096)
         self.tile.setSingleStep(64)
         self.tile.setSpecialValueText("auto")
+        self.channel = channel_combo()
         self.probs = QCheckBox("probability layer per class")
         self.probs.setChecked(True)
         self.uncertainty = QCheckBox("uncertainty (entropy) layer")
@@ -49,6 +51,7 @@ class PredictWidget(PredictionPanel, QWidget):
         form.addRow("labels", self.mode)
         form.addRow("threshold", self.threshold)
         form.addRow("tile size", self.tile)
+        form.addRow("channel axis", self.channel)
         lay.addLayout(form)
         lay.addWidget(self.probs)
         lay.addWidget(self.uncertainty)
@@ -74,10 +77,11 @@ class PredictWidget(PredictionPanel, QWidget):
                 raise UserError("A threshold needs a two-class model; this one has "
                                 f"{model.meta.get('classes')} classes. Use argmax.")
             threshold = self.threshold.value()
-        items = image_items(layers, model)
+        ca = channel_axis(self.channel)
+        items = image_items(layers, model, channel_axis=ca)
         self.results, self._probs = {}, {}
         self._start(model, items, f"predicting {len(items)} image(s)…", tile=self.tile.value() or "auto",
-                    threshold=threshold, uncertainty=self.uncertainty.isChecked())
+                    threshold=threshold, uncertainty=self.uncertainty.isChecked(), channel_axis=ca)
 
     def _on_result(self, result: Result) -> None:
         self.results[result.image] = show_result(self.viewer, result, self._model,

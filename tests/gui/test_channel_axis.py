@@ -1,0 +1,43 @@
+"""The channel axis choice in Predict and Batch: a (2, Y, X) layer is two channels of one plane
+for a 2-channel model, not two Z slices."""
+from __future__ import annotations
+
+import numpy as np
+
+from napari_unet._widgets._state import model_state
+
+
+def _two_channel_model():
+    import torch
+
+    from napari_unet.core.model import build_model
+
+    torch.manual_seed(2)
+    return build_model(dims=2, in_channels=2, classes=2, base_channels=4, depth=2,
+                       class_names=["background", "nucleus"])
+
+
+def test_predict_and_batch_with_a_channel_axis(viewer, dock, qtbot, notes):
+    from napari_unet import predict
+
+    model = _two_channel_model()
+    img = np.random.default_rng(3).random((2, 40, 48)).astype(np.float32)
+    viewer.add_image(img, name="two")
+    model_state(viewer).set(model, "test")
+    w = dock("Predict")
+    w.run()  # 'none': the model wants 2 channels; the message says so and nothing runs
+    assert w.worker is None and any("2 channels" in m for k, m in notes if k == "error")
+    w.channel.setCurrentIndex(1)  # axis 0
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)  # only catches a hang
+    expected = predict(model, img, channel_axis=0, device="cpu")
+    labels = viewer.layers["two labels"].data
+    assert labels.shape == (40, 48)
+    np.testing.assert_allclose(viewer.layers["two p(nucleus)"].data, expected[1], atol=1e-5)
+
+    b = dock("Batch")
+    b.channel.setCurrentIndex(1)
+    viewer.layers.remove("two labels")
+    b.run()
+    qtbot.waitUntil(lambda: b.worker is None, timeout=120_000)  # only catches a hang
+    assert np.array_equal(viewer.layers["two labels"].data, np.where(expected[1] > expected[0], 2, 1))
