@@ -71,7 +71,7 @@ def resolve_truth(pred: Any, truth: Any, truth_zero: str = "auto") -> tuple[np.n
     mode, why = truth_zero, "as asked"
     if truth_zero == "auto":
         nz = tv[tv != 0]
-        pmax = int(distinct(p).max(initial=0))
+        pmax = int(p.max(initial=0))
         if truth_bool:
             mode, why = "background", "the truth is a boolean mask"
         elif nz.size == 1:
