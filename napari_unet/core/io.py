@@ -70,8 +70,15 @@ def save_model(model: "UNet", path: str | os.PathLike) -> Path:
     payload = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
                "meta_json": meta_json, "state_dict": state, "sha256": _checksum(meta_json, state)}
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    import io as _io
+
+    buf = _io.BytesIO()  # serialised in memory: a full disk is then an OSError (ENOSPC), not a
+    torch.save(payload, buf)  # RuntimeError from inside torch's zip writer
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            f.write(buf.getbuffer())
+    except OSError as e:
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
     return path
 
 

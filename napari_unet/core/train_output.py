@@ -47,7 +47,7 @@ class TrainOutput:
         ckpt, out = self.checkpoint, self.out
         if ckpt == out:
             if not out.exists():
-                return f"nothing was saved: no training step finished ({out} was not written)"
+                return f"nothing was saved ({out} was not written)"
             return f"wrote {out}" if finished else \
                 f"saved the interrupted model ({_total_steps(out)} steps) to {out}"
         if not ckpt.exists():
