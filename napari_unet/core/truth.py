@@ -26,6 +26,11 @@ BACKGROUND, FOREGROUND = 1, 2
 def distinct(a: np.ndarray, chunk: int = 1 << 24) -> np.ndarray:
     """Sorted distinct values of an integer array, chunked (big stacks need no big sort)."""
     flat = a.reshape(-1)
+    if a.dtype.kind == "u" and a.dtype.itemsize <= 2:  # counting is linear, sorting is not
+        seen = np.zeros(1 << (8 * a.dtype.itemsize), bool)
+        for s in range(0, flat.size, chunk):
+            seen |= np.bincount(flat[s:s + chunk], minlength=seen.size) > 0
+        return np.flatnonzero(seen).astype(np.int64)
     vals: set = set()
     for s in range(0, flat.size, chunk):
         vals.update(np.unique(flat[s:s + chunk]).tolist())
