@@ -425,3 +425,30 @@ def test_an_interrupted_prediction_leaves_no_temporary_files(tmp_path, model_fil
     assert main(["predict", "--model", str(model_file), "--out-dir", str(out), str(tmp_path / "s.tif")]) == 143
     assert "terminated" in _err(capsys)
     assert os.listdir(out) == []
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 1 MB file system (tmpfs), where the machine lets us mount one (root); else skipped."""
+    d = tmp_path / "tiny"
+    d.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(d)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small file system here")
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", str(d)], capture_output=True)
+
+
+def test_a_really_full_disk(tiny_disk, pair, model_file, capsys):
+    img, lab = pair
+    big = tiny_disk.parent / "big.tif"
+    tifffile.imwrite(big, np.random.default_rng(7).normal(size=(512, 512)).astype(np.float32))
+    _fails(capsys, ["predict", "--model", model_file, "--out-dir", tiny_disk, big], "not enough disk space")
+    (tiny_disk / "filler").write_bytes(b"\0" * (1024 * 1024 - 16 * 1024))  # leave ~16 KB
+    out = tiny_disk / "m.pt"
+    _fails(capsys, ["train", "--image", img, "--labels", lab, "--out", out, "--steps", "3",
+                    "--base-channels", "8", "--depth", "2", "--patch", "32"],
+           "No space left on device", f"nothing was saved ({out} was not written)")
+    assert sorted(os.listdir(tiny_disk)) == ["filler"]  # no temporary files left behind
