@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 
-def run_demo(out_dir: Path, *, time_limit: float = 60.0, device: str = "auto") -> int:
+def run_demo(out_dir: Path, *, time_limit: float = 60.0, device: str = "auto", overwrite: bool = False) -> int:
     from .cli import format_scores, report_training
     from .core.device import resolve_device
     from .core.io import save_model, write_tiff
@@ -23,7 +23,7 @@ def run_demo(out_dir: Path, *, time_limit: float = 60.0, device: str = "auto") -
     out_dir = prepare_folder(Path(out_dir), what="--out-dir")
     for name in ["model.pt"] + [f"{c}_{k}.tif" for c in ("nuclei2d", "heldout2d", "nuclei3d")
                                 for k in ("probs", "labels", "errors")]:
-        check_output(out_dir / name)
+        check_output(out_dir / name, overwrite=overwrite)
     img2, truth2, strokes2 = sample_2d()
     img3, truth3, _ = sample_3d()
     painted = (strokes2 > 0).mean() * 100

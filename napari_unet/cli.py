@@ -402,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default="demo_output",
                    help="folder for the model and the outputs (default demo_output, created if missing)")
     p.add_argument("--time-limit", type=_positive_float, default=60.0, help="seconds of training (default 60)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="allow replacing files in --out-dir that napari-unet did not write")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                    help="where to compute: auto (a CUDA or Apple GPU if there is one, else the CPU), cpu, cuda or mps")
     p.set_defaults(func=cmd_demo)
@@ -418,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_demo(args) -> int:
     from ._demo import run_demo
 
-    return run_demo(Path(args.out_dir), time_limit=args.time_limit, device=args.device)
+    return run_demo(Path(args.out_dir), time_limit=args.time_limit, device=args.device, overwrite=args.overwrite)
 
 
 def cmd_gui(args) -> int:
