@@ -55,7 +55,7 @@ def add_bigdata_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--chunk", type=_chunk_arg, default="auto",
                    help="block (= output chunk) size for lazy/distributed prediction: auto, N or ZxYxX")
     if "--overwrite" not in p._option_string_actions:
-        g.add_argument("--overwrite", action="store_true", help="replace earlier outputs of ours")
+        g.add_argument("--overwrite", action="store_true", help="replace outputs that napari-unet did not write")
 
 
 def wants_bigdata(args) -> bool:

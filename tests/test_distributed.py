@@ -123,10 +123,22 @@ def test_cli_hdf5_input_and_pixel_size_to_tiff(tmp_path, models, capsys):
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "o" / "s_labels.tif"), ref_l)
     px = open_image(tmp_path / "o" / "s_labels.tif").pixel_size
     assert px.sizes == pytest.approx({"z": 2.0, "y": 0.5, "x": 0.5}) and px.unit == "micrometer"
-    # a second run refuses to replace them without --overwrite: one line, exit 2
-    assert main(["predict", "--model", str(path), "--out-dir", str(tmp_path / "o"), "--quiet",
-                 f"{tmp_path / 's.h5'}:raw"]) == 2
-    assert "--overwrite" in capsys.readouterr().err
+    # a second run replaces our outputs; a file napari-unet did not write needs --overwrite
+    argv = ["predict", "--model", str(path), "--out-dir", str(tmp_path / "o"), "--quiet", f"{tmp_path / 's.h5'}:raw"]
+    assert main(argv) == 0
+    tifffile.imwrite(tmp_path / "o" / "s_labels.tif", np.zeros((3, 30, 34), np.uint8))
+    assert main(argv) == 2
+    assert "not written by napari-unet" in capsys.readouterr().err
+    assert main(argv + ["--overwrite"]) == 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "o" / "s_labels.tif"), ref_l)
+    # the same for an OME-Zarr store: ours is replaced, a foreign folder is not
+    zargv = argv[:-1] + ["--format", "ome-zarr", argv[-1]]
+    assert main(zargv) == 0 and main(zargv) == 0
+    foreign = ["predict", "--model", str(path), "--out-dir", str(tmp_path / "o"), "--quiet", "--format",
+               "ome-zarr", f"{tmp_path / 's.h5'}:raw"]
+    (tmp_path / "o" / "s.ome.zarr" / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group"}')
+    assert main(foreign) == 2
+    assert "not written by napari-unet" in capsys.readouterr().err
 
 
 def test_cli_cluster_errors_are_one_line(tmp_path, models, capsys):

@@ -258,9 +258,7 @@ def finalize(job: Job, *done: Any) -> list[str]:
         shutil.rmtree(store / DONE_DIR, ignore_errors=True)
         final = Path(job.final)
         _STORES.pop(str(store), None)
-        if final.exists():
-            if not job.overwrite:
-                raise UserError(f"{final} exists; pass --overwrite to replace it")
+        if final.exists():  # ours, or --overwrite (make_job checked)
             trash = final.with_name(f".{final.name}.old")
             shutil.rmtree(trash, ignore_errors=True)
             os.replace(final, trash)
@@ -284,6 +282,33 @@ def finalize(job: Job, *done: Any) -> list[str]:
     return [str(probs_path), str(labels_path)]
 
 
+def _is_our_store(p: Path) -> bool:
+    import json
+
+    for meta_file, get in (("zarr.json", lambda d: d.get("attributes", {})), (".zattrs", lambda d: d)):
+        f = p / meta_file
+        if f.is_file():
+            try:
+                return "napari_unet" in get(json.loads(f.read_text()))
+            except (OSError, ValueError, AttributeError):
+                return False
+    return False
+
+
+def check_store_output(p: Path, inputs: Sequence[str], overwrite: bool) -> None:
+    """The output policy of core.outputs for an OME-Zarr folder: never an input, never a store
+    (or file) napari-unet did not write unless ``overwrite``."""
+    for src in inputs:
+        if Path(src).exists() and p.exists() and Path(src).resolve() == p.resolve():
+            raise UserError(f"the output {p} is one of the inputs; refusing to overwrite it "
+                            "(choose another folder)")
+    if p.exists() and not p.is_dir():
+        raise UserError(f"the output {p} is a file, not an OME-Zarr folder")
+    if p.exists() and not overwrite and not _is_our_store(p):
+        raise UserError(f"{p} exists and was not written by napari-unet; refusing to replace it "
+                        "(choose another folder, or pass --overwrite)")
+
+
 def make_job(meta: dict, image: Any, out_dir: str | os.PathLike, *, fmt: str = "tiff",
              stem: str | None = None, channel_axis: int | None = None, chunks: Any = "auto",
              tile: Any = "auto", batch_size: Any = "auto", device: Any = "cpu",
@@ -303,17 +328,18 @@ def make_job(meta: dict, image: Any, out_dir: str | os.PathLike, *, fmt: str = "
     spatial = tuple(int(s) for s in cf.shape[1:])
     ch, halo = plan_chunks(spatial, meta, chunks, workers)
     out_dir = Path(out_dir)
+    inputs = [source.path] if source.path else []
     if fmt == "ome-zarr":
         final = out_dir / f"{stem}.ome.zarr"
         store = out_dir / f".{stem}.ome.zarr.partial"
-        if final.exists() and not overwrite:
-            raise UserError(f"{final} exists; pass --overwrite to replace it")
+        check_store_output(final, inputs, overwrite)
     else:
+        from .outputs import check_output
+
         final = out_dir
         store = out_dir / f".{stem}.napari-unet.partial.zarr"
         for f in (out_dir / f"{stem}_probs.tif", out_dir / f"{stem}_labels.tif"):
-            if f.exists() and not overwrite:
-                raise UserError(f"{f} exists; pass --overwrite to replace it")
+            check_output(f, inputs=inputs, overwrite=overwrite)
     values = list(meta.get("class_values") or range(1, meta["classes"] + 1))
     return Job(source, stem, str(store), str(final), fmt, channel_axis, spatial, ch, halo, values,
                threshold, tile, batch_size, device, None, pixel if pixel is not None else source.pixel_size,
