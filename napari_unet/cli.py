@@ -272,10 +272,12 @@ def cmd_train(args) -> int:
         raise UserError(f"--out {out} is a folder; give a model file path such as model.pt")
     if not (out.parent if str(out.parent) else Path(".")).is_dir():
         raise UserError(f"the folder of --out {out} does not exist")
-    from .core.train_output import TrainOutput
+    from .core.train_output import TrainOutput, model_file_bytes
 
+    size = model_file_bytes(dims=args.dims, base_channels=args.base_channels, depth=args.depth,
+                            classes=args.classes, device=args.device, init=args.init)
     target = TrainOutput(out, inputs=args.image + args.labels + (args.val_image or []) + (args.val_labels or []),
-                         overwrite=args.overwrite)
+                         overwrite=args.overwrite, model_bytes=size)
     if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps must be at least 1, got {args.steps}")
     if args.time_limit is not None and not args.time_limit > 0:

@@ -27,13 +27,38 @@ def _total_steps(path: Path) -> int | None:
     return int(training.get("total_steps") or training.get("steps") or 0)
 
 
+def model_file_bytes(*, dims: int | None, base_channels: int | None, depth: int | None,
+                     classes: int | None, device: str = "auto", init: str | None = None) -> int:
+    """About how large the model file will be (to check the disk before training starts)."""
+    if init is not None:
+        try:
+            return os.path.getsize(init)
+        except OSError:
+            return 0
+    import torch
+
+    from .device import resolve_device
+    from .model import UNet
+    from .train import default_architecture
+
+    dims = dims if dims in (2, 3) else 2
+    b0, d0 = default_architecture(resolve_device(device), dims)
+    try:
+        with torch.device("meta"):  # no memory: only the parameter count is wanted
+            net = UNet(dims, 1, min(max(classes or 2, 2), 65535), base_channels or b0, depth or d0)
+    except Exception:  # a bad value: training refuses it with its own message
+        return 0
+    return sum(t.numel() * t.element_size() for t in net.state_dict().values()) + (64 << 10)
+
+
 class TrainOutput:
     def __init__(self, out: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = (),
-                 overwrite: bool = False, what: str = "--out"):
+                 overwrite: bool = False, what: str = "--out", model_bytes: int = 0):
         self.out = Path(out)
         inputs = list(inputs)
         check_output(self.out, inputs=inputs, overwrite=overwrite, what=f"{what} model file")
-        prepare_folder(self.out.parent, what=f"folder of {what}")
+        # room for the model and its next version (written beside it, then renamed)
+        prepare_folder(self.out.parent, what=f"folder of {what}", nbytes=2 * model_bytes)
         self.previous = _total_steps(self.out) if self.out.exists() else None
         if self.out.exists():
             name = self.out.name[:-3] if self.out.name.endswith(".pt") else self.out.name
