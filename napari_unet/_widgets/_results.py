@@ -62,6 +62,7 @@ def image_items(layers: list, model: Any, hint: str = "",
 def predict_images(model: Any, items: list[tuple[str, np.ndarray]], *, tile: Any = "auto",
                    threshold: float | None = None, uncertainty: bool = True,
                    out_dir: Path | None = None, channel_axis: int | None = None,
+                   out_format: str = "tiff", pixels: dict | None = None,
                    cancel: threading.Event | None = None) -> Iterator[Progress | Result]:
     """Worker thread: predict each ``(name, image)`` in turn; yields Progress, then a Result per
     image (after writing ``<name>_probs.tif``/``<name>_labels.tif`` if ``out_dir``).
@@ -90,12 +91,19 @@ def predict_images(model: Any, items: list[tuple[str, np.ndarray]], *, tile: Any
         labels = probabilities_to_labels(probs, meta.get("class_values"), threshold, out=outs["labels"])
         unc = entropy(probs, out=outs["uncertainty"]) if uncertainty else None
         files: tuple[str, ...] = ()
-        if out_dir is not None:
+        if out_dir is not None and out_format == "ome-zarr":  # pixels: {name: readers.PixelSize}
+            from napari_unet.core.ngff import write_prediction
+
+            files = (str(write_prediction(Path(out_dir) / f"{safe_stem(name)}.ome.zarr", probs, labels,
+                                          pixel=(pixels or {}).get(name), class_names=meta.get("class_names"),
+                                          class_values=meta.get("class_values"), name=name)),)
+        elif out_dir is not None:
             from napari_unet.core.io import axes_for, write_tiff
 
             stem = safe_stem(name)
-            p1 = write_tiff(Path(out_dir) / f"{stem}_probs.tif", probs, axes=axes_for(probs, True))
-            p2 = write_tiff(Path(out_dir) / f"{stem}_labels.tif", labels, axes=axes_for(labels))
+            px = (pixels or {}).get(name)
+            p1 = write_tiff(Path(out_dir) / f"{stem}_probs.tif", probs, axes=axes_for(probs, True), pixel=px)
+            p2 = write_tiff(Path(out_dir) / f"{stem}_labels.tif", labels, axes=axes_for(labels), pixel=px)
             files = (str(p1), str(p2))
         yield Result(name, probs, labels, unc, files)
 
@@ -135,6 +143,18 @@ def output_arrays(image: np.ndarray, meta: dict, uncertainty: bool,
         except OSError:  # (Windows) the file stays in the temporary folder
             pass
     return outs
+
+
+def layer_pixel_size(layer: Any, spatial_ndim: int):
+    """A readers.PixelSize from a layer's scale (and units, where napari has them)."""
+    from napari_unet.core.readers import PixelSize, ngff_unit
+
+    scale = [float(s) for s in layer.scale[-spatial_ndim:]]
+    units = [str(u) for u in (getattr(layer, "units", None) or ())][-spatial_ndim:]
+    unit = ngff_unit(units[-1]) if units else None
+    if unit is None and all(s == 1.0 for s in scale):
+        return PixelSize()  # nothing known: write no pixel size
+    return PixelSize(dict(zip("zyx"[-spatial_ndim:], scale)), unit)
 
 
 def safe_stem(name: str) -> str:

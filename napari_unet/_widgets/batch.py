@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from qtpy.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout,
-                            QWidget)
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton,
+                            QVBoxLayout, QWidget)
 
 from ._channels import channel_axis, channel_combo
 from ._common import UserError, heading, image_layers, show_info, user_action
-from ._results import PredictionPanel, Result, image_items, show_result
+from ._results import PredictionPanel, Result, image_items, layer_pixel_size, show_result
 
 
 class BatchWidget(PredictionPanel, QWidget):
@@ -26,7 +26,9 @@ class BatchWidget(PredictionPanel, QWidget):
         self.add_layers = QCheckBox("add result layers to the viewer")
         self.add_layers.setChecked(True)
         self.channel = channel_combo()
-        self.write = QCheckBox("write <name>_probs.tif and <name>_labels.tif to:")
+        self.write = QCheckBox("write the results to:")
+        self.format = QComboBox()
+        self.format.addItems(["TIFF: <name>_probs.tif, <name>_labels.tif", "OME-Zarr: <name>.ome.zarr"])
         self.out_dir = QLineEdit()
         self.out_dir.setPlaceholderText("output folder")
         browse = QPushButton("…")
@@ -48,6 +50,10 @@ class BatchWidget(PredictionPanel, QWidget):
         row.addWidget(self.out_dir)
         row.addWidget(browse)
         lay.addLayout(row)
+        frow = QHBoxLayout()
+        frow.addWidget(QLabel("as"))
+        frow.addWidget(self.format, 1)
+        lay.addLayout(frow)
         lay.addLayout(self.buttons)
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
@@ -85,11 +91,20 @@ class BatchWidget(PredictionPanel, QWidget):
 
             prepare_folder(out_dir)
             for name, _data in items:
+                if self.format.currentIndex() == 1:
+                    from napari_unet.core.distributed import check_store_output
+
+                    check_store_output(out_dir / f"{safe_stem(name)}.ome.zarr", [], False)
+                    continue
                 for suffix in ("_probs.tif", "_labels.tif"):
                     check_output(out_dir / f"{safe_stem(name)}{suffix}")
+        # pixel size from each layer's scale (and units), into every file written
+        pixels = {name: layer_pixel_size(layer, data.ndim - (ca is not None))
+                  for layer, (name, data) in zip(layers, items)}
         self.done, self.files = [], []
         self._start(model, items, f"segmenting {len(items)} image(s)…", out_dir=out_dir, uncertainty=False,
-                    channel_axis=ca)
+                    channel_axis=ca, out_format="ome-zarr" if self.format.currentIndex() == 1 else "tiff",
+                    pixels=pixels)
 
     def _on_result(self, result: Result) -> None:
         self.done.append(result.image)

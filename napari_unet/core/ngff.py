@@ -112,3 +112,31 @@ def tiff_pixel_kwargs(pixel: PixelSize | None, spatial_axes: str) -> dict:
             kw["resolution"] = (1.0 / sx, 1.0 / sy)
             kw["resolutionunit"] = 1
     return kw
+
+
+def write_prediction(path: str | Path, probs: np.ndarray, labels: np.ndarray, *,
+                     pixel: PixelSize | None = None, class_names: Sequence[str] | None = None,
+                     class_values: Sequence[int] | None = None, name: str = "prediction",
+                     version: str = DEFAULT_NGFF) -> Path:
+    """Write in-memory results (probabilities ``(classes, *spatial)``, labels) as an OME-Zarr
+    prediction store at ``path``, atomically: built in a temporary folder beside it, renamed."""
+    import os
+    import shutil
+    import tempfile
+
+    path = Path(path)
+    spatial = labels.shape
+    chunks = tuple(min(s, c) for s, c in zip(spatial, (16, 512, 512)[-len(spatial):]))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    try:
+        root = create_prediction_store(tmp / "store", spatial, probs.shape[0], chunks, pixel=pixel,
+                                       class_names=class_names, class_values=class_values, name=name,
+                                       version=version, extra_attrs={"napari_unet": {"written_by": "napari-unet"}})
+        root["0"][...] = probs
+        root["labels/prediction/0"][...] = labels
+        if path.exists():
+            os.replace(path, tmp / "old")
+        os.replace(tmp / "store", path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path

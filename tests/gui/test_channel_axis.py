@@ -1,5 +1,5 @@
-"""The channel axis choice in Predict and Batch: a (2, Y, X) layer is two channels of one plane
-for a 2-channel model, not two Z slices."""
+"""Predict and Batch: the channel axis choice (a (2, Y, X) layer is two channels of one plane
+for a 2-channel model, not two Z slices), and Batch writing OME-Zarr with the layer scale."""
 from __future__ import annotations
 
 import numpy as np
@@ -41,3 +41,25 @@ def test_predict_and_batch_with_a_channel_axis(viewer, dock, qtbot, notes):
     b.run()
     qtbot.waitUntil(lambda: b.worker is None, timeout=120_000)  # only catches a hang
     assert np.array_equal(viewer.layers["two labels"].data, np.where(expected[1] > expected[0], 2, 1))
+
+
+def test_batch_writes_ome_zarr_with_the_layer_scale(viewer, dock, qtbot, tiny_model, tmp_path):
+    import zarr
+
+    from napari_unet.core.readers import open_image
+
+    stack = np.random.default_rng(6).random((3, 32, 40)).astype(np.float32)
+    viewer.add_image(stack, name="cells 3d", scale=(2.0, 0.5, 0.5))
+    model_state(viewer).set(tiny_model, "test")
+    b = dock("Batch")
+    b.write.setChecked(True)
+    b.out_dir.setText(str(tmp_path))
+    b.format.setCurrentIndex(1)
+    b.run()
+    qtbot.waitUntil(lambda: b.worker is None, timeout=120_000)  # only catches a hang
+    out = tmp_path / "cells_3d.ome.zarr"
+    assert b.files == [str(out)]
+    src = open_image(out)
+    assert src.shape == (2, 3, 32, 40) and src.pixel_size.sizes == {"z": 2.0, "y": 0.5, "x": 0.5}
+    g = zarr.open_group(out, mode="r")
+    np.testing.assert_array_equal(g["labels/prediction/0"][:], viewer.layers["cells 3d labels"].data)
