@@ -247,3 +247,17 @@ def test_cli_interrupted_run_resumes(tmp_path, models, monkeypatch, capsys):
     assert np.abs(g["0"][:] - ref_p).max() <= 1e-5
     np.testing.assert_array_equal(g["labels/prediction/0"][:], ref_l)
     assert not (tmp_path / "o" / ".vol.ome.zarr.partial").exists()
+
+
+def test_ome_zarr_channel_axis_comes_from_its_axes(tmp_path):
+    from ome_zarr.writer import write_image
+
+    torch.manual_seed(5)
+    m = build_model(dims=2, in_channels=2, classes=2, base_channels=8, depth=2)
+    save_model(m, tmp_path / "m.pt")
+    img = np.random.default_rng(12).random((2, 36, 44)).astype(np.float32)
+    write_image(img, zarr.open_group(str(tmp_path / "two.ome.zarr"), mode="w"), axes="cyx", scale_factors=[])
+    assert main(["predict", "--model", str(tmp_path / "m.pt"), "--out-dir", str(tmp_path / "o"), "--quiet",
+                 str(tmp_path / "two.ome.zarr")]) == 0
+    ref = predict(m, img, channel_axis=0, tile=None, device="cpu")
+    assert np.abs(tifffile.imread(tmp_path / "o" / "two_probs.tif") - ref).max() <= 1e-5

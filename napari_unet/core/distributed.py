@@ -323,6 +323,8 @@ def make_job(meta: dict, image: Any, out_dir: str | os.PathLike, *, fmt: str = "
     stem = stem or source.name
     if source.dtype.kind not in "buif":
         raise UserError(f"image dtype {source.dtype} is not supported; use an integer or float image")
+    if channel_axis is None and source.axes and "C" in source.axes and len(source.axes) == source.ndim:
+        channel_axis = source.axes.index("C")  # the file says which axis holds channels (OME-Zarr 'c')
     shape_only = np.broadcast_to(np.zeros((), source.dtype), source.shape)  # checks, no data
     cf = as_channels_first(shape_only, "image", meta["dims"], channel_axis, meta["in_channels"])
     spatial = tuple(int(s) for s in cf.shape[1:])
