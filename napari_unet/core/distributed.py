@@ -13,7 +13,6 @@ The model is loaded once per worker process (cached by path and checksum). dask.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import math
@@ -25,10 +24,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-try:
-    from .errors import UserError
-except ImportError:  # pragma: no cover
-    UserError = ValueError  # type: ignore[misc,assignment]
+from .errors import UserError
 from .readers import ImageSource, PixelSize, open_image
 
 DONE_DIR = ".napari-unet-done"
@@ -356,6 +352,20 @@ def run_jobs(ref: ModelRef, jobs: Sequence[Job], meta: dict, *, client: Any = No
 
     Returns the output paths per job. Blocks already done by an earlier, interrupted run of the
     same model on the same input are skipped."""
+    gen = iter_jobs(ref, jobs, meta, client=client, version=version)
+    while True:
+        try:
+            done, total = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if progress:
+            progress(done, total)
+
+
+def iter_jobs(ref: ModelRef, jobs: Sequence[Job], meta: dict, *, client: Any = None,
+              version: str = "0.5") -> Iterator[tuple[int, int]]:
+    """:func:`run_jobs` as a generator of ``(blocks done, blocks to do)``; returns the output
+    paths. Closing it stops the work (on a cluster: cancels what is queued)."""
     todo = []
     for job in jobs:
         prepare_store(ref, job, meta, version)
@@ -363,16 +373,14 @@ def run_jobs(ref: ModelRef, jobs: Sequence[Job], meta: dict, *, client: Any = No
         todo.append([b for b in job.blocks() if not marker_path(job, b).exists()])
     total = sum(len(t) for t in todo)
     done = 0
-    if progress:
-        progress(0, total)
+    yield 0, total
     if client is None:
         outs = []
         for job, blocks in zip(jobs, todo):
             for b in blocks:
                 run_block(ref, job, b)
                 done += 1
-                if progress:
-                    progress(done, total)
+                yield done, total
             outs.append(finalize(job))
         return outs
     from distributed import as_completed
@@ -390,52 +398,11 @@ def run_jobs(ref: ModelRef, jobs: Sequence[Job], meta: dict, *, client: Any = No
         for fut in as_completed(block_futs):
             fut.result()
             done += 1
-            if progress:
-                progress(done, total)
+            yield done, total
         return [f.result() for f in finals]
     except BaseException:
         client.cancel(block_futs + finals)
         raise
 
 
-@contextlib.contextmanager
-def open_client(*, workers: int | None = None, scheduler: str | None = None,
-                cluster: str | None = None, jobs: int | None = None,
-                cluster_options: dict | None = None) -> Iterator[tuple[Any, int | None]]:
-    """Yield ``(client, torch threads per worker)``: a LocalCluster of ``workers`` processes, an
-    existing scheduler, or a SLURM cluster of ``jobs`` jobs (dask-jobqueue); ``(None, None)``
-    when none is asked for."""
-    if not (workers or scheduler or cluster):
-        yield None, None
-        return
-    try:
-        import logging
-
-        from distributed import Client, LocalCluster
-    except ImportError as e:
-        raise UserError(f"distributed prediction needs dask.distributed ({e}): "
-                        "pip install 'napari-unet[bigdata]'") from None
-    if scheduler:
-        with Client(scheduler) as client:
-            yield client, None
-        return
-    if cluster:
-        if cluster != "slurm":
-            raise UserError(f"cluster must be 'slurm', got {cluster!r}")
-        try:
-            from dask_jobqueue import SLURMCluster
-        except ImportError:
-            raise UserError("--cluster slurm needs dask-jobqueue: pip install dask-jobqueue") from None
-        opts = dict(cluster_options or {})
-        opts.setdefault("processes", 1)
-        with SLURMCluster(**opts) as cl:
-            cl.scale(jobs=int(jobs or 1))
-            with Client(cl) as client:
-                yield client, None
-        return
-    if int(workers) < 1:
-        raise UserError(f"workers must be at least 1, got {workers}")
-    threads = max(1, (os.cpu_count() or 1) // int(workers))
-    with LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                      dashboard_address=None, silence_logs=logging.ERROR) as cl, Client(cl) as client:
-        yield client, threads
+from .cluster import open_client  # noqa: E402,F401  (kept importable from here)
