@@ -62,7 +62,7 @@ def image_items(layers: list, model: Any, hint: str = "",
 def predict_images(model: Any, items: list[tuple[str, np.ndarray]], *, tile: Any = "auto",
                    threshold: float | None = None, uncertainty: bool = True,
                    out_dir: Path | None = None, channel_axis: int | None = None,
-                   out_format: str = "tiff", pixels: dict | None = None,
+                   out_format: str = "tiff", pixels: dict | None = None, workers: int = 0,
                    cancel: threading.Event | None = None) -> Iterator[Progress | Result]:
     """Worker thread: predict each ``(name, image)`` in turn; yields Progress, then a Result per
     image (after writing ``<name>_probs.tif``/``<name>_labels.tif`` if ``out_dir``).
@@ -73,6 +73,13 @@ def predict_images(model: Any, items: list[tuple[str, np.ndarray]], *, tile: Any
     training run on this thread later must not inherit it."""
     from napari_unet.core.predict import PredictDone, PredictProgress, entropy, iter_predict, probabilities_to_labels
 
+    if workers and out_dir is not None:  # Batch on a local dask cluster (_cluster_batch.py)
+        from ._cluster_batch import predict_on_cluster
+
+        yield from predict_on_cluster(model, items, workers=workers, out_dir=Path(out_dir), out_format=out_format,
+                                      pixels=pixels, channel_axis=channel_axis, threshold=threshold,
+                                      tile=tile, cancel=cancel)
+        return
     meta = model.meta
     for i, (name, image) in enumerate(items):
         probs = None

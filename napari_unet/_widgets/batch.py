@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton,
-                            QVBoxLayout, QWidget)
+                            QSpinBox, QVBoxLayout, QWidget)
 
 from ._channels import channel_axis, channel_combo
 from ._common import UserError, heading, image_layers, show_info, user_action
@@ -29,6 +29,11 @@ class BatchWidget(PredictionPanel, QWidget):
         self.write = QCheckBox("write the results to:")
         self.format = QComboBox()
         self.format.addItems(["TIFF: <name>_probs.tif, <name>_labels.tif", "OME-Zarr: <name>.ome.zarr"])
+        self.workers = QSpinBox()
+        self.workers.setRange(0, 256)
+        self.workers.setSpecialValueText("none (this process)")
+        self.workers.setToolTip("Predict block by block on a local dask cluster of this many worker "
+                                "processes (needs an output folder; the files are written there)")
         self.out_dir = QLineEdit()
         self.out_dir.setPlaceholderText("output folder")
         browse = QPushButton("…")
@@ -54,6 +59,10 @@ class BatchWidget(PredictionPanel, QWidget):
         frow.addWidget(QLabel("as"))
         frow.addWidget(self.format, 1)
         lay.addLayout(frow)
+        wrow = QHBoxLayout()
+        wrow.addWidget(QLabel("dask workers"))
+        wrow.addWidget(self.workers, 1)
+        lay.addLayout(wrow)
         lay.addLayout(self.buttons)
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
@@ -77,6 +86,8 @@ class BatchWidget(PredictionPanel, QWidget):
             "No images to segment: open image layers"
             + (" and select some of them." if self.only_selected.isChecked() else "."))
         out_dir = None
+        if self.workers.value() and not self.write.isChecked():
+            raise UserError("Dask workers write their results to files: tick writing and choose an output folder.")
         if self.write.isChecked():
             text = self.out_dir.text().strip()
             if not text:
@@ -104,7 +115,7 @@ class BatchWidget(PredictionPanel, QWidget):
         self.done, self.files = [], []
         self._start(model, items, f"segmenting {len(items)} image(s)…", out_dir=out_dir, uncertainty=False,
                     channel_axis=ca, out_format="ome-zarr" if self.format.currentIndex() == 1 else "tiff",
-                    pixels=pixels)
+                    pixels=pixels, workers=self.workers.value())
 
     def _on_result(self, result: Result) -> None:
         self.done.append(result.image)

@@ -1,8 +1,10 @@
 """Predict and Batch: the channel axis choice (a (2, Y, X) layer is two channels of one plane
-for a 2-channel model, not two Z slices), and Batch writing OME-Zarr with the layer scale."""
+for a 2-channel model, not two Z slices), Batch writing OME-Zarr with the layer scale, and Batch
+on a local dask cluster."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from napari_unet._widgets._state import model_state
 
@@ -63,3 +65,26 @@ def test_batch_writes_ome_zarr_with_the_layer_scale(viewer, dock, qtbot, tiny_mo
     assert src.shape == (2, 3, 32, 40) and src.pixel_size.sizes == {"z": 2.0, "y": 0.5, "x": 0.5}
     g = zarr.open_group(out, mode="r")
     np.testing.assert_array_equal(g["labels/prediction/0"][:], viewer.layers["cells 3d labels"].data)
+
+
+@pytest.mark.slow
+def test_batch_on_a_two_worker_dask_cluster(viewer, dock, qtbot, tiny_model, tmp_path):
+    pytest.importorskip("distributed")
+    from napari_unet import predict
+
+    rng = np.random.default_rng(8)
+    imgs = {"a": rng.random((40, 48)).astype(np.float32), "b": rng.random((56, 40)).astype(np.float32)}
+    for name, img in imgs.items():
+        viewer.add_image(img, name=name)
+    model_state(viewer).set(tiny_model, "test")
+    b = dock("Batch")
+    b.write.setChecked(True)
+    b.out_dir.setText(str(tmp_path))
+    b.workers.setValue(2)
+    b.run()
+    qtbot.waitUntil(lambda: b.worker is None, timeout=240_000)  # only catches a hang
+    assert sorted(b.done) == ["a", "b"]
+    for name, img in imgs.items():
+        p = predict(tiny_model, img, device="cpu")
+        np.testing.assert_array_equal(np.asarray(viewer.layers[f"{name} labels"].data), np.where(p[1] > p[0], 2, 1))
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["a_labels.tif", "a_probs.tif", "b_labels.tif", "b_probs.tif"]
