@@ -261,3 +261,29 @@ def test_ome_zarr_channel_axis_comes_from_its_axes(tmp_path):
                  str(tmp_path / "two.ome.zarr")]) == 0
     ref = predict(m, img, channel_axis=0, tile=None, device="cpu")
     assert np.abs(tifffile.imread(tmp_path / "o" / "two_probs.tif") - ref).max() <= 1e-5
+
+
+def test_time_lapse_predicts_frame_by_frame(tmp_path, models):
+    from ome_zarr.writer import write_image
+
+    path, model = models["3d"]
+    movie = (np.random.default_rng(13).random((3, 8, 24, 20)) * 500).astype(np.uint16)  # t, z, y, x
+    write_image(movie, zarr.open_group(str(tmp_path / "movie.ome.zarr"), mode="w"), axes="tzyx",
+                scale_factors=[], scale={"z": 2.0, "y": 0.5, "x": 0.5})
+    for fmt in ("ome-zarr", "tiff"):
+        assert main(["predict", "--model", str(path), "--out-dir", str(tmp_path / fmt), "--quiet",
+                     "--format", fmt, str(tmp_path / "movie.ome.zarr")]) == 0
+    g = zarr.open_group(tmp_path / "ome-zarr" / "movie.ome.zarr", mode="r")
+    ms = g.attrs["ome"]["multiscales"][0]
+    assert [a["name"] for a in ms["axes"]] == ["t", "c", "z", "y", "x"] and ms["axes"][0]["type"] == "time"
+    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 1.0, 2.0, 0.5, 0.5]
+    probs = tifffile.imread(tmp_path / "tiff" / "movie_probs.tif")
+    assert probs.shape == (3, *movie.shape)
+    for t in range(movie.shape[0]):  # each frame on its own, normalised with the whole movie's statistics
+        from napari_unet.core.normalize import percentile_stats
+
+        stats = percentile_stats(movie[None], channel_axis=0)
+        ref = predict(model, movie[t], tile=None, device="cpu", stats=stats)
+        assert np.abs(g["0"][t] - ref).max() <= 1e-5
+        assert np.abs(probs[:, t] - ref).max() <= 1e-5
+        np.testing.assert_array_equal(g["labels/prediction/0"][t], probabilities_to_labels(ref))

@@ -87,6 +87,7 @@ class Job:
     pixel: PixelSize = field(default_factory=PixelSize)
     overwrite: bool = False
     chunks_auto: bool = False    # chunks were chosen here: a resumed run keeps the earlier ones
+    frames: bool = False         # a time-lapse: spatial[0] is T, each frame predicted on its own
 
     @property
     def grid_shape(self) -> tuple[int, ...]:
@@ -193,14 +194,21 @@ def run_block(ref: ModelRef, job: Job, index: Sequence[int], stats: Any = None) 
     x = read_channels_first(job.source, job.channel_axis, [slice(a, b) for a, b in region])
     check_finite(x)
     model = cached_model(ref)
-    probs = predict(model, x, tile=job.tile, batch_size=job.batch_size, device=job.device,
-                    channel_axis=0, stats=np.asarray(stats, np.float64))
+    kw = dict(tile=job.tile, batch_size=job.batch_size, device=job.device, channel_axis=0,
+              stats=np.asarray(stats, np.float64))
+    if job.frames:
+        probs = np.stack([predict(model, x[:, i], **kw) for i in range(x.shape[1])], axis=1)
+    else:
+        probs = predict(model, x, **kw)
     inner = (slice(None),) + tuple(slice(a - ra, b - ra) for (a, b), (ra, _) in zip(core, region))
     p = np.ascontiguousarray(probs[inner])
     labels = probabilities_to_labels(p, job.values, job.threshold)
     dst = tuple(slice(a, b) for a, b in core)
     parr, larr = _arrays(job.store)
-    parr[(slice(None),) + dst] = p
+    if job.frames:  # the store is (t, c, z, y, x)
+        parr[(dst[0], slice(None)) + dst[1:]] = np.moveaxis(p, 0, 1)
+    else:
+        parr[(slice(None),) + dst] = p
     larr[dst] = labels
     marker.parent.mkdir(exist_ok=True)
     marker.touch()
@@ -265,13 +273,17 @@ def finalize(job: Job, *done: Any) -> list[str]:
         return [str(final)]
     parr, larr = _arrays(str(store))
     out = Path(job.final)
-    axes = "C" + axes_for(np.empty((1,) * len(job.spatial)))
+    axes = "CTZYX" if len(job.spatial) == 4 else "C" + axes_for(np.empty((1,) * len(job.spatial)))
     probs_path, labels_path = out / f"{job.stem}_probs.tif", out / f"{job.stem}_labels.tif"
     step = job.chunks[0]
-    with tiff_memmap(probs_path, parr.shape, np.float32, axes=axes, pixel=job.pixel) as pm, \
+    pshape = (parr.shape[1], parr.shape[0], *parr.shape[2:]) if job.frames else parr.shape
+    with tiff_memmap(probs_path, pshape, np.float32, axes=axes, pixel=job.pixel) as pm, \
             tiff_memmap(labels_path, larr.shape, larr.dtype, axes=axes[1:], pixel=job.pixel) as lm:
         for s in range(0, job.spatial[0], step):
-            pm[:, s:s + step] = parr[:, s:s + step]
+            if job.frames:  # TIFF keeps classes first: (c, t, z, y, x)
+                pm[:, s:s + step] = np.moveaxis(parr[s:s + step], 1, 0)
+            else:
+                pm[:, s:s + step] = parr[:, s:s + step]
             lm[s:s + step] = larr[s:s + step]
     _STORES.pop(str(store), None)
     shutil.rmtree(store, ignore_errors=True)
@@ -322,8 +334,16 @@ def make_job(meta: dict, image: Any, out_dir: str | os.PathLike, *, fmt: str = "
     if channel_axis is None and source.axes and "C" in source.axes and len(source.axes) == source.ndim:
         channel_axis = source.axes.index("C")  # the file says which axis holds channels (OME-Zarr 'c')
     shape_only = np.broadcast_to(np.zeros((), source.dtype), source.shape)  # checks, no data
-    cf = as_channels_first(shape_only, "image", meta["dims"], channel_axis, meta["in_channels"])
-    spatial = tuple(int(s) for s in cf.shape[1:])
+    frames = bool(source.axes and len(source.axes) == source.ndim and source.axes[0] == "T"
+                  and source.ndim - (channel_axis is not None) == 4
+                  and (channel_axis is None or channel_axis % source.ndim != 0))
+    if frames:  # T(Z)YX time-lapse: T is a block axis without halo, each frame predicted alone
+        ca = None if channel_axis is None else channel_axis % source.ndim - 1
+        cf = as_channels_first(shape_only[0], "each frame", meta["dims"], ca, meta["in_channels"])
+        spatial = (int(source.shape[0]),) + tuple(int(s) for s in cf.shape[1:])
+    else:
+        cf = as_channels_first(shape_only, "image", meta["dims"], channel_axis, meta["in_channels"])
+        spatial = tuple(int(s) for s in cf.shape[1:])
     ch, halo = plan_chunks(spatial, meta, chunks, workers)
     out_dir = Path(out_dir)
     inputs = [source.path] if source.path else []
@@ -341,7 +361,7 @@ def make_job(meta: dict, image: Any, out_dir: str | os.PathLike, *, fmt: str = "
     values = list(meta.get("class_values") or range(1, meta["classes"] + 1))
     return Job(source, stem, str(store), str(final), fmt, channel_axis, spatial, ch, halo, values,
                threshold, tile, batch_size, device, None, pixel if pixel is not None else source.pixel_size,
-               overwrite, chunks in (None, "auto"))
+               overwrite, chunks in (None, "auto"), frames)
 
 
 # ----------------------------------------------------------------------------- running

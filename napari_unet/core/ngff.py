@@ -34,6 +34,8 @@ def _axes(names: str, pixel: PixelSize) -> list[dict]:
     for a in names.lower():
         if a == "c":
             out.append({"name": "c", "type": "channel"})
+        elif a == "t":
+            out.append({"name": "t", "type": "time"})
         else:
             d = {"name": a, "type": "space"}
             if pixel.unit:
@@ -55,19 +57,23 @@ def create_prediction_store(path: str | Path, spatial: Sequence[int], classes: i
     zf = 2 if version == "0.4" else 3
     pixel = pixel or PixelSize()
     spatial = tuple(int(s) for s in spatial)
-    names = "zyx"[-len(spatial):]
+    names = "tzyx" if len(spatial) == 4 else "zyx"[-len(spatial):]
     values = list(class_values or range(1, classes + 1))
     ldtype = np.uint8 if max(values) < 256 else np.uint16
     root = zarr.open_group(str(path), mode="w", zarr_format=zf)
+    # classes first (c, [z,] y, x); a time-lapse puts t before c, as NGFF orders axes (t, c, z, y, x)
+    pnames = "tc" + names[1:] if names[0] == "t" else "c" + names
+    pshape = tuple(classes if a == "c" else spatial[names.index(a)] for a in pnames)
+    pchunks = tuple(classes if a == "c" else chunks[names.index(a)] for a in pnames)
     kw: dict[str, Any] = {}
     if zf == 3:
-        kw["dimension_names"] = ["c", *names]
-    root.create_array("0", shape=(classes, *spatial), chunks=(classes, *chunks), dtype="float32",
-                      fill_value=0.0, **kw)
-    scale = [1.0] + pixel.for_axes(names.upper())
+        kw["dimension_names"] = list(pnames)
+    root.create_array("0", shape=pshape, chunks=pchunks, dtype="float32", fill_value=0.0, **kw)
     write_multiscales_metadata(
-        root, [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
-        fmt=fmt, axes=_axes("c" + names, pixel), name=name)
+        root, [{"path": "0", "coordinateTransformations": [
+            {"type": "scale", "scale": pixel.for_axes(pnames.upper())}]}],
+        fmt=fmt, axes=_axes(pnames, pixel), name=name)
+    scale = [1.0] + pixel.for_axes(names.upper())
     labels = root.create_group("labels")
     pred = labels.create_group("prediction")
     if zf == 3:
@@ -126,7 +132,7 @@ def write_prediction(path: str | Path, probs: np.ndarray, labels: np.ndarray, *,
 
     path = Path(path)
     spatial = labels.shape
-    chunks = tuple(min(s, c) for s, c in zip(spatial, (16, 512, 512)[-len(spatial):]))
+    chunks = tuple(min(s, c) for s, c in zip(spatial, (1, 16, 512, 512)[-len(spatial):]))
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
     try:
         root = create_prediction_store(tmp / "store", spatial, probs.shape[0], chunks, pixel=pixel,
