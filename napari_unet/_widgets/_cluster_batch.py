@@ -16,7 +16,12 @@ def _read_outputs(paths: list[str], out_format: str) -> tuple[Any, Any]:
         import zarr
 
         g = zarr.open_group(paths[0], mode="r")
-        return g["0"], g["labels/prediction/0"]
+        probs = g["0"]
+        if probs.ndim == 5:  # a time-lapse is stored (t, c, z, y, x); Result wants classes first
+            import dask.array as da
+
+            probs = da.moveaxis(da.from_zarr(probs), 0, 1)
+        return probs, g["labels/prediction/0"]
     import tifffile
 
     return tifffile.memmap(paths[0], mode="r"), tifffile.memmap(paths[1], mode="r")
@@ -30,11 +35,23 @@ def predict_on_cluster(model: Any, items: list[tuple[str, Any]], *, workers: int
     from napari_unet.core.io import save_model
     from napari_unet.core.readers import open_image
 
+    from ._frames import is_time_lapse
+
     meta = model.meta
     outs = None
+
+    def source(name: str, data: Any):
+        src = open_image(data, name=safe_stem(name))
+        if is_time_lapse(data.shape, channel_axis):  # T first (napari's order): frame by frame
+            axes = ["Z", "Y", "X"][-(data.ndim - 1 - (channel_axis is not None)):]
+            if channel_axis is not None:
+                axes.insert(channel_axis % data.ndim - 1, "C")
+            src.axes = "T" + "".join(axes)
+        return src
+
     with tempfile.TemporaryDirectory(prefix=".napari-unet-model-", dir=out_dir) as tmp:
         path = save_model(model, Path(tmp) / "model.pt")  # the workers load it once each
-        jobs = [make_job(meta, open_image(data, name=safe_stem(name)), out_dir, fmt=out_format,
+        jobs = [make_job(meta, source(name, data), out_dir, fmt=out_format,
                          stem=safe_stem(name), channel_axis=channel_axis, tile=tile, threshold=threshold,
                          pixel=(pixels or {}).get(name), workers=workers, device="auto")
                 for name, data in items]

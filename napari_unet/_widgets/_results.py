@@ -13,6 +13,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from . import _layers
+from ._frames import frame_channel_axis, is_time_lapse, iter_predict_frames, spatial_axes
 
 
 @dataclass(frozen=True)
@@ -49,10 +50,14 @@ def image_items(layers: list, model: Any, hint: str = "",
                             "(or choose the last axis as the channel axis, with a model trained on them).")
         data = _layers.full_data(layer)
         spatial = len(data.shape) - (channel_axis is not None)
-        if model.meta.get("dims") == 3 and spatial != 3:
-            raise UserError(f"The model is 3D but '{layer.name}' is not a (Z, Y, X) stack{hint}.")
+        if model.meta.get("dims") == 3 and spatial not in (3, 4):
+            raise UserError(f"The model is 3D but '{layer.name}' is not a (Z, Y, X) stack or a "
+                            f"(T, Z, Y, X) time-lapse{hint}.")
+        shape, ca = data.shape, channel_axis
+        if is_time_lapse(shape, ca):  # predicted frame by frame (_frames.py)
+            shape, ca = shape[1:], frame_channel_axis(len(shape), ca)
         try:  # shape checks only (channel count, axes), no data read
-            prepare_image(np.broadcast_to(np.zeros((), data.dtype), data.shape), model.meta, channel_axis)
+            prepare_image(np.broadcast_to(np.zeros((), data.dtype), shape), model.meta, ca)
         except ValueError as e:
             raise UserError(f"'{layer.name}': {e}") from None
         items.append((layer.name, np.asarray(data)))
@@ -84,7 +89,10 @@ def predict_images(model: Any, items: list[tuple[str, np.ndarray]], *, tile: Any
     for i, (name, image) in enumerate(items):
         probs = None
         outs = output_arrays(image, meta, uncertainty, channel_axis)
-        gen = iter_predict(model, image, tile=tile, out=outs["probs"], channel_axis=channel_axis)
+        if is_time_lapse(image.shape, channel_axis):
+            gen = iter_predict_frames(model, image, tile=tile, out=outs["probs"], channel_axis=channel_axis)
+        else:
+            gen = iter_predict(model, image, tile=tile, out=outs["probs"], channel_axis=channel_axis)
         try:
             for ev in gen:
                 if cancel is not None and cancel.is_set():
@@ -109,8 +117,9 @@ def predict_images(model: Any, items: list[tuple[str, np.ndarray]], *, tile: Any
 
             stem = safe_stem(name)
             px = (pixels or {}).get(name)
-            p1 = write_tiff(Path(out_dir) / f"{stem}_probs.tif", probs, axes=axes_for(probs, True), pixel=px)
-            p2 = write_tiff(Path(out_dir) / f"{stem}_labels.tif", labels, axes=axes_for(labels), pixel=px)
+            axes = spatial_axes(labels.ndim) if labels.ndim == 4 else axes_for(labels)
+            p1 = write_tiff(Path(out_dir) / f"{stem}_probs.tif", probs, axes="C" + axes, pixel=px)
+            p2 = write_tiff(Path(out_dir) / f"{stem}_labels.tif", labels, axes=axes, pixel=px)
             files = (str(p1), str(p2))
         yield Result(name, probs, labels, unc, files)
 
@@ -124,7 +133,11 @@ def output_arrays(image: np.ndarray, meta: dict, uncertainty: bool,
     layer uses them, and the disk space comes back when it is gone (POSIX)."""
     from napari_unet.core.predict import fits_in_ram, prepare_image
 
-    spatial = prepare_image(image, meta, channel_axis).shape[1:]
+    if is_time_lapse(image.shape, channel_axis):
+        fca = frame_channel_axis(image.ndim, channel_axis)
+        spatial = (image.shape[0],) + prepare_image(image[0], meta, fca).shape[1:]
+    else:
+        spatial = prepare_image(image, meta, channel_axis).shape[1:]
     classes = meta["classes"]
     label_dtype = np.uint8 if max(meta.get("class_values") or [classes]) < 256 else np.uint16
     shapes = {"probs": ((classes,) + spatial, np.float32), "labels": (spatial, label_dtype)}

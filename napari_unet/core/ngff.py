@@ -138,7 +138,7 @@ def write_prediction(path: str | Path, probs: np.ndarray, labels: np.ndarray, *,
         root = create_prediction_store(tmp / "store", spatial, probs.shape[0], chunks, pixel=pixel,
                                        class_names=class_names, class_values=class_values, name=name,
                                        version=version, extra_attrs={"napari_unet": {"written_by": "napari-unet"}})
-        root["0"][...] = probs
+        root["0"][...] = np.moveaxis(probs, 0, 1) if labels.ndim == 4 else probs  # (t, c, ...) for a movie
         root["labels/prediction/0"][...] = labels
         if path.exists():
             os.replace(path, tmp / "old")

@@ -88,3 +88,35 @@ def test_batch_on_a_two_worker_dask_cluster(viewer, dock, qtbot, tiny_model, tmp
         p = predict(tiny_model, img, device="cpu")
         np.testing.assert_array_equal(np.asarray(viewer.layers[f"{name} labels"].data), np.where(p[1] > p[0], 2, 1))
     assert sorted(f.name for f in tmp_path.iterdir()) == ["a_labels.tif", "a_probs.tif", "b_labels.tif", "b_probs.tif"]
+
+
+def test_predict_a_time_lapse_frame_by_frame(viewer, dock, qtbot, tmp_path):
+    import torch
+
+    from napari_unet import predict
+    from napari_unet.core.model import build_model
+    from napari_unet.core.normalize import percentile_stats
+
+    torch.manual_seed(9)
+    model = build_model(dims=3, classes=2, base_channels=4, depth=2, class_names=["background", "nucleus"])
+    movie = np.random.default_rng(10).random((2, 8, 24, 28)).astype(np.float32)  # t, z, y, x
+    viewer.add_image(movie, name="movie")
+    model_state(viewer).set(model, "test")
+    w = dock("Predict")
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)  # only catches a hang
+    stats = percentile_stats(movie[None], channel_axis=0)
+    labels = viewer.layers["movie labels"].data
+    assert labels.shape == movie.shape
+    for t in range(2):
+        ref = predict(model, movie[t], device="cpu", stats=stats)
+        np.testing.assert_allclose(viewer.layers["movie p(nucleus)"].data[t], ref[1], atol=1e-5)
+    b = dock("Batch")  # the same through Batch, written as TIFF (classes first: c, t, z, y, x)
+    b.write.setChecked(True)
+    b.out_dir.setText(str(tmp_path))
+    b.run()
+    qtbot.waitUntil(lambda: b.worker is None, timeout=120_000)  # only catches a hang
+    import tifffile
+
+    assert tifffile.imread(tmp_path / "movie_probs.tif").shape == (2, *movie.shape)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "movie_labels.tif"), labels)
