@@ -1,6 +1,6 @@
-"""Predict and Batch: the channel axis choice (a (2, Y, X) layer is two channels of one plane
-for a 2-channel model, not two Z slices), Batch writing OME-Zarr with the layer scale, and Batch
-on a local dask cluster."""
+"""Predict and Batch (issue 11): the channel axis choice (a (2, Y, X) layer is two channels of one
+plane for a 2-channel model, not two Z slices), Batch writing OME-Zarr with the layer scale, Batch
+on a local dask cluster, and time-lapse layers predicted frame by frame."""
 from __future__ import annotations
 
 import numpy as np
