@@ -120,3 +120,28 @@ def test_predict_a_time_lapse_frame_by_frame(viewer, dock, qtbot, tmp_path):
 
     assert tifffile.imread(tmp_path / "movie_probs.tif").shape == (2, *movie.shape)
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "movie_labels.tif"), labels)
+
+
+def test_our_tiff_outputs_open_as_labels_and_per_class_images(viewer, tmp_path, tiny_model):
+    import tifffile
+
+    from napari_unet import save_model
+    from napari_unet.cli import main
+
+    save_model(tiny_model, tmp_path / "m.pt")
+    tifffile.imwrite(tmp_path / "s.tif", np.random.default_rng(11).integers(0, 255, (3, 32, 36), np.uint8),
+                     imagej=True, resolution=(4.0, 4.0), metadata={"unit": "um", "spacing": 2.0, "axes": "ZYX"})
+    assert main(["predict", "--model", str(tmp_path / "m.pt"), "--out-dir", str(tmp_path / "o"), "--quiet",
+                 str(tmp_path / "s.tif")]) == 0
+    viewer.open(str(tmp_path / "o" / "s_labels.tif"), plugin="napari-unet")
+    viewer.open(str(tmp_path / "o" / "s_probs.tif"), plugin="napari-unet")
+    kinds = {layer.name: type(layer).__name__ for layer in viewer.layers}
+    assert kinds == {"s labels": "Labels", "s p(class 1)": "Image", "s p(class 2)": "Image"}
+    for layer in viewer.layers:
+        assert layer.data.shape == (3, 32, 36)
+        np.testing.assert_allclose(layer.scale, (2.0, 0.25, 0.25))
+    # a TIFF that napari-unet did not write is left to napari's own reader
+    from napari_unet._reader import get_reader
+
+    tifffile.imwrite(tmp_path / "x_labels.tif", np.zeros((4, 4), np.uint8))
+    assert get_reader(str(tmp_path / "x_labels.tif")) is None
