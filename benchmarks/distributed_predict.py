@@ -52,7 +52,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     shape3 = (16, 128, 192) if args.quick else (48, 256, 384)
     chunk3 = (shape3[0], shape3[1], shape3[2] // 2)
-    n_files, shape2 = (8, (128, 128)) if args.quick else (16, (256, 256))
+    n_files, shape2 = (16, (128, 128)) if args.quick else (16, (256, 256))
     torch.manual_seed(0)
     m3 = build_model(dims=3, classes=2, base_channels=16, depth=3)
     m2 = build_model(dims=2, classes=2, base_channels=32, depth=4)

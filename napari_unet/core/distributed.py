@@ -50,18 +50,24 @@ def model_ref(path: str | os.PathLike, threads: int | None = None) -> ModelRef:
     return ModelRef(str(Path(path).resolve()), h.hexdigest(), threads)
 
 
-def cached_model(ref: ModelRef):
-    """The model of ``ref``, loaded once per process."""
-    key = (ref.path, ref.sha256)
+def cached_model(ref: ModelRef, device: Any = "cpu"):
+    """The model of ``ref`` as an inference copy for ``device`` (BatchNorm folded), loaded and
+    prepared once per process: ``predict`` uses it as is instead of copying it per block."""
+    from .device import resolve_device
+
+    dev = resolve_device(device)
+    key = (ref.path, ref.sha256, str(dev))
     if key not in _MODELS:
         from .io import load_model
+        from .predict import _use_channels_last, inference_copy
 
         if ref.threads:
             import torch
 
             torch.set_num_threads(int(ref.threads))
         _MODELS.clear()  # one model at a time per worker
-        _MODELS[key] = load_model(ref.path)
+        model = load_model(ref.path)
+        _MODELS[key] = inference_copy(model, dev, _use_channels_last(dev, model.meta["dims"]))
     return _MODELS[key]
 
 
@@ -193,7 +199,7 @@ def run_block(ref: ModelRef, job: Job, index: Sequence[int], stats: Any = None) 
     region = [(max(0, a - h), min(s, b + h)) for (a, b), h, s in zip(core, job.halo, job.spatial)]
     x = read_channels_first(job.source, job.channel_axis, [slice(a, b) for a, b in region])
     check_finite(x)
-    model = cached_model(ref)
+    model = cached_model(ref, job.device)
     kw = dict(tile=job.tile, batch_size=job.batch_size, device=job.device, channel_axis=0,
               stats=np.asarray(stats, np.float64))
     if job.frames:
