@@ -53,8 +53,14 @@ ENTROPY_WEIGHT = 0.0          # entropy minimisation on unpainted pixels (see lo
 EMA_DECAY = 0.99             # the returned weights: an exponential moving average (0: off)
 BN_RECALIBRATE = True        # re-estimate BatchNorm statistics at the end (see _recalibrate_bn)
 UNCERTAIN_BELOW = 0.75       # a pixel is "uncertain" when its top class probability is below this
-REG_WEIGHT = float(os.environ.get("NAPARI_UNET_REG", 0))
-REG_RAMP = float(os.environ.get("NAPARI_UNET_REG_RAMP", 0))
+# the edge-aware regulariser on every pixel (losses.edge_aware_potts): its weight against the
+# stroke loss, its ramp (share of the run over which it grows from 0, so the strokes set the
+# classes first) and the neighbour distances it compares; environment overrides for benchmarks
+REG_WEIGHT = float(os.environ.get("NAPARI_UNET_REG", 3.0))
+# 3D: measured on the ovule stack (thin cell-boundary sheets, painted on every 6th plane) the
+# full weight cost 0.06 IoU against none and 1.0 cost 0.017 (benchmarks/quality.py)
+REG_WEIGHT_3D = float(os.environ.get("NAPARI_UNET_REG_3D", os.environ.get("NAPARI_UNET_REG", 1.0)))
+REG_RAMP = float(os.environ.get("NAPARI_UNET_REG_RAMP", 0.25))
 REG_DILATIONS = tuple(int(v) for v in os.environ.get("NAPARI_UNET_REG_DIL", "1,2,4").split(","))
 
 
@@ -499,6 +505,7 @@ class _Trainer:
         check_training_memory(batch, patch, meta["base_channels"], p.classes,
                               available_memory(dev), describe_device(dev))
         self.reg_offsets = neighbour_offsets(dims, REG_DILATIONS)
+        self.reg_weight = REG_WEIGHT if dims == 2 else REG_WEIGHT_3D
         # crop with margin in the YX plane for rotations/scaling (difference even: exact 90-deg)
         if p.augment is not None:
             margin = [0] * dims
@@ -834,10 +841,10 @@ class _Trainer:
                     with torch.autocast(dev.type, dtype=self.amp, enabled=self.amp is not None):
                         logits = model(x)
                     loss = sparse_loss(logits, y, dice_weight=p.dice_weight, entropy_weight=ENTROPY_WEIGHT)
-                    if REG_WEIGHT > 0:
+                    if self.reg_weight > 0:
                         ramp = 1.0 if (self.start_state is not None or REG_RAMP <= 0) else \
                             min(1.0, max(frac / REG_RAMP, step / (REG_RAMP * 1600)))
-                        loss = loss + (REG_WEIGHT * ramp) * edge_aware_potts(
+                        loss = loss + (self.reg_weight * ramp) * edge_aware_potts(
                             torch.softmax(logits.float(), 1), x, self.reg_offsets)
                     self.opt.zero_grad(set_to_none=True)
                     if self.scaler is not None:
