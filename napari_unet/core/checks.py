@@ -1,0 +1,107 @@
+"""Input checks shared by prediction and training (numpy only): one validator per kind of input.
+
+- images: :func:`as_channels_first` (shape, dtype, channels for a ``dims``-D model),
+  :func:`prepare_image` (the same against a model's metadata), :func:`check_finite` (NaN/inf and
+  the float32 range);
+- labels: :func:`napari_unet.core.labels.check_labels` (re-exported here);
+- options: :func:`check_threshold`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import UserError, UserTypeError, option, say
+from .labels import check_labels
+
+__all__ = ["as_channels_first", "prepare_image", "check_finite", "check_threshold", "check_labels",
+           "F32_MAX"]
+
+
+def as_channels_first(image: Any, name: str, dims: int, channel_axis: int | None,
+                      in_channels: int | None = None) -> np.ndarray:
+    """Check an image for a ``dims``-D model and return a channels-first view (no copy).
+
+    Shared by prediction and training so that both accept and refuse the same images with the
+    same messages. ``in_channels``: the model's channel count, when there is a model.
+    """
+    if not hasattr(image, "shape") or not hasattr(image, "dtype"):
+        if isinstance(image, (list, tuple)):
+            image = np.asarray(image)
+        else:
+            raise UserTypeError(f"{name} must be a numpy array, got {type(image).__name__}")
+    if not isinstance(image, np.ndarray):
+        image = np.asarray(image)
+    if image.dtype.kind not in "buif":
+        raise UserTypeError(f"{name} dtype {image.dtype} is not supported; use an integer or float image")
+    if image.size == 0:
+        raise UserError(f"{name} is empty (shape {image.shape})")
+    if channel_axis is not None:
+        if not isinstance(channel_axis, (int, np.integer)) or not -image.ndim <= channel_axis < image.ndim:
+            raise UserError(f"{option('channel_axis', repr(channel_axis))} is out of range for {name} of shape {image.shape}")
+        if in_channels is not None and image.shape[channel_axis] != in_channels:
+            raise UserError(f"{name} has {image.shape[channel_axis]} channels on axis {channel_axis} "
+                             f"but the model expects {in_channels}")
+        image = np.moveaxis(image, channel_axis, 0)
+    else:
+        if in_channels not in (None, 1):
+            raise UserError(f"the model expects {in_channels} channels: pass {option('channel_axis', 'N')} to say which "
+                             f"axis of {name} holds them")
+        if image.ndim == 3 and image.shape[-1] in (3, 4) and min(image.shape[:2]) > 4:
+            raise UserError(f"{name} of shape {image.shape} looks like RGB(A) but takes 1 channel "
+                             f"here: convert it to grayscale, or pass {option('channel_axis', -1)} to use its "
+                             "channels (with a model trained on them)")
+        image = image[None]
+    spatial = image.ndim - 1
+    if dims == 2 and spatial not in (2, 3):
+        raise UserError(f"a 2D model{say(' (dims=2)', '')} takes (Y, X) or (Z, Y, X) images; {name} has "
+                         f"{spatial} spatial dims (shape {image.shape[1:]})")
+    if dims == 3 and spatial != 3:
+        hint = say("; use a 2D model (dims=2)", "; use a 2D model (train with --dims 2)") if spatial == 2 else ""
+        raise UserError(f"a 3D model{say(' (dims=3)', '')} takes (Z, Y, X) volumes; {name} has {spatial} "
+                         f"spatial dims (shape {image.shape[1:]}){hint}")
+    return image
+
+
+def prepare_image(image: Any, meta: dict, channel_axis: int | None) -> np.ndarray:
+    """Check ``image`` against the model and return a channels-first view (no copy)."""
+    return as_channels_first(image, "image", meta["dims"], channel_axis, meta["in_channels"])
+
+
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_finite(image: np.ndarray, chunk_bytes: int = 64 << 20, *, name: str = "image",
+                 doing: str = "predicting") -> None:
+    """Raise UserError if a float image holds NaN/inf, or (float64) finite values beyond the
+    float32 range the model computes in (checked in chunks, no full-size temp)."""
+    if image.dtype.kind != "f":
+        return
+    flat_axis = int(np.argmax(image.shape))
+    n = image.shape[flat_axis]
+    per = max(1, int(chunk_bytes // max(1, image.nbytes // n)))
+    wide = image.dtype.itemsize > 4
+    for s in range(0, n, per):
+        part = np.take(image, range(s, min(n, s + per)), axis=flat_axis) if flat_axis else image[s:s + per]
+        if not np.isfinite(part).all():
+            raise UserError(f"{name} contains NaN or infinite values; replace them "
+                            f"(e.g. numpy.nan_to_num) before {doing}")
+        if wide and part.size:
+            big = float(np.abs(part).max())
+            if big > F32_MAX:
+                raise UserError(f"{name} holds values up to {big:.3g}, beyond the float32 range "
+                                f"(about {F32_MAX:.3g}) the model computes in; rescale it before {doing}")
+
+
+def check_threshold(threshold: float | None, classes: int) -> None:
+    """A threshold is a probability (0..1) and needs a two-class model; checked before predicting."""
+    if threshold is None:
+        return
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating, np.integer)):
+        raise UserTypeError(f"threshold must be a number between 0 and 1, got {threshold!r}")
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise UserError(f"{option('threshold', threshold)}: a threshold is a probability between 0 and 1")
+    if classes != 2:
+        raise UserError(f"{option('threshold', threshold)} needs a two-class model, this one has "
+                        f"{classes} classes (its labels are the most probable class)")
