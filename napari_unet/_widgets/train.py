@@ -12,7 +12,7 @@ import numpy as np
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
                             QLineEdit, QListWidget, QListWidgetItem, QProgressBar, QPushButton,
                             QSpinBox, QVBoxLayout, QWidget)
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from superqt import QCollapsible
 
 from . import _layers
@@ -179,6 +179,9 @@ class TrainWidget(QWidget):
         self.state.changed.connect(self._model_changed)
         self.destroyed.connect(_Closer(self))
         self.refresh_pairs()
+        # a warm training process for the first click: started in the background once the dock
+        # is shown (torch is imported there, never in the viewer's process)
+        QTimer.singleShot(0, _prestart)
 
     # ------------------------------------------------------------------ data
     def refresh_pairs(self, *_: Any) -> None:
@@ -499,6 +502,15 @@ class _Closer:
 
     def __call__(self, *_: Any) -> None:
         shutdown(self._widget.get("worker"), self._widget.get("_stop"))
+
+
+def _prestart() -> None:
+    import os
+
+    if not os.environ.get("NAPARI_UNET_NO_PRESTART"):
+        from napari_unet.core.train_process import prestart
+
+        prestart()
 
 
 def shutdown(worker: Any, stop: threading.Event | None, timeout: float = 5.0) -> None:

@@ -6,14 +6,19 @@ an ``if __name__ == "__main__":`` guard would open a second viewer there and nev
 the child runs only our code, whatever started the parent (a script, the ``napari`` command,
 IPython/Jupyter, ``napari-unet gui``).
 
-The child connects back to the parent's listener (the key comes in the environment), receives
-the job, and sends training events. A reader thread takes "stop" and preview messages; when the
-connection drops (the parent exited or was killed) training stops and the process ends.
+The child connects back to the parent's listener (the key comes in the environment), lowers its
+priority, imports torch and the training code (warm-up) while the first job's data arrives, and
+then runs jobs one after the other, sending training events. Between jobs it stays idle on the
+same connection (core.train_process reuses it: a warm start), and ends after ``IDLE_S`` seconds
+without a job or on an "exit" message. A reader thread takes jobs, per-job "stop" and preview
+messages; when the connection drops (the parent exited or was killed) training stops and the
+process ends.
 """
 from __future__ import annotations
 
 import os
 import pickle
+import queue
 import signal
 import sys
 import threading
@@ -21,7 +26,10 @@ import traceback
 from typing import Any
 
 AUTHKEY_ENV = "NAPARI_UNET_TRAIN_KEY"
+NICE_ENV = "NAPARI_UNET_TRAIN_NICE"
+IDLE_ENV = "NAPARI_UNET_TRAIN_IDLE_S"
 PARENT_GONE_GRACE_S = 10.0  # after the parent is gone: time to stop cleanly before a hard exit
+IDLE_S = 1800.0  # an idle (warm) process waits this long for the next job, then ends
 
 
 def send(conn: Any, obj: Any) -> None:
@@ -45,43 +53,115 @@ def _state_of(model) -> tuple[dict, dict]:
     return dict(model.meta), {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
 
 
-def run(conn: Any) -> None:
-    """Receive the job on ``conn``, train, send the events back."""
-    stop = threading.Event()
-    latest: list = [None]
+def _warm_up(jobs: "queue.Queue") -> None:
+    """While idle: import torch and the training code, and (when no job waits yet) take one
+    tiny training step of the default CPU model, so that the first job starts at once. The
+    random state is left as it was (every job seeds its own anyway)."""
+    try:
+        import torch
+
+        from . import train  # noqa: F401
+
+        with torch.random.fork_rng():
+            # the optimizer's first construction imports torch._dynamo (~2 s on 2 cores)
+            opt = torch.optim.AdamW([torch.zeros(1, requires_grad=True)])
+            if not jobs.empty():
+                return
+            from .model import build_model
+
+            model = build_model(dims=2, classes=2)  # one step of the default 2D CPU patch/batch
+            opt = torch.optim.AdamW(model.parameters())
+            model(torch.zeros(4, 1, 128, 128)).float().mean().backward()
+            opt.step()
+    except Exception:  # noqa: BLE001 - the job itself reports a broken installation
+        pass
+
+
+def _apply_nice(nice: int, base: list) -> None:
+    """Lower this process's priority to ``nice`` above the parent's (never raised back)."""
+    if not nice or not hasattr(os, "nice"):
+        return
+    try:
+        cur = os.nice(0)
+        if cur < base[0] + nice:
+            os.nice(base[0] + nice - cur)  # the viewer gets the CPU first when it needs it
+    except OSError:  # pragma: no cover
+        pass
+
+
+def serve(conn: Any, idle_s: float = IDLE_S, nice: int = 0) -> None:
+    """Run the jobs that arrive on ``conn`` one after the other, sending their events back;
+    between jobs wait idle (warm) for the next, and end after ``idle_s`` seconds without one,
+    on an "exit" message, or when the connection drops (the parent exited or was killed)."""
+    jobs: queue.Queue = queue.Queue()
+    stops: dict = {}       # job id -> its stop event
+    previews: dict = {}    # job id -> the latest preview request
+    exiting = threading.Event()
+    lock = threading.Lock()
+    base = [os.nice(0) if hasattr(os, "nice") else 0]
+
+    def tell(msg: tuple) -> None:
+        with lock:
+            send(conn, msg)
 
     def read() -> None:
         try:
             while True:
                 msg = recv(conn)
-                if msg[0] == "stop":
-                    stop.set()
-                elif msg[0] == "preview":
-                    latest[0] = msg[1]
+                kind, jid = msg[0], msg[1]
+                if kind == "job":
+                    stops[jid] = threading.Event()
+                    jobs.put(msg)
+                elif kind == "stop":
+                    stops.setdefault(jid, threading.Event()).set()
+                elif kind == "preview":
+                    previews[jid] = msg[2]
+                elif kind == "exit":
+                    exiting.set()
+                    jobs.put(None)
         except (EOFError, OSError, pickle.UnpicklingError):
-            stop.set()  # the parent closed the connection or is gone: stop, and end in any case
+            # the parent closed the connection or is gone: stop, and end in any case
+            exiting.set()
+            for ev in list(stops.values()):
+                ev.set()
+            jobs.put(None)
             timer = threading.Timer(PARENT_GONE_GRACE_S, os._exit, args=(3,))
             timer.daemon = True
             timer.start()
 
-    _, images, labels, kwargs, nice = recv(conn)
     threading.Thread(target=read, daemon=True, name="napari-unet-train-reader").start()
+    _apply_nice(nice, base)
+    _warm_up(jobs)  # meanwhile the reader receives the first job's data
+    while not exiting.is_set():
+        try:
+            msg = jobs.get(timeout=idle_s)
+        except queue.Empty:
+            return  # idle too long
+        if msg is None:
+            return
+        _, jid, images, labels, kwargs, job_nice = msg
+        _apply_nice(job_nice, base)  # (the parent reuses a process only at its nice level)
+        tell(("ready", jid))  # everything sent before this belongs to earlier jobs
+        _run_job(tell, jid, images, labels, kwargs, stops[jid], lambda j=jid: previews.get(j))
+        stops.pop(jid, None)
+        previews.pop(jid, None)
+
+
+def _run_job(tell, jid, images, labels, kwargs, stop, latest) -> None:
     try:
-        if nice and hasattr(os, "nice"):
-            os.nice(nice)  # the viewer gets the CPU first when it needs it
         from .events import TrainFinished
         from .train import iter_train
 
         for key in ("model", "init"):
             if isinstance(kwargs.get(key), tuple):  # (meta, state) of a model object
                 kwargs[key] = _from_state(*kwargs[key])
-        preview = (lambda: latest[0]) if kwargs.pop("_has_preview") else None
+        preview = latest if kwargs.pop("_has_preview") else None
         for ev in iter_train(images, labels, stop=stop, preview=preview, **kwargs):
             if isinstance(ev, TrainFinished):
                 meta, state = _state_of(ev.model)
-                send(conn, ("finished", ev.reason, ev.step, meta, state, ev.message, ev.kept_previous))
+                tell(("finished", ev.reason, ev.step, meta, state, ev.message, ev.kept_previous))
             else:
-                send(conn, ("event", ev))
+                tell(("event", ev))
     except BaseException as e:  # noqa: BLE001 - everything goes back to the caller
         try:
             exc = pickle.dumps(e)  # our own error types (UserError ...) keep their type
@@ -89,7 +169,7 @@ def run(conn: Any) -> None:
         except Exception:  # noqa: BLE001 - not every exception survives a pickle round trip
             exc = None
         try:
-            send(conn, ("error", type(e).__name__, str(e), traceback.format_exc(), exc))
+            tell(("error", type(e).__name__, str(e), traceback.format_exc(), exc))
         except (OSError, EOFError):
             pass
 
@@ -105,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     key = bytes.fromhex(os.environ.pop(AUTHKEY_ENV, ""))
     conn = Client(argv[0], authkey=key)
     try:
-        run(conn)
+        serve(conn, float(os.environ.pop(IDLE_ENV, IDLE_S)), int(os.environ.pop(NICE_ENV, 0) or 0))
     finally:
         conn.close()
     return 0

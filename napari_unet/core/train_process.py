@@ -27,8 +27,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ._train_child import AUTHKEY_ENV, _from_state, _state_of, recv, send
+from ._train_child import AUTHKEY_ENV, _from_state, _state_of, recv
 from .events import TrainFinished
+from .train_pool import _Child, _wait_ready
 
 # errors raised here with their type (and subclasses, e.g. core.errors.UserError), as iter_train would
 _ERRORS = (ValueError, TypeError, FileNotFoundError, MemoryError)
@@ -36,7 +37,9 @@ _NAMED = {e.__name__: e for e in _ERRORS}
 POLL_S = 0.05
 STARTUP_S = 30.0  # the child must connect within this (it imports nothing heavy before connecting)
 STALE_S = 30.0  # after a stop, a generator that has not run for this long was abandoned (see _watch)
-_LIVE: set = set()  # running children (subprocess.Popen), ended at exit if still there
+ABANDONED_S = 3.0  # ... and one that has not run for this long does not get its process back warm
+_LIVE: set = set()  # children running a job (subprocess.Popen)
+_ALL: set = set()  # every child (running, idle or starting), ended at exit if still there
 _LIVE_LOCK = threading.Lock()
 
 
@@ -111,13 +114,14 @@ def _end(proc: Any, timeout: float = 2.0) -> None:
             proc.wait(timeout)
     with _LIVE_LOCK:
         _LIVE.discard(proc)
+        _ALL.discard(proc)
 
 
 @atexit.register
 def _end_all() -> None:
     """No training process outlives this one (the viewer closed, the script ended)."""
     with _LIVE_LOCK:
-        procs = list(_LIVE)
+        procs = list(_ALL | _LIVE)
     for proc in procs:
         try:
             _end(proc, 1.0)
@@ -177,31 +181,24 @@ def _connect(listener: Any, key: bytes, proc: Any, tail: collections.deque,
     raise problem
 
 
-def iter_train_process(images, labels, *, stop: threading.Event | None = None,
-                       preview: Callable[[], Any] | None = None, preview_every: float = 5.0,
-                       model: Any = None, init: Any = None, nice: int = 5, **kwargs: Any) -> Iterator:
-    """Like ``iter_train`` (same arguments and events), with the training in a child process.
+def _key(nice: int) -> tuple:
+    """Which idle process a run may reuse: same command (interpreter) and priority."""
+    return (tuple(_child_command("ADDRESS")), int(nice or 0))
 
-    ``model`` is continued in place: its weights are replaced by the trained ones when the
-    child finishes. Closing the generator stops the child (within about a second, then kills it).
-    Errors in the child are raised here with their type (ValueError/TypeError/MemoryError...) and message.
-    ``nice``: the child's scheduling priority is lowered by this much (POSIX), so that on a
-    busy machine the viewer, not the training, gets the CPU first.
-    A child that does not start within ``STARTUP_S`` seconds, or dies, raises TrainProcessError (a RuntimeError)
-    saying so. Setting ``stop`` before the child has started ends the generator with no event.
-    """
+
+def _start(nice: int, stop: threading.Event | None) -> _Child | None:
+    """Start a training process and wait for it to connect (None if ``stop`` is set first)."""
     from multiprocessing.connection import Listener
 
-    kw = dict(kwargs, preview_every=preview_every, _has_preview=preview is not None)
-    if model is not None:
-        kw["model"] = _state_of(model)
-    if init is not None:
-        kw["init"] = init if isinstance(init, (str, os.PathLike)) else _state_of(init)
+    from ._train_child import NICE_ENV
+
     key = secrets.token_bytes(32)
     listener = Listener(authkey=key)
     tail: collections.deque = collections.deque(maxlen=40)
+    env = _child_env(key)
+    env[NICE_ENV] = str(int(nice or 0))
     try:
-        proc = subprocess.Popen(_child_command(listener.address), env=_child_env(key),
+        proc = subprocess.Popen(_child_command(listener.address), env=env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, close_fds=True,
                                 creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))  # Windows
@@ -209,26 +206,82 @@ def iter_train_process(images, labels, *, stop: threading.Event | None = None,
         listener.close()
         raise TrainProcessError(f"cannot start the training process: {e}") from None
     with _LIVE_LOCK:
-        _LIVE.add(proc)
+        _ALL.add(proc)
     threading.Thread(target=_tail_of, args=(proc.stderr, tail), daemon=True,
                      name="napari-unet-train-stderr").start()
-    conn = None
-    finished = False
-    lock = threading.Lock()  # the watcher below sends too
-    beat = [time.monotonic()]  # when this generator last ran (see _watch)
-    done = threading.Event()
-
-    def tell(msg: tuple) -> None:
-        with lock:
-            send(conn, msg)
-
     try:
         conn = _connect(listener, key, proc, tail, stop)
-        if conn is None:  # stopped before it started
-            return
-        tell(("job", images, labels, kw, nice))
+    finally:
+        listener.close()
+    return None if conn is None else _Child(proc, conn, tail, _key(nice))
+
+
+def _running(child: _Child) -> _Child:
+    with _LIVE_LOCK:
+        _LIVE.add(child.proc)
+    return child
+
+
+def iter_train_process(images, labels, *, stop: threading.Event | None = None,
+                       preview: Callable[[], Any] | None = None, preview_every: float = 5.0,
+                       model: Any = None, init: Any = None, nice: int = 5, **kwargs: Any) -> Iterator:
+    """Like ``iter_train`` (same arguments and events), with the training in a child process.
+
+    ``model`` is continued in place: its weights are replaced by the trained ones when the
+    child finishes. Closing the generator stops the child's run (within about a second).
+    Errors in the child are raised here with their type (ValueError/TypeError/MemoryError...) and message.
+    ``nice``: the child's scheduling priority is lowered by this much (POSIX), so that on a
+    busy machine the viewer, not the training, gets the CPU first.
+    A child that does not start within ``STARTUP_S`` seconds, or dies, raises TrainProcessError (a RuntimeError)
+    saying so. Setting ``stop`` before the child has started ends the generator with no event.
+
+    After a run that finished or failed, the process stays idle (warm, at most one per Python
+    process) and the next run reuses it: no interpreter start, no torch import; ``prestart()``
+    starts one ahead of the first run. A warm process that died is replaced transparently.
+    """
+    import pickle
+
+    from . import train_pool
+
+    kw = dict(kwargs, preview_every=preview_every, _has_preview=preview is not None)
+    if model is not None:
+        kw["model"] = _state_of(model)
+    if init is not None:
+        kw["init"] = init if isinstance(init, (str, os.PathLike)) else _state_of(init)
+    jid = secrets.token_hex(8)
+    # pickled once: a warm process found dead gets the same bytes on a fresh one
+    job = pickle.dumps(("job", jid, images, labels, kw, nice), protocol=pickle.HIGHEST_PROTOCOL)
+    child = train_pool.take(_key(nice), stop)  # (counts this run until run_over)
+    if child is train_pool.STOPPED:
+        train_pool.run_over()
+        return
+    reused = child is not None
+    clean = False
+    beat = [time.monotonic()]  # when this generator last ran (see _watch)
+    done = threading.Event()
+    try:
+        if child is None:
+            child = _start(nice, stop)
+            if child is None:  # stopped before it started
+                return
+        _running(child)
+        while True:
+            try:
+                child.tell_bytes(job)
+                _wait_ready(child, jid, reused)
+                break
+            except (EOFError, OSError):
+                if not reused:
+                    raise _died(child.proc, child.tail, "ended unexpectedly") from None
+            _forget(child)  # a warm process that died while idle: start a fresh one
+            reused = False
+            child = _start(nice, stop)
+            if child is None:
+                return
+            _running(child)
+        proc, conn = child.proc, child.conn
         if stop is not None:
-            threading.Thread(target=_watch, args=(stop, done, beat, proc, tell), daemon=True,
+            threading.Thread(target=_watch, args=(stop, done, beat, child, jid), daemon=True,
                              name="napari-unet-train-watch").start()
         last_preview = -1e9
         last_key: Any = object()
@@ -236,14 +289,14 @@ def iter_train_process(images, labels, *, stop: threading.Event | None = None,
         while True:
             beat[0] = time.monotonic()
             if stop is not None and stop.is_set() and not stop_sent:
-                tell(("stop",))
+                child.tell(("stop", jid))
                 stop_sent = True
             now = time.monotonic()
             if preview is not None and now - last_preview >= min(1.0, preview_every / 2):
                 item = preview()
                 # send a new view at once, the same view at the preview interval
                 if item is not None and (item[0] != last_key or now - last_preview >= preview_every):
-                    tell(("preview", item))
+                    child.tell(("preview", jid, item))
                     last_key, last_preview = item[0], now
             try:
                 if not conn.poll(POLL_S):
@@ -252,7 +305,7 @@ def iter_train_process(images, labels, *, stop: threading.Event | None = None,
                     continue
                 msg = recv(conn)
             except (EOFError, OSError):
-                raise _died(proc, tail, "ended unexpectedly") from None
+                raise _died(proc, child.tail, "ended unexpectedly") from None
             kind = msg[0]
             if kind == "event":
                 yield msg[1]
@@ -264,10 +317,11 @@ def iter_train_process(images, labels, *, stop: threading.Event | None = None,
                     model.meta = result.meta
                     model.eval()
                     result = model
-                finished = True
+                clean = True
                 yield TrainFinished(reason, step, result, message, kept_previous)
                 return
-            else:
+            elif kind == "error":
+                clean = True  # the process is fine and idle again
                 _, name, text, tb, pickled = msg
                 exc = _exception(pickled)
                 if isinstance(exc, _ERRORS):
@@ -277,23 +331,43 @@ def iter_train_process(images, labels, *, stop: threading.Event | None = None,
                 raise RuntimeError(f"training failed: {name}: {text}\n{tb}")
     finally:
         done.set()
-        if conn is not None and not finished:
-            try:
-                tell(("stop",))
+        if child is not None and not clean:
+            try:  # closed early: the child stops this run (the next run skips what it still sends)
+                child.tell(("stop", jid))
             except (OSError, EOFError):
-                pass
-        # the child needs a moment to exit (interpreter and torch teardown); reap it in the
-        # background so that the caller (e.g. a GUI worker) is done as soon as the model is here
-        threading.Thread(target=_reap, args=(proc, conn, listener), daemon=True,
-                         name="napari-unet-train-reaper").start()
+                child.retired = True
+        if child is not None and child.alive():
+            train_pool.give_back(child)  # warm for the next run
+        elif child is not None:
+            # the child needs a moment to exit (interpreter and torch teardown); reap it in the
+            # background so that the caller (e.g. a GUI worker) is done as soon as the model is here
+            threading.Thread(target=_reap, args=(child.proc, child.conn, None), daemon=True,
+                             name="napari-unet-train-reaper").start()
+        train_pool.run_over()
 
 
-def _watch(stop: threading.Event, done: threading.Event, beat: list, proc: Any,
-           tell: Callable[[tuple], None]) -> None:
+def _forget(child: _Child) -> None:
+    with _LIVE_LOCK:
+        _LIVE.discard(child.proc)
+    child.end()
+
+
+def prestart(nice: int = 5) -> None:
+    """Start the warm training process in the background and return at once (no torch import
+    here): the next ``iter_train_process`` (e.g. the Train widget's first run) then skips the
+    interpreter start and the imports. Does nothing when one is idle or starting already."""
+    from . import train_pool
+
+    train_pool.prestart(nice)
+
+
+def _watch(stop: threading.Event, done: threading.Event, beat: list, child: _Child, jid: str) -> None:
     """Forward ``stop`` to the child even when nobody runs the generator any more (a GUI worker
-    whose widget was deleted with the viewer abandons it at a ``yield``, without closing it),
-    and end a child whose generator has not run for ``STALE_S`` after the stop: nobody will
-    take its result."""
+    whose widget was deleted with the viewer abandons it at a ``yield``, without closing it).
+    If the generator has not run for ``ABANDONED_S`` after the stop, the child is told to exit
+    once this run is over instead of staying warm (nobody will hand it back); one whose
+    generator has not run for ``STALE_S`` is ended: nobody will take its result."""
+    proc = child.proc
     while not done.is_set() and proc.poll() is None:
         if stop.wait(0.5):
             break
@@ -301,10 +375,16 @@ def _watch(stop: threading.Event, done: threading.Event, beat: list, proc: Any,
         return
     if proc.poll() is None:
         try:
-            tell(("stop",))
+            child.tell(("stop", jid))
         except (OSError, EOFError, ValueError):
             pass
     while not done.is_set() and proc.poll() is None and time.monotonic() - beat[0] < STALE_S:
+        if time.monotonic() - beat[0] > ABANDONED_S and not child.retired:
+            child.retired = True
+            try:
+                child.tell(("exit", jid))
+            except (OSError, EOFError, ValueError):
+                pass
         done.wait(0.5)
     if not done.is_set():
         _end(proc)
