@@ -287,3 +287,19 @@ def test_time_lapse_predicts_frame_by_frame(tmp_path, models):
         assert np.abs(g["0"][t] - ref).max() <= 1e-5
         assert np.abs(probs[:, t] - ref).max() <= 1e-5
         np.testing.assert_array_equal(g["labels/prediction/0"][t], probabilities_to_labels(ref))
+
+
+def test_global_stats_equal_in_memory_whether_read_at_once_or_through_dask(tmp_path, monkeypatch, models):
+    from napari_unet.core.normalize import percentile_stats
+    from napari_unet.core.readers import open_image
+
+    # c, y, x with more than 2 M values per channel: percentile_stats takes a strided subsample
+    img = np.random.default_rng(14).integers(0, 1000, (2, 1500, 1400)).astype(np.uint16)
+    z = zarr.create_array(tmp_path / "c.zarr", shape=img.shape, chunks=(1, 512, 512), dtype=img.dtype)
+    z[:] = img
+    meta = read_model_meta(models["2d"][0])
+    expected = percentile_stats(img, channel_axis=0)
+    src = open_image(tmp_path / "c.zarr")
+    np.testing.assert_array_equal(dist.global_stats(src, 0, meta), expected)
+    monkeypatch.setattr(dist, "SMALL_IMAGE_BYTES", 0)  # as for an image larger than 64 MiB
+    np.testing.assert_array_equal(dist.global_stats(src, 0, meta), expected)

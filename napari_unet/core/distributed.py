@@ -29,6 +29,7 @@ from .readers import ImageSource, PixelSize, open_image
 
 DONE_DIR = ".napari-unet-done"
 BLOCK_VOXELS = 1 << 22  # default block (chunk) size: ~4 M voxels
+SMALL_IMAGE_BYTES = 64 << 20  # statistics of images up to this size are computed without dask
 _MODELS: dict[tuple[str, str], Any] = {}  # per-process model cache (a dask worker keeps its own)
 _STORES: dict[str, tuple[Any, Any]] = {}
 
@@ -161,12 +162,17 @@ def read_channels_first(source: ImageSource, channel_axis: int | None, region: S
 
 def global_stats(source: ImageSource, channel_axis: int | None, meta: dict) -> np.ndarray:
     """Normalisation statistics of the whole image, exactly as in-memory ``predict`` computes
-    them (same function, same strided subsample), read lazily through dask."""
+    them (same function, same strided subsample), read lazily through dask (a small image is
+    read here at once: a dask round trip per file would cost more than reading it)."""
     from .normalize import percentile_stats
 
-    d = source.to_dask()
-    d = d[None] if channel_axis is None else d.transpose(
-        [channel_axis % d.ndim] + [i for i in range(d.ndim) if i != channel_axis % d.ndim])
+    small = source.size * source.dtype.itemsize <= SMALL_IMAGE_BYTES
+    d = source[(slice(None),) * source.ndim] if small else source.to_dask()
+    if channel_axis is None:
+        d = d[None]
+    else:
+        ca = channel_axis % d.ndim
+        d = d.transpose([ca] + [i for i in range(d.ndim) if i != ca])
     norm = meta.get("normalization", {})
     return percentile_stats(d, norm.get("low", 1.0), norm.get("high", 99.8), channel_axis=0)
 
