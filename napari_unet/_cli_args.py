@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from .core.errors import UserError
 
 
 def _tile_arg(text: str):
@@ -72,3 +75,12 @@ def _spacing_arg(text: str) -> tuple[float, ...]:
     if not all(v > 0 for v in vals):
         raise argparse.ArgumentTypeError(f"--spacing values must be positive, got {text!r}")
     return vals
+
+
+def _existing_file(path: str, what: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{what} {path} does not exist")
+    if p.is_dir():
+        raise UserError(f"{what} {path} is a folder, not a file")
+    return p

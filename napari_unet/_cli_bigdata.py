@@ -68,7 +68,8 @@ def wants_bigdata(args) -> bool:
 
 
 def predict_bigdata(args) -> int:
-    from .cli import ProgressBar, UserError
+    from ._cli_report import ProgressBar
+    from .core.errors import UserError
     from .core.distributed import make_job, model_ref, open_client, run_jobs
     from .core.io import read_model_meta
     from .core.readers import open_image

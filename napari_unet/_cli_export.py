@@ -31,7 +31,7 @@ def add_export_parser(sub) -> None:
 
 
 def cmd_export(args) -> int:
-    from .cli import _existing_file
+    from ._cli_args import _existing_file
     from .core.bioimageio_export import (PackageTestFailed, export_bioimageio, require_bioimageio,
                                          summary_text)
 

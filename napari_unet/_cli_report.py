@@ -68,3 +68,16 @@ def report_training(gen, *, quiet: bool = False):
         if bar is not None:
             bar.close()
     return finished, val_txt
+
+
+def format_scores(scores: dict) -> str:
+    rows = [f"{'class':>6} {'name':<14} {'IoU':>7} {'Dice':>7} {'TP':>10} {'FP':>10} {'FN':>10}"]
+    for v, c in scores["classes"].items():
+        rows.append(f"{v:>6} {c['name'][:14]:<14} {c['iou']:7.4f} {c['dice']:7.4f} {c['tp']:>10} {c['fp']:>10} {c['fn']:>10}")
+    rows.append(f"{'mean':>6} {'':<14} {scores['mean_iou']:7.4f} {scores['mean_dice']:7.4f}")
+    if "foreground_iou" in scores:
+        rows.append(f"{'fg':>6} {'all classes >1':<14} {scores['foreground_iou']:7.4f} {scores['foreground_dice']:7.4f}")
+    rows.append(f"{scores['pixels']} pixels scored, {scores['ignored']} unlabeled in the truth (ignored)")
+    if scores.get("truth_note"):
+        rows.append(scores["truth_note"])
+    return "\n".join(rows)

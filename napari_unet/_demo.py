@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def run_demo(out_dir: Path, *, time_limit: float = 60.0, device: str = "auto", overwrite: bool = False) -> int:
-    from .cli import format_scores, report_training
+    from ._cli_report import format_scores, report_training
     from .core.device import resolve_device
     from .core.io import save_model, write_tiff
     from .core.metrics import error_map, evaluate

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from ._cli_args import (_batch_arg, _patch_cli_arg, _positive_float, _spacing_arg,  # noqa: F401
-                        _threshold_arg, _tile_arg)
-from ._cli_report import ProgressBar, report_training  # noqa: F401  (used by _demo, _cli_bigdata)
+from ._cli_args import (_batch_arg, _existing_file, _patch_cli_arg, _positive_float,  # noqa: F401
+                        _spacing_arg, _threshold_arg, _tile_arg)
+from ._cli_report import ProgressBar, format_scores, report_training  # noqa: F401  (re-exported)
 from ._cli_run import Terminated
 from .core.errors import UserError
 
@@ -22,15 +22,6 @@ EXIT_USAGE = 2
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def _existing_file(path: str, what: str) -> Path:
-    p = Path(path)
-    if not p.exists():
-        raise UserError(f"{what} {path} does not exist")
-    if p.is_dir():
-        raise UserError(f"{what} {path} is a folder, not a file")
-    return p
-
 
 def _stem(path: Path) -> str:
     name = path.name
@@ -162,19 +153,6 @@ def instance_outputs(model, image_path: Path, probs_path: Path, labels_path: Pat
 
 
 # ----------------------------------------------------------------------------- evaluate
-
-def format_scores(scores: dict) -> str:
-    rows = [f"{'class':>6} {'name':<14} {'IoU':>7} {'Dice':>7} {'TP':>10} {'FP':>10} {'FN':>10}"]
-    for v, c in scores["classes"].items():
-        rows.append(f"{v:>6} {c['name'][:14]:<14} {c['iou']:7.4f} {c['dice']:7.4f} {c['tp']:>10} {c['fp']:>10} {c['fn']:>10}")
-    rows.append(f"{'mean':>6} {'':<14} {scores['mean_iou']:7.4f} {scores['mean_dice']:7.4f}")
-    if "foreground_iou" in scores:
-        rows.append(f"{'fg':>6} {'all classes >1':<14} {scores['foreground_iou']:7.4f} {scores['foreground_dice']:7.4f}")
-    rows.append(f"{scores['pixels']} pixels scored, {scores['ignored']} unlabeled in the truth (ignored)")
-    if scores.get("truth_note"):
-        rows.append(scores["truth_note"])
-    return "\n".join(rows)
-
 
 def scores_to_json(scores: dict) -> dict:
     out = dict(scores)

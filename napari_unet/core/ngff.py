@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import UserError
-from .readers import PixelSize
+from .pixels import PixelSize
 
 NGFF_VERSIONS = ("0.4", "0.5")
 DEFAULT_NGFF = "0.5"

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .errors import UserError, UserTypeError
+from .pixels import PixelSize  # noqa: F401  (re-exported)
 
 # unit spellings found in TIFF/ImageJ/OME metadata -> NGFF (UDUNITS-2) names
 _UNITS = {"um": "micrometer", "µm": "micrometer", "\u03bcm": "micrometer", "micron": "micrometer",
@@ -35,21 +36,6 @@ def ngff_unit(unit: Any) -> str | None:
         return None
     u = str(unit).strip()
     return _UNITS.get(u, _UNITS.get(u.lower(), u.lower() if u.isalpha() and len(u) > 2 else None))
-
-
-@dataclass
-class PixelSize:
-    """Physical size of one pixel along the spatial axes of an image ('z', 'y', 'x')."""
-
-    sizes: dict[str, float] = field(default_factory=dict)
-    unit: str | None = None
-
-    def for_axes(self, axes: str) -> list[float]:
-        """Scale list for ``axes`` such as 'CZYX' (1.0 for non-spatial or unknown axes)."""
-        return [float(self.sizes.get(a.lower(), 1.0)) if a in "ZYX" else 1.0 for a in axes]
-
-    def __bool__(self) -> bool:
-        return bool(self.sizes)
 
 
 @dataclass
