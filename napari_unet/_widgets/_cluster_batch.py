@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator
 
-from ._results import Progress, Result, safe_stem
+from ._events import Progress, Result, safe_stem
 
 
 def _read_outputs(paths: list[str], out_format: str) -> tuple[Any, Any]:

@@ -6,32 +6,14 @@ import os
 import shutil
 import tempfile
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
 from . import _layers
+from ._events import Progress, Result, safe_stem  # noqa: F401  (importable from here too)
 from ._frames import frame_channel_axis, is_time_lapse, iter_predict_frames, spatial_axes
-
-
-@dataclass(frozen=True)
-class Progress:
-    image: str
-    index: int          # which image (0-based) of ``count``
-    count: int
-    done: int           # tiles of this image
-    total: int
-
-
-@dataclass(frozen=True)
-class Result:
-    image: str
-    probabilities: np.ndarray      # (classes, *spatial) float32
-    labels: np.ndarray             # class values 1..K
-    uncertainty: np.ndarray | None
-    files: tuple[str, ...] = ()
 
 
 def image_items(layers: list, model: Any, hint: str = "",
@@ -175,12 +157,6 @@ def layer_pixel_size(layer: Any, spatial_ndim: int):
     if unit is None and all(s == 1.0 for s in scale):
         return PixelSize()  # nothing known: write no pixel size
     return PixelSize(dict(zip("zyx"[-spatial_ndim:], scale)), unit)
-
-
-def safe_stem(name: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "image"
 
 
 def _put(viewer: Any, kind: str, name: str, data: np.ndarray, meta: dict, match: dict,
