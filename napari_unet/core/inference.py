@@ -104,6 +104,7 @@ def inference_copy(model: torch.nn.Module, dev: torch.device, channels_last: boo
     for p in runner.parameters():
         p.requires_grad_(False)
     runner.to(dev)
+    runner.inference_device = dev  # frozen for this device: iter_predict uses it without copying
     if channels_last:
         dims = getattr(runner, "dims", None) or model_meta(model)["dims"]
         runner.to(memory_format=_memory_format(dims))

@@ -110,8 +110,12 @@ def iter_predict(model: torch.nn.Module, image: Any, *, tile: Any = "auto", batc
             cores = tuple(-(-s // g) * g for s in spatial)
 
     # Work on a private eval-mode copy: the caller's model keeps its device, mode and memory
-    # format (a training thread may be using it), and the copy can be channels-last.
-    runner = inference_copy(model, dev, _use_channels_last(dev, dims))
+    # format (a training thread may be using it), and the copy can be channels-last. A copy made
+    # by inference_copy for this device already (a dask worker's cached model) is used as is.
+    if getattr(model, "inference_device", None) == dev:
+        runner = model
+    else:
+        runner = inference_copy(model, dev, _use_channels_last(dev, dims))
     job = TileJob(img, stats, out, dev, amp, tuple(cores), halo, g, n_slices, tuple(spatial),
                   batch_size, budget, itemsize, meta)
     yield from run_with_retry(runner, job)
