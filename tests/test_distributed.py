@@ -303,3 +303,19 @@ def test_global_stats_equal_in_memory_whether_read_at_once_or_through_dask(tmp_p
     np.testing.assert_array_equal(dist.global_stats(src, 0, meta), expected)
     monkeypatch.setattr(dist, "SMALL_IMAGE_BYTES", 0)  # as for an image larger than 64 MiB
     np.testing.assert_array_equal(dist.global_stats(src, 0, meta), expected)
+
+
+def test_a_workers_cached_model_is_not_copied_per_block(models, monkeypatch):
+    import napari_unet.core.predict as P
+
+    path, model = models["3d"]
+    runner = dist.cached_model(dist.model_ref(path), "cpu")
+    assert dist.cached_model(dist.model_ref(path), "cpu") is runner  # loaded once per process
+    vol = np.random.default_rng(15).random((8, 24, 20)).astype(np.float32)
+    expected = predict(model, vol, tile=None, device="cpu")
+
+    def no_copy(*a, **k):
+        raise AssertionError("the cached inference copy was copied again")
+
+    monkeypatch.setattr(P, "inference_copy", no_copy)
+    np.testing.assert_allclose(predict(runner, vol, tile=None, device="cpu"), expected, atol=1e-6)
