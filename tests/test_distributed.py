@@ -319,3 +319,17 @@ def test_a_workers_cached_model_is_not_copied_per_block(models, monkeypatch):
 
     monkeypatch.setattr(P, "inference_copy", no_copy)
     np.testing.assert_allclose(predict(runner, vol, tile=None, device="cpu"), expected, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_cli_scheduler_uses_a_running_cluster(tmp_path, models, client, capsys):
+    c, _ = client
+    path, model = models["3d"]
+    vol = _volume(tmp_path / "vol.zarr", shape=(8, 40, 32), seed=16)
+    assert main(["predict", "--model", str(path), "--out-dir", str(tmp_path / "o"), "--quiet", "--format",
+                 "ome-zarr", "--chunk", "8x16x16", "--scheduler", c.scheduler.address, str(tmp_path / "vol.zarr")]) == 0
+    assert "2 dask workers" in capsys.readouterr().err
+    g = zarr.open_group(tmp_path / "o" / "vol.ome.zarr", mode="r")
+    ref_p, ref_l = _reference(model, vol)
+    assert np.abs(g["0"][:] - ref_p).max() <= 1e-5
+    np.testing.assert_array_equal(g["labels/prediction/0"][:], ref_l)
