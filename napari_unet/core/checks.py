@@ -3,7 +3,9 @@
 - images: :func:`as_channels_first` (shape, dtype, channels for a ``dims``-D model),
   :func:`prepare_image` (the same against a model's metadata), :func:`check_finite` (NaN/inf and
   the float32 range);
-- labels: :func:`napari_unet.core.labels.check_labels` (re-exported here);
+- training images: :func:`check_image` (the image checks plus NaN/inf);
+- labels: :func:`napari_unet.core.labels.check_labels` (re-exported here) and, for paintings,
+  :func:`check_train_labels` on top of it;
 - options: :func:`check_threshold`.
 """
 from __future__ import annotations
@@ -13,10 +15,11 @@ from typing import Any
 import numpy as np
 
 from .errors import UserError, UserTypeError, option, say
-from .labels import check_labels
+from .labels import check_labels, labels_dtype
+from .limits import check_label_range
 
 __all__ = ["as_channels_first", "prepare_image", "check_finite", "check_threshold", "check_labels",
-           "F32_MAX"]
+           "check_image", "check_train_labels", "F32_MAX"]
 
 
 def as_channels_first(image: Any, name: str, dims: int, channel_axis: int | None,
@@ -105,3 +108,29 @@ def check_threshold(threshold: float | None, classes: int) -> None:
     if classes != 2:
         raise UserError(f"{option('threshold', threshold)} needs a two-class model, this one has "
                         f"{classes} classes (its labels are the most probable class)")
+
+
+def check_image(image: Any, name: str, dims: int, channel_axis: int | None) -> np.ndarray:
+    """Return a channels-first view ``(C, *spatial)`` of a training image after checking it
+    (the same checks and messages as prediction, plus NaN/inf)."""
+    image = as_channels_first(image, name, dims, channel_axis)
+    check_finite(image, name=name, doing="training")
+    return image
+
+
+def check_train_labels(labels: Any, name: str, spatial_shape: tuple[int, ...],
+                       image_name: str, unpainted_is_background: bool) -> np.ndarray:
+    """Integer labels of the image's spatial shape; 0 = unlabeled (or background, see option)."""
+    if isinstance(labels, (list, tuple)):
+        labels = np.asarray(labels)
+    if not hasattr(labels, "shape") or not hasattr(labels, "dtype"):
+        raise UserTypeError(f"{name} must be a numpy array, got {type(labels).__name__}")
+    arr = check_labels(labels, name, whole_floats=False)
+    if tuple(arr.shape) != tuple(spatial_shape):
+        raise UserError(f"{name} has shape {tuple(arr.shape)} but {image_name} has shape "
+                         f"{tuple(spatial_shape)}; labels must match the image pixel for pixel")
+    if arr.size:
+        check_label_range(int(arr.max()), name)
+    if unpainted_is_background:
+        arr = np.where(arr == 0, 1, arr).astype(labels_dtype(int(arr.max(initial=0))))
+    return arr

@@ -1,25 +1,40 @@
-"""Label-array checks shared by metrics, training and the widgets (numpy only)."""
+"""Label rules shared by metrics, training, prediction outputs and the widgets (numpy only):
+the label validator and the dtype of a label image."""
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 
-from .errors import UserError, UserTypeError
+from .errors import UserError, UserTypeError, say
+
+__all__ = ["check_labels", "labels_dtype"]
 
 
-def check_labels(labels: Any, name: str = "labels") -> np.ndarray:
-    """Labels must be non-negative integers (floats holding integers are accepted)."""
+def labels_dtype(max_value: int) -> np.dtype:
+    """The dtype of a label image whose largest value is ``max_value``: uint8 up to 255, else
+    uint16 (the one rule for predicted labels, their files and layers, and filled paintings)."""
+    return np.dtype(np.uint8 if max_value < 256 else np.uint16)
+
+
+def check_labels(labels: Any, name: str = "labels", *, whole_floats: bool = True) -> np.ndarray:
+    """Labels must be non-negative integers (0 = unlabeled, 1..K = classes); booleans become
+    uint8. Floats holding whole numbers are accepted when ``whole_floats`` (scores of masks
+    saved as float), refused otherwise (training: a float painting is a mistake to fix)."""
     arr = labels if isinstance(labels, np.ndarray) else np.asarray(labels)
     if arr.dtype.kind == "b":
         return arr.astype(np.uint8)
+    if arr.dtype.kind == "f" and not whole_floats:
+        raise UserTypeError(f"{name} must be an integer array (0 = unlabeled, 1..K = classes), got "
+                            f"{arr.dtype}; " + say("if it holds whole numbers convert it with .astype(np.uint8)",
+                                                   "save the labels as an integer (uint8 or uint16) image"))
     if arr.dtype.kind == "f":
         if not np.isfinite(arr).all() or not np.array_equal(arr, np.round(arr)):
             raise UserTypeError(f"{name} must hold whole numbers (got {arr.dtype} with fractional or "
                             "NaN values): labels are 0 = unlabeled, 1..K = classes")
         arr = arr.astype(np.int64)
     elif arr.dtype.kind not in "iu":
-        raise UserTypeError(f"{name} must be an integer array, got {arr.dtype}")
+        raise UserTypeError(f"{name} must be an integer array (0 = unlabeled, 1..K = classes), got {arr.dtype}")
     if arr.dtype == np.uint64 and arr.size:  # searchsorted/bincount work in int64
         top = int(arr.max())
         if top > np.iinfo(np.int64).max:

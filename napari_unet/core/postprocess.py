@@ -1,5 +1,4 @@
-"""Post-processing of predicted probabilities (numpy only): labels, uncertainty, and the one
-rule for the dtype of a label image."""
+"""Post-processing of predicted probabilities (numpy only): labels and uncertainty."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -7,14 +6,9 @@ from typing import Sequence
 import numpy as np
 
 from .checks import check_threshold
+from .labels import labels_dtype
 
 __all__ = ["labels_dtype", "probabilities_to_labels", "entropy"]
-
-
-def labels_dtype(max_value: int) -> np.dtype:
-    """The dtype of a label image whose largest value is ``max_value``: uint8 up to 255, else
-    uint16 (the one rule for predicted labels, their files and layers)."""
-    return np.dtype(np.uint8 if max_value < 256 else np.uint16)
 
 
 def probabilities_to_labels(probs: np.ndarray, class_values: Sequence[int] | None = None,

@@ -551,8 +551,8 @@ class _Trainer:
         self.paintset, self.start_state = None, None
         same_head = p.continued or (p.init_source is not None and not getattr(p.model, "_new_head", False))
         if p.keep_better and same_head:
-            every = [Volume(v.image, v.train, v.train if v.val is None else np.where(v.val > 0, v.val, v.train),
-                            v.source, v.origin) for v in vols]
+            every = [Volume(v.image, v.train, v.train if v.val is None else np.where(v.val > 0, v.val, v.train))
+                     for v in vols]
             self.paintset = build_valset(every, patch=patch, block=block, max_crops=2 * max_crops,
                                          rng=np.random.default_rng(p.seed + 7), data_device=data_dev)
             self.start_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
