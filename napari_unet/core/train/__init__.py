@@ -1,0 +1,58 @@
+"""Training from sparse paint: ``iter_train`` (a generator of progress events) and ``train``.
+
+Labels: 0 = unlabeled (ignored by the loss), 1..K = classes (1 = background by convention).
+Inputs are checked eagerly when ``iter_train`` is called (mistakes raise ``ValueError`` or
+``TypeError`` naming the problem); the heavy work (normalisation, patch tables, the model on
+the device) happens inside the generator, so it runs wherever the generator is consumed
+(e.g. a napari ``thread_worker``).
+
+One training step: a class-balanced batch of patches centred on painted pixels, augmented on
+the device (flips, rotations, scale, intensity, gamma, noise), a class-balanced cross-entropy
+plus Dice loss on painted pixels, AdamW with warm-up and cosine decay over the step or time
+budget. Images are normalised exactly as :func:`napari_unet.core.predict.predict` does
+(percentiles of the whole image, computed once). On CUDA: bf16 autocast (fp16 + GradScaler
+where bf16 is unsupported), channels-last (2D), cudnn benchmark, data and augmentation on the
+GPU when they fit, and no host synchronisation except when an event is emitted (about 10/s).
+
+Stopping: ``steps``/``time_limit`` (at least one is required; ``time_limit=math.inf`` trains
+until stopped), the ``stop`` event (checked every step and between validation/preview
+batches), or closing the generator. A NaN/inf loss restores the last good weights and ends
+with ``reason="nan"``.
+
+Layout: :mod:`.config` (:class:`TrainConfig`, per-device defaults), :mod:`.setup` (the plan made
+eagerly, then data, sampler, validation crops, model and optimizer), :mod:`.loop` (the steps and
+the one finish path), :mod:`.validation`, :mod:`.provenance`, :mod:`.tuning`. The tunables below
+and ``sparse_loss`` are looked up here at run time: monkeypatch them on this package.
+"""
+from __future__ import annotations
+
+import os
+
+from ..losses import sparse_loss  # noqa: F401  (looked up here by the loop: tests patch it)
+
+DEFAULT_LR = 2e-3
+EMIT_INTERVAL = 0.1          # seconds between TrainStep events (each step when slower)
+VAL_MIN_INTERVAL = 15.0      # seconds between validations (at least)
+VAL_MAX_SHARE = 0.05         # validation may take at most this share of the time
+WARMUP_STEPS = 30
+ENTROPY_WEIGHT = 0.0          # entropy minimisation on unpainted pixels (see losses)
+EMA_DECAY = 0.99             # the returned weights: an exponential moving average (0: off)
+BN_RECALIBRATE = True        # re-estimate BatchNorm statistics at the end (see _recalibrate_bn)
+UNCERTAIN_BELOW = 0.75       # a pixel is "uncertain" when its top class probability is below this
+# the edge-aware regulariser on every pixel (losses.edge_aware_potts): its weight against the
+# stroke loss, its ramp (share of the run over which it grows from 0, so the strokes set the
+# classes first) and the neighbour distances it compares; environment overrides for benchmarks
+REG_WEIGHT = float(os.environ.get("NAPARI_UNET_REG", 3.0))
+# 3D: measured on the ovule stack (thin cell-boundary sheets, painted on every 6th plane) the
+# full weight cost 0.06 IoU against none and 1.0 cost 0.017 (benchmarks/quality.py)
+REG_WEIGHT_3D = float(os.environ.get("NAPARI_UNET_REG_3D", os.environ.get("NAPARI_UNET_REG", 1.0)))
+REG_RAMP = float(os.environ.get("NAPARI_UNET_REG_RAMP", 0.25))
+REG_DILATIONS = tuple(int(v) for v in os.environ.get("NAPARI_UNET_REG_DIL", "1,2,4").split(","))
+
+from .config import TrainConfig, default_architecture, default_patch_batch  # noqa: E402
+from .loop import iter_train, train  # noqa: E402
+from .tuning import ThreadTuner, _adamw  # noqa: E402,F401
+
+__all__ = ["iter_train", "train", "TrainConfig", "default_architecture", "default_patch_batch",
+           "ThreadTuner", "DEFAULT_LR", "EMA_DECAY", "ENTROPY_WEIGHT", "REG_WEIGHT", "REG_WEIGHT_3D",
+           "REG_RAMP", "REG_DILATIONS"]

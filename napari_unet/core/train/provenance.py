@@ -1,0 +1,95 @@
+"""What a trained model records about its training (``meta["training"]``), checkpoints, and the
+one way every run ends (:meth:`ProvenanceMixin._finalise`)."""
+from __future__ import annotations
+
+import datetime as _dt
+import warnings
+
+import torch
+
+from ..device import describe_device
+from ..events import Validation
+
+
+class ProvenanceMixin:
+    """Mixed into the trainer: needs ``p``, ``train_pixels``, ``val_pixels``, ``precision``,
+    ``patch`` and ``batch``."""
+
+    def _provenance(self, step: int, elapsed: float, reason: str | None, val: Validation | None) -> dict:
+        p = self.p
+        old = p.model.meta.get("training") or None
+        history = []
+        if old:
+            history = list(old.get("history", []))
+            history.append({k: old.get(k) for k in ("date", "steps", "time_s", "device", "init", "stop_reason")})
+        prev_total = (old or {}).get("total_steps", 0) if p.continued or p.init_source else 0
+        rec = {
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "dims": p.dims,
+            "classes": p.classes,
+            "data": p.painted["images"],
+            "val_images": len(p.val_pairs) if p.val_pairs else 0,
+            "train_pixels": self.train_pixels,
+            "val_pixels": self.val_pixels,
+            "unpainted_is_background": p.unpainted_is_background,
+            "steps": step,
+            "total_steps": int(prev_total or 0) + step,
+            "time_s": round(elapsed, 2),
+            "device": describe_device(p.dev),
+            "precision": self.precision,
+            "lr": p.lr,
+            "patch": list(self.patch),
+            "batch_size": self.batch,
+            "augment": p.augment is not None,
+            "threads": getattr(getattr(self, "tuner", None), "choice", None),
+            "seed": p.seed,
+            "init": "continued" if p.continued else p.init_source,
+            "stop_reason": reason,
+            "validation": None if val is None else {
+                "step": val.step, "loss": val.loss, "mean_iou": val.mean_iou,
+                "mean_dice": val.mean_dice, "iou": {str(k): v for k, v in val.iou.items()},
+                "dice": {str(k): v for k, v in val.dice.items()}},
+            "history": history[-20:],
+        }
+        return rec
+
+    def _save(self, step: int, elapsed: float, reason: str | None, val: Validation | None) -> None:
+        """A mid-run checkpoint (atomic); the model's own record is set at the end."""
+        from ..io import save_model
+
+        model = self.p.model
+        old_training = model.meta.get("training")
+        model.meta["training"] = self._provenance(step, elapsed, reason, val)
+        try:
+            save_model(model, self.p.checkpoint)
+        finally:
+            model.meta["training"] = old_training
+
+    def _finish_model(self) -> None:
+        model = self.p.model
+        model.eval()
+        model.to("cpu")
+        model.to(memory_format=torch.contiguous_format)
+
+    def _finalise(self, step: int, elapsed: float, reason: str | None, val: Validation | None, *,
+                  save: bool = True, quiet: bool = False) -> bool:
+        """The end of every run, however it ends: the model on the CPU in eval mode, its
+        training record, and (with a checkpoint path and ``save``) the model written there;
+        ``quiet``: a failed write is a warning (the run is ending on another error or a close).
+        Returns whether the checkpoint was written."""
+        p = self.p
+        self._finish_model()
+        p.model.meta["training"] = self._provenance(step, elapsed, reason, val)
+        if p.checkpoint is None or not save:
+            return False
+        from ..io import save_model
+
+        if not quiet:
+            save_model(p.model, p.checkpoint)
+            return True
+        try:
+            save_model(p.model, p.checkpoint)
+            return True
+        except Exception as e:  # pragma: no cover
+            warnings.warn(f"could not write the checkpoint {p.checkpoint}: {e}")
+            return False

@@ -1,0 +1,306 @@
+"""Set-up of a training run: the plan (checked data, classes and the model to train) made
+eagerly when ``iter_train`` is called, then, inside the generator, the regions, sampler,
+validation crops, model on the device and optimizer (:class:`Setup`, mixed into the trainer)."""
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..augment import AugmentConfig
+from ..data import PatchSampler, ValSet, Volume, build_valset, build_volumes, check_pairs, find_centres, \
+    round_up, split_validation
+from ..device import autocast_dtype, available_memory, describe_device
+from ..errors import UserError, UserTypeError, option
+from ..limits import check_class_count, check_training_memory
+from ..losses import neighbour_offsets
+from ..model import UNet, build_model, model_meta, replace_head
+from .config import TrainConfig, _check_int, _patch_arg, _pkg, default_architecture, default_patch_batch
+from .tuning import _adamw
+
+
+@dataclass
+class _Plan:
+    pairs: list
+    val_pairs: list | None
+    dims: int
+    classes: int
+    model: UNet                  # the model to train (in place)
+    init_source: str | None
+    continued: bool
+    dev: torch.device
+    steps: int | None
+    time_limit: float | None
+    batch_size: Any
+    patch: tuple[int, ...] | None
+    lr: float
+    val_fraction: float
+    unpainted_is_background: bool
+    checkpoint: Path | None
+    checkpoint_every: float
+    seed: int
+    stop: Any
+    preview: Callable | None
+    preview_every: float
+    augment: AugmentConfig | None
+    dice_weight: float
+    weight_decay: float
+    painted: dict
+    keep_better: bool = False
+
+
+def _load_init(init: Any) -> tuple[UNet, str]:
+    if isinstance(init, (str, os.PathLike)):
+        from ..io import load_model
+
+        return load_model(init), str(init)
+    if isinstance(init, torch.nn.Module):
+        model_meta(init)
+        return copy.deepcopy(init), "model object"
+    raise UserTypeError(f"init must be a model file path or a napari-unet model, got {type(init).__name__}")
+
+
+def make_plan(images: Any, labels: Any, cfg: TrainConfig) -> _Plan:
+    """Check the options (:meth:`TrainConfig.checked`) and the data, and pick the classes and
+    the model to train; raises ValueError/TypeError naming the problem."""
+    cfg = cfg.checked()
+    dims, model, init, classes, class_names = cfg.dims, cfg.model, cfg.init, cfg.classes, cfg.class_names
+    base_channels, depth, channel_axis, seed = cfg.base_channels, cfg.depth, cfg.channel_axis, cfg.seed
+    val_images, val_labels = cfg.val_images, cfg.val_labels
+    unpainted_is_background, patch, dev = cfg.unpainted_is_background, cfg.patch, cfg.device
+
+    # -- the starting model and dims
+    base_model, init_source = None, None
+    if model is not None:
+        meta = model_meta(model)
+        base_model = model
+    elif init is not None:
+        base_model, init_source = _load_init(init)
+        meta = base_model.meta
+    if base_model is not None:
+        mdims = meta["dims"]
+        what = "model" if model is not None else "init model"
+        if dims is None:
+            dims = mdims
+        elif dims != mdims:
+            raise UserError(f"{option('dims', dims)} but the {what} is {mdims}D")
+        if base_channels is not None and base_channels != meta["base_channels"]:
+            raise UserError(f"{option('base_channels', base_channels)} differs from the {what}'s {meta['base_channels']}")
+        if depth is not None and depth != meta["depth"]:
+            raise UserError(f"{option('depth', depth)} differs from the {what}'s {meta['depth']}")
+    if dims is None:
+        dims = 2
+    if isinstance(dims, bool) or dims not in (2, 3):
+        raise UserError(f"dims must be 2 or 3, got {dims!r}")
+    patch_t = _patch_arg(patch, dims)
+
+    # -- data
+    pairs = check_pairs(images, labels, dims=dims, channel_axis=channel_axis,
+                        unpainted_is_background=unpainted_is_background)
+    val_pairs = None
+    if (val_images is None) != (val_labels is None):
+        raise UserError("give both val_images and val_labels, or neither")
+    if val_images is not None:
+        val_pairs = check_pairs(val_images, val_labels, dims=dims, channel_axis=channel_axis,
+                                unpainted_is_background=unpainted_is_background, what="val_images")
+        if val_pairs[0].image.shape[0] != pairs[0].image.shape[0]:
+            raise UserError("val_images have a different number of channels than images")
+    maxlen = max(len(p.counts) for p in pairs)
+    total = np.zeros(maxlen, np.int64)
+    for p in pairs:
+        total[:len(p.counts)] += p.counts
+    painted_values = [v for v in range(1, maxlen) if total[v] > 0]
+    if not painted_values:
+        raise UserError("the labels have no painted pixels (all 0 = unlabeled): paint at least "
+                         "two classes, e.g. background (1) and an object class (2)"
+                         + ("" if unpainted_is_background else
+                            f"; for a full mask where 0 means background use {option('unpainted_is_background')}"))
+    if len(painted_values) < 2:
+        v = painted_values[0]
+        hint = (f" (with {option('unpainted_is_background')}, 0 becomes class 1 = background: a 0/1 mask "
+                "must have its objects as 2, e.g. labels + 1)" if unpainted_is_background and v == 1 else "")
+        raise UserError(f"only one class (value {v}) is painted; paint at least two classes, "
+                         f"e.g. background (1) and an object class (2){hint}")
+    max_value = painted_values[-1]
+    if val_pairs:
+        vmax = max(len(p.counts) - 1 for p in val_pairs)
+        max_value = max(max_value, vmax)
+    cin = pairs[0].image.shape[0]
+
+    # -- classes and the model
+    classes = _check_int("classes", classes, lo=2)
+    check_class_count(max_value, classes, known=meta["classes"] if base_model is not None else 0)
+    if class_names is not None:
+        if isinstance(class_names, str) or not all(isinstance(n, str) for n in class_names):
+            raise UserTypeError("class_names must be a list of strings")
+        class_names = list(class_names)
+    continued = model is not None
+    if continued:
+        k = meta["classes"]
+        if classes is not None and classes != k:
+            raise UserError(f"{option('classes', classes)} but the model being continued has {k}; use "
+                             f"{option('init', 'MODEL')} to fine-tune a copy with a new head")
+        if max_value > k:
+            raise UserError(f"the labels contain class {max_value} but the model has only {k} "
+                             f"classes; to add classes fine-tune a copy with {option('init', 'MODEL')} (a new head)")
+        if meta["in_channels"] != cin:
+            raise UserError(f"the model takes {meta['in_channels']} channels, the images have {cin}")
+        classes = k
+        if class_names is not None:
+            if len(class_names) != k:
+                raise UserError(f"{len(class_names)} class names for {k} classes")
+            model.meta["class_names"] = class_names
+        the_model = model
+    else:
+        if classes is None:
+            classes = max(max_value, 2)
+            if base_model is not None:
+                classes = max(classes, meta["classes"])
+        elif classes < max_value:
+            raise UserError(f"the labels contain class {max_value} but {option('classes', classes)}")
+        if class_names is not None and len(class_names) != classes:
+            raise UserError(f"{len(class_names)} class names for {classes} classes")
+        if base_model is not None:
+            if meta["in_channels"] != cin:
+                raise UserError(f"the init model takes {meta['in_channels']} channels, the images have {cin}")
+            if classes != meta["classes"]:
+                names = class_names
+                if names is None and classes > meta["classes"]:
+                    from ..model import default_class_names
+
+                    old = list(meta.get("class_names") or [])
+                    names = old + default_class_names(classes)[len(old):]
+                the_model = replace_head(base_model, classes, names)
+                the_model._new_head = True  # nothing to compare with for keep_better
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    the_model.head.reset_parameters()
+            else:
+                the_model = base_model
+                if class_names is not None:
+                    the_model.meta["class_names"] = class_names
+            the_model.meta = dict(the_model.meta)
+        else:
+            b0, d0 = default_architecture(dev, dims)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                the_model = build_model(dims, cin, classes,
+                                        b0 if base_channels is None else base_channels,
+                                        d0 if depth is None else depth, class_names=class_names)
+    painted = {"images": [{"shape": list(p.image.shape[1:]),
+                           "painted": {str(v): int(p.counts[v]) for v in range(1, len(p.counts)) if p.counts[v]}}
+                          for p in pairs]}
+    return _Plan(pairs, val_pairs, dims, classes, the_model, init_source, continued, dev, cfg.steps,
+                 cfg.time_limit, cfg.batch_size, patch_t, cfg.lr, cfg.val_fraction,
+                 bool(unpainted_is_background), cfg.checkpoint, cfg.checkpoint_every, seed, cfg.stop,
+                 cfg.preview, cfg.preview_every, cfg.augment, cfg.dice_weight, cfg.weight_decay,
+                 painted, bool(cfg.keep_better))
+
+
+class Setup:
+    """The trainer's set-up (``self.p`` is the :class:`_Plan`)."""
+
+    p: _Plan
+
+    # -- setup
+    def _setup(self) -> None:
+        p = self.p
+        dev = p.dev
+        model = p.model
+        meta = model.meta
+        g = meta["grid"]
+        dims = p.dims
+        dpatch, dbatch = default_patch_batch(dev, dims)
+        # extents of the data (YX of slices for dims=2)
+        extents = np.zeros(dims, np.int64)
+        for pr in p.pairs:
+            extents = np.maximum(extents, pr.image.shape[-dims:])
+        if p.patch is None:
+            patch = tuple(int(min(d, round_up(e, g))) for d, e in zip(dpatch, extents))
+            if dims == 2 and patch[0] != patch[1]:  # keep it square where possible (rotations)
+                s = max(patch)
+                patch = (s, s)
+        else:
+            patch = tuple(round_up(v, g) for v in p.patch)
+        batch = dbatch if p.batch_size == "auto" else int(p.batch_size)
+        if p.batch_size == "auto" and p.patch is None:
+            # smaller images than the default patch: keep the pixels per batch
+            batch = max(1, int(round(dbatch * np.prod(dpatch) / np.prod(patch))))
+            batch = min(batch, 4 * dbatch)
+        self.patch, self.batch = patch, batch
+        check_training_memory(batch, patch, meta["base_channels"], p.classes,
+                              available_memory(dev), describe_device(dev))
+        self.reg_offsets = neighbour_offsets(dims, _pkg().REG_DILATIONS)
+        self.reg_weight = _pkg().REG_WEIGHT if dims == 2 else _pkg().REG_WEIGHT_3D
+        # crop with margin in the YX plane for rotations/scaling (difference even: exact 90-deg)
+        if p.augment is not None:
+            margin = [0] * dims
+            margin[-1] = margin[-2] = 2 * (patch[-1] // 4)
+            crop = tuple(a + m for a, m in zip(patch, margin))
+        else:
+            crop = patch
+        self.crop = crop
+        norm = meta.get("normalization", {})
+        rng = np.random.default_rng(p.seed)
+        # context around the paint: a crop centred on any painted pixel (plus jitter) fits
+        context = tuple(c // 2 + q // 4 + 1 for c, q in zip(crop, patch))
+        vols = build_volumes(p.pairs, dims=dims, crop=crop, norm=norm, context=context)
+        block = tuple(max(1, v // 2) for v in patch)
+        if p.val_pairs is None:
+            split_validation(vols, fraction=p.val_fraction, block=block, classes=p.classes, rng=rng)
+            val_vols = vols
+        else:
+            val_vols = build_volumes(p.val_pairs, dims=dims, crop=crop, norm=norm, context=context)
+            for v in val_vols:
+                v.val, v.train = v.train, np.zeros_like(v.train)
+        counts = find_centres(vols, p.classes, rng)
+        self.train_pixels = int(counts[:, 1:].sum())
+        if sum(counts[:, c].sum() > 0 for c in range(1, p.classes + 1)) < 2:
+            raise UserError("fewer than two classes keep paint for training after the validation split")
+        # where the data lives: on the GPU when it fits in a quarter of the free memory
+        nbytes = sum(v.image.nbytes + v.train.nbytes * 2 for v in vols)
+        if dev.type == "cuda" and nbytes < 0.25 * available_memory(dev):
+            data_dev = dev
+        else:
+            data_dev = torch.device("cpu")
+        self.aug_dev = dev if dev.type in ("cuda", "cpu") else torch.device("cpu")
+        if data_dev.type == "cpu":
+            self.aug_dev = torch.device("cpu") if dev.type != "cuda" else dev
+        self.sampler = PatchSampler(vols, counts, dims=dims, patch=patch, crop=crop,
+                                    device=self.aug_dev, data_device=data_dev, augment=p.augment,
+                                    seed=p.seed)
+        max_crops = 128 if dev.type == "cuda" else 32
+        self.valset: ValSet | None = build_valset(val_vols, patch=patch, block=block,
+                                                  max_crops=max_crops, rng=rng,
+                                                  data_device=data_dev)
+        # keep_better: every painted pixel (training + held out), and the starting weights
+        self.paintset, self.start_state = None, None
+        same_head = p.continued or (p.init_source is not None and not getattr(p.model, "_new_head", False))
+        if p.keep_better and same_head:
+            every = [Volume(v.image, v.train, v.train if v.val is None else np.where(v.val > 0, v.val, v.train))
+                     for v in vols]
+            self.paintset = build_valset(every, patch=patch, block=block, max_crops=2 * max_crops,
+                                         rng=np.random.default_rng(p.seed + 7), data_device=data_dev)
+            self.start_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+        self.val_pixels = 0
+        for v in val_vols:
+            if v.val is not None:
+                self.val_pixels += int(np.count_nonzero(v.val))
+        # model, optimiser, precision
+        self.amp = autocast_dtype(dev)
+        # channels-last: faster with oneDNN on CPU and tensor cores on CUDA (2D; measured)
+        self.channels_last = dev.type in ("cuda", "cpu") and dims == 2
+        if dev.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        model.to(dev)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        model.train()
+        self.opt = _adamw(list(model.parameters()), lr=p.lr, weight_decay=p.weight_decay)
+        self.scaler = (torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None)
+        self.precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp]

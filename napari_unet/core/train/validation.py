@@ -1,0 +1,90 @@
+"""Validation during training: loss, IoU and Dice on the held-out paint, the mirror-agreement
+and uncertainty signals on all pixels of the crops, and keep_better (score the starting and the
+trained weights on all the paint, keep the better)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..data import ValSet
+from ..events import Validation
+from ..losses import confusion_counts
+from .config import _pkg
+
+
+class ValidationMixin:
+    """Mixed into the trainer: needs ``p``, ``valset``, ``paintset``, ``start_state``,
+    ``batch``, ``amp``, ``_to_dev`` and ``_stopped``."""
+
+    def _validate(self, step: int, vs: ValSet | None = None) -> Validation | None:
+        vs = self.valset if vs is None else vs
+        model = self.p.model
+        k = self.p.classes
+        model.eval()
+        conf = torch.zeros(k, k, dtype=torch.long, device=self.p.dev)
+        loss_sum = torch.zeros((), device=self.p.dev)
+        agree = torch.zeros(k, k, dtype=torch.long, device=self.p.dev)
+        unsure = torch.zeros((), dtype=torch.long, device=self.p.dev)
+        total_px = 0
+        n = vs.x.shape[0]
+        bs = max(1, self.batch * 2)
+        try:
+            with torch.no_grad():
+                for s in range(0, n, bs):
+                    if self._stopped():
+                        return None
+                    x = self._to_dev(vs.x[s:s + bs])
+                    y = vs.y[s:s + bs].to(self.p.dev, non_blocking=True)
+                    with torch.autocast(self.p.dev.type, dtype=self.amp, enabled=self.amp is not None):
+                        logits = model(x)
+                    loss_sum += _pkg().sparse_loss(logits, y, dice_weight=self.p.dice_weight) * x.shape[0]
+                    conf += confusion_counts(logits.float(), y)
+                    # stability over all pixels: the prediction of the mirrored crop, mirrored back
+                    flip = tuple(range(2, x.ndim))
+                    with torch.autocast(self.p.dev.type, dtype=self.amp, enabled=self.amp is not None):
+                        logits_f = model(torch.flip(x, flip)).flip(flip)
+                    a, b = logits.float().argmax(1), logits_f.float().argmax(1)
+                    agree += torch.bincount((a * k + b).reshape(-1), minlength=k * k).reshape(k, k)
+                    top = torch.softmax(logits.float(), 1).amax(1)
+                    unsure += (top < _pkg().UNCERTAIN_BELOW).sum()
+                    total_px += top.numel()
+        finally:
+            model.train()
+        c = conf.cpu().numpy()
+        loss = float(loss_sum) / n
+        iou, dice = {}, {}
+        for i in range(k):
+            tp = int(c[i, i])
+            fn = int(c[i].sum() - tp)
+            fp = int(c[:, i].sum() - tp)
+            if tp + fn == 0:
+                continue  # class not in the validation paint
+            iou[i + 1] = tp / (tp + fp + fn)
+            dice[i + 1] = 2 * tp / (2 * tp + fp + fn)
+        mi = float(np.mean(list(iou.values()))) if iou else float("nan")
+        md = float(np.mean(list(dice.values()))) if dice else float("nan")
+        ag = agree.cpu().numpy()
+        inter = np.diag(ag).astype(np.float64)
+        union = ag.sum(0) + ag.sum(1) - inter
+        agreement = float(np.mean(inter[union > 0] / union[union > 0])) if (union > 0).any() else float("nan")
+        uncertain = float(unsure) / max(1, total_px)
+        return Validation(step, loss, iou, dice, mi, md, agreement, uncertain)
+
+    def _keep_better(self, step: int) -> tuple[bool, str]:
+        """Score the trained and the starting weights on all the paint; restore the starting
+        ones if they fit it better. Returns (kept the previous weights, a message)."""
+        model = self.p.model
+        new = self._validate(step, self.paintset)
+        if new is None:
+            return False, ""
+        trained = {k: t.detach().clone() for k, t in model.state_dict().items()}
+        model.load_state_dict(self.start_state)
+        old = self._validate(step, self.paintset)
+        if old is not None and old.mean_iou > new.mean_iou + 1e-3:
+            return True, (f"kept the previous model: it fits the painted strokes better "
+                          f"(IoU {old.mean_iou:.3f} against {new.mean_iou:.3f} for the new weights)")
+        model.load_state_dict(trained)
+        if old is None:
+            return False, ""
+        return False, (f"the new weights fit the painted strokes at least as well as the previous "
+                       f"model (IoU {new.mean_iou:.3f} against {old.mean_iou:.3f})")
