@@ -8,8 +8,10 @@ import sys
 import time
 from pathlib import Path
 
+from .core.limits import DEFAULT_TIME_LIMIT_GUI_S
 
-def run_demo(out_dir: Path, *, time_limit: float = 60.0, device: str = "auto", overwrite: bool = False) -> int:
+
+def run_demo(out_dir: Path, *, time_limit: float = DEFAULT_TIME_LIMIT_GUI_S, device: str = "auto", overwrite: bool = False) -> int:
     from ._cli_report import format_scores, report_training
     from .core.device import resolve_device
     from .core.io import save_model, write_tiff

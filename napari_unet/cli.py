@@ -17,6 +17,8 @@ from ._cli_args import (_batch_arg, _existing_file, _patch_cli_arg, _positive_fl
 from ._cli_report import ProgressBar, format_scores, report_training  # noqa: F401  (re-exported)
 from ._cli_run import Terminated
 from .core.errors import UserError
+from .core.labels import labels_dtype
+from .core.limits import DEFAULT_TIME_LIMIT_CLI_S, DEFAULT_TIME_LIMIT_GUI_S
 
 EXIT_USAGE = 2
 
@@ -65,7 +67,7 @@ def predict_file(model, image_path: Path, out_dir: Path, *, tile, batch_size, de
         with tiff_memmap(probs_path, shape, np.float32, axes=axes, pixel=pixel) as probs:
             predict(model, img, tile=tile, batch_size=batch_size, device=device,
                     channel_axis=channel_axis, progress=progress, out=probs)
-            with tiff_memmap(labels_path, shape[1:], np.uint8 if max(values) < 256 else np.uint16,
+            with tiff_memmap(labels_path, shape[1:], labels_dtype(max(values)),
                              axes=axes[1:], pixel=pixel) as lab:
                 probabilities_to_labels(probs, values, threshold, out=lab)
     else:
@@ -204,7 +206,7 @@ def add_train_parser(sub) -> None:
     p.add_argument("--dims", type=int, choices=(2, 3), default=None,
                    help="2: train on 2D slices (default), 3: volumetric patches (default: --init's)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--time-limit", type=float, help="seconds of training (default 300 unless --steps)")
+    g.add_argument("--time-limit", type=float, help=f"seconds of training (default {DEFAULT_TIME_LIMIT_CLI_S:g} unless --steps)")
     g.add_argument("--steps", type=int, help="number of optimisation steps")
     p.add_argument("--init", help="model file (.pt, or a package from 'napari-unet export') to fine-tune "
                                   "from (a new head if the class count differs)")
@@ -262,7 +264,7 @@ def cmd_train(args) -> int:
         raise UserError(f"--time-limit must be positive, got {args.time_limit}")
     time_limit = args.time_limit
     if args.steps is None and time_limit is None:
-        time_limit = 300.0
+        time_limit = DEFAULT_TIME_LIMIT_CLI_S
     init = str(_existing_file(args.init, "--init model")) if args.init else None
     images = [read_image(_existing_file(p, "image")) for p in args.image]
     labels = [read_image(_existing_file(p, "labels")) for p in args.labels]
@@ -381,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train on the sample data's strokes, predict, evaluate, print the scores and write the outputs.")
     p.add_argument("--out-dir", default="demo_output",
                    help="folder for the model and the outputs (default demo_output, created if missing)")
-    p.add_argument("--time-limit", type=_positive_float, default=60.0, help="seconds of training (default 60)")
+    p.add_argument("--time-limit", type=_positive_float, default=DEFAULT_TIME_LIMIT_GUI_S,
+                   help=f"seconds of training (default {DEFAULT_TIME_LIMIT_GUI_S:g})")
     p.add_argument("--overwrite", action="store_true",
                    help="allow replacing files in --out-dir that napari-unet did not write")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),

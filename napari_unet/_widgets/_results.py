@@ -113,7 +113,7 @@ def output_arrays(image: np.ndarray, meta: dict, uncertainty: bool,
     memory-mapped scratch files, so a stack larger than RAM still gets its layers (napari
     reads memmaps lazily). The files are unlinked at once: the mapping keeps them alive while a
     layer uses them, and the disk space comes back when it is gone (POSIX)."""
-    from napari_unet.core.predict import fits_in_ram, prepare_image
+    from napari_unet.core.predict import fits_in_ram, labels_dtype, prepare_image
 
     if is_time_lapse(image.shape, channel_axis):
         fca = frame_channel_axis(image.ndim, channel_axis)
@@ -121,7 +121,7 @@ def output_arrays(image: np.ndarray, meta: dict, uncertainty: bool,
     else:
         spatial = prepare_image(image, meta, channel_axis).shape[1:]
     classes = meta["classes"]
-    label_dtype = np.uint8 if max(meta.get("class_values") or [classes]) < 256 else np.uint16
+    label_dtype = labels_dtype(max(meta.get("class_values") or [classes]))
     shapes = {"probs": ((classes,) + spatial, np.float32), "labels": (spatial, label_dtype)}
     if uncertainty:
         shapes["uncertainty"] = (spatial, np.float32)

@@ -58,10 +58,9 @@ def make_test_image(meta: dict, image: Any, channel_axis: int | None, mn: int, s
         if int(meta["dims"]) == 2 and arr.ndim == 4:  # a 2D model's stack: its middle slice
             arr = arr[:, arr.shape[1] // 2]
         out = _fit(arr, shape)
-        if not np.isfinite(out).all():
-            from .errors import UserError
+        from .checks import check_finite
 
-            raise UserError("the test image contains NaN or infinite values")
+        check_finite(out, name="the test image", doing="exporting")
         return out
     from .synthetic import make_nuclei
 

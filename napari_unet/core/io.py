@@ -304,6 +304,3 @@ def tiff_memmap(path: str | os.PathLike, shape: tuple[int, ...], dtype, *, axes:
         finally:
             del mm
 
-
-def labels_dtype(max_value: int) -> np.dtype:
-    return np.dtype(np.uint8 if max_value < 256 else np.uint16)

@@ -12,6 +12,11 @@ from .errors import UserError, option
 
 MAX_AUTO_CLASSES = 32        # more label values than this need an explicit classes=
 MAX_CLASSES = 65535          # predicted labels are 16-bit
+# training time when neither steps nor a time limit is given, per front end: the command line
+# trains unattended (`napari-unet train`); the plugin's Train widget and the demo should show a
+# result within a minute
+DEFAULT_TIME_LIMIT_CLI_S = 300.0
+DEFAULT_TIME_LIMIT_GUI_S = 60.0
 
 
 def _size(n: float) -> str:

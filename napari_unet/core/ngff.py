@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import UserError
+from .labels import labels_dtype
 from .pixels import PixelSize
 
 NGFF_VERSIONS = ("0.4", "0.5")
@@ -59,7 +60,7 @@ def create_prediction_store(path: str | Path, spatial: Sequence[int], classes: i
     spatial = tuple(int(s) for s in spatial)
     names = "tzyx" if len(spatial) == 4 else "zyx"[-len(spatial):]
     values = list(class_values or range(1, classes + 1))
-    ldtype = np.uint8 if max(values) < 256 else np.uint16
+    ldtype = labels_dtype(max(values))
     root = zarr.open_group(str(path), mode="w", zarr_format=zf)
     # classes first (c, [z,] y, x); a time-lapse puts t before c, as NGFF orders axes (t, c, z, y, x)
     pnames = "tc" + names[1:] if names[0] == "t" else "c" + names
