@@ -47,17 +47,9 @@ def _end_idle() -> None:
         child.proc.wait(10)
 
 
-def _cpu_ticks(pid: int) -> int:
-    try:
-        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(f[11]) + int(f[12])
-    except (OSError, IndexError, ValueError):
-        return -1
-
-
 def _prestart_settled(pump=lambda: None) -> float:
-    """prestart() and wait until its process is idle and its CPU time stops growing (its
-    imports and warm-up are done), as after a user painted for a while. Returns the seconds."""
+    """prestart() and wait until its process has done its imports and warm-up step, as after a
+    user painted for a while before the first click. Returns the seconds that took."""
     from napari_unet.core import train_pool
     from napari_unet.core.train_process import prestart
 
@@ -67,25 +59,24 @@ def _prestart_settled(pump=lambda: None) -> float:
         pump()
         time.sleep(0.02)
         assert time.perf_counter() - t0 < HANG_S, "prestart did not start a process"
-    pid = train_pool._idle.proc.pid
-    last, same_since = _cpu_ticks(pid), time.perf_counter()
-    while time.perf_counter() - same_since < 1.0 and time.perf_counter() - t0 < HANG_S:
-        pump()
-        time.sleep(0.1)
-        now = _cpu_ticks(pid)
-        if now != last:
-            last, same_since = now, time.perf_counter()
+    assert train_pool.wait_warm(HANG_S), "the prestarted process did not warm up"
     return time.perf_counter() - t0
 
 
-def _api_run(img, strokes) -> float:
-    from napari_unet.core.events import TrainStep
+WARMUP: list = []  # prestart() -> warm (imports and warm-up step done)
+STARTED: dict = {"cold": [], "prestarted": [], "warm": []}  # call -> TrainStarted (set-up done)
+
+
+def _api_run(img, strokes, kind: str) -> float:
+    from napari_unet.core.events import TrainStarted, TrainStep
     from napari_unet.core.train_process import iter_train_process
 
     stop = threading.Event()
     t0 = time.perf_counter()
     first = None
     for ev in iter_train_process([img], [strokes], time_limit=600, stop=stop):
+        if isinstance(ev, TrainStarted):
+            STARTED[kind].append(time.perf_counter() - t0)
         if isinstance(ev, TrainStep) and first is None:
             first = time.perf_counter() - t0
             stop.set()  # then run on to TrainFinished: the process goes back warm
@@ -97,11 +88,11 @@ def api_arm(reps: int) -> dict:
     times: dict = {"cold": [], "prestarted": [], "warm": []}
     for r in range(reps):
         _end_idle()
-        times["cold"].append(_api_run(img, strokes))
-        times["warm"].append(_api_run(img, strokes))
+        times["cold"].append(_api_run(img, strokes, "cold"))
+        times["warm"].append(_api_run(img, strokes, "warm"))
         _end_idle()
-        _prestart_settled()
-        times["prestarted"].append(_api_run(img, strokes))
+        WARMUP.append(_prestart_settled())
+        times["prestarted"].append(_api_run(img, strokes, "prestarted"))
         print(f"  api rep {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()),
               flush=True)
     return times
@@ -166,7 +157,7 @@ def widget_arm(reps: int) -> tuple[dict, dict]:
         times["cold"].append(click())
         times["warm"].append(click())
         _end_idle()
-        _prestart_settled(pump)
+        WARMUP.append(_prestart_settled(pump))
         times["prestarted"].append(click())
         print(f"  widget rep {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()),
               flush=True)
@@ -204,6 +195,9 @@ def main() -> int:
     if not args.no_widget:
         widget, dock = widget_arm(args.reps)
     _table("API (iter_train_process)", api)
+    print("  of which call -> TrainStarted (process, data, model set-up), median: " + ", ".join(
+        f"{k} {statistics.median(v):.2f} s" for k, v in STARTED.items()))
+    print(f"  prestart() -> process warm (in the background), median: {statistics.median(WARMUP):.1f} s")
     if widget:
         _table("Train widget (start() -> first loss point)", widget)
         print("\ndocking the Train widget (add_plugin_dock_widget + one processEvents), median:")

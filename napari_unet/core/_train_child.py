@@ -140,6 +140,7 @@ def serve(conn: Any, idle_s: float = IDLE_S, nice: int = 0) -> None:
     threading.Thread(target=read, daemon=True, name="napari-unet-train-reader").start()
     _apply_nice(nice, base)
     _warm_up(jobs)  # meanwhile the reader receives the first job's data
+    tell(("warm",))  # (core.train_pool.wait_warm; a run skips it)
     while not exiting.is_set():
         try:
             msg = jobs.get(timeout=idle_s)
@@ -151,6 +152,7 @@ def serve(conn: Any, idle_s: float = IDLE_S, nice: int = 0) -> None:
         _apply_nice(job_nice, base)  # (the parent reuses a process only at its nice level)
         tell(("ready", jid))  # everything sent before this belongs to earlier jobs
         _run_job(tell, jid, images, labels, kwargs, stops[jid], lambda j=jid: previews.get(j))
+        del msg, images, labels, kwargs  # nothing of a finished job is kept while idle
         stops.pop(jid, None)
         previews.pop(jid, None)
 

@@ -30,6 +30,7 @@ class _Child:
         self.proc, self.conn, self.tail, self.key = proc, conn, tail, key
         self.lock = threading.Lock()  # one message at a time (a run's watcher sends too)
         self.retired = False  # told to exit after its job: never reused
+        self.warm = False  # its "warm" message was read (wait_warm)
 
     def tell(self, msg: tuple) -> None:
         with self.lock:
@@ -98,6 +99,21 @@ def run_over() -> None:
     global _runs
     with _LOCK:
         _runs -= 1
+
+
+def wait_warm(timeout: float = 120.0) -> bool:
+    """Wait until the idle child has done its imports and warm-up step (for benchmarks and
+    tests: a run never waits for this). False if there is none, or it did not within timeout."""
+    with _LOCK:
+        child = _idle
+    if child is None:
+        return False
+    deadline = time.monotonic() + timeout
+    with child.lock:
+        while not child.warm and time.monotonic() < deadline and child.alive():
+            if child.conn.poll(0.05) and recv(child.conn)[0] == "warm":
+                child.warm = True
+    return child.warm
 
 
 def give_back(child: Any) -> None:

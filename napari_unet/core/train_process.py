@@ -13,6 +13,10 @@ random key, gets the images and the model weights, and sends events back; the ca
 event, ``preview`` callable and ``model`` (continued in place) behave as with ``iter_train``.
 A child that has not connected within ``STARTUP_S`` seconds is killed and reported; a child
 whose parent goes away (viewer closed, process killed) stops and exits.
+
+The child stays warm between runs (core.train_pool): after a run it waits, idle, for the next on
+the same connection, so a second run skips the interpreter start and the torch import;
+``prestart()`` starts one ahead of the first run (the Train widget does when it is docked).
 """
 from __future__ import annotations
 
@@ -269,6 +273,7 @@ def iter_train_process(images, labels, *, stop: threading.Event | None = None,
             try:
                 child.tell_bytes(job)
                 _wait_ready(child, jid, reused)
+                job = b""  # sent: not kept for the whole run
                 break
             except (EOFError, OSError):
                 if not reused:
