@@ -134,3 +134,26 @@ def test_split_modules_stay_small():
 def test_the_checker_sees_a_cycle():
     assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert find_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_planning_and_checks_are_numpy_only():
+    """Tile planning, input checks and post-processing import no torch (directly or through
+    another module of ours)."""
+    mods = _modules()
+    graph = import_graph()
+
+    def imports_torch(name: str, seen: set) -> bool:
+        if name in seen:
+            return False
+        seen.add(name)
+        tree = ast.parse(mods[name].read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            if any(n == "torch" or n.startswith("torch.") for n in names):
+                return True
+        return any(imports_torch(m, seen) for m in graph[name])
+
+    for name in ("napari_unet.core.tiling", "napari_unet.core.checks", "napari_unet.core.postprocess",
+                 "napari_unet.core.labels"):
+        assert not imports_torch(name, set()), name
