@@ -7,6 +7,8 @@ import torch
 
 from .errors import UserError, UserTypeError
 
+__all__ = ["resolve_device", "describe_device", "autocast_dtype", "available_memory"]
+
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 

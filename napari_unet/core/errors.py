@@ -16,6 +16,9 @@ import contextvars
 import errno
 from typing import Any, Iterator
 
+__all__ = ["UserError", "UserTypeError", "cli_wording", "is_cli", "say", "option",
+           "describe_os_error"]
+
 
 class UserError(ValueError):
     """A mistake the user can fix (bad input, a refused overwrite, not enough space ...)."""

@@ -10,6 +10,9 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["TrainStarted", "TrainStep", "Validation", "Preview", "Checkpoint", "TrainFinished",
+           "quality_summary"]
+
 
 @dataclass(frozen=True)
 class TrainStarted:

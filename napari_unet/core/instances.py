@@ -25,6 +25,8 @@ import numpy as np
 
 from .errors import UserError, UserTypeError
 
+__all__ = ["instance_labels"]
+
 # inputs up to this many voxels are processed in one piece (a few float64 temporaries of this
 # size are needed: ~1 GiB at 2**25 voxels); larger ones in slabs along the first axis
 WHOLE_LIMIT = 1 << 25

@@ -16,6 +16,9 @@ from .errors import UserError
 from .outputs import MARK, check_space, reserve
 from .labels import check_labels  # noqa: F401  (re-exported)
 
+__all__ = ["atomic_path", "save_model", "read_model_meta", "load_model", "read_image", "axes_for",
+           "write_tiff", "tiff_memmap"]
+
 if TYPE_CHECKING:  # the model module imports torch; keep TIFF I/O free of it
     from .model import UNet
 
@@ -58,7 +61,20 @@ def _versions() -> dict[str, str]:
 
 
 def save_model(model: "UNet", path: str | os.PathLike) -> Path:
-    """Save weights + JSON metadata (with provenance) in one file, atomically."""
+    """Save weights + JSON metadata (with provenance) in one file, atomically.
+
+    Args:
+        model: a napari-unet model (from :func:`napari_unet.build_model`, ``train`` or
+            :func:`load_model`).
+        path: the file to write (``.pt`` by convention); written to a temporary name and renamed.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError / TypeError: not a napari-unet model, or the path cannot be written (a
+            folder, no space, no permission), with a message naming the problem.
+    """
     import torch
 
     from .model import MODEL_FORMAT, MODEL_FORMAT_VERSION, model_meta
@@ -152,7 +168,18 @@ def _load_payload(path: str | os.PathLike) -> tuple[dict, dict]:
 
 
 def load_model(path: str | os.PathLike) -> "UNet":
-    """Load a model saved by :func:`save_model` (never unpickles arbitrary objects)."""
+    """Load a model saved by :func:`save_model` (never unpickles arbitrary objects).
+
+    Args:
+        path: a file written by :func:`save_model`.
+
+    Returns:
+        The model (``UNet``) on the CPU in eval mode, with its metadata.
+
+    Raises:
+        ValueError: the file is missing, not a napari-unet model, corrupt (checksum), of a newer
+            format, or its weights do not match its metadata.
+    """
     from .model import model_from_state
 
     meta, state = _load_payload(path)

@@ -10,6 +10,8 @@ import math
 
 from .errors import UserError, option
 
+__all__ = ["check_label_range", "check_class_count", "training_step_bytes", "check_training_memory"]
+
 MAX_AUTO_CLASSES = 32        # more label values than this need an explicit classes=
 MAX_CLASSES = 65535          # predicted labels are 16-bit
 # training time when neither steps nor a time limit is given, per front end: the command line

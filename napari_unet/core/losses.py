@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+__all__ = ["sparse_loss", "confusion_counts", "neighbour_offsets", "edge_aware_potts"]
+
 
 def sparse_loss(logits: torch.Tensor, target: torch.Tensor, *, dice_weight: float = 0.5,
                 entropy_weight: float = 0.0, eps: float = 1.0) -> torch.Tensor:

@@ -12,6 +12,8 @@ import numpy as np
 from .errors import UserError
 from .labels import check_labels
 
+__all__ = ["measure_objects", "objects_csv", "write_objects_csv"]
+
 
 def measure_objects(instances: Any, *, image: Any = None, classes: Any = None,
                     spacing: Sequence[float] | float | None = None,

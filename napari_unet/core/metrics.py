@@ -13,6 +13,8 @@ from .errors import UserError
 from .labels import check_labels
 from .truth import resolve_truth
 
+__all__ = ["confusion", "evaluate", "per_slice_scores", "error_map"]
+
 # error-map codes (also used for the overlay layer's colours and legend)
 ERR_IGNORED = 0  # truth unlabeled, or correctly predicted background
 ERR_TP = 1       # correct foreground class
@@ -68,6 +70,19 @@ def evaluate(pred_labels: Any, true_labels: Any, *, class_names: Sequence[str] |
     ``truth_zero`` ("auto", "background", "unlabeled"): how the truth's 0 is read (see
     :func:`napari_unet.core.truth.resolve_truth`); ``truth_zero``/``truth_note`` in the result
     say which reading was used.
+
+    Args:
+        pred_labels: predicted labels (1..K; 0 = no prediction).
+        true_labels: truth of the same shape (0 = unlabeled, or background, see ``truth_zero``).
+        class_names: names for the class values (default: "class N").
+        truth_zero: "auto", "background" or "unlabeled".
+
+    Returns:
+        The scores dict described above.
+
+    Raises:
+        ValueError / TypeError: labels that are not non-negative integers, shapes that differ,
+            or an unknown ``truth_zero``.
     """
     pred_labels, true_labels, how = resolve_truth(pred_labels, true_labels, truth_zero)
     values, mat = confusion(pred_labels, true_labels)

@@ -14,6 +14,9 @@ from torch import nn
 
 from .errors import UserError, UserTypeError
 
+__all__ = ["ConvBlock", "UNet", "measure_receptive_field", "receptive_field",
+           "default_class_names", "build_model", "model_meta", "model_from_state", "replace_head"]
+
 MODEL_FORMAT = "napari-unet-model"
 MODEL_FORMAT_VERSION = 1
 
@@ -135,8 +138,21 @@ def build_model(dims: int = 2, in_channels: int = 1, classes: int = 2, base_chan
                 depth: int = 4, *, class_names: list[str] | None = None) -> UNet:
     """Build a U-Net for ``dims`` 2 or 3 with metadata for prediction and training.
 
-    ``classes`` is the number of label values 1..K (class 1 is background by convention);
-    ``depth`` is the number of poolings (``2**depth`` is the tiling grid).
+    Args:
+        dims: 2 (images, or stacks slice by slice) or 3 (volumes).
+        in_channels: image channels the network takes.
+        classes: the number of label values 1..K (class 1 is background by convention), >= 2.
+        base_channels: feature channels of the first level (doubled at each pooling).
+        depth: the number of poolings, 1..6 (``2**depth`` is the tiling grid).
+        class_names: one name per class (default: "background", "class 2", ...).
+
+    Returns:
+        A :class:`UNet` (a ``torch.nn.Module``) whose ``meta`` holds dims, channels, classes,
+        class names, grid and halo.
+
+    Raises:
+        TypeError: a count that is not an int.
+        ValueError: a value out of range, or class names that do not match ``classes``.
     """
     for name, v, lo in (("in_channels", in_channels, 1), ("classes", classes, 2),
                         ("base_channels", base_channels, 1), ("depth", depth, 1)):

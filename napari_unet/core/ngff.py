@@ -16,6 +16,8 @@ from .errors import UserError
 from .labels import labels_dtype
 from .pixels import PixelSize
 
+__all__ = ["create_prediction_store", "tiff_pixel_kwargs", "write_prediction"]
+
 NGFF_VERSIONS = ("0.4", "0.5")
 DEFAULT_NGFF = "0.5"
 # label colours: class 1 (background) transparent, the others from a small palette

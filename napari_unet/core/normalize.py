@@ -12,6 +12,8 @@ import numpy as np
 
 from .checks import check_finite
 
+__all__ = ["percentile_stats", "apply_stats", "normalize"]
+
 MAX_SAMPLES = 2_000_000
 
 

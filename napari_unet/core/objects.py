@@ -20,6 +20,8 @@ import numpy as np
 from .errors import UserError
 from .labels import check_labels
 
+__all__ = ["label_kind", "as_objects", "match_objects", "object_overlay", "format_object_scores"]
+
 THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.5, 0.55, ..., 0.95
 
 # overlay codes (same colours as the pixel error overlay: green, red, blue)

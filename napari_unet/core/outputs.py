@@ -21,6 +21,9 @@ from typing import Iterable, Sequence
 
 from .errors import UserError, describe_os_error, option
 
+__all__ = ["temp_prefix", "same_file", "is_ours", "is_our_output_name", "expand_inputs",
+           "check_output", "prepare_folder", "check_space", "reserve", "clean_stale_temps"]
+
 MARK = "napari-unet"          # the TIFF Software tag of every TIFF we write
 OUTPUT_SUFFIXES = ("_probs", "_labels", "_instances", "_errors")
 IMAGE_SUFFIXES = (".tif", ".tiff")

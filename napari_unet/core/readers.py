@@ -19,6 +19,9 @@ import numpy as np
 from .errors import UserError, UserTypeError
 from .pixels import PixelSize  # noqa: F401  (re-exported)
 
+__all__ = ["PixelSize", "ngff_unit", "ImageSource", "is_lazy_spec", "open_image", "ngff_multiscale",
+           "input_pixel_size"]
+
 # unit spellings found in TIFF/ImageJ/OME metadata -> NGFF (UDUNITS-2) names
 _UNITS = {"um": "micrometer", "µm": "micrometer", "\u03bcm": "micrometer", "micron": "micrometer",
           "microns": "micrometer", "micrometer": "micrometer", "micrometre": "micrometer",

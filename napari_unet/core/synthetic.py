@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+__all__ = ["make_nuclei", "make_strokes", "sample_2d", "sample_3d"]
+
 BACKGROUND, NUCLEUS = 1, 2
 
 

@@ -18,6 +18,8 @@ import numpy as np
 from .errors import UserError
 from .labels import check_labels
 
+__all__ = ["distinct", "resolve_truth"]
+
 TRUTH_ZERO = ("auto", "background", "unlabeled")
 INSTANCE_MIN = 16  # a truth with 0 and values above this (and above the prediction's) holds instance ids
 BACKGROUND, FOREGROUND = 1, 2
