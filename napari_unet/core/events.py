@@ -69,7 +69,7 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class TrainFinished:
-    reason: str            # "steps", "time", "stopped", "nan" or "error"
+    reason: str            # "steps", "time", "stopped" or "nan" (an error is raised, never reported here)
     step: int
     model: Any = field(repr=False)
     message: str = ""

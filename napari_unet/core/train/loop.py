@@ -311,8 +311,8 @@ def iter_train(images: Any, labels: Any, config: TrainConfig | None = None, **op
 
     Events: :class:`TrainStarted` first, then :class:`TrainStep` (every step, at most ~10/s),
     :class:`Validation`, :class:`Preview`, :class:`Checkpoint`, and :class:`TrainFinished` last
-    (``reason`` "steps", "time", "stopped", "nan" or "error"; ``model`` the trained model, on
-    the CPU in eval mode).
+    (``reason`` "steps", "time", "stopped" or "nan"; an error is raised instead; ``model`` the
+    trained model, on the CPU in eval mode).
 
     ``images``/``labels``: an array or a list of arrays (sizes may differ); images ``(Y, X)`` or
     ``(Z, Y, X)`` (plus a channel axis where ``channel_axis`` says), labels integers of the same
@@ -379,7 +379,7 @@ def train(images: Any, labels: Any, config: TrainConfig | None = None, **options
     for ev in iter_train(images, labels, config, **options):
         if isinstance(ev, TrainFinished):
             finished = ev
-    if finished.reason in ("nan", "error"):
+    if finished.reason == "nan":
         warnings.warn(finished.message, RuntimeWarning, stacklevel=2)
     return finished.model
 
