@@ -72,11 +72,14 @@ def _warm_up(jobs: "queue.Queue") -> None:
 
             # one step of the default 2D CPU model, patch and batch, with the training's loss
             # terms and (fused) optimizer: first-call costs (kernels, allocator) are paid here
-            model = build_model(dims=2, classes=2)
+            cpu = torch.device("cpu")
+            base, depth = train.default_architecture(cpu, 2)
+            (py, px), batch = train.default_patch_batch(cpu, 2)
+            model = build_model(2, 1, 2, base, depth)
             opt = train._adamw(list(model.parameters()))
-            x = torch.rand(4, 1, 128, 128)
+            x = torch.rand(batch, 1, py, px)
             logits = model(x)
-            y = torch.randint(0, 3, (4, 128, 128))
+            y = torch.randint(0, 3, (batch, py, px))
             loss = sparse_loss(logits, y) + edge_aware_potts(
                 torch.softmax(logits.float(), 1), x, neighbour_offsets(2, train.REG_DILATIONS))
             loss.backward()
