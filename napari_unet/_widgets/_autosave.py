@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import QObject, QTimer
+from qtpy.QtCore import QObject, QTimer, Signal
 
 from . import _layers
 
@@ -100,7 +100,10 @@ def _on_undo_redo(layer: Any, callback: Any) -> None:
 
 
 class Autosaver(QObject):
-    """Watches painting layers and saves each one ``DEBOUNCE_MS`` after its last change."""
+    """Watches painting layers and saves each one ``DEBOUNCE_MS`` after its last change;
+    ``saved`` (the path) fires on the main thread after each save."""
+
+    saved = Signal(object)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -147,13 +150,20 @@ class Autosaver(QObject):
         data = np.array(layer.data, copy=True)
         names = _layers.class_names_of(layer)
         if wait:
-            self.last_saved = _write(path, data, names)
+            self._done(_write(path, data, names))
             return
         worker = create_worker(_write, path, data, names, _start_thread=False)
-        worker.returned.connect(lambda p: setattr(self, "last_saved", p))
+        worker.returned.connect(self._done)
         worker.finished.connect(lambda: self._workers.remove(worker) if worker in self._workers else None)
         self._workers.append(worker)
         worker.start()
+
+    def _done(self, path: Path) -> None:
+        self.last_saved = path
+        try:
+            self.saved.emit(path)
+        except RuntimeError:  # the widget (and this QObject) is gone
+            pass
 
     def flush(self) -> None:
         """Save every layer with a pending change now (synchronously)."""

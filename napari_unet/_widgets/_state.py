@@ -9,20 +9,35 @@ from psygnal import Signal
 
 class ModelState:
     """Holds the current model (a torch module from napari_unet.core, or None) and where it
-    came from; ``changed`` fires whenever it is replaced."""
+    came from. ``changed`` fires on every change: a new model (trained, loaded, reverted) and
+    a new ``source`` (e.g. "saved to ..." after Save), so every widget showing the model line
+    stays in step."""
 
     changed = Signal(object)
 
     def __init__(self) -> None:
         self.model: Any = None
-        self.source: str = ""
+        self._source: str = ""
         self.previous: tuple[Any, str] | None = None   # the model a continued run started from
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @source.setter
+    def source(self, value: str) -> None:
+        self._source = value
+        self.changed.emit(self.model)
 
     def set(self, model: Any, source: str, previous: tuple[Any, str] | None = None) -> None:
         """Replace the model; ``previous`` (model, source) is kept for :meth:`revert`."""
-        self.model, self.source = model, source
+        self.model, self._source = model, source
         self.previous = previous
         self.changed.emit(model)
+
+    def saved(self, path: Any) -> None:
+        """The model was written to ``path``: every widget's model line says so."""
+        self.source = f"saved to {path}"
 
     def revert(self) -> bool:
         """Swap the current model with the one the last continued run started from (one
@@ -50,19 +65,17 @@ class ModelState:
         return self.model
 
 
-_STATES: dict[int, tuple[weakref.ref, ModelState]] = {}
+_STATES: "weakref.WeakKeyDictionary[Any, ModelState]" = weakref.WeakKeyDictionary()
 
 
 def model_state(viewer: Any) -> ModelState:
-    """The one ModelState of ``viewer`` (created on first use). Plugin widgets receive the
-    viewer wrapped in a proxy, a different object per widget: key on the viewer itself."""
+    """The one ModelState of ``viewer`` (created on first use), held in a weak mapping keyed by
+    the viewer: it goes away with the viewer, and no id() can be reused by a later viewer.
+    Plugin widgets receive the viewer wrapped in a proxy, a different object per widget: key
+    on the viewer itself. (A napari Viewer is a pydantic model that takes no new attributes,
+    and hashes by identity, so a WeakKeyDictionary is the clean place for it.)"""
     viewer = getattr(viewer, "__wrapped__", viewer)
-    key = id(viewer)
-    entry = _STATES.get(key)
-    if entry is not None and entry[0]() is viewer:
-        return entry[1]
-    for k in [k for k, (ref, _) in _STATES.items() if ref() is None]:
-        del _STATES[k]
-    state = ModelState()
-    _STATES[key] = (weakref.ref(viewer), state)
+    state = _STATES.get(viewer)
+    if state is None:
+        state = _STATES[viewer] = ModelState()
     return state

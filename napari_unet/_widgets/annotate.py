@@ -27,6 +27,7 @@ class AnnotateWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.autosaver = Autosaver(self)
+        self.autosaver.saved.connect(self._autosaved)
         self._removed: tuple | None = None  # (layer, value, name, flat indices of its strokes)
 
         self.image_combo = LayerCombo(napari_viewer, _layers.is_image, placeholder="(open an image)")
@@ -159,10 +160,17 @@ class AnnotateWidget(QWidget):
         if image is not None and self.autosaver.path_of(layer) is None:
             path = autosave_path(image)
             self.autosaver.watch(layer, path)
-            self.status.setText(f"Autosaved to {path}")
+            # nothing is written until the first stroke: say so until the first save
+            self.status.setText(f"will autosave to {path}" if not path.is_file() else f"autosaved to {path}")
         self.brush.blockSignals(True)
         self.brush.setValue(int(round(layer.brush_size)))
         self.brush.blockSignals(False)
+
+    def _autosaved(self, path: Any) -> None:
+        try:
+            self.status.setText(f"autosaved to {path}")
+        except RuntimeError:
+            pass
 
     def _set_names(self, names: list[str], layer: Any = None) -> None:
         layer = layer if layer is not None else self.paint_layer()

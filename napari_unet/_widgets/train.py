@@ -3,6 +3,7 @@ core.train_process, so the GIL never stalls the viewer) from a worker thread, wi
 loss curve, a progress bar, a Stop button and a live preview of the slice on screen."""
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from pathlib import Path
@@ -357,46 +358,57 @@ class TrainWidget(QWidget):
 
     # ------------------------------------------------------------------ events (main thread)
     def _on_event(self, ev: Any) -> None:
-        kind = type(ev).__name__
-        if kind == "TrainStep":
-            self.progress.setValue(int(1000 * min(max(ev.fraction, 0.0), 1.0)))
-            self.plot.add_train(self._step_offset + ev.step, ev.loss)
-            self.status.setText(f"step {ev.step} · loss {ev.loss:.4f} · {ev.steps_per_s:.1f} steps/s · "
-                                f"{ev.elapsed:.0f} s")
-        elif kind == "Validation":
-            from napari_unet.core.events import quality_summary
+        """Dispatch an engine event by its type (core.events; see :func:`_event_handlers`)."""
+        handler = _event_handlers().get(type(ev))
+        if handler is not None:
+            handler(self, ev)
 
-            self.plot.add_val(self._step_offset + ev.step, ev.loss, ev.agreement)
-            self.val_label.setText(f"validation at step {ev.step}: {quality_summary(ev)}")
-        elif kind == "Preview":
-            show_preview(self.viewer, ev.key, ev.probabilities)
-        elif kind == "TrainStarted":
-            limit = (f"{ev.total_steps} steps" if ev.total_steps else f"{ev.time_limit:.0f} s")
-            self.device_label.setText(
-                f"device: <b>{ev.device}</b> · {ev.precision} · {ev.dims}D · patch "
-                f"{'×'.join(map(str, ev.patch))} · batch {ev.batch_size} · {limit} · "
-                f"{ev.train_pixels:,} painted px ({ev.val_pixels:,} held out)")
-        elif kind == "Checkpoint":
-            self.model_label.setText(f"checkpoint at step {ev.step}: {ev.path}")
-        elif kind == "TrainFinished":
-            self.finished_reason = ev.reason
-            if ev.model is not None:
-                what = f"trained {ev.step} more steps" if self._previous else f"trained {ev.step} steps"
-                if ev.kept_previous:
-                    what = f"kept the previous model after {ev.step} more steps"
-                self.state.set(ev.model, what, previous=self._previous)
-            self.progress.setValue(1000)
-            text = {"steps": "finished: step limit reached", "time": "finished: time limit reached",
-                    "stopped": "stopped: the model so far is kept",
-                    "nan": "stopped: the loss became NaN", "error": "failed"}.get(ev.reason, ev.reason)
-            self.status.setText(f"{text} (step {ev.step})")
-            if ev.reason == "error":
-                show_error(f"Training failed: {ev.message}")
-            elif ev.reason == "nan":
-                show_warning(f"Training stopped: {ev.message or 'the loss became NaN'}")
-            else:
-                show_info(f"Training {text} after {ev.step} steps."
-                          + (f" {ev.message[ev.message.find(';') + 2:]}" if ";" in ev.message else ""))
+    def _on_step(self, ev: Any) -> None:
+        self.progress.setValue(int(1000 * min(max(ev.fraction, 0.0), 1.0)))
+        self.plot.add_train(self._step_offset + ev.step, ev.loss)
+        self.status.setText(f"step {ev.step} · loss {ev.loss:.4f} · {ev.steps_per_s:.1f} steps/s · "
+                            f"{ev.elapsed:.0f} s")
+
+    def _on_validation(self, ev: Any) -> None:
+        from napari_unet.core.events import quality_summary
+
+        self.plot.add_val(self._step_offset + ev.step, ev.loss, ev.agreement)
+        self.val_label.setText(f"validation at step {ev.step}: {quality_summary(ev)}")
+
+    def _on_preview(self, ev: Any) -> None:
+        show_preview(self.viewer, ev.key, ev.probabilities)
+
+    def _on_started(self, ev: Any) -> None:
+        limit = (f"{ev.total_steps} steps" if ev.total_steps else f"{ev.time_limit:.0f} s")
+        self.device_label.setText(
+            f"device: <b>{ev.device}</b> · {ev.precision} · {ev.dims}D · patch "
+            f"{'×'.join(map(str, ev.patch))} · batch {ev.batch_size} · {limit} · "
+            f"{ev.train_pixels:,} painted px ({ev.val_pixels:,} held out)")
+
+    def _on_checkpoint(self, ev: Any) -> None:
+        self.model_label.setText(f"checkpoint at step {ev.step}: {ev.path}")
+
+    def _on_train_finished(self, ev: Any) -> None:
+        self.finished_reason = ev.reason
+        if ev.model is not None:
+            what = f"trained {ev.step} more steps" if self._previous else f"trained {ev.step} steps"
+            if ev.kept_previous:
+                what = f"kept the previous model after {ev.step} more steps"
+            self.state.set(ev.model, what, previous=self._previous)
+        self.progress.setValue(1000)
+        text = {"steps": "finished: step limit reached", "time": "finished: time limit reached",
+                "stopped": "stopped: the model so far is kept",
+                "nan": "stopped: the loss became NaN", "error": "failed"}.get(ev.reason, ev.reason)
+        detail = ev.message[ev.message.find(';') + 2:] if ";" in ev.message else ""
+        # the notification stays one short sentence; the details go to the status line
+        self.status.setText(f"{text} (step {ev.step})" + (f": {detail}" if detail else ""))
+        self.status.setToolTip(ev.message)
+        if ev.reason == "error":
+            show_error(f"Training failed: {ev.message}")
+        elif ev.reason == "nan":
+            show_warning(f"Training stopped: {ev.message or 'the loss became NaN'}")
+        else:
+            show_info(f"Training {text} after {ev.step} steps.")
 
     def _update_preview_source(self, *event: Any) -> None:
         if event and self.worker is None:
@@ -440,9 +452,8 @@ class TrainWidget(QWidget):
         from napari_unet.core.io import save_model
 
         out = save_model(model, path)
-        self.state.source = f"saved to {out}"
-        self._model_changed()
-        show_info(f"Model saved to {out}")
+        self.state.saved(out)  # every widget's model line says "saved to ..."
+        show_info(f"Model saved to {Path(out).name}")  # the full path: the model line
         return out
 
     @user_action
@@ -455,7 +466,7 @@ class TrainWidget(QWidget):
 
         model = load_model(path)
         self.state.set(model, f"loaded from {Path(path).name}")
-        show_info(f"Loaded model {path}")
+        show_info(f"Loaded model {Path(path).name}")
         return model
 
     # ------------------------------------------------------------------ closing
@@ -486,6 +497,17 @@ class TrainWidget(QWidget):
         except Exception:
             pass
         self._task_id = None
+
+
+@functools.lru_cache(maxsize=None)
+def _event_handlers() -> dict[type, Any]:
+    """Event class -> TrainWidget handler. Built on the first event, so that importing this
+    module (napari start-up) does not import the engine; core.events itself needs only numpy."""
+    from napari_unet.core import events as e
+
+    return {e.TrainStep: TrainWidget._on_step, e.Validation: TrainWidget._on_validation,
+            e.Preview: TrainWidget._on_preview, e.TrainStarted: TrainWidget._on_started,
+            e.Checkpoint: TrainWidget._on_checkpoint, e.TrainFinished: TrainWidget._on_train_finished}
 
 
 def _unwrap(obj: Any) -> Any:

@@ -1,0 +1,47 @@
+"""The shared model state is evented: every widget's model line follows it (Save included);
+Annotate says where it *will* autosave until the first save; Train dispatches events by type."""
+from __future__ import annotations
+
+import numpy as np
+
+from napari_unet._widgets._state import model_state
+
+
+def test_save_updates_every_model_line(viewer, dock, tiny_model, tmp_path):
+    train, predict, batch = dock("Train"), dock("Predict"), dock("Batch")
+    model_state(viewer).set(tiny_model, "trained 35 steps")
+    for w in (train, predict, batch):
+        assert "trained 35 steps" in w.model_label.text()
+    out = train.save_model(str(tmp_path / "m.pt"))
+    for w in (train, predict, batch):
+        assert f"saved to {out}" in w.model_label.text(), w
+
+    seen = []
+    model_state(viewer).changed.connect(seen.append)
+    model_state(viewer).source = "renamed"
+    assert seen == [tiny_model] and "renamed" in predict.model_label.text()
+
+
+def test_state_is_per_viewer(make_napari_viewer):
+    a, b = make_napari_viewer(), make_napari_viewer()
+    assert model_state(a) is model_state(a) and model_state(a) is not model_state(b)
+
+
+def test_autosave_says_will_until_first_save(viewer, dock):
+    viewer.add_image(np.zeros((30, 40), np.float32), name="img")
+    w = dock("Annotate")
+    paint = w.create_paint_layer()
+    assert w.status.text().startswith("will autosave to "), w.status.text()
+    w.autosaver.save_now(paint, wait=True)
+    assert w.status.text().startswith("autosaved to "), w.status.text()
+
+
+def test_train_events_dispatch_by_type(viewer, dock):
+    from napari_unet.core.events import Checkpoint, TrainStep
+
+    w = dock("Train")
+    w._on_event(TrainStep(step=3, loss=0.5, lr=1e-3, steps_per_s=2.0, elapsed=1.5, fraction=0.5))
+    assert w.status.text().startswith("step 3 · loss 0.5000"), w.status.text()
+    w._on_event(Checkpoint(step=4, path="/x/ckpt.pt"))
+    assert "checkpoint at step 4" in w.model_label.text()
+    w._on_event(object())  # an unknown event is ignored
