@@ -1,4 +1,4 @@
-"""`napari-unet gui`: napari with the plugin's widgets docked and the sample data open.
+"""`napari-unet gui`: napari with the plugin's widgets as tabs in one dock and the sample data open.
 
 Without a display (no DISPLAY/WAYLAND_DISPLAY on Linux, or Qt cannot start) it says so and
 runs the headless demo instead.
@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-WIDGETS = ("Annotate", "Train", "Predict", "Evaluate", "Batch")
+DOCK = "All steps (tabs)"  # the manifest's one-dock contribution (_widgets/tabs.py)
 
 
 def has_display() -> bool:
@@ -44,11 +44,7 @@ def run_gui(sample: bool = True, demo_out_dir: Path = Path("napari-unet-demo")) 
     viewer = napari.Viewer(title="napari-unet")
     if sample:
         viewer.open_sample("napari-unet", "nuclei_2d")
-    docks = []
-    for name in WIDGETS:
-        dock, _widget = viewer.window.add_plugin_dock_widget("napari-unet", name, tabify=True)
-        docks.append(dock)
-    if docks:  # show the first step
-        docks[0].raise_()
+    # the same dock as Plugins > napari-unet > All steps (tabs), opened on its first step
+    viewer.window.add_plugin_dock_widget("napari-unet", DOCK)
     napari.run()
     return 0

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-WIDGETS = ["Annotate", "Train", "Predict", "Evaluate", "Batch", "Measure objects"]
+WIDGETS = ["Annotate", "Train", "Predict", "Evaluate", "Batch", "Measure objects", "All steps (tabs)"]
 
 
 def test_manifest_lists_widgets_and_samples():
@@ -40,7 +40,7 @@ def test_samples_open_ready_to_train(viewer, dock):
 def test_opening_plugin_does_not_import_torch():
     code = ("import sys\n"
             "import napari_unet._sample_data as s\n"
-            "from napari_unet._widgets import annotate, train, predict, evaluate, batch, measure\n"
+            "from napari_unet._widgets import annotate, train, predict, evaluate, batch, measure, tabs\n"
             "import napari_unet._launch\n"
             "s.sample_2d()\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n"
@@ -64,3 +64,14 @@ def test_launch_falls_back_without_display(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "napari_unet._demo", fake)
     assert _launch.run_gui(sample=True, demo_out_dir=tmp_path) == 0
     assert calls == [tmp_path]
+
+
+def test_all_steps_in_one_tabbed_dock(viewer):
+    """One dock with a tab per step fits a laptop screen (docked one by one they stack 2200 px)."""
+    from napari_unet._widgets._state import model_state
+
+    dw, tabs = viewer.window.add_plugin_dock_widget("napari-unet", "All steps (tabs)")
+    titles = [tabs.tabs.tabText(i) for i in range(tabs.tabs.count())]
+    assert titles == ["Annotate", "Train", "Predict", "Evaluate", "Batch", "Measure"]
+    assert tabs.minimumSizeHint().height() < 600
+    assert tabs.page("Train").state is model_state(viewer) is tabs.page("Predict").state
