@@ -43,7 +43,8 @@ class PreviewSource:
                 z1 = min(data.shape[0], z0 + SLAB)
                 key, part = (image_layer.name, z0, z1), data[z0:z1]
         part = np.asarray(part)  # only what is previewed is read (lazy arrays stay lazy)
-        current = (key, part.mean(-1) if image_layer.rgb else part)
+        # RGB: channels first, as the model (trained with channel_axis) takes them
+        current = (key, np.moveaxis(part, -1, 0) if image_layer.rgb else part)
         with self._lock:
             self._current = current
 

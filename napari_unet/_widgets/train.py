@@ -242,14 +242,19 @@ class TrainWidget(QWidget):
                             "widget) and tick it in the training data list.")
         dims = 3 if self.dims.currentIndex() == 1 else 2
         images, labels, class_names = [], [], None
+        rgb: bool | None = None
         for image, paint in pairs:
             img = np.asarray(_layers.full_data(image))
-            if image.rgb:
-                raise UserError(f"'{image.name}' is an RGB image; convert it to grayscale first.")
-            if img.shape != tuple(paint.data.shape):
+            if rgb is None:
+                rgb = bool(image.rgb)
+            elif rgb != bool(image.rgb):
+                raise UserError("Train on RGB images or on single-channel images, not both at once "
+                                f"('{image.name}' differs from '{pairs[0][0].name}').")
+            spatial = img.shape[:-1] if image.rgb else img.shape
+            if spatial != tuple(paint.data.shape):
                 raise UserError(f"'{image.name}' has shape {img.shape} but its painting "
                                 f"'{paint.name}' has shape {tuple(paint.data.shape)}.")
-            if dims == 3 and img.ndim != 3:
+            if dims == 3 and len(spatial) != 3:
                 raise UserError(f"A 3D model needs (Z, Y, X) stacks; '{image.name}' is {img.ndim}D. "
                                 "Choose the 2D model.")
             lab = np.array(paint.data, copy=True)  # painting may go on while we train
@@ -261,6 +266,7 @@ class TrainWidget(QWidget):
         kwargs: dict[str, Any] = dict(dims=dims, class_names=class_names, classes=len(class_names),
                                       device=self.device.currentText(),
                                       unpainted_is_background=self.unpainted_bg.isChecked(),
+                                      channel_axis=-1 if rgb else None,
                                       preview_every=self.preview_every)
         if self.limit_kind.currentText() == "steps":
             kwargs["steps"] = self.limit.value()

@@ -101,7 +101,7 @@ def test_keep_better_through_the_training_process(data2d):
     from napari_unet.core.train_process import iter_train_process
 
     img, sem, strokes = data2d
-    base = train(img, strokes, steps=30, **TINY)
+    base = train(img, strokes, steps=40, **TINY)
     before = {k: v.clone() for k, v in base.state_dict().items()}
     events = list(iter_train_process([img], [strokes], model=base, steps=6, lr=5.0, keep_better=True,
                                      **{k: v for k, v in TINY.items() if k not in ("base_channels", "depth")}))

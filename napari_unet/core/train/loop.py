@@ -68,7 +68,9 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
             return None
         key, image = res
         tile = "auto" if self.p.dev.type == "cuda" else 256
-        gen = iter_predict(self.p.model, image, tile=tile, device=self.p.dev)
+        # a multi-channel model's preview image comes channels first (the caller's contract)
+        ca = 0 if self.p.model.meta.get("in_channels", 1) > 1 else None
+        gen = iter_predict(self.p.model, image, tile=tile, device=self.p.dev, channel_axis=ca)
         try:
             for ev in gen:
                 if self._stopped():
