@@ -41,7 +41,7 @@ def predict_file(model, image_path: Path, out_dir: Path, *, tile, batch_size, de
     import numpy as np
 
     from .core.device import resolve_device
-    from .core.io import axes_for, read_image, tiff_memmap, write_tiff
+    from .core.io import axes_for, read_image, tiff_memmap
     from .core.outputs import check_space
     from .core.predict import fits_in_ram, predict, prepare_image, probabilities_to_labels
 
@@ -74,8 +74,9 @@ def predict_file(model, image_path: Path, out_dir: Path, *, tile, batch_size, de
         probs = predict(model, img, tile=tile, batch_size=batch_size, device=device,
                         channel_axis=channel_axis, progress=progress)
         labels = probabilities_to_labels(probs, values, threshold)
-        write_tiff(probs_path, probs, axes=axes, pixel=pixel)
-        write_tiff(labels_path, labels, axes=axes[1:], pixel=pixel)
+        from .core.jobs import write_tiff_outputs  # the plugin's Batch writes with it too
+
+        write_tiff_outputs(out_dir, stem, probs, labels, axes=axes[1:], pixel=pixel)
     if bar:
         bar.close()
     return probs_path, labels_path

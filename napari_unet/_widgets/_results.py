@@ -1,10 +1,7 @@
-"""Shared by Predict and Batch: the prediction generator (worker thread) and the result layers
-(main thread)."""
+"""Shared by Predict and Batch: the checks of their inputs, the prediction job (core.jobs) in a
+worker thread, the result layers (main thread) and the panel they share."""
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Iterator
@@ -13,7 +10,14 @@ import numpy as np
 
 from . import _layers
 from ._events import Progress, Result, safe_stem  # noqa: F401  (importable from here too)
-from ._frames import frame_channel_axis, is_time_lapse, iter_predict_frames, spatial_axes
+from ._frames import frame_channel_axis, is_time_lapse
+
+
+def output_arrays(*args: Any, **kwargs: Any) -> dict:
+    """Moved to :func:`napari_unet.core.jobs.output_arrays`."""
+    from napari_unet.core.jobs import output_arrays as impl
+
+    return impl(*args, **kwargs)
 
 
 def image_items(layers: list, model: Any, hint: str = "",
@@ -51,15 +55,9 @@ def predict_images(model: Any, items: list[tuple[str, np.ndarray]], *, tile: Any
                    out_dir: Path | None = None, channel_axis: int | None = None,
                    out_format: str = "tiff", pixels: dict | None = None, workers: int = 0,
                    cancel: threading.Event | None = None) -> Iterator[Progress | Result]:
-    """Worker thread: predict each ``(name, image)`` in turn; yields Progress, then a Result per
-    image (after writing ``<name>_probs.tif``/``<name>_labels.tif`` if ``out_dir``).
-
-    ``cancel`` is checked after every batch of tiles. Cancelling through it (rather than
-    abandoning the generator with ``worker.quit()``) closes ``iter_predict`` in this thread,
-    so torch's thread-local inference mode is left properly: pool threads are reused, and a
-    training run on this thread later must not inherit it."""
-    from napari_unet.core.predict import PredictDone, PredictProgress, entropy, iter_predict, probabilities_to_labels
-
+    """Worker thread: the prediction job of Predict and Batch, :func:`napari_unet.core.jobs.iter_predict_job`
+    (or, with ``workers``, the same job on a local dask cluster, _cluster_batch.py); yields
+    Progress, then a Result per image. ``cancel`` (a threading.Event) is the one way to stop it."""
     if workers and out_dir is not None:  # Batch on a local dask cluster (_cluster_batch.py)
         from ._cluster_batch import predict_on_cluster
 
@@ -67,84 +65,11 @@ def predict_images(model: Any, items: list[tuple[str, np.ndarray]], *, tile: Any
                                       pixels=pixels, channel_axis=channel_axis, threshold=threshold,
                                       tile=tile, cancel=cancel)
         return
-    meta = model.meta
-    for i, (name, image) in enumerate(items):
-        probs = None
-        outs = output_arrays(image, meta, uncertainty, channel_axis)
-        if is_time_lapse(image.shape, channel_axis):
-            gen = iter_predict_frames(model, image, tile=tile, out=outs["probs"], channel_axis=channel_axis)
-        else:
-            gen = iter_predict(model, image, tile=tile, out=outs["probs"], channel_axis=channel_axis)
-        try:
-            for ev in gen:
-                if cancel is not None and cancel.is_set():
-                    return
-                if isinstance(ev, PredictProgress):
-                    yield Progress(name, i, len(items), ev.done, ev.total)
-                elif isinstance(ev, PredictDone):
-                    probs = ev.probabilities
-        finally:
-            gen.close()
-        labels = probabilities_to_labels(probs, meta.get("class_values"), threshold, out=outs["labels"])
-        unc = entropy(probs, out=outs["uncertainty"]) if uncertainty else None
-        files: tuple[str, ...] = ()
-        if out_dir is not None and out_format == "ome-zarr":  # pixels: {name: readers.PixelSize}
-            from napari_unet.core.ngff import write_prediction
+    from napari_unet.core.jobs import iter_predict_job
 
-            files = (str(write_prediction(Path(out_dir) / f"{safe_stem(name)}.ome.zarr", probs, labels,
-                                          pixel=(pixels or {}).get(name), class_names=meta.get("class_names"),
-                                          class_values=meta.get("class_values"), name=name)),)
-        elif out_dir is not None:
-            from napari_unet.core.io import axes_for, write_tiff
-
-            stem = safe_stem(name)
-            px = (pixels or {}).get(name)
-            axes = spatial_axes(labels.ndim) if labels.ndim == 4 else axes_for(labels)
-            p1 = write_tiff(Path(out_dir) / f"{stem}_probs.tif", probs, axes="C" + axes, pixel=px)
-            p2 = write_tiff(Path(out_dir) / f"{stem}_labels.tif", labels, axes=axes, pixel=px)
-            files = (str(p1), str(p2))
-        yield Result(name, probs, labels, unc, files)
-
-
-def output_arrays(image: np.ndarray, meta: dict, uncertainty: bool,
-                  channel_axis: int | None = None) -> dict[str, np.ndarray | None]:
-    """Where one image's results go: ``None`` each (in RAM, allocated by the engine) when the
-    probabilities, labels and uncertainty together fit in RAM (``fits_in_ram``); else
-    memory-mapped scratch files, so a stack larger than RAM still gets its layers (napari
-    reads memmaps lazily). The files are unlinked at once: the mapping keeps them alive while a
-    layer uses them, and the disk space comes back when it is gone (POSIX)."""
-    from napari_unet.core.predict import fits_in_ram, labels_dtype, prepare_image
-
-    if is_time_lapse(image.shape, channel_axis):
-        fca = frame_channel_axis(image.ndim, channel_axis)
-        spatial = (image.shape[0],) + prepare_image(image[0], meta, fca).shape[1:]
-    else:
-        spatial = prepare_image(image, meta, channel_axis).shape[1:]
-    classes = meta["classes"]
-    label_dtype = labels_dtype(max(meta.get("class_values") or [classes]))
-    shapes = {"probs": ((classes,) + spatial, np.float32), "labels": (spatial, label_dtype)}
-    if uncertainty:
-        shapes["uncertainty"] = (spatial, np.float32)
-    need = sum(int(np.prod(sh)) * np.dtype(dt).itemsize for sh, dt in shapes.values())
-    outs: dict[str, np.ndarray | None] = {"probs": None, "labels": None, "uncertainty": None}
-    if fits_in_ram(need):
-        return outs
-    folder = Path(os.environ.get("NAPARI_UNET_SCRATCH") or tempfile.gettempdir())
-    free = shutil.disk_usage(folder).free
-    if need > 0.9 * free:
-        raise MemoryError(f"the results of this image need {need / 2**30:.1f} GiB, more than RAM "
-                          f"allows, and {folder} has only {free / 2**30:.1f} GiB free for them on "
-                          "disk: set NAPARI_UNET_SCRATCH to a folder on a larger disk, or use "
-                          "Batch with an output folder.")
-    for key, (shape, dtype) in shapes.items():
-        fd, path = tempfile.mkstemp(prefix=f"napari-unet-{key}-", suffix=".npy", dir=folder)
-        os.close(fd)
-        outs[key] = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
-        try:
-            os.unlink(path)
-        except OSError:  # (Windows) the file stays in the temporary folder
-            pass
-    return outs
+    yield from iter_predict_job(model, items, tile=tile, threshold=threshold, uncertainty=uncertainty,
+                                out_dir=out_dir, channel_axis=channel_axis, out_format=out_format,
+                                pixels=pixels, cancel=cancel)
 
 
 def layer_pixel_size(layer: Any, spatial_ndim: int):
