@@ -11,6 +11,7 @@ import numpy as np
 from . import _layers
 from ._events import Progress, Result, safe_stem  # noqa: F401  (importable from here too)
 from ._frames import frame_channel_axis, is_time_lapse
+from ._job_panel import JobPanel
 
 
 def output_arrays(*args: Any, **kwargs: Any) -> dict:
@@ -132,37 +133,22 @@ def show_result(viewer: Any, result: Result, model: Any, *, probabilities: bool 
     return out
 
 
-class PredictionPanel:
-    """What Predict and Batch share: the current-model line, Run/Cancel buttons, a progress bar
-    and a status line, and a worker running :func:`predict_images` that can be cancelled after
-    the current batch of tiles. Mixed into a QWidget; subclasses lay the parts out and handle
+class PredictionPanel(JobPanel):
+    """What Predict and Batch share: the job panel (_job_panel.py: Run/Cancel, progress,
+    status) running :func:`predict_images`, and the current-model line, which follows the
+    viewer's evented model state. Mixed into a QWidget; subclasses lay the parts out and handle
     ``_on_result`` / ``_on_finished``."""
 
     busy_message = "A prediction is already running."
 
     def _init_panel(self, viewer: Any, run_text: str) -> None:
-        from qtpy.QtWidgets import QHBoxLayout, QProgressBar, QPushButton
-
         from ._common import hint
         from ._state import model_state
 
         self.viewer = viewer
         self.state = model_state(viewer)
-        self.worker: Any = None
-        self._cancel = threading.Event()
         self._model: Any = None
-        self.run_btn = QPushButton(run_text)
-        self.run_btn.setStyleSheet("font-weight: bold;")
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
-        self.run_btn.clicked.connect(self.run)
-        self.cancel_btn.clicked.connect(self.cancel)
-        self.buttons = QHBoxLayout()
-        self.buttons.addWidget(self.run_btn, 2)
-        self.buttons.addWidget(self.cancel_btn, 1)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.status = hint("")
+        self._init_job_panel(run_text)
         self.model_label = hint(self.state.describe())
         self.state.changed.connect(self._model_changed)
 
@@ -177,8 +163,7 @@ class PredictionPanel:
         when a run is already going, there is no model, or no image (``none_message``)."""
         from ._common import UserError
 
-        if self.worker is not None:
-            raise UserError(self.busy_message)
+        self._check_idle()
         model = self.state.require()
         layers = self.targets()
         if not layers:
@@ -187,44 +172,20 @@ class PredictionPanel:
 
     def _start(self, model: Any, items: list[tuple[str, np.ndarray]], message: str, **kwargs: Any) -> None:
         """Predict ``items`` in the background; ``kwargs`` go to :func:`predict_images`."""
-        from ._common import start_worker
-
         self._model = model
-        self._cancel = cancel = threading.Event()
 
-        def work():
+        def job(cancel: threading.Event):
             return (yield from predict_images(model, items, cancel=cancel, **kwargs))
 
-        self.progress.setValue(0)
-        self.status.setText(message)
-        self._set_running(True)
-        self.worker = start_worker(work, yielded=self._on_event, finished=self._finished)
-
-    def cancel(self, *_: Any) -> None:
-        if self.worker is not None:
-            self._cancel.set()
-            self.status.setText("cancelling after the current tiles…")
-
-    def _set_running(self, running: bool) -> None:
-        self.run_btn.setEnabled(not running)
-        self.cancel_btn.setEnabled(running)
+        self._start_job(job, message)
 
     def _on_event(self, ev: Any) -> None:
         if isinstance(ev, Progress):
-            self.progress.setValue(int(1000 * (ev.index + ev.done / max(ev.total, 1)) / ev.count))
+            self.set_progress((ev.index + ev.done / max(ev.total, 1)) / ev.count)
             where = f"{ev.index + 1}/{ev.count} " if ev.count > 1 else ""
             self.status.setText(f"{where}{ev.image}: tile {ev.done}/{ev.total}")
         elif isinstance(ev, Result):
             self._on_result(ev)
 
-    def _finished(self) -> None:
-        aborted = self._cancel.is_set()
-        self.worker = None
-        self._set_running(False)
-        self._on_finished(aborted)
-
     def _on_result(self, result: Result) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def _on_finished(self, aborted: bool) -> None:  # pragma: no cover - overridden
         raise NotImplementedError

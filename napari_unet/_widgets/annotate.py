@@ -139,7 +139,8 @@ class AnnotateWidget(QWidget):
             existing.selected_label = 2
             existing.brush_size = max(2, int(round(min(shape[-2:]) / 48)))
             if reloaded:
-                show_info(f"Reloaded the saved painting of '{image.name}' from {path}")
+                self.status.setText(f"reloaded from {path}")
+                show_info(f"Reloaded the saved painting of '{image.name}'.")
         self._adopt(existing)
         existing.visible = True
         _layers.keep_painting_on_top(self.viewer, image.name)

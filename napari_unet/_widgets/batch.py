@@ -130,4 +130,5 @@ class BatchWidget(PredictionPanel, QWidget):
         elif self.done:
             self.progress.setValue(1000)
             self.status.setText(f"segmented {len(self.done)} image(s){where}")
-            show_info(f"Segmented {len(self.done)} image(s){where}")
+            self.status.setToolTip("\n".join(self.files))
+            show_info(f"Segmented {len(self.done)} image(s).")  # where the files are: the status line

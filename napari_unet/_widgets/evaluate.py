@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from . import _layers
 from ._object_scores import ROLE as OBJECT_ERRORS
 from ._object_scores import ObjectScores
 from ._common import LayerCombo, UserError, heading, hint, show_info, user_action
+from ._job_panel import JobPanel
 
 COLUMNS = ["scope", "class", "IoU", "Dice", "TP", "FP", "FN"]
 SHOWN = ["class", "IoU", "Dice", "TP", "FP", "FN"]  # the table merges scope into class
@@ -29,7 +31,7 @@ def _is_labels(layer: Any) -> bool:
     return type(layer).__name__ == "Labels" and _layers.role(layer) not in ("errors", "paint", OBJECT_ERRORS)
 
 
-class EvaluateWidget(QWidget):
+class EvaluateWidget(JobPanel, QWidget):
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
@@ -47,9 +49,10 @@ class EvaluateWidget(QWidget):
             "every other value foreground (class 2).\nunlabeled: 0 is ignored, as in paintings.\n"
             "auto: background for a boolean mask, 0 with one other value, or 0 with instance ids; "
             "unlabeled otherwise. The result says which was used.")
-        self.run_btn = QPushButton("Evaluate")
-        self.run_btn.setStyleSheet("font-weight: bold;")
-        self.run_btn.clicked.connect(self.run)
+        # the job panel of Predict and Batch (Run, progress, status); scoring is quick and runs
+        # on the main thread, so there is nothing to cancel
+        self._init_job_panel("Evaluate", cancellable=False)
+        self.progress.setVisible(False)
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
         self.table = QTableWidget(0, len(SHOWN))
@@ -72,7 +75,8 @@ class EvaluateWidget(QWidget):
         form.addRow("ground truth", self.truth_combo)
         form.addRow("truth 0 is", self.truth_zero)
         lay.addLayout(form)
-        lay.addWidget(self.run_btn)
+        lay.addLayout(self.buttons)
+        lay.addWidget(self.status)
         lay.addWidget(self.summary)
         lay.addWidget(self.table)
         row = QHBoxLayout()
@@ -155,6 +159,7 @@ class EvaluateWidget(QWidget):
             f"<span style='color:{_layers.ERROR_COLORS[code]}'>■</span> {ERROR_NAMES[code]} "
             f"{int(counts[code]):,}" for code in sorted(ERROR_NAMES)))
         self.counts = {code: int(counts[code]) for code in ERROR_NAMES}
+        self.status.setText(f"scored '{pred_layer.name}' against '{truth_layer.name}'")
         return result
 
     def _fill_table(self, rows: list[list[Any]]) -> None:
@@ -194,5 +199,6 @@ class EvaluateWidget(QWidget):
 
         with atomic_path(path) as tmp:
             tmp.write_text(self.as_csv())
-        show_info(f"Scores saved to {path}")
+        self.status.setText(f"scores saved to {path}")
+        show_info(f"Scores saved to {Path(path).name}.")
         return path

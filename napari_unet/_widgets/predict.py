@@ -94,7 +94,9 @@ class PredictWidget(PredictionPanel, QWidget):
             self.status.setText("cancelled")
         elif self.results:
             self.progress.setValue(1000)
-            show_info(f"Predicted {', '.join(self.results)}")
+            names = list(self.results)
+            self.status.setText(f"predicted {', '.join(names)}")
+            show_info(f"Predicted '{names[0]}'." if len(names) == 1 else f"Predicted {len(names)} images.")
             if self.instances.enabled.isChecked():
                 self.instances.compute([(n, *self._probs[n]) for n in self.results])
 

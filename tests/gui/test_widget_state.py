@@ -45,3 +45,26 @@ def test_train_events_dispatch_by_type(viewer, dock):
     w._on_event(Checkpoint(step=4, path="/x/ckpt.pt"))
     assert "checkpoint at step 4" in w.model_label.text()
     w._on_event(object())  # an unknown event is ignored
+
+
+def test_predict_batch_evaluate_share_the_job_panel(viewer, dock, tiny_model, tmp_path, qtbot, notes):
+    from napari_unet._widgets._job_panel import JobPanel
+
+    predict, batch, evaluate = dock("Predict"), dock("Batch"), dock("Evaluate")
+    assert all(isinstance(w, JobPanel) for w in (predict, batch, evaluate))
+    model_state(viewer).set(tiny_model, "test")
+    viewer.add_image(np.random.default_rng(0).random((32, 32)).astype(np.float32), name="img")
+    batch.write.setChecked(True)
+    batch.out_dir.setText(str(tmp_path / "a folder with a long name" / "out"))
+    batch.run()
+    qtbot.waitUntil(lambda: batch.worker is None, timeout=120_000)  # only catches a hang
+    # the notification is one short sentence; where the files are is in the status line
+    assert ("info", "Segmented 1 image(s).") in notes
+    assert str(tmp_path / "a folder with a long name" / "out") in batch.status.text()
+
+    pred = viewer.add_labels(np.ones((6, 5), np.uint8), name="p")
+    truth = viewer.add_labels(np.ones((6, 5), np.uint8), name="t")
+    evaluate.pred_combo.set_layer(pred.name)
+    evaluate.truth_combo.set_layer(truth.name)
+    assert evaluate.run() is not None
+    assert evaluate.status.text() == "scored 'p' against 't'"
