@@ -20,7 +20,7 @@ STOPPED = object()  # take(): the stop event was set while waiting for a startin
 _LOCK = threading.Lock()
 _idle: Any = None  # the idle train_process._Child
 _starting: Any = None  # (key, threading.Event set when done) of a prestart under way
-_runs = 0  # runs under way (between take and run_over): a prestart then waits for their child
+_starts = 0  # runs starting a process of their own (see starting)
 
 
 class _Child:
@@ -73,9 +73,6 @@ def take(key: tuple, stop: threading.Event | None = None) -> Any:
     """The idle child for ``key`` if it is alive (it is then no longer idle), else None (the
     caller starts one). Waits for a prestart under way for the same key; STOPPED if ``stop``
     is set meanwhile."""
-    global _runs
-    with _LOCK:
-        _runs += 1
     while True:
         with _LOCK:
             global _idle
@@ -91,14 +88,29 @@ def take(key: tuple, stop: threading.Event | None = None) -> Any:
     if child.key != key or not child.alive():
         child.end()  # died while idle (killed, idle timeout), or not the one asked for
         return None
+    return _running(child)
+
+
+def _running(child: Any) -> Any:
+    from . import train_process
+
+    with train_process._LIVE_LOCK:
+        train_process._LIVE.add(child.proc)
     return child
 
 
-def run_over() -> None:
-    """A run that called ``take`` is over (whether or not it gave a child back)."""
-    global _runs
-    with _LOCK:
-        _runs -= 1
+class starting:
+    """``with starting():`` around a run's own start of a process (a prestart then waits)."""
+
+    def __enter__(self) -> None:
+        global _starts
+        with _LOCK:
+            _starts += 1
+
+    def __exit__(self, *exc: Any) -> None:
+        global _starts
+        with _LOCK:
+            _starts -= 1
 
 
 def wait_warm(timeout: float = 120.0) -> bool:
@@ -131,13 +143,15 @@ def give_back(child: Any) -> None:
 
 def prestart(nice: int = 5) -> None:
     """Start the idle child in a background thread unless one is idle or starting already, or
-    a run is under way (its child becomes the idle one)."""
+    a run's process is running or starting (it becomes the idle one)."""
     from . import train_process
 
     global _starting
     key = train_process._key(nice)
     with _LOCK:
-        if _starting is not None or _runs > 0 or (
+        with train_process._LIVE_LOCK:
+            running = any(p.poll() is None for p in train_process._LIVE)
+        if _starting is not None or _starts > 0 or running or (
                 _idle is not None and _idle.key == key and _idle.alive()):
             return
         _starting = (key, threading.Event())

@@ -255,9 +255,8 @@ def iter_train_process(images, labels, *, stop: threading.Event | None = None,
     jid = secrets.token_hex(8)
     # pickled once: a warm process found dead gets the same bytes on a fresh one
     job = pickle.dumps(("job", jid, images, labels, kw, nice), protocol=pickle.HIGHEST_PROTOCOL)
-    child = train_pool.take(_key(nice), stop)  # (counts this run until run_over)
+    child = train_pool.take(_key(nice), stop)  # (then counted as running)
     if child is train_pool.STOPPED:
-        train_pool.run_over()
         return
     reused = child is not None
     clean = False
@@ -265,10 +264,11 @@ def iter_train_process(images, labels, *, stop: threading.Event | None = None,
     done = threading.Event()
     try:
         if child is None:
-            child = _start(nice, stop)
-            if child is None:  # stopped before it started
-                return
-        _running(child)
+            with train_pool.starting():
+                child = _start(nice, stop)
+                if child is None:  # stopped before it started
+                    return
+                _running(child)
         while True:
             try:
                 child.tell_bytes(job)
@@ -280,10 +280,11 @@ def iter_train_process(images, labels, *, stop: threading.Event | None = None,
                     raise _died(child.proc, child.tail, "ended unexpectedly") from None
             _forget(child)  # a warm process that died while idle: start a fresh one
             reused = False
-            child = _start(nice, stop)
-            if child is None:
-                return
-            _running(child)
+            with train_pool.starting():
+                child = _start(nice, stop)
+                if child is None:
+                    return
+                _running(child)
         proc, conn = child.proc, child.conn
         if stop is not None:
             threading.Thread(target=_watch, args=(stop, done, beat, child, jid), daemon=True,
@@ -348,7 +349,6 @@ def iter_train_process(images, labels, *, stop: threading.Event | None = None,
             # background so that the caller (e.g. a GUI worker) is done as soon as the model is here
             threading.Thread(target=_reap, args=(child.proc, child.conn, None), daemon=True,
                              name="napari-unet-train-reaper").start()
-        train_pool.run_over()
 
 
 def _forget(child: _Child) -> None:

@@ -128,3 +128,28 @@ def test_an_idle_process_ends_after_the_idle_timeout(data, monkeypatch):
     monkeypatch.delenv("NAPARI_UNET_TRAIN_IDLE_S")
     pid2, fin = _run(*data)
     assert pid2 != pid1 and fin.reason == "steps"
+
+
+def test_prestart_works_after_an_abandoned_run(data):
+    """A run left suspended at a yield (a GUI worker of a deleted widget) must not keep the
+    next prestart from starting a process (its child ends once stopped)."""
+    import threading
+
+    from napari_unet.core.events import TrainStep
+
+    img, strokes = data
+    stop = threading.Event()
+    gen = iter_train_process([img], [strokes], stop=stop, **dict(TINY, steps=10**6))
+    for ev in gen:
+        if isinstance(ev, TrainStep):
+            break
+    (proc,) = train_process._LIVE
+    stop.set()  # ... and nobody resumes the generator
+    _wait(lambda: proc.poll() is not None, "the abandoned run's process kept running")
+    idle = train_pool._idle
+    if idle is not None:
+        train_pool._idle = None
+        idle.end()
+    prestart()
+    _wait(lambda: _idle_pid() is not None, "prestart started nothing after an abandoned run")
+    gen.close()
