@@ -3,7 +3,6 @@ core.train_process, so the GIL never stalls the viewer) from a worker thread, wi
 loss curve, a progress bar, a Stop button and a live preview of the slice on screen."""
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from pathlib import Path
@@ -17,16 +16,16 @@ from qtpy.QtCore import Qt, QTimer
 from superqt import QCollapsible
 
 from . import _layers
-from ._common import (UserError, find_layer, heading, hint, show_error, show_info, show_warning, start_worker,
-                      user_action)
+from ._common import UserError, find_layer, heading, hint, show_info, start_worker, user_action
 from ._plot import LossPlot
-from ._preview import PreviewSource, preview_layer, show_preview
+from ._preview import PreviewSource, preview_layer
 from ._state import model_state
+from ._train_events import TrainEvents
 
 START_NEW, START_CURRENT, START_FILE = "new model", "continue current model", "fine-tune a model file"
 
 
-class TrainWidget(QWidget):
+class TrainWidget(TrainEvents, QWidget):
     preview_every = 3.0  # seconds between live previews
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
@@ -362,60 +361,6 @@ class TrainWidget(QWidget):
         if empty is not None and empty in self.viewer.layers and not np.any(empty.data):
             self.viewer.layers.remove(empty)  # made for this run, which never previewed
 
-    # ------------------------------------------------------------------ events (main thread)
-    def _on_event(self, ev: Any) -> None:
-        """Dispatch an engine event by its type (core.events; see :func:`_event_handlers`)."""
-        handler = _event_handlers().get(type(ev))
-        if handler is not None:
-            handler(self, ev)
-
-    def _on_step(self, ev: Any) -> None:
-        self.progress.setValue(int(1000 * min(max(ev.fraction, 0.0), 1.0)))
-        self.plot.add_train(self._step_offset + ev.step, ev.loss)
-        self.status.setText(f"step {ev.step} · loss {ev.loss:.4f} · {ev.steps_per_s:.1f} steps/s · "
-                            f"{ev.elapsed:.0f} s")
-
-    def _on_validation(self, ev: Any) -> None:
-        from napari_unet.core.events import quality_summary
-
-        self.plot.add_val(self._step_offset + ev.step, ev.loss, ev.agreement)
-        self.val_label.setText(f"validation at step {ev.step}: {quality_summary(ev)}")
-
-    def _on_preview(self, ev: Any) -> None:
-        show_preview(self.viewer, ev.key, ev.probabilities)
-
-    def _on_started(self, ev: Any) -> None:
-        limit = (f"{ev.total_steps} steps" if ev.total_steps else f"{ev.time_limit:.0f} s")
-        self.device_label.setText(
-            f"device: <b>{ev.device}</b> · {ev.precision} · {ev.dims}D · patch "
-            f"{'×'.join(map(str, ev.patch))} · batch {ev.batch_size} · {limit} · "
-            f"{ev.train_pixels:,} painted px ({ev.val_pixels:,} held out)")
-
-    def _on_checkpoint(self, ev: Any) -> None:
-        self.model_label.setText(f"checkpoint at step {ev.step}: {ev.path}")
-
-    def _on_train_finished(self, ev: Any) -> None:
-        self.finished_reason = ev.reason
-        if ev.model is not None:
-            what = f"trained {ev.step} more steps" if self._previous else f"trained {ev.step} steps"
-            if ev.kept_previous:
-                what = f"kept the previous model after {ev.step} more steps"
-            self.state.set(ev.model, what, previous=self._previous)
-        self.progress.setValue(1000)
-        text = {"steps": "finished: step limit reached", "time": "finished: time limit reached",
-                "stopped": "stopped: the model so far is kept",
-                "nan": "stopped: the loss became NaN", "error": "failed"}.get(ev.reason, ev.reason)
-        detail = ev.message[ev.message.find(';') + 2:] if ";" in ev.message else ""
-        # the notification stays one short sentence; the details go to the status line
-        self.status.setText(f"{text} (step {ev.step})" + (f": {detail}" if detail else ""))
-        self.status.setToolTip(ev.message)
-        if ev.reason == "error":
-            show_error(f"Training failed: {ev.message}")
-        elif ev.reason == "nan":
-            show_warning(f"Training stopped: {ev.message or 'the loss became NaN'}")
-        else:
-            show_info(f"Training {text} after {ev.step} steps.")
-
     def _update_preview_source(self, *event: Any) -> None:
         if event and self.worker is None:
             return  # a dims/selection event while not training: nothing to preview (start() calls this)
@@ -503,17 +448,6 @@ class TrainWidget(QWidget):
         except Exception:
             pass
         self._task_id = None
-
-
-@functools.lru_cache(maxsize=None)
-def _event_handlers() -> dict[type, Any]:
-    """Event class -> TrainWidget handler. Built on the first event, so that importing this
-    module (napari start-up) does not import the engine; core.events itself needs only numpy."""
-    from napari_unet.core import events as e
-
-    return {e.TrainStep: TrainWidget._on_step, e.Validation: TrainWidget._on_validation,
-            e.Preview: TrainWidget._on_preview, e.TrainStarted: TrainWidget._on_started,
-            e.Checkpoint: TrainWidget._on_checkpoint, e.TrainFinished: TrainWidget._on_train_finished}
 
 
 def _unwrap(obj: Any) -> Any:

@@ -45,6 +45,12 @@ def test_train_events_dispatch_by_type(viewer, dock):
     w._on_event(Checkpoint(step=4, path="/x/ckpt.pt"))
     assert "checkpoint at step 4" in w.model_label.text()
     w._on_event(object())  # an unknown event is ignored
+    from napari_unet._widgets._train_events import event_handlers
+
+    from napari_unet.core import events as e
+
+    assert set(event_handlers()) == {e.TrainStarted, e.TrainStep, e.Validation, e.Preview, e.Checkpoint,
+                                     e.TrainFinished}
 
 
 def test_predict_batch_evaluate_share_the_job_panel(viewer, dock, tiny_model, tmp_path, qtbot, notes):
