@@ -9,6 +9,7 @@ HANG_MS = 180_000  # only catches hangs
 
 def _train(viewer, dock, qtbot, steps: int, mode: str | None = None):
     w = dock("Train")
+    w.preview_every = 0.01  # a preview after every step: a short run still previews
     w.base_channels.setValue(8)
     w.depth.setValue(2)
     w.set_limit(steps, "steps")
