@@ -16,16 +16,17 @@ from qtpy.QtCore import Qt, QTimer
 from superqt import QCollapsible
 
 from . import _layers
-from ._common import UserError, find_layer, heading, hint, show_info, start_worker, user_action
+from ._common import UserError, find_layer, heading, hint, start_worker, user_action
 from ._plot import LossPlot
 from ._preview import PreviewSource, preview_layer
 from ._state import model_state
 from ._train_events import TrainEvents
+from ._train_model import ModelActions
 
 START_NEW, START_CURRENT, START_FILE = "new model", "continue current model", "fine-tune a model file"
 
 
-class TrainWidget(TrainEvents, QWidget):
+class TrainWidget(TrainEvents, ModelActions, QWidget):
     preview_every = 3.0  # seconds between live previews
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
@@ -375,50 +376,6 @@ class TrainWidget(TrainEvents, QWidget):
         if image is not None and self.dims.currentIndex() == 1 and len(_layers.full_data(image).shape) != 3:
             image = None
         self.preview.update(self.viewer, image)
-
-    # ------------------------------------------------------------------ model
-    def _model_changed(self, *_: Any) -> None:
-        try:
-            self.model_label.setText(self.state.describe())
-            self.revert_btn.setEnabled(self.state.previous is not None and not self.is_running())
-        except RuntimeError:
-            pass
-
-    @user_action
-    def revert(self) -> None:
-        """Swap the current model with the one the last continued run started from."""
-        if self.is_running():
-            raise UserError("Stop training before reverting the model.")
-        if not self.state.revert():
-            raise UserError("Nothing to revert to: continue training a model first.")
-        show_info(f"Model: {self.state.describe()}")
-
-    @user_action
-    def save_model(self, path: str | None = None) -> Path | None:
-        model = self.state.require()
-        if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Save model", "unet.pt", "U-Net model (*.pt)")
-            if not path:
-                return None
-        from napari_unet.core.io import save_model
-
-        out = save_model(model, path)
-        self.state.saved(out)  # every widget's model line says "saved to ..."
-        show_info(f"Model saved to {Path(out).name}")  # the full path: the model line
-        return out
-
-    @user_action
-    def load_model(self, path: str | None = None) -> Any:
-        if path is None:
-            path, _ = QFileDialog.getOpenFileName(self, "Load model", "", "U-Net model or bioimage.io package (*.pt *.zip)")
-            if not path:
-                return None
-        from napari_unet.core.io import load_model
-
-        model = load_model(path)
-        self.state.set(model, f"loaded from {Path(path).name}")
-        show_info(f"Loaded model {Path(path).name}")
-        return model
 
     # ------------------------------------------------------------------ closing
     def shutdown(self) -> bool:
