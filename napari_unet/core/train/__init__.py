@@ -31,6 +31,7 @@ import os
 from ..losses import sparse_loss  # noqa: F401  (looked up here by the loop: tests patch it)
 
 DEFAULT_LR = 2e-3
+FINETUNE_LR_FACTOR = float(os.environ.get("NAPARI_UNET_FINETUNE_LR", 0.5))  # lr when continuing (model=/init=)
 EMIT_INTERVAL = 0.1          # seconds between TrainStep events (each step when slower)
 VAL_MIN_INTERVAL = 15.0      # seconds between validations (at least)
 VAL_MAX_SHARE = 0.05         # validation may take at most this share of the time
@@ -54,5 +55,5 @@ from .loop import iter_train, train  # noqa: E402
 from .tuning import ThreadTuner, _adamw  # noqa: E402,F401
 
 __all__ = ["iter_train", "train", "TrainConfig", "default_architecture", "default_patch_batch",
-           "ThreadTuner", "DEFAULT_LR", "EMA_DECAY", "ENTROPY_WEIGHT", "REG_WEIGHT", "REG_WEIGHT_3D",
+           "ThreadTuner", "DEFAULT_LR", "FINETUNE_LR_FACTOR", "EMA_DECAY", "ENTROPY_WEIGHT", "REG_WEIGHT", "REG_WEIGHT_3D",
            "REG_RAMP", "REG_DILATIONS"]

@@ -151,7 +151,9 @@ class TrainConfig:
             if isinstance(batch_size, str):
                 raise UserError(f"batch_size must be 'auto' or a positive integer, got {batch_size!r}")
             batch_size = _check_int("batch_size", batch_size, allow_none=False)
-        lr = _check_float("lr", _pkg().DEFAULT_LR if lr is None else lr, allow_none=False)
+        if lr is None:  # continuing or fine-tuning: a gentler step, the weights are already good
+            lr = _pkg().DEFAULT_LR * (_pkg().FINETUNE_LR_FACTOR if (model is not None or init is not None) else 1.0)
+        lr = _check_float("lr", lr, allow_none=False)
         val_fraction = _check_float("val_fraction", val_fraction, positive=False, allow_none=False)
         if not 0 <= val_fraction <= 0.5:
             raise UserError(f"val_fraction must be between 0 and 0.5, got {val_fraction}")
