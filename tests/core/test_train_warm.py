@@ -77,12 +77,17 @@ def test_an_error_leaves_the_process_usable(data):
 
 
 def test_prestart_starts_the_process_the_first_run_uses(data):
+    # start from a quiet pool: a process of an earlier test still running or starting would
+    # become the idle one in place of the prestarted one (and may then end, as abandoned)
+    _wait(lambda: train_pool._starting is None and not any(
+        p.poll() is None for p in list(train_process._LIVE)), "an earlier test's process kept running")
     idle = train_pool._idle
     if idle is not None:  # start from nothing: end the idle process of earlier tests
         train_pool._idle = None
         idle.end()
     prestart()
     _wait(lambda: _idle_pid() is not None, "prestart started nothing")
+    assert train_pool.wait_warm(HANG_S)
     pid = _idle_pid()
     prestart()  # one is idle already: nothing more is started
     assert _idle_pid() == pid and train_pool._starting is None
