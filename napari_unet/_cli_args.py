@@ -7,19 +7,26 @@ from pathlib import Path
 from .core.errors import UserError
 
 
+def _sizes(text: str, option: str, forms: str, minimum: int = 1):
+    """``N`` or ``ZxYxX`` (also ``Z,Y,X``) as an int or a tuple; an ArgumentTypeError naming
+    ``option`` and its accepted ``forms`` otherwise."""
+    try:
+        parts = tuple(int(p) for p in text.strip().lower().replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{option} must be {forms}, got {text!r}") from None
+    if any(p < minimum for p in parts):
+        least = "positive" if minimum == 1 else f"at least {minimum}"
+        raise argparse.ArgumentTypeError(f"{option} sizes must be {least}, got {text!r}")
+    return parts[0] if len(parts) == 1 else parts
+
+
 def _tile_arg(text: str):
     t = text.strip().lower()
     if t == "auto":
         return "auto"
     if t in ("none", "whole", "0"):
         return None
-    try:
-        parts = tuple(int(p) for p in t.replace("x", ",").split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--tile must be 'auto', 'none', N or ZxYxX, got {text!r}") from None
-    if any(p <= 0 for p in parts):
-        raise argparse.ArgumentTypeError(f"--tile sizes must be positive, got {text!r}")
-    return parts[0] if len(parts) == 1 else parts
+    return _sizes(text, "--tile", "'auto', 'none', N or ZxYxX")
 
 
 def _batch_arg(text: str):
@@ -55,16 +62,9 @@ def _positive_float(text: str) -> float:
 
 
 def _patch_cli_arg(text: str):
-    t = text.strip().lower()
-    if t == "auto":
+    if text.strip().lower() == "auto":
         return "auto"
-    try:
-        parts = tuple(int(p) for p in t.replace("x", ",").split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--patch must be 'auto', N or ZxYxX, got {text!r}") from None
-    if any(p < 4 for p in parts):
-        raise argparse.ArgumentTypeError(f"--patch sizes must be at least 4, got {text!r}")
-    return parts[0] if len(parts) == 1 else parts
+    return _sizes(text, "--patch", "'auto', N or ZxYxX", minimum=4)
 
 
 def _spacing_arg(text: str) -> tuple[float, ...]:

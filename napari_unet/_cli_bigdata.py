@@ -12,16 +12,11 @@ from pathlib import Path
 
 
 def _chunk_arg(text: str):
-    t = text.strip().lower()
-    if t == "auto":
+    if text.strip().lower() == "auto":
         return "auto"
-    try:
-        parts = tuple(int(p) for p in t.replace("x", ",").split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--chunk must be 'auto', N or ZxYxX, got {text!r}") from None
-    if any(p <= 0 for p in parts):
-        raise argparse.ArgumentTypeError(f"--chunk sizes must be positive, got {text!r}")
-    return parts[0] if len(parts) == 1 else parts
+    from ._cli_args import _sizes
+
+    return _sizes(text, "--chunk", "'auto', N or ZxYxX")
 
 
 def _kv(text: str):
