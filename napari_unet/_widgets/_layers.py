@@ -6,7 +6,8 @@ even after the user renames them. Label values: 0 = unlabeled, 1 = background, 2
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
 
 KEY = "napari_unet"
 
@@ -83,6 +84,22 @@ def class_names_of(layer: Any, default_classes: int = 2) -> list[str]:
                              for i in range(2, default_classes + 1)]
 
 
+@contextmanager
+def kept_selection(layers: Any) -> Iterator[None]:
+    """Restore the layer selection (active layer and selected set) after the block: napari
+    selects a layer that is added, which would take the brush away from a painting."""
+    sel = layers.selection
+    active, chosen = sel.active, set(sel)
+    try:
+        yield
+    finally:
+        if active is not None:
+            sel.active = active  # selects only it
+        else:
+            sel.clear()
+        sel.update(chosen)
+
+
 def keep_painting_on_top(viewer: Any, image_name: str) -> None:
     """Move the painting of ``image_name`` above every other layer (previews and results
     must never hide it) without changing the selection (the brush stays where it was)."""
@@ -92,9 +109,5 @@ def keep_painting_on_top(viewer: Any, image_name: str) -> None:
     layers = viewer.layers
     idx = layers.index(paint)
     if idx != len(layers) - 1:
-        sel = layers.selection
-        active, chosen = sel.active, set(sel)
-        layers.move(idx, len(layers))
-        if active is not None:
-            sel.active = active
-        sel.update(chosen)
+        with kept_selection(layers):
+            layers.move(idx, len(layers))

@@ -61,21 +61,15 @@ def preview_layer(viewer: Any, image: Any) -> Any:
     layer = _layers.find_role(viewer.layers, image.name, "preview")
     if layer is not None:
         return layer
-    sel = viewer.layers.selection
-    active, chosen = sel.active, set(sel)
     shape = tuple(_layers.full_data(image).shape)
     shape = shape[:-1] if image.rgb else shape
     nd = len(shape)
-    layer = viewer.add_image(
-        np.zeros(shape, np.float32), name=f"{image.name} preview", colormap="inferno",
-        contrast_limits=(0.0, 1.0), blending="additive", opacity=0.6,
-        scale=image.scale[-nd:], translate=image.translate[-nd:],
-        metadata=_layers.tag("preview", image.name))
-    if active is not None:
-        sel.active = active  # selects only it
-    else:
-        sel.clear()
-    sel.update(chosen)
+    with _layers.kept_selection(viewer.layers):
+        layer = viewer.add_image(
+            np.zeros(shape, np.float32), name=f"{image.name} preview", colormap="inferno",
+            contrast_limits=(0.0, 1.0), blending="additive", opacity=0.6,
+            scale=image.scale[-nd:], translate=image.translate[-nd:],
+            metadata=_layers.tag("preview", image.name))
     _layers.keep_painting_on_top(viewer, image.name)
     return layer
 
