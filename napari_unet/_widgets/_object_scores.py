@@ -10,6 +10,7 @@ from qtpy.QtWidgets import (QAbstractItemView, QLabel, QPushButton, QTableWidget
 
 from . import _layers
 from ._common import UserError, heading, hint, user_action
+from ._truth import truth_data
 
 COLUMNS = ["IoU ≥", "TP", "FP", "FN", "precision", "recall", "F1", "AP", "mean IoU"]
 KEYS = ["threshold", "tp", "fp", "fn", "precision", "recall", "f1", "ap", "mean_matched_iou"]
@@ -51,8 +52,8 @@ class ObjectScores(QWidget):
 
         pred_layer, truth_layer = self._layers()
         if pred_layer is None or truth_layer is None:
-            raise UserError("Choose a prediction labels layer and a ground-truth labels layer.")
-        pred, truth = np.asarray(pred_layer.data), np.asarray(truth_layer.data)
+            raise UserError("Choose a prediction labels layer and a ground truth (a labels layer or an integer image).")
+        pred, truth = np.asarray(pred_layer.data), truth_data(truth_layer)  # an integer image too
         if pred.shape != truth.shape:
             raise UserError(f"Shapes do not match: prediction '{pred_layer.name}' is {pred.shape}, "
                             f"ground truth '{truth_layer.name}' is {truth.shape}.")

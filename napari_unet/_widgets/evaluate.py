@@ -17,6 +17,7 @@ from ._object_scores import ROLE as OBJECT_ERRORS
 from ._object_scores import ObjectScores
 from ._common import LayerCombo, UserError, heading, hint, show_info, user_action
 from ._job_panel import JobPanel
+from ._truth import float_hint, is_truth, no_truth_message, truth_data
 
 COLUMNS = ["scope", "class", "IoU", "Dice", "TP", "FP", "FN"]
 SHOWN = ["class", "IoU", "Dice", "TP", "FP", "FN"]  # the table merges scope into class
@@ -40,7 +41,11 @@ class EvaluateWidget(JobPanel, QWidget):
         self.overlay: Any = None
 
         self.pred_combo = LayerCombo(napari_viewer, _is_labels, placeholder="(no labels layer)")
-        self.truth_combo = LayerCombo(napari_viewer, _is_labels, placeholder="(no labels layer)")
+        # a mask opened with File > Open is an integer Image layer: offered too (_truth.py)
+        self.truth_combo = LayerCombo(napari_viewer, lambda layer: is_truth(napari_viewer, layer),
+                                      placeholder="(no labels layer or integer image)")
+        self.truth_combo.setToolTip("Labels layers, and integer images such as a mask opened with "
+                                    "File > Open (converted when scoring; a float image is not a mask).")
         self.truth_zero = QComboBox()  # items: TRUTH_ZERO_CHOICES' labels, data = core's truth_zero
         for value, text in TRUTH_ZERO_CHOICES:
             self.truth_zero.addItem(text, value)
@@ -113,10 +118,10 @@ class EvaluateWidget(JobPanel, QWidget):
 
         pred_layer, truth_layer = self.pred_combo.layer(), self.truth_combo.layer()
         if pred_layer is None or truth_layer is None:
-            raise UserError("Choose a prediction labels layer and a ground-truth labels layer.")
+            raise UserError(no_truth_message(self.viewer))
         if pred_layer is truth_layer:
-            raise UserError("The prediction and the ground truth are the same layer.")
-        pred, truth = np.asarray(pred_layer.data), np.asarray(truth_layer.data)
+            raise UserError("The prediction and the ground truth are the same layer." + float_hint(self.viewer))
+        pred, truth = np.asarray(pred_layer.data), truth_data(truth_layer)
         if pred.shape != truth.shape:
             raise UserError(f"Shapes do not match: prediction '{pred_layer.name}' is {pred.shape}, "
                             f"ground truth '{truth_layer.name}' is {truth.shape}.")
