@@ -3,70 +3,26 @@
 imported torch and the training code while it waited), and ``prestart`` to start it ahead of
 the first run, in the background.
 
-Thread-safe; nothing here imports torch. The idle child ends with this process (the
-connection drops, and train_process's atexit hook), after ``_train_child.IDLE_S`` idle, or when
+Thread-safe; nothing here imports torch. Starting a process is the caller's (``prestart``
+gets a function that starts one), so this module imports core.train_children and never
+core.train_process. The idle child ends with this process (the connection drops, and
+train_children's atexit hook), after ``_train_child.IDLE_S`` idle, or when
 replaced (a run with another interpreter or priority).
 """
 from __future__ import annotations
 
-import collections
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
-from ._train_child import recv, send
+from ._train_child import recv
+from .train_children import _LIVE, _LIVE_LOCK, _running
 
 STOPPED = object()  # take(): the stop event was set while waiting for a starting child
 _LOCK = threading.Lock()
-_idle: Any = None  # the idle train_process._Child
+_idle: Any = None  # the idle train_children._Child
 _starting: Any = None  # (key, threading.Event set when done) of a prestart under way
 _starts = 0  # runs starting a process of their own (see starting)
-
-
-class _Child:
-    """A started training process and its connection (see core.train_pool for reuse)."""
-
-    def __init__(self, proc: Any, conn: Any, tail: collections.deque, key: tuple):
-        self.proc, self.conn, self.tail, self.key = proc, conn, tail, key
-        self.lock = threading.Lock()  # one message at a time (a run's watcher sends too)
-        self.retired = False  # told to exit after its job: never reused
-        self.warm = False  # its "warm" message was read (wait_warm)
-
-    def tell(self, msg: tuple) -> None:
-        with self.lock:
-            send(self.conn, msg)
-
-    def tell_bytes(self, data: bytes) -> None:
-        with self.lock:
-            self.conn.send_bytes(data)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None and not self.retired
-
-    def end(self) -> None:
-        """End it now (in the background: the interpreter and torch need a moment)."""
-        from .train_process import _reap
-
-        threading.Thread(target=_reap, args=(self.proc, self.conn, None, 0.0), daemon=True,
-                         name="napari-unet-train-reaper").start()
-
-
-def _wait_ready(child: _Child, jid: str, reused: bool) -> None:
-    """Wait for the process to start the job (its "ready"), dropping what is left of an earlier
-    run that was closed before its end; EOFError if it is gone, or if a reused one does not
-    answer within ``STARTUP_S`` (the caller then starts a fresh one)."""
-    from . import train_process
-
-    deadline = time.monotonic() + train_process.STARTUP_S
-    while True:
-        if child.conn.poll(0.05):
-            msg = recv(child.conn)
-            if msg[0] == "ready" and msg[1] == jid:
-                return
-        elif child.proc.poll() is not None and not child.conn.poll(0):
-            raise EOFError
-        elif reused and time.monotonic() > deadline:
-            raise EOFError
 
 
 def take(key: tuple, stop: threading.Event | None = None) -> Any:
@@ -89,14 +45,6 @@ def take(key: tuple, stop: threading.Event | None = None) -> Any:
         child.end()  # died while idle (killed, idle timeout), or not the one asked for
         return None
     return _running(child)
-
-
-def _running(child: Any) -> Any:
-    from . import train_process
-
-    with train_process._LIVE_LOCK:
-        train_process._LIVE.add(child.proc)
-    return child
 
 
 class starting:
@@ -130,10 +78,8 @@ def wait_warm(timeout: float = 120.0) -> bool:
 
 def give_back(child: Any) -> None:
     """A child whose run is over becomes the idle one (one already idle is ended)."""
-    from . import train_process
-
-    with train_process._LIVE_LOCK:
-        train_process._LIVE.discard(child.proc)
+    with _LIVE_LOCK:
+        _LIVE.discard(child.proc)
     with _LOCK:
         global _idle
         old, _idle = _idle, child
@@ -141,32 +87,28 @@ def give_back(child: Any) -> None:
         old.end()
 
 
-def prestart(nice: int = 5) -> None:
-    """Start the idle child in a background thread unless one is idle or starting already, or
-    a run's process is running or starting (it becomes the idle one)."""
-    from . import train_process
-
+def prestart(key: tuple, start: Callable[[], Any]) -> None:
+    """Start the idle child for ``key`` (``start()`` returns it: core.train_process._start) in
+    a background thread unless one is idle or starting already, or a run's process is running
+    or starting (it becomes the idle one)."""
     global _starting
-    key = train_process._key(nice)
     with _LOCK:
-        with train_process._LIVE_LOCK:
-            running = any(p.poll() is None for p in train_process._LIVE)
+        with _LIVE_LOCK:
+            running = any(p.poll() is None for p in _LIVE)
         if _starting is not None or _starts > 0 or running or (
                 _idle is not None and _idle.key == key and _idle.alive()):
             return
         _starting = (key, threading.Event())
         done = _starting[1]
-    threading.Thread(target=_prestart, args=(nice, done), daemon=True,
+    threading.Thread(target=_prestart, args=(start, done), daemon=True,
                      name="napari-unet-train-prestart").start()
 
 
-def _prestart(nice: int, done: threading.Event) -> None:
-    from . import train_process
-
+def _prestart(start: Callable[[], Any], done: threading.Event) -> None:
     global _starting
     child = None
     try:
-        child = train_process._start(nice, None)
+        child = start()
     except Exception:  # noqa: BLE001 - the next run starts its own and reports what goes wrong
         pass
     finally:

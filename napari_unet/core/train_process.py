@@ -20,7 +20,6 @@ the same connection, so a second run skips the interpreter start and the torch i
 """
 from __future__ import annotations
 
-import atexit
 import collections
 import os
 import secrets
@@ -33,7 +32,8 @@ from typing import Any, Callable, Iterator
 
 from ._train_child import AUTHKEY_ENV, _from_state, _state_of, recv
 from .events import TrainFinished
-from .train_pool import _Child, _wait_ready
+from .train_children import (_ALL, _LIVE, _LIVE_LOCK, TrainProcessError, _Child,  # noqa: F401 (re-exported)
+                             _died, _end, _forget, _reap, _running, _tail_of)
 
 # errors raised here with their type (and subclasses, e.g. core.errors.UserError), as iter_train would
 _ERRORS = (ValueError, TypeError, FileNotFoundError, MemoryError)
@@ -42,15 +42,6 @@ POLL_S = 0.05
 STARTUP_S = 30.0  # the child must connect within this (it imports nothing heavy before connecting)
 STALE_S = 30.0  # after a stop, a generator that has not run for this long was abandoned (see _watch)
 ABANDONED_S = 3.0  # ... and one that has not run for this long does not get its process back warm
-_LIVE: set = set()  # children running a job (subprocess.Popen)
-_ALL: set = set()  # every child (running, idle or starting), ended at exit if still there
-_LIVE_LOCK = threading.Lock()
-
-
-class TrainProcessError(RuntimeError):
-    """The training process could not start, or ended without a result (not a user mistake in
-    the training input: those keep their own type)."""
-
 
 def _exception(pickled: bytes | None) -> BaseException | None:
     import pickle
@@ -87,50 +78,6 @@ def _child_env(key: bytes) -> dict:
     if root not in site_dirs:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return env
-
-
-def _tail_of(stream: Any, tail: collections.deque) -> None:
-    """Keep the last lines of the child's stderr (for error messages) without showing them."""
-    try:
-        for line in iter(stream.readline, b""):
-            tail.append(line.decode(errors="replace").rstrip())
-    except (OSError, ValueError):
-        pass
-
-
-def _died(proc: Any, tail: collections.deque, what: str) -> TrainProcessError:
-    try:
-        proc.wait(2.0)
-    except subprocess.TimeoutExpired:
-        pass
-    lines = [t for t in tail if t.strip()]
-    last = f": {lines[-1].strip()}" if lines else ""
-    return TrainProcessError(f"the training process {what} (exit code {proc.returncode}){last}")
-
-
-def _end(proc: Any, timeout: float = 2.0) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
-    with _LIVE_LOCK:
-        _LIVE.discard(proc)
-        _ALL.discard(proc)
-
-
-@atexit.register
-def _end_all() -> None:
-    """No training process outlives this one (the viewer closed, the script ended)."""
-    with _LIVE_LOCK:
-        procs = list(_ALL | _LIVE)
-    for proc in procs:
-        try:
-            _end(proc, 1.0)
-        except Exception:  # noqa: BLE001 - best effort at exit
-            pass
 
 
 def _connect(listener: Any, key: bytes, proc: Any, tail: collections.deque,
@@ -220,10 +167,20 @@ def _start(nice: int, stop: threading.Event | None) -> _Child | None:
     return None if conn is None else _Child(proc, conn, tail, _key(nice))
 
 
-def _running(child: _Child) -> _Child:
-    with _LIVE_LOCK:
-        _LIVE.add(child.proc)
-    return child
+def _wait_ready(child: _Child, jid: str, reused: bool) -> None:
+    """Wait for the process to start the job (its "ready"), dropping what is left of an earlier
+    run that was closed before its end; EOFError if it is gone, or if a reused one does not
+    answer within ``STARTUP_S`` (the caller then starts a fresh one)."""
+    deadline = time.monotonic() + STARTUP_S
+    while True:
+        if child.conn.poll(0.05):
+            msg = recv(child.conn)
+            if msg[0] == "ready" and msg[1] == jid:
+                return
+        elif child.proc.poll() is not None and not child.conn.poll(0):
+            raise EOFError
+        elif reused and time.monotonic() > deadline:
+            raise EOFError
 
 
 def iter_train_process(images, labels, *, stop: threading.Event | None = None,
@@ -351,19 +308,13 @@ def iter_train_process(images, labels, *, stop: threading.Event | None = None,
                              name="napari-unet-train-reaper").start()
 
 
-def _forget(child: _Child) -> None:
-    with _LIVE_LOCK:
-        _LIVE.discard(child.proc)
-    child.end()
-
-
 def prestart(nice: int = 5) -> None:
     """Start the warm training process in the background and return at once (no torch import
     here): the next ``iter_train_process`` (e.g. the Train widget's first run) then skips the
     interpreter start and the imports. Does nothing when one is idle or starting already."""
     from . import train_pool
 
-    train_pool.prestart(nice)
+    train_pool.prestart(_key(nice), lambda: _start(nice, None))
 
 
 def _watch(stop: threading.Event, done: threading.Event, beat: list, child: _Child, jid: str) -> None:
@@ -393,17 +344,3 @@ def _watch(stop: threading.Event, done: threading.Event, beat: list, child: _Chi
         done.wait(0.5)
     if not done.is_set():
         _end(proc)
-
-
-def _reap(proc: Any, conn: Any, listener: Any, timeout: float = 10.0) -> None:
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        pass
-    _end(proc)
-    for c in (conn, listener):
-        try:
-            if c is not None:
-                c.close()
-        except OSError:
-            pass
