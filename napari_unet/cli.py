@@ -17,7 +17,6 @@ from ._cli_args import (_batch_arg, _existing_file, _patch_cli_arg, _positive_fl
 from ._cli_report import ProgressBar, format_scores, report_training  # noqa: F401  (re-exported)
 from ._cli_run import Terminated
 from .core.errors import UserError
-from .core.labels import labels_dtype
 from .core.limits import DEFAULT_TIME_LIMIT_CLI_S, DEFAULT_TIME_LIMIT_GUI_S
 
 EXIT_USAGE = 2
@@ -34,53 +33,6 @@ def _stem(path: Path) -> str:
 
 
 # ----------------------------------------------------------------------------- predict
-
-def predict_file(model, image_path: Path, out_dir: Path, *, tile, batch_size, device,
-                 channel_axis=None, threshold=None, quiet=False) -> tuple[Path, Path]:
-    """Predict one image file and write ``<stem>_probs.tif`` and ``<stem>_labels.tif``."""
-    import numpy as np
-
-    from .core.device import resolve_device
-    from .core.io import axes_for, read_image, tiff_memmap
-    from .core.outputs import check_space
-    from .core.predict import fits_in_ram, predict, prepare_image, probabilities_to_labels
-
-    img = read_image(image_path)
-    meta = model.meta
-    chw = prepare_image(img, meta, channel_axis)  # checks early, before any output exists
-    stem = _stem(image_path)
-    probs_path = out_dir / f"{stem}_probs.tif"
-    labels_path = out_dir / f"{stem}_labels.tif"
-    shape = (meta["classes"],) + chw.shape[1:]
-    nbytes = int(np.prod(shape)) * 4
-    check_space(out_dir, nbytes + nbytes // shape[0] * 2, what="--out-dir")
-    axes = "C" + axes_for(chw[0])
-    bar = None if quiet else ProgressBar(f"{image_path.name}")
-    progress = (lambda d, n: bar.update(d, n, f"tiles {d}/{n}")) if bar else None
-    values = meta.get("class_values") or list(range(1, meta["classes"] + 1))
-    from .core.readers import input_pixel_size
-
-    pixel = input_pixel_size(image_path)  # carried to both outputs
-    resolve_device(device)
-    if not fits_in_ram(nbytes):
-        # larger than RAM allows: predict straight into a memory-mapped TIFF
-        with tiff_memmap(probs_path, shape, np.float32, axes=axes, pixel=pixel) as probs:
-            predict(model, img, tile=tile, batch_size=batch_size, device=device,
-                    channel_axis=channel_axis, progress=progress, out=probs)
-            with tiff_memmap(labels_path, shape[1:], labels_dtype(max(values)),
-                             axes=axes[1:], pixel=pixel) as lab:
-                probabilities_to_labels(probs, values, threshold, out=lab)
-    else:
-        probs = predict(model, img, tile=tile, batch_size=batch_size, device=device,
-                        channel_axis=channel_axis, progress=progress)
-        labels = probabilities_to_labels(probs, values, threshold)
-        from .core.jobs import write_tiff_outputs  # the plugin's Batch writes with it too
-
-        write_tiff_outputs(out_dir, stem, probs, labels, axes=axes[1:], pixel=pixel)
-    if bar:
-        bar.close()
-    return probs_path, labels_path
-
 
 def cmd_predict(args) -> int:
     from ._cli_bigdata import predict_bigdata, wants_bigdata
@@ -107,8 +59,11 @@ def cmd_predict(args) -> int:
     prepare_folder(out_dir, what="--out-dir")
     from .core.io import read_image
 
+    from .core.frames import is_time_lapse
+
     for p in images:  # a damaged or truncated file fails now, not after the others are done
-        read_image(p)
+        if is_time_lapse(read_image(p).shape, args.channel_axis) and args.instances:
+            raise UserError(f"--instances is not available for a time-lapse ({p.name}) yet")
     model = load_model(model_path)
     check_threshold(args.threshold, model.meta["classes"])
     if args.measure and not args.instances:
@@ -123,15 +78,32 @@ def cmd_predict(args) -> int:
     print(f"model {model_path.name}: {model.meta['dims']}D, {model.meta['classes']} classes; device {describe_device(dev)}",
           file=sys.stderr)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for p in images:
-        t0 = time.perf_counter()
-        probs_path, labels_path = predict_file(model, p, out_dir, tile=args.tile, batch_size=args.batch_size,
-                                               device=dev, channel_axis=args.channel_axis,
-                                               threshold=args.threshold, quiet=args.quiet)
-        print(f"{p.name}: wrote {probs_path} and {labels_path} in {time.perf_counter() - t0:.1f}s")
+    from .core.jobs import Progress, iter_predict_job
+
+    # the plugin's prediction job: files in, outputs by its policy (free space, atomic TIFFs,
+    # straight into memory-mapped files when larger than RAM); Ctrl-C/SIGTERM raise in here
+    job = iter_predict_job(model, [(p.name, p) for p in images], tile=args.tile, batch_size=args.batch_size,
+                           device=dev, channel_axis=args.channel_axis, threshold=args.threshold,
+                           uncertainty=False, out_dir=out_dir, stems={p.name: _stem(p) for p in images},
+                           keep_arrays=False, out_what="--out-dir")
+    by_name = {p.name: p for p in images}
+    bar, t0 = None, time.perf_counter()
+    for ev in job:
+        if isinstance(ev, Progress):
+            if bar is None and not args.quiet:
+                bar = ProgressBar(ev.image)
+            if bar is not None:
+                bar.update(ev.done, ev.total, f"tiles {ev.done}/{ev.total}")
+            continue
+        if bar is not None:
+            bar.close()
+            bar = None
+        probs_path, labels_path = (Path(f) for f in ev.files)
+        print(f"{ev.image}: wrote {probs_path} and {labels_path} in {time.perf_counter() - t0:.1f}s")
         if args.instances:
-            for f in instance_outputs(model, p, probs_path, labels_path, out_dir, args):
-                print(f"{p.name}: wrote {f}")
+            for f in instance_outputs(model, by_name[ev.image], probs_path, labels_path, out_dir, args):
+                print(f"{ev.image}: wrote {f}")
+        t0 = time.perf_counter()
     return 0
 
 

@@ -414,14 +414,14 @@ def test_an_interrupted_prediction_leaves_no_temporary_files(tmp_path, model_fil
     img = np.random.default_rng(6).normal(size=(2, 32, 32)).astype(np.float32)
     tifffile.imwrite(tmp_path / "s.tif", img)
     out = tmp_path / "out"
-    real = P.predict
+    real = P.iter_predict
 
     def killed(*a, **k):  # SIGTERM arrives while the memory-mapped output is being filled
-        real(*a, **k)
+        yield from real(*a, **k)
         raise Terminated()
 
     monkeypatch.setattr(P, "fits_in_ram", lambda nbytes, *a, **k: False)
-    monkeypatch.setattr(P, "predict", killed)
+    monkeypatch.setattr(P, "iter_predict", killed)  # (the engine under the prediction job)
     assert main(["predict", "--model", str(model_file), "--out-dir", str(out), str(tmp_path / "s.tif")]) == 143
     assert "terminated" in _err(capsys)
     assert os.listdir(out) == []

@@ -23,7 +23,8 @@ def spatial_axes(nd: int) -> str:
 
 
 def iter_predict_frames(model: Any, image: np.ndarray, *, tile: Any = "auto",
-                        channel_axis: int | None = None, out: np.ndarray | None = None) -> Iterator[Any]:
+                        channel_axis: int | None = None, out: np.ndarray | None = None,
+                        batch_size: Any = "auto", device: Any = "auto") -> Iterator[Any]:
     """Like ``iter_predict`` for a time-lapse: yields PredictProgress over all frames' tiles,
     then PredictDone with probabilities ``(classes, T, *frame)``."""
     from napari_unet.core.normalize import percentile_stats
@@ -39,7 +40,8 @@ def iter_predict_frames(model: Any, image: np.ndarray, *, tile: Any = "auto",
     if out is None:
         out = np.empty((meta["classes"], frames, *frame_spatial), np.float32)
     for t in range(frames):
-        gen = iter_predict(model, image[t], tile=tile, channel_axis=fca, out=out[:, t], stats=stats)
+        gen = iter_predict(model, image[t], tile=tile, channel_axis=fca, out=out[:, t], stats=stats,
+                           batch_size=batch_size, device=device)
         try:
             for ev in gen:
                 if isinstance(ev, PredictProgress):

@@ -1,11 +1,13 @@
 """The prediction job (no Qt, no napari): images in, per-image progress and results out, and
 the outputs written by one policy (core.outputs checks before the job; here, how they are
-written). Predict and Batch run it in a worker thread (_widgets/_results.py); the command line
-writes its TIFFs with the same :func:`write_tiff_outputs`.
+written). Predict and Batch run it in a worker thread (_widgets/_results.py); the command line's
+``predict`` runs it in its main thread (files in, ``keep_arrays=False``: cli.cmd_predict).
 
 Cancel: one mechanism, a ``threading.Event`` checked after every batch of tiles. Setting it
 (rather than abandoning the generator) closes ``iter_predict`` in the thread that runs it, so
-torch's thread-local inference mode is left properly.
+torch's thread-local inference mode is left properly. (On the command line, Ctrl-C or SIGTERM
+raise in that same thread: the ``finally`` that closes the engine and the atomic writers run
+the same way.)
 """
 from __future__ import annotations
 
@@ -37,8 +39,8 @@ class Progress:
 @dataclass(frozen=True)
 class Result:
     image: str
-    probabilities: np.ndarray      # (classes, *spatial) float32
-    labels: np.ndarray             # class values 1..K
+    probabilities: np.ndarray | None   # (classes, *spatial) float32 (None: keep_arrays=False)
+    labels: np.ndarray | None          # class values 1..K (None: keep_arrays=False)
     uncertainty: np.ndarray | None
     files: tuple[str, ...] = ()
 
@@ -62,75 +64,148 @@ def write_tiff_outputs(out_dir: Path, stem: str, probs: np.ndarray, labels: np.n
     return p1, p2
 
 
-def iter_predict_job(model: Any, items: list[tuple[str, np.ndarray]], *, tile: Any = "auto",
+class _Cancelled(Exception):
+    """The cancel event was set while the outputs were being written straight to files."""
+
+
+def iter_predict_job(model: Any, items: list[tuple[str, Any]], *, tile: Any = "auto",
+                     batch_size: Any = "auto", device: Any = "auto",
                      threshold: float | None = None, uncertainty: bool = True,
                      out_dir: Path | None = None, channel_axis: int | None = None,
                      out_format: str = "tiff", pixels: dict | None = None,
+                     stems: dict[str, str] | None = None, keep_arrays: bool = True,
+                     out_what: str = "output folder",
                      cancel: threading.Event | None = None) -> Iterator[Progress | Result]:
-    """Predict each ``(name, image)`` in turn.
+    """Predict each ``(name, image)`` in turn: the one prediction job of Predict, Batch and the
+    command line's ``predict``.
 
     Args:
         model: a model from core (``model.meta`` names its classes).
-        items: ``(name, array)`` pairs; a (T, Z, Y, X) array is a time-lapse (frame by frame).
-        tile, channel_axis: as for :func:`napari_unet.core.predict.predict`.
+        items: ``(name, image)`` pairs; ``image`` is an array, or a file path read on its turn
+            (core.io.read_image; its pixel size is carried to the outputs). A (T, Z, Y, X)
+            image is a time-lapse (frame by frame).
+        tile, batch_size, device, channel_axis: as for :func:`napari_unet.core.predict.predict`.
         threshold: foreground threshold of a two-class model (None: argmax).
         uncertainty: also compute the entropy map.
-        out_dir: where to write each image's outputs (None: nothing written).
+        out_dir: where to write each image's outputs (None: nothing written). TIFF outputs are
+            checked for free space before the image is predicted (``out_what`` names the folder
+            in the message), and written atomically (core.io).
         out_format: ``"tiff"`` (``<stem>_probs.tif``, ``<stem>_labels.tif``) or ``"ome-zarr"``.
         pixels: ``{name: readers.PixelSize}`` carried into the files.
-        cancel: set it to stop after the current batch of tiles (no Result for that image).
+        stems: ``{name: file stem}`` of the outputs (default :func:`safe_stem` of the name).
+        keep_arrays: the :class:`Result` holds the arrays (False: only the files; results larger
+            than RAM then go straight into memory-mapped TIFFs, with no scratch copy).
+        cancel: set it to stop after the current batch of tiles (no Result for that image, and
+            no output file of it).
 
     Yields:
         :class:`Progress` per batch of tiles, then a :class:`Result` per image.
 
     Raises:
         ValueError, TypeError: the image does not suit the model. MemoryError: no room for the
-        results in RAM or on the scratch disk (:func:`output_arrays`).
+        results in RAM or on the scratch disk (:func:`output_arrays`). UserError: not enough
+        free space in ``out_dir``.
     """
-    from .predict import PredictDone, PredictProgress, entropy, iter_predict, probabilities_to_labels
+    from .predict import entropy, fits_in_ram, probabilities_to_labels
 
     meta = model.meta
+    engine = dict(tile=tile, batch_size=batch_size, device=device, channel_axis=channel_axis)
     for i, (name, image) in enumerate(items):
-        probs = None
-        outs = output_arrays(image, meta, uncertainty, channel_axis)
-        if is_time_lapse(image.shape, channel_axis):
-            gen = iter_predict_frames(model, image, tile=tile, out=outs["probs"], channel_axis=channel_axis)
-        else:
-            gen = iter_predict(model, image, tile=tile, out=outs["probs"], channel_axis=channel_axis)
-        try:
-            for ev in gen:
-                if cancel is not None and cancel.is_set():
-                    return
-                if isinstance(ev, PredictProgress):
-                    yield Progress(name, i, len(items), ev.done, ev.total)
-                elif isinstance(ev, PredictDone):
-                    probs = ev.probabilities
-        finally:
-            gen.close()
+        px = (pixels or {}).get(name)
+        if isinstance(image, (str, os.PathLike)):
+            from .io import read_image
+            from .readers import input_pixel_size
+
+            image, px = read_image(image), px if px is not None else input_pixel_size(image)
+        stem = (stems or {}).get(name) or safe_stem(name)
+        shapes = _result_shapes(image, meta, uncertainty, channel_axis)  # checks the image first
+        to_tiff = out_dir is not None and out_format != "ome-zarr"
+        if to_tiff:
+            from .outputs import check_space
+
+            check_space(Path(out_dir), _nbytes(shapes, "probs", "labels"), what=out_what)
+
+        def progress(done: int, total: int, i: int = i, name: str = name) -> Progress:
+            return Progress(name, i, len(items), done, total)
+
+        if to_tiff and not keep_arrays and not fits_in_ram(_nbytes(shapes, "probs")):
+            try:
+                files = yield from _into_tiffs(model, image, Path(out_dir), stem, px, shapes, threshold,
+                                               engine, progress, cancel)
+            except _Cancelled:
+                return
+            yield Result(name, None, None, None, files)
+            continue
+        outs = output_arrays(image, meta, uncertainty, channel_axis, shapes=shapes)
+        probs = yield from _run(model, image, outs["probs"], engine, progress, cancel)
+        if probs is None:
+            return
         labels = probabilities_to_labels(probs, meta.get("class_values"), threshold, out=outs["labels"])
         unc = entropy(probs, out=outs["uncertainty"]) if uncertainty else None
         files: tuple[str, ...] = ()
-        px = (pixels or {}).get(name)
         if out_dir is not None and out_format == "ome-zarr":
             from .ngff import write_prediction
 
-            files = (str(write_prediction(Path(out_dir) / f"{safe_stem(name)}.ome.zarr", probs, labels,
+            files = (str(write_prediction(Path(out_dir) / f"{stem}.ome.zarr", probs, labels,
                                           pixel=px, class_names=meta.get("class_names"),
                                           class_values=meta.get("class_values"), name=name)),)
         elif out_dir is not None:
-            files = tuple(str(p) for p in write_tiff_outputs(Path(out_dir), safe_stem(name), probs, labels,
-                                                             pixel=px))
-        yield Result(name, probs, labels, unc, files)
+            files = tuple(str(p) for p in write_tiff_outputs(Path(out_dir), stem, probs, labels, pixel=px))
+        yield Result(name, probs, labels, unc, files) if keep_arrays else Result(name, None, None, None, files)
 
 
-def output_arrays(image: np.ndarray, meta: dict, uncertainty: bool,
-                  channel_axis: int | None = None) -> dict[str, np.ndarray | None]:
-    """Where one image's results go: ``None`` each (in RAM, allocated by the engine) when the
-    probabilities, labels and uncertainty together fit in RAM (``fits_in_ram``); else
-    memory-mapped scratch files, so a stack larger than RAM still gets its layers (napari
-    reads memmaps lazily). The files are unlinked at once: the mapping keeps them alive while a
-    layer uses them, and the disk space comes back when it is gone (POSIX)."""
-    from .predict import fits_in_ram, labels_dtype, prepare_image
+def _run(model: Any, image: np.ndarray, out: np.ndarray | None, engine: dict, progress: Any,
+         cancel: threading.Event | None) -> Iterator[Progress]:
+    """The engine on one image (into ``out``); returns the probabilities, None if cancelled."""
+    from .predict import PredictDone, PredictProgress, iter_predict
+
+    if is_time_lapse(image.shape, engine["channel_axis"]):
+        gen = iter_predict_frames(model, image, out=out, **engine)
+    else:
+        gen = iter_predict(model, image, out=out, **engine)
+    probs = None
+    try:
+        for ev in gen:
+            if cancel is not None and cancel.is_set():
+                return None
+            if isinstance(ev, PredictProgress):
+                yield progress(ev.done, ev.total)
+            elif isinstance(ev, PredictDone):
+                probs = ev.probabilities
+    finally:
+        gen.close()
+    return probs
+
+
+def _into_tiffs(model: Any, image: np.ndarray, out_dir: Path, stem: str, px: Any, shapes: dict,
+                threshold: float | None, engine: dict, progress: Any,
+                cancel: threading.Event | None) -> Iterator[Progress]:
+    """Predict straight into memory-mapped TIFFs (written under a temporary name, renamed when
+    complete: a cancel or an error leaves no file); returns the two paths."""
+    from .io import tiff_memmap
+    from .predict import probabilities_to_labels
+
+    values = model.meta.get("class_values") or list(range(1, model.meta["classes"] + 1))
+    (pshape, pdtype), (lshape, ldtype) = shapes["probs"], shapes["labels"]
+    axes = spatial_axes(len(lshape))
+    paths = (out_dir / f"{stem}_probs.tif", out_dir / f"{stem}_labels.tif")
+    with tiff_memmap(paths[0], pshape, pdtype, axes="C" + axes, pixel=px) as probs:
+        if (yield from _run(model, image, probs, engine, progress, cancel)) is None:
+            raise _Cancelled  # (leaves the with: the temporary file is removed, not renamed)
+        with tiff_memmap(paths[1], lshape, ldtype, axes=axes, pixel=px) as lab:
+            probabilities_to_labels(probs, values, threshold, out=lab)
+    return tuple(str(p) for p in paths)
+
+
+def _nbytes(shapes: dict, *keys: str) -> int:
+    return sum(int(np.prod(shapes[k][0])) * np.dtype(shapes[k][1]).itemsize for k in keys if k in shapes)
+
+
+def _result_shapes(image: np.ndarray, meta: dict, uncertainty: bool,
+                   channel_axis: int | None = None) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """``{"probs"|"labels"|"uncertainty": (shape, dtype)}`` of one image's results (checking
+    the image against the model first: core.checks)."""
+    from .predict import labels_dtype, prepare_image
 
     if is_time_lapse(image.shape, channel_axis):
         fca = frame_channel_axis(image.ndim, channel_axis)
@@ -142,7 +217,22 @@ def output_arrays(image: np.ndarray, meta: dict, uncertainty: bool,
     shapes = {"probs": ((classes,) + spatial, np.float32), "labels": (spatial, label_dtype)}
     if uncertainty:
         shapes["uncertainty"] = (spatial, np.float32)
-    need = sum(int(np.prod(sh)) * np.dtype(dt).itemsize for sh, dt in shapes.values())
+    return shapes
+
+
+def output_arrays(image: np.ndarray, meta: dict, uncertainty: bool,
+                  channel_axis: int | None = None, *,
+                  shapes: dict | None = None) -> dict[str, np.ndarray | None]:
+    """Where one image's results go: ``None`` each (in RAM, allocated by the engine) when the
+    probabilities, labels and uncertainty together fit in RAM (``fits_in_ram``); else
+    memory-mapped scratch files, so a stack larger than RAM still gets its layers (napari
+    reads memmaps lazily). The files are unlinked at once: the mapping keeps them alive while a
+    layer uses them, and the disk space comes back when it is gone (POSIX)."""
+    from .predict import fits_in_ram
+
+    if shapes is None:
+        shapes = _result_shapes(image, meta, uncertainty, channel_axis)
+    need = _nbytes(shapes, *shapes)
     outs: dict[str, np.ndarray | None] = {"probs": None, "labels": None, "uncertainty": None}
     if fits_in_ram(need):
         return outs
