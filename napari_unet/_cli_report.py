@@ -50,8 +50,9 @@ def report_training(gen, *, quiet: bool = False):
                 limit = (f"{ev.total_steps} steps" if ev.total_steps else "") + (
                     (" / " if ev.total_steps and ev.time_limit else "") +
                     (f"{ev.time_limit:g} s" if ev.time_limit and math.isfinite(ev.time_limit) else ""))
+                pooled = f", {ev.pooling}" if getattr(ev, "pooling", "") else ""
                 print(f"training {ev.dims}D, {ev.classes} classes on {ev.device} ({ev.precision}); "
-                      f"patch {'x'.join(map(str, ev.patch))}, batch {ev.batch_size}; "
+                      f"patch {'x'.join(map(str, ev.patch))}{pooled}, batch {ev.batch_size}; "
                       f"{ev.train_pixels} painted pixels for training, {ev.val_pixels} for validation; "
                       f"until {limit}", file=sys.stderr)
                 if not quiet:

@@ -82,8 +82,13 @@ def architecture_source() -> str:
         inspect.getsource(m.ConvBlock), "", inspect.getsource(m.UNet)])
 
 
-def architecture_kwargs(meta: dict) -> dict[str, int]:
-    return {k: int(meta[k]) for k in ("dims", "in_channels", "classes", "base_channels", "depth")}
+def architecture_kwargs(meta: dict) -> dict[str, Any]:
+    kw: dict[str, Any] = {k: int(meta[k]) for k in ("dims", "in_channels", "classes", "base_channels", "depth")}
+    from .pooling import is_isotropic
+
+    if not is_isotropic(meta.get("pooling")):  # anisotropic voxels: the per-axis schedule
+        kw["pooling"] = [[int(f) for f in level] for level in meta["pooling"]]
+    return kw
 
 
 def _check_architecture(source: str, model: Any, meta: dict) -> None:

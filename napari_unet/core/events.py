@@ -26,6 +26,7 @@ class TrainStarted:
     train_pixels: int      # painted pixels used for training
     val_pixels: int        # painted pixels held out for validation
     classes: int
+    pooling: str = ""      # anisotropic models: e.g. "pooled Z x2, Y x8, X x8 (voxel 3x1x1)"
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,7 @@ def memory_budget(dev: torch.device, dims: int) -> float:
 class TileJob:
     """One tiled pass: the image (channels first, normalised by ``stats`` tile by tile), where
     the probabilities go, and how the work is cut (``cores`` on the pooling ``grid`` with a
-    ``halo``; ``n_slices`` > 0: a 2D model on a stack, slice by slice)."""
+    ``halo``, each one int per axis; ``n_slices`` > 0: a 2D model on a stack, slice by slice)."""
 
     img: np.ndarray
     stats: np.ndarray
@@ -144,8 +144,8 @@ class TileJob:
     dev: torch.device
     amp: Any  # autocast dtype or None
     cores: tuple[int, ...]
-    halo: int
-    grid: int
+    halo: tuple[int, ...]
+    grid: tuple[int, ...]
     n_slices: int
     spatial: tuple[int, ...]
     batch_size: Any  # "auto" or a positive int
@@ -157,7 +157,8 @@ class TileJob:
 def run_with_retry(runner: torch.nn.Module, job: TileJob) -> Iterator[PredictProgress | PredictRetry]:
     """Run ``job`` with ``runner``; on (CUDA) out of memory halve the tile (then the batch) and
     start again, yielding a :class:`PredictRetry`; raise MemoryError when nothing smaller is left."""
-    g, dev = job.grid, job.dev
+    dev = job.dev
+    g = job.grid if isinstance(job.grid, tuple) else (int(job.grid),) * len(job.cores)
     while True:
         try:
             yield from run_tiles(runner, job)
@@ -165,7 +166,7 @@ def run_with_retry(runner: torch.nn.Module, job: TileJob) -> Iterator[PredictPro
         except _OOM as e:  # (CUDA) out of memory: halve the tile and try again
             cores, batch_size = job.cores, job.batch_size
             first = str(e).splitlines()[0] if str(e) else "out of memory"
-            smallest = all(c <= g for c in cores)
+            smallest = all(c <= ga for c, ga in zip(cores, g))
             if smallest and batch_size == 1:
                 raise MemoryError(
                     f"out of memory on {dev} even with the smallest tile ({'x'.join(map(str, cores))}, "
@@ -176,7 +177,7 @@ def run_with_retry(runner: torch.nn.Module, job: TileJob) -> Iterator[PredictPro
             if smallest:
                 batch_size = 1
             else:
-                cores = tuple(max(g, c // 2 // g * g) for c in cores)
+                cores = tuple(max(ga, c // 2 // ga * ga) for c, ga in zip(cores, g))
                 batch_size = "auto" if isinstance(batch_size, str) else max(1, int(batch_size) // 2)
             job = dataclasses.replace(job, cores=cores, batch_size=batch_size)
             warnings.warn(f"out of memory on {dev}; retrying with tile {'x'.join(map(str, cores))}")

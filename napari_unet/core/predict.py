@@ -24,6 +24,7 @@ from . import device as _device  # available_memory looked up at call time (test
 from .device import autocast_dtype, resolve_device
 from .model import model_meta
 from .normalize import percentile_stats
+from .pooling import axis_grid_halo
 from .checks import F32_MAX, as_channels_first, check_finite, check_threshold, prepare_image  # noqa: F401
 from .tiling import (TILE_OVERHEAD_VOXELS, CPU_MIN_BATCH_VOXELS, AxisTile, _normalise_tile_arg,  # noqa: F401
                      bytes_per_voxel, choose_tile, plan_axis)
@@ -68,11 +69,12 @@ def iter_predict(model: torch.nn.Module, image: Any, *, tile: Any = "auto", batc
     meta = model_meta(model)
     img = prepare_image(image, meta, channel_axis)
     dev = resolve_device(device)
-    dims, classes, g, halo = meta["dims"], meta["classes"], meta["grid"], meta["halo"]
+    dims, classes = meta["dims"], meta["classes"]
     if dims == 2 and img.ndim == 4:
         n_slices, spatial = img.shape[1], img.shape[2:]
     else:
         n_slices, spatial = 0, img.shape[1:]
+    g, halo = axis_grid_halo(meta, len(spatial))  # per axis (anisotropic pooling)
     out_shape = (classes,) + img.shape[1:]
     if out is None:
         need = math.prod(out_shape) * 4
@@ -107,7 +109,7 @@ def iter_predict(model: torch.nn.Module, image: Any, *, tile: Any = "auto", batc
     else:
         cores = _normalise_tile_arg(tile, len(spatial), g)
         if cores is None:
-            cores = tuple(-(-s // g) * g for s in spatial)
+            cores = tuple(-(-s // ga) * ga for s, ga in zip(spatial, g))
 
     # Work on a private eval-mode copy: the caller's model keeps its device, mode and memory
     # format (a training thread may be using it), and the copy can be channels-last. A copy made

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import UserError, UserTypeError
+from .pooling import axis_grid_halo
 
 __all__ = ["AxisTile", "plan_axis", "bytes_per_voxel", "choose_tile", "plan_tiles", "plan_batches",
            "TILE_OVERHEAD_VOXELS", "CPU_MIN_BATCH_VOXELS"]
@@ -60,7 +61,12 @@ def bytes_per_voxel(meta: dict, itemsize: int = 4) -> float:
     of this estimate, 3D base 32 depth 4 channels-last-3d ~0.9-1.0x at 32x128^2 to 32x368^2.
     """
     dims, base, depth = meta["dims"], meta["base_channels"], meta["depth"]
-    skips = sum(base * 2 ** lvl / 2 ** (lvl * dims) for lvl in range(depth + 1))
+    pooling = meta.get("pooling") or [[2] * dims] * depth  # anisotropic: less shrinking
+    shrink, skips = 1.0, 0.0
+    for lvl in range(depth + 1):
+        skips += base * 2 ** lvl / shrink
+        if lvl < depth:
+            shrink *= math.prod(pooling[lvl])
     chans = skips + 4 * base + 3 * meta["classes"] + meta["in_channels"]
     return chans * itemsize * (1.2 if dims == 2 else 1.1)
 
@@ -91,10 +97,10 @@ def choose_tile(spatial: Sequence[int], meta: dict, budget: float, itemsize: int
     this keeps whole axes (e.g. a thin Z) and splits the others as little as possible, instead
     of shrinking every axis.
     """
-    g, halo = meta["grid"], meta["halo"]
+    grids, halos = axis_grid_halo(meta, len(spatial))  # per axis (anisotropic pooling)
     bpv = bytes_per_voxel(meta, itemsize)
     overhead = TILE_OVERHEAD_VOXELS.get(len(spatial), 1 << 16)
-    per_axis = [_axis_options(int(s), g, halo) for s in spatial]
+    per_axis = [_axis_options(int(s), g, h) for s, g, h in zip(spatial, grids, halos)]
     max_in = np.ones((1,), np.float64)
     work = np.ones((1,), np.float64)
     count = np.ones((1,), np.float64)
@@ -115,7 +121,13 @@ def choose_tile(spatial: Sequence[int], meta: dict, budget: float, itemsize: int
     return tuple(reversed(choice))
 
 
-def _normalise_tile_arg(tile: Any, nd: int, grid: int) -> tuple[int, ...] | None:
+def _per_axis(v: Any, nd: int) -> tuple[int, ...]:
+    """An int for every axis, or one int per axis, as a tuple of ``nd`` ints."""
+    return tuple(int(x) for x in v) if isinstance(v, (tuple, list)) else (int(v),) * nd
+
+
+def _normalise_tile_arg(tile: Any, nd: int, grid: Any) -> tuple[int, ...] | None:
+    """``tile`` as ``nd`` cores on ``grid`` (an int, or one per axis)."""
     if tile is None:
         return None
     if isinstance(tile, (int, np.integer)) and not isinstance(tile, bool):
@@ -128,14 +140,15 @@ def _normalise_tile_arg(tile: Any, nd: int, grid: int) -> tuple[int, ...] | None
         raise UserTypeError(f"tile must be 'auto', None, an int or a tuple, got {tile!r}")
     if any(t < 1 for t in tile):
         raise UserError(f"tile sizes must be positive, got {tile}")
-    return tuple(max(grid, -(-t // grid) * grid) for t in tile)
+    return tuple(max(g, -(-t // g) * g) for t, g in zip(tile, _per_axis(grid, nd)))
 
 
-def plan_tiles(spatial: Sequence[int], cores: Sequence[int], halo: int, grid: int,
+def plan_tiles(spatial: Sequence[int], cores: Sequence[int], halo: Any, grid: Any,
                n_slices: int) -> dict[tuple[int, ...], list]:
     """All tiles ``(slice index or None, per-axis AxisTile combo)``, grouped by padded input
-    shape (tiles of one shape can share a batch)."""
-    plans = [plan_axis(s, c, halo, grid) for s, c in zip(spatial, cores)]
+    shape (tiles of one shape can share a batch). ``halo``/``grid``: an int, or one per axis."""
+    nd = len(spatial)
+    plans = [plan_axis(s, c, h, g) for s, c, h, g in zip(spatial, cores, _per_axis(halo, nd), _per_axis(grid, nd))]
     slices = range(n_slices) if n_slices else [None]
     groups: dict[tuple[int, ...], list] = {}
     for z in slices:

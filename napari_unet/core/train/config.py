@@ -125,6 +125,7 @@ class TrainConfig:
     dice_weight: float = 0.5
     weight_decay: float = 1e-4
     keep_better: bool = False
+    spacing: Any = None
 
     @classmethod
     def from_options(cls, caller: str = "iter_train", **options: Any) -> "TrainConfig":

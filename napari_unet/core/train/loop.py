@@ -16,6 +16,7 @@ from ..device import describe_device
 from ..events import Checkpoint, Preview, TrainFinished, TrainStarted, TrainStep, Validation
 from ..losses import edge_aware_potts
 from ..model import UNet
+from ..pooling import describe_pooling
 from .config import TrainConfig, _pkg, options_signature
 from .provenance import ProvenanceMixin
 from .setup import Setup, _Plan, make_plan
@@ -125,7 +126,8 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
         yield TrainStarted(device=describe_device(dev), precision=self.precision, dims=p.dims,
                            patch=self.patch, batch_size=self.batch, total_steps=p.steps,
                            time_limit=p.time_limit, train_pixels=self.train_pixels,
-                           val_pixels=self.val_pixels, classes=p.classes)
+                           val_pixels=self.val_pixels, classes=p.classes,
+                           pooling=describe_pooling(model.meta))
         t0 = time.perf_counter()
         step = 0
         reason, message = None, ""

@@ -39,6 +39,8 @@ class ProvenanceMixin:
             "precision": self.precision,
             "lr": p.lr,
             "patch": list(self.patch),
+            "spacing": None if getattr(p, "spacing", None) is None else list(p.spacing),
+            "pooling": p.model.meta.get("pooling"),
             "batch_size": self.batch,
             "augment": p.augment is not None,
             "threads": getattr(getattr(self, "tuner", None), "choice", None),

@@ -52,6 +52,7 @@ class _Plan:
     weight_decay: float
     painted: dict
     keep_better: bool = False
+    spacing: tuple[float, ...] | None = None     # the voxel size (dims=3): pooling and patch per axis
 
 
 def _load_init(init: Any) -> tuple[UNet, str]:
@@ -98,6 +99,9 @@ def make_plan(images: Any, labels: Any, cfg: TrainConfig) -> _Plan:
     if isinstance(dims, bool) or dims not in (2, 3):
         raise UserError(f"dims must be 2 or 3, got {dims!r}")
     patch_t = _patch_arg(patch, dims)
+    from ..pooling import check_spacing
+
+    spacing = check_spacing(cfg.spacing, dims)
 
     # -- data
     pairs = check_pairs(images, labels, dims=dims, channel_axis=channel_axis,
@@ -191,7 +195,8 @@ def make_plan(images: Any, labels: Any, cfg: TrainConfig) -> _Plan:
                 torch.manual_seed(seed)
                 the_model = build_model(dims, cin, classes,
                                         b0 if base_channels is None else base_channels,
-                                        d0 if depth is None else depth, class_names=class_names)
+                                        d0 if depth is None else depth, class_names=class_names,
+                                        spacing=spacing)
     painted = {"images": [{"shape": list(p.image.shape[1:]),
                            "painted": {str(v): int(p.counts[v]) for v in range(1, len(p.counts)) if p.counts[v]}}
                           for p in pairs]}
@@ -199,7 +204,7 @@ def make_plan(images: Any, labels: Any, cfg: TrainConfig) -> _Plan:
                  cfg.time_limit, cfg.batch_size, patch_t, cfg.lr, cfg.val_fraction,
                  bool(unpainted_is_background), cfg.checkpoint, cfg.checkpoint_every, seed, cfg.stop,
                  cfg.preview, cfg.preview_every, cfg.augment, cfg.dice_weight, cfg.weight_decay,
-                 painted, bool(cfg.keep_better))
+                 painted, bool(cfg.keep_better), spacing)
 
 
 class Setup:
@@ -213,20 +218,23 @@ class Setup:
         dev = p.dev
         model = p.model
         meta = model.meta
-        g = meta["grid"]
         dims = p.dims
+        from ..pooling import anisotropic_patch, axis_grid_halo
+
+        grids = axis_grid_halo(meta, dims)[0]  # per axis: anisotropic models pool Z less
         dpatch, dbatch = default_patch_batch(dev, dims)
+        dpatch = anisotropic_patch(dpatch, p.spacing, grids)  # thinner in a coarse Z
         # extents of the data (YX of slices for dims=2)
         extents = np.zeros(dims, np.int64)
         for pr in p.pairs:
             extents = np.maximum(extents, pr.image.shape[-dims:])
         if p.patch is None:
-            patch = tuple(int(min(d, round_up(e, g))) for d, e in zip(dpatch, extents))
+            patch = tuple(int(min(d, round_up(e, g))) for d, e, g in zip(dpatch, extents, grids))
             if dims == 2 and patch[0] != patch[1]:  # keep it square where possible (rotations)
                 s = max(patch)
                 patch = (s, s)
         else:
-            patch = tuple(round_up(v, g) for v in p.patch)
+            patch = tuple(round_up(v, g) for v, g in zip(p.patch, grids))
         batch = dbatch if p.batch_size == "auto" else int(p.batch_size)
         if p.batch_size == "auto" and p.patch is None:
             # smaller images than the default patch: keep the pixels per batch
