@@ -69,8 +69,9 @@ def predict_bigdata(args) -> int:
     from .core.io import read_model_meta
     from .core.readers import open_image
 
-    if getattr(args, "instances", False):
-        raise UserError("--instances is not available with --format ome-zarr, zarr/HDF5 inputs or a cluster yet")
+    instances = bool(getattr(args, "instances", False))
+    if getattr(args, "measure", False):
+        raise UserError("--measure is not available with --format ome-zarr, zarr/HDF5 inputs or a cluster yet")
     model_path = Path(args.model)
     if not model_path.is_file():
         raise UserError(f"model file {model_path} does not exist")
@@ -80,6 +81,10 @@ def predict_bigdata(args) -> int:
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
     meta = read_model_meta(model_path)
+    if instances:
+        from .core.instance_outputs import foreground_index
+
+        foreground_index(meta, args.instance_class)  # a wrong class fails before predicting
     sources = [open_image(p) for p in args.images]
     stems = [s.name for s in sources]
     dup = {s for s in stems if stems.count(s) > 1}
@@ -90,6 +95,12 @@ def predict_bigdata(args) -> int:
                      chunks=args.chunk, tile=args.tile, batch_size=args.batch_size, device=args.device,
                      threshold=args.threshold, overwrite=overwrite, workers=args.workers or 1)
             for s in sources]
+    if instances and args.format == "tiff":  # the policy of the other outputs (make_job checked those)
+        from .core.outputs import check_output
+
+        for s, job in zip(sources, jobs):
+            check_output(out_dir / f"{job.stem}_instances.tif", inputs=[s.path] if s.path else [],
+                         overwrite=overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with open_client(workers=args.workers, scheduler=args.scheduler, cluster=args.cluster,
@@ -104,7 +115,25 @@ def predict_bigdata(args) -> int:
         outs = run_jobs(ref, jobs, meta, client=client, version=args.ngff_version, progress=progress)
         if bar:
             bar.close()
-    for s, paths in zip(sources, outs):
+    for s, job, paths in zip(sources, jobs, outs):
         print(f"{Path(s.path).name if s.path else s.name}: wrote {' and '.join(paths)}")
+        if instances:
+            print(f"{Path(s.path).name if s.path else s.name}: wrote {_instances(args, meta, job, paths)}")
     print(f"done in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     return 0
+
+
+def _instances(args, meta: dict, job, paths: list) -> str:
+    """``--instances``: objects of the foreground class from the probabilities just written,
+    into the OME-Zarr store (``labels/instances/0``) or ``<stem>_instances.tif``."""
+    kw = dict(class_value=args.instance_class, min_size=args.min_size, seed_distance=args.seed_distance,
+              spacing=args.spacing)
+    if job.fmt == "ome-zarr":
+        from .core.ngff_instances import write_store_instances
+
+        where, n = write_store_instances(paths[0], meta, **kw)
+    else:
+        from .core.instance_outputs import write_instances
+
+        where, n = write_instances(paths[0], meta, Path(job.final) / f"{job.stem}_instances.tif", **kw)
+    return f"{where} ({n} objects)"
