@@ -84,3 +84,43 @@ def _existing_file(path: str, what: str) -> Path:
     if p.is_dir():
         raise UserError(f"{what} {path} is a folder, not a file")
     return p
+
+
+def train_spacing(spacing: tuple[float, ...] | None, dims: int | None, init: str | None,
+                  images: list[str]) -> tuple[float, ...] | None:
+    """The voxel size (Z, Y, X) for ``train``: ``--spacing``, else the first image's recorded
+    pixel size when it has all three (TIFF/OME/zarr/HDF5 metadata); only for 3D training
+    (``--dims 3``, or a 3D ``--init`` model). Says on stderr where it came from."""
+    import sys
+
+    if dims is None and init is not None:
+        from .core.io import read_model_meta
+
+        try:
+            dims = int(read_model_meta(init)["dims"])
+        except Exception:  # training reports a bad --init with its own message
+            dims = None
+    if dims != 3:
+        if spacing is not None:
+            raise UserError("--spacing applies to 3D training (--dims 3): a 2D model sees one slice at a time")
+        return None
+    if spacing is not None:
+        if len(spacing) != 3:
+            raise UserError(f"--spacing must have 3 values (Z,Y,X) for --dims 3, got {len(spacing)}")
+        return tuple(spacing)
+    from .core.readers import input_pixel_size
+
+    found = []
+    for path in images:
+        px = input_pixel_size(path).sizes
+        found.append(tuple(float(px[a]) for a in "zyx") if all(a in px for a in "zyx") else None)
+    first = next((f for f in found if f is not None), None)
+    if first is None:
+        return None
+    src = images[found.index(first)]
+    print(f"voxel size {','.join(f'{v:g}' for v in first)} (Z,Y,X) from {src}; --spacing Z,Y,X to override",
+          file=sys.stderr)
+    if any(f is not None and max(abs(a / b - 1) for a, b in zip(f, first)) > 0.05 for f in found):
+        print("napari-unet: warning: the images have different voxel sizes; pooling and patch "
+              f"follow {src}'s", file=sys.stderr)
+    return first

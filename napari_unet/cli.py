@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ._cli_args import (_batch_arg, _existing_file, _patch_cli_arg, _positive_float,  # noqa: F401
-                        _spacing_arg, _threshold_arg, _tile_arg)
+                        _spacing_arg, _threshold_arg, _tile_arg, train_spacing)
 from ._cli_report import ProgressBar, format_scores, report_training  # noqa: F401  (re-exported)
 from ._cli_run import Terminated
 from .core.errors import UserError
@@ -203,6 +203,9 @@ def add_train_parser(sub) -> None:
     p.add_argument("--val-image", action="append", default=None, help="validation image (repeatable)")
     p.add_argument("--val-labels", action="append", default=None, help="labels for the preceding --val-image")
     p.add_argument("--channel-axis", type=int, default=None, help="axis holding channels, for multi-channel images")
+    p.add_argument("--spacing", type=_spacing_arg, default=None,
+                   help="3D: voxel size Z,Y,X (default: from the first image's metadata); an axis is "
+                        "pooled only while its spacing is below twice the finest, the patch follows")
     p.add_argument("--seed", type=int, default=0,
                    help="random seed for the initial weights, patch sampling and augmentation (default 0)")
     p.add_argument("--overwrite", action="store_true",
@@ -246,6 +249,7 @@ def cmd_train(args) -> int:
         val_images = [read_image(_existing_file(p, "validation image")) for p in args.val_image]
         val_labels = [read_image(_existing_file(p, "validation labels")) for p in args.val_labels]
     names = [n.strip() for n in args.class_names.split(",")] if args.class_names else None
+    spacing = train_spacing(args.spacing, args.dims, init, args.image)
     for i, (im, lab) in enumerate(zip(images, labels)):
         if tuple(im.shape) != tuple(lab.shape) and args.channel_axis is None:
             raise UserError(f"--labels {args.labels[i]} has shape {tuple(lab.shape)} but --image "
@@ -259,7 +263,7 @@ def cmd_train(args) -> int:
                      val_fraction=args.val_fraction, val_images=val_images, val_labels=val_labels,
                      unpainted_is_background=args.unpainted_is_background, checkpoint=target.checkpoint,
                      checkpoint_every=args.checkpoint_every, seed=args.seed,
-                     channel_axis=args.channel_axis)
+                     channel_axis=args.channel_axis, spacing=spacing)
     try:
         finished, val_txt = report_training(gen, quiet=args.quiet)
     except KeyboardInterrupt as e:
