@@ -111,3 +111,14 @@ def keep_painting_on_top(viewer: Any, image_name: str) -> None:
     if idx != len(layers) - 1:
         with kept_selection(layers):
             layers.move(idx, len(layers))
+
+
+def train_spacing(pairs: list, dims: int) -> tuple[float, ...] | None:
+    """The voxel size (Z, Y, X) for 3D training: the first image layer's ``scale`` (its last
+    three values); None for 2D or an isotropic scale (napari's default of 1s included)."""
+    if dims != 3 or not pairs:
+        return None
+    scale = tuple(float(s) for s in pairs[0][0].scale[-3:])
+    if len(scale) != 3 or max(scale) <= min(scale) * (1 + 1e-6) or min(scale) <= 0:
+        return None
+    return scale

@@ -55,7 +55,10 @@ class ModelState:
         names = ", ".join(meta.get("class_names", []))
         total = (meta.get("training") or {}).get("total_steps")
         steps = f", {total} steps in all" if total else ""
-        return f"{meta.get('dims', '?')}D U-Net, classes: {names} ({self.source}{steps})"
+        from ..core.pooling import describe_pooling
+
+        pooled = describe_pooling(meta)  # anisotropic voxels: e.g. "pooled Z x2, Y x8, X x8 (voxel 3x1x1)"
+        return f"{meta.get('dims', '?')}D U-Net{' ' + pooled if pooled else ''}, classes: {names} ({self.source}{steps})"
 
     def require(self) -> Any:
         from ._common import UserError

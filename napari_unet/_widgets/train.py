@@ -267,7 +267,7 @@ class TrainWidget(TrainEvents, ModelActions, QWidget):
                                       device=self.device.currentText(),
                                       unpainted_is_background=self.unpainted_bg.isChecked(),
                                       channel_axis=-1 if rgb else None,
-                                      preview_every=self.preview_every)
+                                      preview_every=self.preview_every, spacing=_layers.train_spacing(pairs, dims))
         if self.limit_kind.currentText() == "steps":
             kwargs["steps"] = self.limit.value()
         else:
