@@ -47,7 +47,10 @@ def image_items(layers: list, model: Any, hint: str = "",
             prepare_image(np.broadcast_to(np.zeros((), data.dtype), shape), model.meta, ca)
         except ValueError as e:
             raise UserError(f"'{layer.name}': {e}") from None
-        items.append((layer.name, np.asarray(data)))
+        # a dask/zarr layer stays lazy: the job reads it in its worker, whole when its results
+        # fit in RAM, else block by block into a zarr store (core.predict_zarr)
+        lazy = not isinstance(data, np.ndarray) and hasattr(data, "chunks") and hasattr(data, "dtype")
+        items.append((layer.name, data if lazy else np.asarray(data)))
     return items
 
 

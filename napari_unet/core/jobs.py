@@ -74,7 +74,7 @@ def iter_predict_job(model: Any, items: list[tuple[str, Any]], *, tile: Any = "a
                      out_dir: Path | None = None, channel_axis: int | None = None,
                      out_format: str = "tiff", pixels: dict | None = None,
                      stems: dict[str, str] | None = None, keep_arrays: bool = True,
-                     out_what: str = "output folder",
+                     out_what: str = "output folder", ram_budget: int | None = None,
                      cancel: threading.Event | None = None) -> Iterator[Progress | Result]:
     """Predict each ``(name, image)`` in turn: the one prediction job of Predict, Batch and the
     command line's ``predict``.
@@ -94,7 +94,11 @@ def iter_predict_job(model: Any, items: list[tuple[str, Any]], *, tile: Any = "a
         pixels: ``{name: readers.PixelSize}`` carried into the files.
         stems: ``{name: file stem}`` of the outputs (default :func:`safe_stem` of the name).
         keep_arrays: the :class:`Result` holds the arrays (False: only the files; results larger
-            than RAM then go straight into memory-mapped TIFFs, with no scratch copy).
+            than RAM then go straight into memory-mapped TIFFs, with no scratch copy). Kept
+            results larger than RAM (with zarr installed, and no TIFF outputs) are predicted
+            straight into a zarr store (core.predict_zarr: ``out_dir``'s ``<stem>.ome.zarr``,
+            else a temporary one) and held as dask arrays over it, read chunk by chunk.
+        ram_budget: bytes the results may take in RAM (None: from free memory, ``fits_in_ram``).
         cancel: set it to stop after the current batch of tiles (no Result for that image, and
             no output file of it).
 
@@ -128,6 +132,19 @@ def iter_predict_job(model: Any, items: list[tuple[str, Any]], *, tile: Any = "a
         def progress(done: int, total: int, i: int = i, name: str = name) -> Progress:
             return Progress(name, i, len(items), done, total)
 
+        if keep_arrays and not to_tiff and not _fits(_nbytes(shapes, *shapes), ram_budget):
+            from .predict_zarr import iter_predict_into_zarr, zarr_available
+
+            if zarr_available():  # (else memory-mapped scratch files: output_arrays)
+                res = yield from iter_predict_into_zarr(
+                    model, image, name=name, store_dir=out_dir, stem=stem, channel_axis=channel_axis,
+                    frames=is_time_lapse(image.shape, channel_axis), threshold=threshold, pixel=px,
+                    uncertainty=uncertainty, progress=progress, cancel=cancel, **{k: engine[k] for k in
+                                                                                  ("tile", "batch_size", "device")})
+                if res is None:
+                    return
+                yield Result(name, res.probabilities, res.labels, res.uncertainty, () if res.temporary else (res.path,))
+                continue
         if to_tiff and not keep_arrays and not fits_in_ram(_nbytes(shapes, "probs")):
             try:
                 files = yield from _into_tiffs(model, image, Path(out_dir), stem, px, shapes, threshold,
@@ -136,7 +153,7 @@ def iter_predict_job(model: Any, items: list[tuple[str, Any]], *, tile: Any = "a
                 return
             yield Result(name, None, None, None, files)
             continue
-        outs = output_arrays(image, meta, uncertainty, channel_axis, shapes=shapes)
+        outs = output_arrays(image, meta, uncertainty, channel_axis, shapes=shapes, ram_budget=ram_budget)
         probs = yield from _run(model, image, outs["probs"], engine, progress, cancel)
         if probs is None:
             return
@@ -197,6 +214,12 @@ def _into_tiffs(model: Any, image: np.ndarray, out_dir: Path, stem: str, px: Any
     return tuple(str(p) for p in paths)
 
 
+def _fits(nbytes: int, ram_budget: int | None) -> bool:
+    from .predict import fits_in_ram
+
+    return fits_in_ram(nbytes) if ram_budget is None else nbytes <= ram_budget
+
+
 def _nbytes(shapes: dict, *keys: str) -> int:
     return sum(int(np.prod(shapes[k][0])) * np.dtype(shapes[k][1]).itemsize for k in keys if k in shapes)
 
@@ -207,6 +230,8 @@ def _result_shapes(image: np.ndarray, meta: dict, uncertainty: bool,
     the image against the model first: core.checks)."""
     from .predict import labels_dtype, prepare_image
 
+    if not isinstance(image, np.ndarray):  # dask/zarr: the checks need the shape, not the data
+        image = np.broadcast_to(np.zeros((), image.dtype), image.shape)
     if is_time_lapse(image.shape, channel_axis):
         fca = frame_channel_axis(image.ndim, channel_axis)
         spatial = (image.shape[0],) + prepare_image(image[0], meta, fca).shape[1:]
@@ -222,19 +247,18 @@ def _result_shapes(image: np.ndarray, meta: dict, uncertainty: bool,
 
 def output_arrays(image: np.ndarray, meta: dict, uncertainty: bool,
                   channel_axis: int | None = None, *,
-                  shapes: dict | None = None) -> dict[str, np.ndarray | None]:
+                  shapes: dict | None = None, ram_budget: int | None = None) -> dict[str, np.ndarray | None]:
     """Where one image's results go: ``None`` each (in RAM, allocated by the engine) when the
     probabilities, labels and uncertainty together fit in RAM (``fits_in_ram``); else
     memory-mapped scratch files, so a stack larger than RAM still gets its layers (napari
     reads memmaps lazily). The files are unlinked at once: the mapping keeps them alive while a
-    layer uses them, and the disk space comes back when it is gone (POSIX)."""
-    from .predict import fits_in_ram
-
+    layer uses them, and the disk space comes back when it is gone (POSIX). ``ram_budget``:
+    bytes the results may take in RAM (None: ``fits_in_ram``)."""
     if shapes is None:
         shapes = _result_shapes(image, meta, uncertainty, channel_axis)
     need = _nbytes(shapes, *shapes)
     outs: dict[str, np.ndarray | None] = {"probs": None, "labels": None, "uncertainty": None}
-    if fits_in_ram(need):
+    if _fits(need, ram_budget):
         return outs
     folder = Path(os.environ.get("NAPARI_UNET_SCRATCH") or tempfile.gettempdir())
     free = shutil.disk_usage(folder).free

@@ -1,6 +1,6 @@
 """Results larger than RAM go straight into a zarr store (core.predict_zarr) and come back as dask
 arrays over it: equal to in-memory predict, nothing loaded whole, the temporary store removed
-when the arrays are gone."""
+when the arrays are gone; the prediction job takes that path when the results do not fit."""
 from __future__ import annotations
 
 import gc
@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("zarr")
 pytest.importorskip("dask")
 
+from napari_unet.core.jobs import Result, iter_predict_job  # noqa: E402
 from napari_unet.core.model import build_model  # noqa: E402
 from napari_unet.core.predict import entropy, predict, probabilities_to_labels  # noqa: E402
 from napari_unet.core.predict_zarr import iter_predict_into_zarr  # noqa: E402
@@ -92,3 +93,33 @@ def test_cancel_removes_the_temporary_store(scratch):
     res, _ = _run(gen)
     assert res is None and not list(scratch.iterdir())
 
+
+
+def test_job_sends_results_larger_than_the_ram_budget_to_a_store(scratch):
+    model = _model()
+    image = np.random.default_rng(3).random((48, 40)).astype(np.float32)
+    small, = [e for e in iter_predict_job(model, [("im", image)], tile=None) if isinstance(e, Result)]
+    assert isinstance(small.probabilities, np.ndarray)     # fits: in RAM, as before
+    big, = [e for e in iter_predict_job(model, [("im", image)], tile=None, ram_budget=1000)
+            if isinstance(e, Result)]
+    import dask.array as da
+
+    assert isinstance(big.probabilities, da.Array) and isinstance(big.labels, da.Array)
+    np.testing.assert_allclose(big.probabilities.compute(), small.probabilities, atol=1e-5)
+    np.testing.assert_array_equal(big.labels.compute(), small.labels)
+    np.testing.assert_allclose(big.uncertainty.compute(), small.uncertainty, atol=1e-5)
+
+
+def test_job_with_a_lazy_input_into_the_users_ome_zarr(tmp_path):
+    import dask.array as da
+
+    model = _model()
+    image = np.random.default_rng(4).random((2, 32, 40)).astype(np.float32)
+    lazy = da.from_array(image, chunks=(1, 16, 40))
+    big, = [e for e in iter_predict_job(model, [("my image", lazy)], tile=None, ram_budget=1000,
+                                        out_dir=tmp_path, out_format="ome-zarr") if isinstance(e, Result)]
+    assert big.files == (str(tmp_path / "my_image.ome.zarr"),)
+    probs = predict(model, image, tile=None)
+    np.testing.assert_allclose(big.probabilities.compute(), probs, atol=1e-5)
+    small, = [e for e in iter_predict_job(model, [("im", lazy)], tile=None) if isinstance(e, Result)]
+    np.testing.assert_allclose(small.probabilities, probs, atol=1e-5)  # a lazy input that fits: read in the job

@@ -54,6 +54,9 @@ def test_predict_a_stack_larger_than_ram_allows_goes_to_disk(viewer, dock, qtbot
     model_state(viewer).set(tiny_model, "test")
     monkeypatch.setenv("NAPARI_UNET_SCRATCH", str(tmp_path))
     monkeypatch.setattr(device, "available_memory", lambda dev: 1 << 16)  # results "exceed RAM"
+    from napari_unet.core import predict_zarr
+
+    monkeypatch.setattr(predict_zarr, "zarr_available", lambda: False)  # without zarr: memory maps
     w = dock("Predict")
     w.run()
     qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)  # only catches a hang
