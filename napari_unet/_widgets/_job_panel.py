@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator
 
 class JobPanel:
     busy_message = "A job is already running."
+    cancel_message = "cancelling after the current tiles…"
 
     def _init_job_panel(self, run_text: str, *, cancellable: bool = True) -> None:
         from qtpy.QtWidgets import QHBoxLayout, QProgressBar, QPushButton
@@ -56,7 +57,7 @@ class JobPanel:
     def cancel(self, *_: Any) -> None:
         if self.worker is not None:
             self._cancel.set()
-            self.status.setText("cancelling after the current tiles…")
+            self.status.setText(self.cancel_message)
 
     def set_progress(self, fraction: float) -> None:
         self.progress.setValue(int(1000 * min(max(fraction, 0.0), 1.0)))

@@ -1,5 +1,8 @@
 """Evaluate: per-class IoU/Dice of a prediction against ground truth (per slice on stacks),
-as a copyable table, plus an error overlay layer (true/false positives, false negatives)."""
+as a copyable table, plus an error overlay layer (true/false positives, false negatives).
+
+Scoring runs in a worker through the job panel (core.evaluate_job: progress, Cancel); the
+table, the summary and the overlay layer are made on the main thread when the result comes."""
 from __future__ import annotations
 
 import csv
@@ -33,6 +36,8 @@ def _is_labels(layer: Any) -> bool:
 
 
 class EvaluateWidget(JobPanel, QWidget):
+    cancel_message = "cancelling…"
+
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
@@ -54,10 +59,10 @@ class EvaluateWidget(JobPanel, QWidget):
             "every other value foreground (class 2).\nunlabeled: 0 is ignored, as in paintings.\n"
             "auto: background for a boolean mask, 0 with one other value, or 0 with instance ids; "
             "unlabeled otherwise. The result says which was used.")
-        # the job panel of Predict and Batch (Run, progress, status); scoring is quick and runs
-        # on the main thread, so there is nothing to cancel
-        self._init_job_panel("Evaluate", cancellable=False)
-        self.progress.setVisible(False)
+        # the job panel of Predict and Batch (Run, Cancel, progress, status): scoring a large
+        # stack takes a while, and runs in a worker
+        self._init_job_panel("Evaluate")
+        self._scored: tuple[str, str] | None = None  # (prediction, truth) names of the running job
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
         self.table = QTableWidget(0, len(SHOWN))
@@ -81,6 +86,7 @@ class EvaluateWidget(JobPanel, QWidget):
         form.addRow("truth 0 is", self.truth_zero)
         lay.addLayout(form)
         lay.addLayout(self.buttons)
+        lay.addWidget(self.progress)
         lay.addWidget(self.status)
         lay.addWidget(self.summary)
         lay.addWidget(self.table)
@@ -112,10 +118,12 @@ class EvaluateWidget(JobPanel, QWidget):
 
     # ------------------------------------------------------------------ actions
     @user_action
-    def run(self, *_: Any) -> dict:
-        from napari_unet.core.metrics import ERROR_NAMES, error_map, evaluate
-        from napari_unet.core.truth import resolve_truth
+    def run(self, *_: Any) -> Any:
+        """Check the choices (a mistake is one notification) and start scoring in a worker;
+        returns the worker (None after a mistake). The result arrives in ``self.result``."""
+        from napari_unet.core.evaluate_job import iter_evaluate_job
 
+        self._check_idle()
         pred_layer, truth_layer = self.pred_combo.layer(), self.truth_combo.layer()
         if pred_layer is None or truth_layer is None:
             raise UserError(no_truth_message(self.viewer))
@@ -125,47 +133,56 @@ class EvaluateWidget(JobPanel, QWidget):
         if pred.shape != truth.shape:
             raise UserError(f"Shapes do not match: prediction '{pred_layer.name}' is {pred.shape}, "
                             f"ground truth '{truth_layer.name}' is {truth.shape}.")
-        # the truth's 0 is read once for the whole stack (slices then use that reading)
-        pred, truth, how = resolve_truth(pred, truth, self.truth_zero.currentData())
-        names = _layers.info(pred_layer).get("class_names")
-        result = {**evaluate(pred, truth, class_names=names, truth_zero="unlabeled"), **how}
-        rows = [["all", c["name"], c["iou"], c["dice"], c["tp"], c["fp"], c["fn"]]
-                for _, c in sorted(result["classes"].items())]
-        rows.append(["all", "mean", result["mean_iou"], result["mean_dice"], "", "", ""])
-        if "foreground_iou" in result:
-            fg = result["foreground"]
-            rows.append(["all", "foreground (all > 1)", result["foreground_iou"],
-                         result["foreground_dice"], fg["tp"], fg["fp"], fg["fn"]])
-        if pred.ndim == 3:
-            for z in range(pred.shape[0]):
-                r = evaluate(pred[z], truth[z], class_names=names, truth_zero="unlabeled")
-                for _, c in sorted(r["classes"].items()):
-                    rows.append([f"z {z}", c["name"], c["iou"], c["dice"], c["tp"], c["fp"], c["fn"]])
-        self.rows, self.result = rows, result
-        self._fill_table(rows)
+        # copies: the user may paint on either layer while the worker scores
+        pred, truth = pred.copy(), truth.copy()
+        names, zero = _layers.info(pred_layer).get("class_names"), self.truth_zero.currentData()
+        self._scored = (pred_layer.name, truth_layer.name)
+        self._layer_geometry = (pred_layer.scale, pred_layer.translate)
+        self.result = None
+        self._start_job(lambda cancel: iter_evaluate_job(pred, truth, truth_zero=zero, name=pred_layer.name,
+                                                         class_names=names, cancel=cancel),
+                        f"scoring '{pred_layer.name}'…")
+        return self.worker
+
+    def _on_event(self, ev: Any) -> None:
+        from napari_unet.core.evaluate_job import Scores
+
+        if isinstance(ev, Scores):
+            self._show(ev)
+        else:  # core.jobs.Progress
+            self.set_progress(ev.done / max(ev.total, 1))
+
+    def _on_finished(self, aborted: bool) -> None:
+        if aborted:
+            self.status.setText("cancelled")
+        elif self.result is not None:
+            self.progress.setValue(1000)
+
+    def _show(self, scores: Any) -> None:
+        """Main thread: the table, the summary, the overlay layer and its legend."""
+        from napari_unet.core.metrics import ERROR_NAMES
+
+        pred_name, truth_name = self._scored
+        result, self.rows, self.result, self.counts = scores.result, scores.rows, scores.result, scores.counts
+        self._fill_table(self.rows)
         self.summary.setText(f"mean IoU <b>{result['mean_iou']:.3f}</b> · mean Dice "
                              f"<b>{result['mean_dice']:.3f}</b> · {result['pixels']:,} px compared, "
                              f"{result['ignored']:,} ignored<br>{result['truth_note']}")
-
-        errors = error_map(pred, truth, truth_zero="unlabeled")
-        counts = np.bincount(errors.ravel(), minlength=5)
         cmap = {None: "transparent", 0: "transparent", **_layers.ERROR_COLORS}
-        name = f"{pred_layer.name} errors"
         existing = [layer for layer in self.viewer.layers
-                    if _layers.role(layer) == "errors" and _layers.info(layer).get("image") == pred_layer.name]
+                    if _layers.role(layer) == "errors" and _layers.info(layer).get("image") == pred_name]
         if existing:
             self.overlay = existing[0]
-            self.overlay.data = errors
+            self.overlay.data = scores.errors
         else:
+            scale, translate = self._layer_geometry
             self.overlay = self.viewer.add_labels(
-                errors, name=name, colormap=cmap, opacity=0.7, scale=pred_layer.scale,
-                translate=pred_layer.translate, metadata=_layers.tag("errors", pred_layer.name))
+                scores.errors, name=f"{pred_name} errors", colormap=cmap, opacity=0.7, scale=scale,
+                translate=translate, metadata=_layers.tag("errors", pred_name))
         self.legend.setText("  ".join(
             f"<span style='color:{_layers.ERROR_COLORS[code]}'>■</span> {ERROR_NAMES[code]} "
-            f"{int(counts[code]):,}" for code in sorted(ERROR_NAMES)))
-        self.counts = {code: int(counts[code]) for code in ERROR_NAMES}
-        self.status.setText(f"scored '{pred_layer.name}' against '{truth_layer.name}'")
-        return result
+            f"{self.counts[code]:,}" for code in sorted(ERROR_NAMES)))
+        self.status.setText(f"scored '{pred_name}' against '{truth_name}'")
 
     def _fill_table(self, rows: list[list[Any]]) -> None:
         self.table.setRowCount(len(rows))

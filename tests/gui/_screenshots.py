@@ -109,6 +109,7 @@ def main() -> None:
     e.pred_combo.set_layer("nuclei 2d labels")
     e.truth_combo.set_layer("nuclei 2d truth")
     e.run()
+    wait(lambda: e.worker is None)  # (scoring runs in a worker)
     for layer in viewer.layers:
         layer.visible = layer.name in ("nuclei 2d", "nuclei 2d labels errors")
     shoot(viewer, "4_evaluate")

@@ -48,6 +48,20 @@ def dock(viewer):
 
 
 @pytest.fixture
+def evaluated(qtbot):
+    """evaluated(widget) -> its scores: press Evaluate (the scoring runs in a worker) and wait
+    for the result; None when the choices were refused (the notification says why)."""
+
+    def _run(w):
+        if w.run() is None:
+            return None
+        qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)  # only catches a hang
+        return w.result
+
+    return _run
+
+
+@pytest.fixture
 def tiny_model():
     """An untrained but valid 2D model (fast): enough for predict/batch plumbing tests."""
     from napari_unet.core.model import build_model

@@ -17,7 +17,7 @@ def _pred_and_mask():
     return pred, mask
 
 
-def test_integer_image_opened_from_a_file_is_offered_as_truth(viewer, dock, tmp_path, notes):
+def test_integer_image_opened_from_a_file_is_offered_as_truth(viewer, dock, tmp_path, notes, evaluated):
     pred, mask = _pred_and_mask()
     path = tmp_path / "gt_mask.tif"
     tifffile.imwrite(path, mask)
@@ -36,7 +36,7 @@ def test_integer_image_opened_from_a_file_is_offered_as_truth(viewer, dock, tmp_
     assert "raw paint" not in offered     # nor is a painting
     w.pred_combo.set_layer("prediction")
     w.truth_combo.set_layer("gt_mask")
-    result = w.run()
+    result = evaluated(w)
     assert not errors(notes)
     assert result["truth_zero"] == "background"          # 0/255: a complete mask, 0 = background
     fg = result["classes"][2]
@@ -62,7 +62,7 @@ def test_float_image_is_not_a_truth_and_the_message_says_why(viewer, dock, notes
     assert "'float mask' is a float image (float32)" in msg and "Convert to Labels" in msg
 
 
-def test_boolean_and_instance_images_are_converted(viewer, dock, notes):
+def test_boolean_and_instance_images_are_converted(viewer, dock, notes, evaluated):
     pred, mask = _pred_and_mask()
     viewer.add_labels(pred, name="prediction")
     viewer.add_image(mask > 0, name="bool mask")
@@ -74,7 +74,7 @@ def test_boolean_and_instance_images_are_converted(viewer, dock, notes):
     for name in ("bool mask", "instances"):
         w.truth_combo.set_layer(name)
         assert w.truth_combo.currentText() == name
-        result = w.run()
+        result = evaluated(w)
         assert result["truth_zero"] == "background", name
         assert result["classes"][2]["tp"] == 64
     assert not errors(notes)

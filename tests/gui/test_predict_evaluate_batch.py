@@ -98,7 +98,7 @@ def test_predict_cancel_reenables_buttons(viewer, dock, qtbot, tiny_model):
     assert w.run_btn.isEnabled() and not w.cancel_btn.isEnabled()
 
 
-def test_evaluate_hand_made_case(viewer, dock, qtbot, tmp_path):
+def test_evaluate_hand_made_case(viewer, dock, qtbot, tmp_path, evaluated):
     truth = np.array([[1, 1, 2, 2], [1, 1, 2, 2], [0, 0, 2, 2]], np.uint8)
     pred = np.array([[1, 2, 2, 2], [1, 1, 1, 2], [2, 2, 2, 2]], np.uint8)
     viewer.add_labels(pred, name="pred")
@@ -106,7 +106,7 @@ def test_evaluate_hand_made_case(viewer, dock, qtbot, tmp_path):
     w = dock("Evaluate")
     w.pred_combo.set_layer("pred")
     w.truth_combo.set_layer("truth")
-    result = w.run()
+    result = evaluated(w)
     # class 2: TP 5 ((0,2),(0,3),(1,3),(2,2),(2,3)), FP 1 ((0,1)), FN 1 ((1,2));
     # (2,0),(2,1) are unlabeled truth: ignored
     c2 = result["classes"][2]
@@ -132,7 +132,7 @@ def test_evaluate_hand_made_case(viewer, dock, qtbot, tmp_path):
     assert QApplication.clipboard().text().startswith("scope\tclass")
 
 
-def test_evaluate_instance_mask_and_stack_rows(viewer, dock):
+def test_evaluate_instance_mask_and_stack_rows(viewer, dock, evaluated):
     pred = np.array([[[1, 2, 2, 2], [1, 1, 1, 2]]] * 2, np.uint8)
     inst = np.array([[[0, 0, 5, 5], [0, 0, 7, 7]]] * 2, np.uint16)
     viewer.add_labels(pred, name="pred")
@@ -141,7 +141,7 @@ def test_evaluate_instance_mask_and_stack_rows(viewer, dock):
     w.pred_combo.set_layer("pred")
     w.truth_combo.set_layer("instances")
     w.truth_zero.setCurrentIndex(w.truth_zero.findData("background"))
-    result = w.run()
+    result = evaluated(w)
     c2 = result["classes"][2]
     assert (c2["tp"], c2["fp"], c2["fn"]) == (6, 2, 2)
     scopes = {w.table.item(r, 0).text().split(" · ")[0] for r in range(w.table.rowCount())}
@@ -170,7 +170,7 @@ def test_batch_over_two_stacks_writes_files(viewer, dock, qtbot, tiny_model, tmp
     assert probs.shape == (2, 3, 48, 40) and labels.shape == (2, 40, 56)
 
 
-def test_evaluate_binary_truth_counts_false_positives_and_says_so(viewer, dock):
+def test_evaluate_binary_truth_counts_false_positives_and_says_so(viewer, dock, evaluated):
     truth = np.zeros((40, 40), np.uint8)
     truth[10:20, 10:20] = 255  # a 0/255 mask, e.g. from another tool
     viewer.add_labels(np.full((40, 40), 2, np.uint8), name="pred")  # all foreground
@@ -179,11 +179,11 @@ def test_evaluate_binary_truth_counts_false_positives_and_says_so(viewer, dock):
     w.pred_combo.set_layer("pred")
     w.truth_combo.set_layer("mask")
     assert w.truth_zero.currentData() == "auto"
-    result = w.run()
+    result = evaluated(w)
     assert result["truth_zero"] == "background"
     assert result["foreground_iou"] == pytest.approx(100 / 1600) and result["classes"][2]["fp"] == 1500
     assert "read as background" in w.summary.text()
     assert w.counts[2] == 1500  # the overlay shows the false positives
     w.truth_zero.setCurrentIndex(w.truth_zero.findData("unlabeled"))
-    result = w.run()
+    result = evaluated(w)
     assert result["truth_zero"] == "unlabeled" and "read as unlabeled" in w.summary.text()

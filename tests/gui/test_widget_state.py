@@ -73,4 +73,5 @@ def test_predict_batch_evaluate_share_the_job_panel(viewer, dock, tiny_model, tm
     evaluate.pred_combo.set_layer(pred.name)
     evaluate.truth_combo.set_layer(truth.name)
     assert evaluate.run() is not None
+    qtbot.waitUntil(lambda: evaluate.worker is None, timeout=120_000)  # (scoring runs in a worker)
     assert evaluate.status.text() == "scored 'p' against 't'"
