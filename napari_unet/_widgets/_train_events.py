@@ -53,9 +53,8 @@ class TrainEvents:
         text = {"steps": "finished: step limit reached", "time": "finished: time limit reached",
                 "stopped": "stopped: the model so far is kept",
                 "nan": "stopped: the loss became NaN", "error": "failed"}.get(ev.reason, ev.reason)
-        detail = ev.message[ev.message.find(';') + 2:] if ";" in ev.message else ""
         # the notification stays one short sentence; the details go to the status line
-        self.status.setText(f"{text} (step {ev.step})" + (f": {detail}" if detail else ""))
+        self.status.setText(f"{text} (step {ev.step})" + (f": {ev.detail}" if ev.detail else ""))
         self.status.setToolTip(ev.message)
         if ev.reason == "error":
             show_error(f"Training failed: {ev.message}")

@@ -16,6 +16,7 @@ process ends.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import queue
@@ -171,8 +172,9 @@ def _run_job(tell, jid, images, labels, kwargs, stop, latest) -> None:
         preview = latest if kwargs.pop("_has_preview") else None
         for ev in iter_train(images, labels, stop=stop, preview=preview, **kwargs):
             if isinstance(ev, TrainFinished):
-                meta, state = _state_of(ev.model)
-                tell(("finished", ev.reason, ev.step, meta, state, ev.message, ev.kept_previous))
+                meta, state = _state_of(ev.model)  # every field but the model crosses as it is
+                fields = {f.name: getattr(ev, f.name) for f in dataclasses.fields(ev) if f.name != "model"}
+                tell(("finished", meta, state, fields))
             else:
                 tell(("event", ev))
     except BaseException as e:  # noqa: BLE001 - everything goes back to the caller

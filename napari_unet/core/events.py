@@ -75,6 +75,11 @@ class TrainFinished:
     model: Any = field(repr=False)
     message: str = ""
     kept_previous: bool = False   # keep_better: the starting weights fitted the paint better
+    # what a status line adds to the end reason (the tail of ``message``): keep_better's
+    # comparison, or the weights a NaN stop kept; "" when there is nothing more to say
+    detail: str = ""
+    # keep_better: mean IoU on all the paint of (the starting weights, the trained ones)
+    paint_iou: tuple[float, float] | None = None
 
 
 QUALITY_HELP = (

@@ -273,7 +273,7 @@ def iter_train_process(images, labels, *, stop: threading.Event | None = None,
             if kind == "event":
                 yield msg[1]
             elif kind == "finished":
-                _, reason, step, meta, state, message, kept_previous = msg
+                _, meta, state, fields = msg
                 result = _from_state(meta, state)
                 if model is not None:  # continued in place, as iter_train does
                     model.load_state_dict(result.state_dict())
@@ -281,7 +281,7 @@ def iter_train_process(images, labels, *, stop: threading.Event | None = None,
                     model.eval()
                     result = model
                 clean = True
-                yield TrainFinished(reason, step, result, message, kept_previous)
+                yield TrainFinished(model=result, **fields)
                 return
             elif kind == "error":
                 clean = True  # the process is fine and idle again

@@ -84,6 +84,7 @@ def test_keep_better_keeps_the_previous_model_when_a_run_makes_it_worse(data2d):
     fin = events[-1]
     assert isinstance(fin, TrainFinished) and fin.kept_previous
     assert "kept the previous model" in fin.message
+    assert fin.detail.startswith("kept the previous model") and fin.paint_iou[0] > fin.paint_iou[1]
     for k, v in fin.model.state_dict().items():
         assert torch.equal(v, before[k]), k
 
@@ -95,6 +96,7 @@ def test_keep_better_takes_the_new_weights_when_they_fit_the_paint_better(data2d
                              **{k: v for k, v in TINY.items() if k not in ("base_channels", "depth")}))
     fin = events[-1]
     assert not fin.kept_previous and "at least as well" in fin.message
+    assert "at least as well" in fin.detail and fin.paint_iou[1] >= fin.paint_iou[0] - 1e-3
 
 
 def test_keep_better_through_the_training_process(data2d):
@@ -107,5 +109,8 @@ def test_keep_better_through_the_training_process(data2d):
                                      **{k: v for k, v in TINY.items() if k not in ("base_channels", "depth")}))
     fin = events[-1]
     assert isinstance(fin, TrainFinished) and fin.kept_previous and fin.model is base
+    # the detail and the scores cross the process boundary as fields, not inside the message
+    assert fin.detail.startswith("kept the previous model") and fin.detail in fin.message
+    assert fin.paint_iou is not None and fin.paint_iou[0] > fin.paint_iou[1]
     for k, v in base.state_dict().items():
         assert torch.equal(v, before[k]), k

@@ -222,6 +222,7 @@ def test_nan_loss_stops_and_keeps_last_good_weights(data2d, monkeypatch):
     events = run(iter_train(img, strokes, steps=20, val_fraction=0, **TINY))
     fin = events[-1]
     assert fin.reason == "nan" and "loss" in fin.message
+    assert fin.detail.startswith("stopped and kept the weights of step") and fin.message.endswith(fin.detail)
     assert 1 <= fin.step <= 4  # the last step whose loss was checked (events are throttled)
     assert all(torch.isfinite(p).all() for p in fin.model.parameters())
     with pytest.warns(RuntimeWarning, match="loss"):

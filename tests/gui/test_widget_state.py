@@ -75,3 +75,16 @@ def test_predict_batch_evaluate_share_the_job_panel(viewer, dock, tiny_model, tm
     assert evaluate.run() is not None
     qtbot.waitUntil(lambda: evaluate.worker is None, timeout=120_000)  # (scoring runs in a worker)
     assert evaluate.status.text() == "scored 'p' against 't'"
+
+
+def test_train_status_line_takes_the_finished_events_detail(viewer, dock):
+    """The status line shows TrainFinished.detail (a field of the event), whatever the message."""
+    from napari_unet.core.events import TrainFinished
+
+    w = dock("Train")
+    w._on_event(TrainFinished("steps", 12, None, message="a message; with a semicolon",
+                              kept_previous=True, detail="kept the previous model: it fits better",
+                              paint_iou=(0.8, 0.6)))
+    assert w.status.text() == "finished: step limit reached (step 12): kept the previous model: it fits better"
+    w._on_event(TrainFinished("stopped", 3, None, message="stopped after 3 steps (1.0 s)"))
+    assert w.status.text() == "stopped: the model so far is kept (step 3)"

@@ -130,7 +130,7 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
                            pooling=describe_pooling(model.meta))
         t0 = time.perf_counter()
         step = 0
-        reason, message = None, ""
+        reason, message, detail = None, "", ""
         last_val: Validation | None = None
         good_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         loss_acc = torch.zeros((), device=dev)
@@ -218,9 +218,9 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
                     if not math.isfinite(lv):
                         model.load_state_dict(good_state)
                         reason = "nan"
+                        detail = f"stopped and kept the weights of step {emit_step}"
                         message = (f"the loss became {lv} at step {step} (learning rate {p.lr:g} too "
-                                   "high, or bad values in the data?); stopped and kept the weights "
-                                   f"of step {emit_step}")
+                                   f"high, or bad values in the data?); {detail}")
                         step = emit_step
                         break
                     good_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -276,11 +276,11 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
                     for q, e in zip(params, ema):
                         q.copy_(e)
             self._recalibrate_bn(0.3 if reason == "stopped" else max(0.5, 0.02 * (time.perf_counter() - t0)))
-        kept_previous = False
+        kept_previous, paint_iou = False, None
         if self.paintset is not None and step > 0 and reason in ("steps", "time", "stopped"):
-            kept_previous, compare = self._keep_better(step)
+            kept_previous, compare, paint_iou = self._keep_better(step)
             if compare:
-                message = compare
+                message = detail = compare
         if self.valset is not None and reason in ("steps", "time") and step > 0 \
                 and not self._stopped():
             v = self._validate(step)
@@ -302,7 +302,7 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
         elif reason != "nan":
             message = f"{done}; {message}"
         yield TrainFinished(reason=reason, step=step, model=model, message=message,
-                            kept_previous=kept_previous)
+                            kept_previous=kept_previous, detail=detail, paint_iou=paint_iou)
 
 
 # ----------------------------------------------------------------------------- public API

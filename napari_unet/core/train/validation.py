@@ -70,21 +70,23 @@ class ValidationMixin:
         uncertain = float(unsure) / max(1, total_px)
         return Validation(step, loss, iou, dice, mi, md, agreement, uncertain)
 
-    def _keep_better(self, step: int) -> tuple[bool, str]:
+    def _keep_better(self, step: int) -> tuple[bool, str, tuple[float, float] | None]:
         """Score the trained and the starting weights on all the paint; restore the starting
-        ones if they fit it better. Returns (kept the previous weights, a message)."""
+        ones if they fit it better. Returns (kept the previous weights, a message, the mean IoU
+        on the paint of (the starting weights, the trained ones) or None)."""
         model = self.p.model
         new = self._validate(step, self.paintset)
         if new is None:
-            return False, ""
+            return False, "", None
         trained = {k: t.detach().clone() for k, t in model.state_dict().items()}
         model.load_state_dict(self.start_state)
         old = self._validate(step, self.paintset)
+        scores = None if old is None else (float(old.mean_iou), float(new.mean_iou))
         if old is not None and old.mean_iou > new.mean_iou + 1e-3:
             return True, (f"kept the previous model: it fits the painted strokes better "
-                          f"(IoU {old.mean_iou:.3f} against {new.mean_iou:.3f} for the new weights)")
+                          f"(IoU {old.mean_iou:.3f} against {new.mean_iou:.3f} for the new weights)"), scores
         model.load_state_dict(trained)
         if old is None:
-            return False, ""
+            return False, "", None
         return False, (f"the new weights fit the painted strokes at least as well as the previous "
-                       f"model (IoU {new.mean_iou:.3f} against {old.mean_iou:.3f})")
+                       f"model (IoU {new.mean_iou:.3f} against {old.mean_iou:.3f})"), scores
