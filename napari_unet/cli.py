@@ -312,8 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     g = p.add_argument_group("objects (instance labels)")
     g.add_argument("--instances", action="store_true",
-                   help="also write DIR/<stem>_instances.tif: touching objects of the foreground class split "
-                        "by a seeded watershed (uint16/uint32, 0 = background)")
+                   help="also write DIR/<stem>_instances.tif (with --format ome-zarr: labels/instances/0 in the "
+                        "store): touching objects of the foreground class split by a seeded watershed "
+                        "(uint16/uint32, 0 = background)")
     g.add_argument("--instance-class", type=int, default=None,
                    help="class value to split into objects (default 2, the first after background)")
     g.add_argument("--min-size", type=int, default=10, help="smallest object kept, in pixels/voxels (default 10)")
