@@ -74,6 +74,16 @@ def _axes(shape: tuple[int, ...], channel_axis: int | None, frames: bool) -> str
     return "".join(names)
 
 
+def _check_disk(folder: Path, need: int) -> None:
+    """MemoryError when ``folder`` has no room for the results (uncompressed: the worst case)."""
+    free = shutil.disk_usage(folder).free
+    if need > 0.9 * free:
+        raise MemoryError(f"the results of this image need up to {need / 2**30:.1f} GiB, more than RAM "
+                          f"allows, and {folder} has only {free / 2**30:.1f} GiB free for them on disk: "
+                          "set NAPARI_UNET_SCRATCH to a folder on a larger disk, or use Batch with an "
+                          "OME-Zarr output folder there.")
+
+
 def _entropy_block(p: np.ndarray) -> np.ndarray:
     from .postprocess import entropy
 
@@ -138,6 +148,7 @@ def iter_predict_into_zarr(model: Any, image: Any, *, name: str = "image", store
         job = make_job(meta, source, out_dir, fmt="ome-zarr", stem=stem or "prediction",
                        channel_axis=channel_axis, chunks=chunks, tile=tile, batch_size=batch_size,
                        device=device, threshold=threshold, pixel=pixel, overwrite=overwrite)
+        _check_disk(out_dir, int(np.prod(job.spatial)) * (4 * meta["classes"] + 2))
         with tempfile.TemporaryDirectory(prefix=".napari-unet-model-", dir=out_dir) as tmp:
             ref = model_ref(save_model(model, Path(tmp) / "model.pt"))
             gen = iter_jobs(ref, [job], meta, client=None)

@@ -123,3 +123,14 @@ def test_job_with_a_lazy_input_into_the_users_ome_zarr(tmp_path):
     np.testing.assert_allclose(big.probabilities.compute(), probs, atol=1e-5)
     small, = [e for e in iter_predict_job(model, [("im", lazy)], tile=None) if isinstance(e, Result)]
     np.testing.assert_allclose(small.probabilities, probs, atol=1e-5)  # a lazy input that fits: read in the job
+
+
+def test_no_room_on_disk_is_a_clear_memory_error(scratch, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 20, 1 << 20, 1000))
+    with pytest.raises(MemoryError, match="NAPARI_UNET_SCRATCH"):
+        _run(iter_predict_into_zarr(_model(), np.zeros((64, 64), np.float32)))
+    assert not list(scratch.iterdir())
