@@ -55,6 +55,11 @@ def test_instances_into_the_ome_zarr_store(tmp_path, model_file, capsys, version
     pred = next(n for n in Reader(parse_url(str(store / "labels" / "prediction")))() if n.load(Label))
     assert set(np.unique(np.asarray(pred.data[0]))) <= {1, 2}             # the classes are still there
 
+    # napari (napari-ome-zarr's reader) opens both label images as Labels layers with the scale
+    reader = pytest.importorskip("napari_ome_zarr._reader").napari_get_reader(str(store))
+    layers = {kw.get("name"): (kind, kw.get("scale")) for _, kw, kind in reader(str(store))}
+    assert [(k, s) for name, (k, s) in layers.items() if name and name.endswith("instances")] == [("labels", [1.0] * 3)]
+
 
 def test_instances_from_a_zarr_input_to_tiff(tmp_path, model_file, capsys):
     img = np.random.default_rng(1).integers(0, 1000, (2, 32, 32)).astype(np.uint16)
