@@ -10,10 +10,11 @@ import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "napari_unet"
-MAX_LINES = 450
+MAX_LINES = 400
 # the size limit applies to these (modules split for issue 14, and the new ones under them);
 # every other module is a known exception until it is split too (over the limit today:
-# none since _widgets/train.py was split; test_no_module_is_large checks them all)
+# none since _widgets/train.py, cli.py and core/train_process.py were split down to 400;
+# test_no_module_is_large checks them all)
 SIZE_CHECKED = [
     "napari_unet.core.predict", "napari_unet.core.tiling", "napari_unet.core.inference",
     "napari_unet.core.checks", "napari_unet.core.postprocess", "napari_unet.core.labels",
