@@ -186,7 +186,7 @@ class PredictionPanel(JobPanel):
         if isinstance(ev, Progress):
             self.set_progress((ev.index + ev.done / max(ev.total, 1)) / ev.count)
             where = f"{ev.index + 1}/{ev.count} " if ev.count > 1 else ""
-            self.status.setText(f"{where}{ev.image}: tile {ev.done}/{ev.total}")
+            self.status.setText(f"{where}{ev.image}: {ev.unit} {ev.done}/{ev.total}")
         elif isinstance(ev, Result):
             self._on_result(ev)
 

@@ -34,6 +34,7 @@ class Progress:
     count: int
     done: int           # tiles of this image
     total: int
+    unit: str = "tile"  # what done/total count: "tile", or "block" (results into a zarr store)
 
 
 @dataclass(frozen=True)
@@ -139,8 +140,9 @@ def iter_predict_job(model: Any, items: list[tuple[str, Any]], *, tile: Any = "a
                 res = yield from iter_predict_into_zarr(
                     model, image, name=name, store_dir=out_dir, stem=stem, channel_axis=channel_axis,
                     frames=is_time_lapse(image.shape, channel_axis), threshold=threshold, pixel=px,
-                    uncertainty=uncertainty, progress=progress, cancel=cancel, **{k: engine[k] for k in
-                                                                                  ("tile", "batch_size", "device")})
+                    uncertainty=uncertainty, cancel=cancel,
+                    progress=lambda d, n, i=i, name=name: Progress(name, i, len(items), d, n, "block"),
+                    tile=tile, batch_size=batch_size, device=device)
                 if res is None:
                     return
                 yield Result(name, res.probabilities, res.labels, res.uncertainty, () if res.temporary else (res.path,))

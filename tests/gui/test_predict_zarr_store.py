@@ -24,9 +24,12 @@ def test_predict_results_larger_than_ram_go_to_a_zarr_store(viewer, dock, qtbot,
     monkeypatch.setenv("NAPARI_UNET_SCRATCH", str(tmp_path))
     monkeypatch.setattr(core_predict, "fits_in_ram", lambda nbytes: False)  # results "exceed RAM"
     w = dock("Predict")
+    texts, set_text = [], w.status.setText
+    w.status.setText = lambda t: (texts.append(t), set_text(t))
     w.run()
     qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)  # only catches a hang
     assert not [m for k, m in notes if k == "error"]
+    assert any(": block " in t for t in texts)              # progress counts blocks on this path
     layers = [viewer.layers[f"huge {s}"] for s in ("p(nucleus)", "labels", "uncertainty")]
     for layer in layers:
         assert isinstance(layer.data, da.Array)              # over the store, chunk by chunk
