@@ -111,19 +111,23 @@ def monai_redundancy(spatial, roi, overlap) -> float:
 
 
 def ours_redundancy(spatial, cores, meta) -> tuple[float, int]:
+    from napari_unet.core.pooling import axis_grid_halo
     from napari_unet.core.predict import plan_axis
 
-    plans = [plan_axis(int(s), int(c), meta["halo"], meta["grid"]) for s, c in zip(spatial, cores)]
+    grids, halos = axis_grid_halo(meta, len(spatial))  # per axis (anisotropic pooling)
+    plans = [plan_axis(int(s), int(c), h, g) for s, c, h, g in zip(spatial, cores, halos, grids)]
     work = math.prod(sum(a.padded for a in p) for p in plans)
     return work / math.prod(spatial), math.prod(len(p) for p in plans)
 
 
 def our_tile_input(spatial, cores, meta) -> tuple[int, ...]:
     """Largest padded tile input that ``predict`` will feed the network for these cores."""
+    from napari_unet.core.pooling import axis_grid_halo
     from napari_unet.core.predict import plan_axis
 
-    return tuple(max(a.padded for a in plan_axis(int(s), int(c), meta["halo"], meta["grid"]))
-                 for s, c in zip(spatial, cores))
+    grids, halos = axis_grid_halo(meta, len(spatial))
+    return tuple(max(a.padded for a in plan_axis(int(s), int(c), h, g))
+                 for s, c, h, g in zip(spatial, cores, halos, grids))
 
 
 def test_image(shape, seed=0) -> np.ndarray:
