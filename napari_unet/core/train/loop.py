@@ -170,7 +170,8 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
                     y = y.to(dev, non_blocking=True)
                     with torch.autocast(dev.type, dtype=self.amp, enabled=self.amp is not None):
                         logits = model(x)
-                    loss = _pkg().sparse_loss(logits, y, dice_weight=p.dice_weight, entropy_weight=_pkg().ENTROPY_WEIGHT)
+                    loss = _pkg().sparse_loss(logits, y, dice_weight=p.dice_weight, entropy_weight=_pkg().ENTROPY_WEIGHT,
+                                                  balance=_pkg().CLASS_BALANCE)
                     if self.reg_weight > 0:
                         ramp = 1.0 if (self.start_state is not None or _pkg().REG_RAMP <= 0) else \
                             min(1.0, max(frac / _pkg().REG_RAMP, step / (_pkg().REG_RAMP * 1600)))
@@ -335,7 +336,10 @@ def iter_train(images: Any, labels: Any, config: TrainConfig | None = None, **op
     fine-tuning with the same classes (``init=``), score the starting and the trained weights
     on all the paint (training and held-out strokes, new corrections included) at the end and
     keep the starting weights if they fit it better (``TrainFinished.kept_previous``), so a
-    correction round never makes the model worse on what was painted.
+    correction round never makes the model worse on what was painted. ``spacing``: the voxel
+    size (``dims`` numbers, Z, Y, X): a new model pools an axis only while its spacing is below
+    twice the finest (:mod:`napari_unet.core.pooling`), and the default patch is thinner along a
+    coarse axis (same voxel count); a continued or fine-tuned model keeps its own pooling.
 
     Args:
         images: an array or a list of arrays (see above).
