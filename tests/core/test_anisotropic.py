@@ -142,3 +142,23 @@ def test_anisotropic_patch_keeps_the_voxel_count():
     assert p == (8, 96, 96)
     assert anisotropic_patch((16, 64, 64), None, (8, 8, 8)) == (16, 64, 64)
     assert anisotropic_patch((16, 64, 64), (1.0, 1.0, 1.0), (8, 8, 8)) == (16, 64, 64)
+
+
+def test_blocks_of_an_anisotropic_model_equal_predict(tmp_path):
+    """The block engine (core.distributed, one number for grid and halo) stays exact."""
+    zarr = pytest.importorskip("zarr")
+    pytest.importorskip("distributed")
+    from napari_unet.core import distributed as dist
+    from napari_unet.core.readers import open_image
+
+    torch.manual_seed(2)
+    m = build_model(3, 1, 2, 4, 2, spacing=(4.0, 1.0, 1.0))  # Z not pooled at all
+    path = save_model(m, tmp_path / "m.pt")
+    vol = (np.random.default_rng(1).random((10, 36, 28)) * 3000).astype(np.uint16)
+    z = zarr.create_array(tmp_path / "vol.zarr", shape=vol.shape, chunks=(4, 16, 16), dtype=vol.dtype)
+    z[:] = vol
+    job = dist.make_job(m.meta, open_image(tmp_path / "vol.zarr"), tmp_path, fmt="ome-zarr",
+                        chunks=(4, 16, 16), device="cpu")
+    (out,), = dist.run_jobs(dist.model_ref(path), [job], m.meta)
+    got = zarr.open_group(out, mode="r")["0"][:]
+    assert np.abs(got - predict(m, vol, tile=None, device="cpu")).max() <= 1e-5
