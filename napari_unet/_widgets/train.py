@@ -268,7 +268,8 @@ class TrainWidget(TrainEvents, ModelActions, TrainLifecycle, QWidget):
                                       device=self.device.currentText(),
                                       unpainted_is_background=self.unpainted_bg.isChecked(),
                                       channel_axis=-1 if rgb else None,
-                                      preview_every=self.preview_every, spacing=_layers.train_spacing(pairs, dims))
+                                      preview_every=self.preview_every,
+                                      spacing=_layers.train_spacing(pairs, dims))  # 3D: the layer's scale
         if self.limit_kind.currentText() == "steps":
             kwargs["steps"] = self.limit.value()
         else:
