@@ -170,8 +170,7 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
                     y = y.to(dev, non_blocking=True)
                     with torch.autocast(dev.type, dtype=self.amp, enabled=self.amp is not None):
                         logits = model(x)
-                    loss = _pkg().sparse_loss(logits, y, dice_weight=p.dice_weight, entropy_weight=_pkg().ENTROPY_WEIGHT,
-                                                  balance=_pkg().CLASS_BALANCE)
+                    loss = _pkg().sparse_loss(logits, y, dice_weight=p.dice_weight, entropy_weight=_pkg().ENTROPY_WEIGHT)
                     if self.reg_weight > 0:
                         ramp = 1.0 if (self.start_state is not None or _pkg().REG_RAMP <= 0) else \
                             min(1.0, max(frac / _pkg().REG_RAMP, step / (_pkg().REG_RAMP * 1600)))
