@@ -1,15 +1,18 @@
 """Evaluate's object scores: match predicted and true objects (``core.objects``) at IoU
-0.5..0.95, a table per threshold, and an overlay of matched / missed / false objects."""
+0.5..0.95, a table per threshold, and an overlay of matched / missed / false objects.
+
+The matching runs in a worker through the job panel (core.evaluate_job.iter_object_job:
+progress, Cancel); the table, the summary and the overlay are made on the main thread."""
 from __future__ import annotations
 
 from typing import Any, Callable
 
 import numpy as np
-from qtpy.QtWidgets import (QAbstractItemView, QLabel, QPushButton, QTableWidget, QTableWidgetItem,
-                            QVBoxLayout, QWidget)
+from qtpy.QtWidgets import QAbstractItemView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
 from . import _layers
 from ._common import UserError, heading, hint, user_action
+from ._job_panel import JobPanel
 from ._truth import truth_data
 
 COLUMNS = ["IoU ≥", "TP", "FP", "FN", "precision", "recall", "F1", "AP", "mean IoU"]
@@ -17,7 +20,7 @@ KEYS = ["threshold", "tp", "fp", "fn", "precision", "recall", "f1", "ap", "mean_
 ROLE = "object_errors"
 
 
-class ObjectScores(QWidget):
+class ObjectScores(JobPanel, QWidget):
     """``layers()`` gives the (prediction, truth) layers chosen in the Evaluate widget."""
 
     def __init__(self, viewer: Any, layers: Callable[[], tuple[Any, Any]],
@@ -27,8 +30,10 @@ class ObjectScores(QWidget):
         self._layers = layers
         self.result: dict | None = None
         self.overlay: Any = None
-        self.run_btn = QPushButton("Score objects")
-        self.run_btn.clicked.connect(self.run)
+        self.counts: dict[int, int] = {}
+        self.cancel_message = "cancelling…"
+        self._init_job_panel("Score objects")
+        self._scored: Any = None  # the prediction layer of the running job
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
         self.table = QTableWidget(0, len(COLUMNS))
@@ -42,14 +47,19 @@ class ObjectScores(QWidget):
         lay.addWidget(hint("Objects are matched one to one at IoU ≥ threshold. An instance mask "
                            "(0 and many ids) is used as is; class labels or a binary mask become "
                            "objects by connected components. AP = TP / (TP + FP + FN)."))
-        lay.addWidget(self.run_btn)
+        lay.addLayout(self.buttons)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.status)
         lay.addWidget(self.summary)
         lay.addWidget(self.table)
 
     @user_action
-    def run(self, *_: Any) -> dict:
-        from napari_unet.core.objects import OVERLAY_NAMES, match_objects, object_overlay
+    def run(self, *_: Any) -> Any:
+        """Check the choices (a mistake is one notification) and start the matching in a
+        worker; returns the worker (None after a mistake). The scores arrive in ``self.result``."""
+        from napari_unet.core.evaluate_job import iter_object_job
 
+        self._check_idle()
         pred_layer, truth_layer = self._layers()
         if pred_layer is None or truth_layer is None:
             raise UserError("Choose a prediction labels layer and a ground truth (a labels layer or an integer image).")
@@ -57,8 +67,32 @@ class ObjectScores(QWidget):
         if pred.shape != truth.shape:
             raise UserError(f"Shapes do not match: prediction '{pred_layer.name}' is {pred.shape}, "
                             f"ground truth '{truth_layer.name}' is {truth.shape}.")
-        res = match_objects(pred, truth)
-        self.result = res
+        pred, truth = pred.copy(), truth.copy()  # the user may paint on either layer meanwhile
+        self._scored = pred_layer
+        self.result = None
+        self._start_job(lambda cancel: iter_object_job(pred, truth, name=pred_layer.name, cancel=cancel),
+                        f"matching objects of '{pred_layer.name}'…")
+        return self.worker
+
+    def _on_event(self, ev: Any) -> None:
+        from napari_unet.core.evaluate_job import ObjectResult
+
+        if isinstance(ev, ObjectResult):
+            self._show(ev)
+        else:  # core.jobs.Progress
+            self.set_progress(ev.done / max(ev.total, 1))
+
+    def _on_finished(self, aborted: bool) -> None:
+        if aborted:
+            self.status.setText("cancelled")
+        elif self.result is not None:
+            self.progress.setValue(1000)
+
+    def _show(self, scored: Any) -> None:
+        """Main thread: the table, the summary and the overlay layer."""
+        from napari_unet.core.objects import OVERLAY_NAMES
+
+        res = self.result = scored.result
         self.table.setRowCount(len(res["thresholds"]))
         for i, row in enumerate(res["thresholds"]):
             for j, key in enumerate(KEYS):
@@ -66,8 +100,6 @@ class ObjectScores(QWidget):
                 self.table.setItem(i, j, QTableWidgetItem(f"{v:.2f}" if key == "threshold" else
                                                           f"{v:.3f}" if isinstance(v, float) else str(v)))
         self.table.resizeColumnsToContents()
-        ov = object_overlay(pred, truth)
-        counts = {code: int(n) for code, n in enumerate(np.bincount(ov.ravel(), minlength=4))}
         r50 = res["thresholds"][0]
         self.summary.setText(
             f"<b>{res['n_true']}</b> true, <b>{res['n_pred']}</b> predicted objects · at IoU 0.5: "
@@ -75,9 +107,9 @@ class ObjectScores(QWidget):
             f"{res['splits']} split, {res['merges']} merged · mean AP {res['mean_ap']:.3f}<br>" +
             "  ".join(f"<span style='color:{_layers.ERROR_COLORS[c]}'>■</span> {OVERLAY_NAMES[c]}s"
                       for c in sorted(OVERLAY_NAMES)))
-        self.overlay = self._show_overlay(pred_layer, ov)
-        self.counts = counts
-        return res
+        self.overlay = self._show_overlay(self._scored, scored.overlay)
+        self.counts = scored.counts
+        self.status.setText(f"matched the objects of '{self._scored.name}'")
 
     def _show_overlay(self, pred_layer: Any, ov: np.ndarray) -> Any:
         for layer in self.viewer.layers:

@@ -13,7 +13,7 @@ import numpy as np
 
 from .jobs import Progress
 
-__all__ = ["Scores", "iter_evaluate_job", "score_rows"]
+__all__ = ["Scores", "ObjectResult", "iter_evaluate_job", "iter_object_job", "score_rows"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,14 @@ class Scores:
     rows: list[list[Any]]        # [scope, class, IoU, Dice, TP, FP, FN]: "all", then "z N" per slice
     errors: np.ndarray           # core.metrics.error_map (uint8 codes)
     counts: dict[int, int] = field(default_factory=dict)  # pixels per error code
+
+
+@dataclass(frozen=True)
+class ObjectResult:
+    """The result of one object scoring."""
+    result: dict                 # core.objects.match_objects' scores
+    overlay: np.ndarray          # core.objects.object_overlay (matched / missed / false codes)
+    counts: dict[int, int] = field(default_factory=dict)  # pixels per overlay code
 
 
 def _rows(scope: str, result: dict) -> list[list[Any]]:
@@ -86,3 +94,37 @@ def iter_evaluate_job(pred: Any, truth: Any, *, truth_zero: str = "auto", name: 
     counts = np.bincount(errors.ravel(), minlength=5)
     yield step(total)
     yield Scores(result, rows, errors, {code: int(counts[code]) for code in ERROR_NAMES})
+
+
+def iter_object_job(pred: Any, truth: Any, *, name: str = "prediction",
+                    cancel: threading.Event | None = None) -> Iterator[Progress | ObjectResult]:
+    """Match predicted and true objects (IoU 0.5..0.95) and make the object overlay.
+
+    Args:
+        pred, truth: label arrays of one shape; an instance mask is used as is, class labels
+            or a binary mask become objects by connected components (core.objects).
+        name: the prediction's name, in the :class:`Progress` events.
+        cancel: set it to stop at the next step (no ObjectResult then).
+
+    Yields:
+        :class:`~napari_unet.core.jobs.Progress` after the matching and after the overlay, then
+        one :class:`ObjectResult`.
+
+    Raises:
+        ValueError: the shapes differ.
+    """
+    from .objects import match_objects, object_overlay
+
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    if pred.shape != truth.shape:
+        raise ValueError(f"Shapes do not match: prediction {pred.shape}, ground truth {truth.shape}.")
+    if cancel is not None and cancel.is_set():
+        return
+    result = match_objects(pred, truth)
+    yield Progress(name, 0, 1, 1, 2)
+    if cancel is not None and cancel.is_set():
+        return
+    overlay = object_overlay(pred, truth)
+    counts = np.bincount(overlay.ravel(), minlength=4)
+    yield Progress(name, 0, 1, 2, 2)
+    yield ObjectResult(result, overlay, {code: int(n) for code, n in enumerate(counts)})

@@ -44,7 +44,7 @@ def test_integer_image_opened_from_a_file_is_offered_as_truth(viewer, dock, tmp_
     assert result["classes"][1]["fp"] == 0 and result["classes"][1]["fn"] == 64
     assert "read as background" in w.summary.text()
     assert opened.dtype == np.uint8 and type(opened).__name__ == "Image"  # the layer is left as it was
-    res = w.objects.run()                                  # object scores take it too
+    res = evaluated(w.objects)                             # object scores take it too
     assert res["n_true"] == 1 and res["n_pred"] == 1
 
 

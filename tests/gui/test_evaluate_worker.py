@@ -73,3 +73,39 @@ def test_evaluate_cancel_leaves_no_result(viewer, dock, qtbot, monkeypatch, note
     assert w.result is None and w.status.text() == "cancelled" and w.table.rowCount() == 0
     assert "pred errors" not in [layer.name for layer in viewer.layers]
     assert w.run_btn.isEnabled() and not w.cancel_btn.isEnabled()
+
+
+def test_object_scores_run_in_a_worker_and_cancel_leaves_nothing(viewer, dock, qtbot, monkeypatch):
+    import napari_unet.core.objects as O
+
+    threads, entered, release, real = [], threading.Event(), threading.Event(), O.match_objects
+
+    def held(*a, **k):  # the second matching waits until the test has pressed Cancel
+        threads.append(threading.current_thread())
+        if len(threads) == 2:
+            entered.set()
+            release.wait(HANG_MS / 1000)
+        return real(*a, **k)
+
+    monkeypatch.setattr(O, "match_objects", held)
+    _stack(viewer)
+    w = dock("Evaluate")
+    w.pred_combo.set_layer("pred")
+    w.truth_combo.set_layer("truth")
+    ob = w.objects
+    ob.run_btn.click()
+    assert ob.worker is not None and not ob.run_btn.isEnabled() and ob.cancel_btn.isEnabled()
+    qtbot.waitUntil(lambda: ob.worker is None, timeout=HANG_MS)
+    assert threads and threads[0] is not threading.main_thread()
+    assert ob.result is not None and ob.progress.value() == 1000 and ob.table.rowCount() == 10
+    assert "pred object errors" in [layer.name for layer in viewer.layers]
+    viewer.layers.remove("pred object errors")
+    ob.run_btn.click()  # again, and cancel while it matches
+    qtbot.waitUntil(entered.is_set, timeout=HANG_MS)
+    ob.cancel_btn.click()
+    assert ob.status.text() == "cancelling…"
+    release.set()
+    qtbot.waitUntil(lambda: ob.worker is None, timeout=HANG_MS)
+    assert ob.result is None and ob.status.text() == "cancelled"
+    assert "pred object errors" not in [layer.name for layer in viewer.layers]
+    assert ob.run_btn.isEnabled() and not ob.cancel_btn.isEnabled()

@@ -46,7 +46,7 @@ def test_predict_instances_layer_and_update(viewer, dock, qtbot, tiny_model):
     assert viewer.layers["cells_instances"].data.max() == 0
 
 
-def test_evaluate_object_scores_and_overlay(viewer, dock, notes):
+def test_evaluate_object_scores_and_overlay(viewer, dock, notes, evaluated):
     from napari_unet.core.objects import OBJ_FALSE, OBJ_MATCHED, OBJ_MISSED
 
     p, t = _case()
@@ -55,7 +55,7 @@ def test_evaluate_object_scores_and_overlay(viewer, dock, notes):
     w = dock("Evaluate")
     w.pred_combo.set_layer("pred")
     w.truth_combo.set_layer("truth")
-    res = w.objects.run()
+    res = evaluated(w.objects)  # the matching runs in a worker
     r50 = res["thresholds"][0]
     assert (r50["tp"], r50["fp"], r50["fn"]) == (3, 2, 1)
     assert w.objects.table.rowCount() == 10
@@ -64,7 +64,7 @@ def test_evaluate_object_scores_and_overlay(viewer, dock, notes):
     ov = viewer.layers["pred object errors"].data
     assert ov[0, 0] == OBJ_MATCHED and ov[4, 4] == OBJ_FALSE and ov[7, 7] == OBJ_MISSED
     n = len(viewer.layers)
-    w.objects.run()  # again: the overlay is updated, not duplicated
+    evaluated(w.objects)  # again: the overlay is updated, not duplicated
     assert len(viewer.layers) == n
     # the overlay is not offered as a prediction or truth
     assert "pred object errors" not in [w.pred_combo.itemText(i) for i in range(w.pred_combo.count())]
@@ -72,7 +72,7 @@ def test_evaluate_object_scores_and_overlay(viewer, dock, notes):
     w.truth_combo.set_layer("pred")
     viewer.add_labels(np.zeros((5, 5), np.uint8), name="small")
     w.truth_combo.set_layer("small")
-    w.objects.run()
+    assert w.objects.run() is None
     assert any("Shapes do not match" in m for k, m in notes if k == "error")
 
 
