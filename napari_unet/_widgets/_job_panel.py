@@ -77,3 +77,28 @@ class JobPanel:
 
     def _on_finished(self, aborted: bool) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
+
+
+class ResultJobPanel(JobPanel):
+    """A job panel whose job yields ``core.jobs.Progress`` events and one result at the end
+    (Evaluate, its object scores): the result goes to ``_show`` on the main thread, which also
+    sets ``self.result``; a cancelled job leaves none and says so."""
+
+    result: Any = None
+
+    def _show(self, result: Any) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _on_event(self, ev: Any) -> None:
+        from napari_unet.core.jobs import Progress
+
+        if isinstance(ev, Progress):
+            self.set_progress(ev.done / max(ev.total, 1))
+        else:
+            self._show(ev)
+
+    def _on_finished(self, aborted: bool) -> None:
+        if aborted:
+            self.status.setText("cancelled")
+        elif self.result is not None:
+            self.progress.setValue(1000)

@@ -12,7 +12,7 @@ from qtpy.QtWidgets import QAbstractItemView, QLabel, QTableWidget, QTableWidget
 
 from . import _layers
 from ._common import UserError, heading, hint, user_action
-from ._job_panel import JobPanel
+from ._job_panel import ResultJobPanel
 from ._truth import truth_data
 
 COLUMNS = ["IoU ≥", "TP", "FP", "FN", "precision", "recall", "F1", "AP", "mean IoU"]
@@ -20,7 +20,7 @@ KEYS = ["threshold", "tp", "fp", "fn", "precision", "recall", "f1", "ap", "mean_
 ROLE = "object_errors"
 
 
-class ObjectScores(JobPanel, QWidget):
+class ObjectScores(ResultJobPanel, QWidget):
     """``layers()`` gives the (prediction, truth) layers chosen in the Evaluate widget."""
 
     def __init__(self, viewer: Any, layers: Callable[[], tuple[Any, Any]],
@@ -73,20 +73,6 @@ class ObjectScores(JobPanel, QWidget):
         self._start_job(lambda cancel: iter_object_job(pred, truth, name=pred_layer.name, cancel=cancel),
                         f"matching objects of '{pred_layer.name}'…")
         return self.worker
-
-    def _on_event(self, ev: Any) -> None:
-        from napari_unet.core.evaluate_job import ObjectResult
-
-        if isinstance(ev, ObjectResult):
-            self._show(ev)
-        else:  # core.jobs.Progress
-            self.set_progress(ev.done / max(ev.total, 1))
-
-    def _on_finished(self, aborted: bool) -> None:
-        if aborted:
-            self.status.setText("cancelled")
-        elif self.result is not None:
-            self.progress.setValue(1000)
 
     def _show(self, scored: Any) -> None:
         """Main thread: the table, the summary and the overlay layer."""

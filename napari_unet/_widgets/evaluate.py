@@ -19,7 +19,7 @@ from . import _layers
 from ._object_scores import ROLE as OBJECT_ERRORS
 from ._object_scores import ObjectScores
 from ._common import LayerCombo, UserError, heading, hint, show_info, user_action
-from ._job_panel import JobPanel
+from ._job_panel import ResultJobPanel
 from ._truth import float_hint, is_truth, no_truth_message, truth_data
 
 COLUMNS = ["scope", "class", "IoU", "Dice", "TP", "FP", "FN"]
@@ -35,7 +35,7 @@ def _is_labels(layer: Any) -> bool:
     return type(layer).__name__ == "Labels" and _layers.role(layer) not in ("errors", "paint", OBJECT_ERRORS)
 
 
-class EvaluateWidget(JobPanel, QWidget):
+class EvaluateWidget(ResultJobPanel, QWidget):
     cancel_message = "cancelling…"
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
@@ -143,20 +143,6 @@ class EvaluateWidget(JobPanel, QWidget):
                                                          class_names=names, cancel=cancel),
                         f"scoring '{pred_layer.name}'…")
         return self.worker
-
-    def _on_event(self, ev: Any) -> None:
-        from napari_unet.core.evaluate_job import Scores
-
-        if isinstance(ev, Scores):
-            self._show(ev)
-        else:  # core.jobs.Progress
-            self.set_progress(ev.done / max(ev.total, 1))
-
-    def _on_finished(self, aborted: bool) -> None:
-        if aborted:
-            self.status.setText("cancelled")
-        elif self.result is not None:
-            self.progress.setValue(1000)
 
     def _show(self, scores: Any) -> None:
         """Main thread: the table, the summary, the overlay layer and its legend."""

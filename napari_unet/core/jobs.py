@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .frames import frame_channel_axis, is_time_lapse, iter_predict_frames, spatial_axes
+from .limits import check_scratch_space
 
 __all__ = ["Progress", "Result", "iter_predict_job", "output_arrays", "safe_stem", "write_tiff_outputs"]
 
@@ -263,12 +263,8 @@ def output_arrays(image: np.ndarray, meta: dict, uncertainty: bool,
     if _fits(need, ram_budget):
         return outs
     folder = Path(os.environ.get("NAPARI_UNET_SCRATCH") or tempfile.gettempdir())
-    free = shutil.disk_usage(folder).free
-    if need > 0.9 * free:
-        raise MemoryError(f"the results of this image need {need / 2**30:.1f} GiB, more than RAM "
-                          f"allows, and {folder} has only {free / 2**30:.1f} GiB free for them on "
-                          "disk: set NAPARI_UNET_SCRATCH to a folder on a larger disk, or use "
-                          "Batch with an output folder.")
+    check_scratch_space(folder, need, "set NAPARI_UNET_SCRATCH to a folder on a larger disk, or use "
+                                      "Batch with an output folder.")
     for key, (shape, dtype) in shapes.items():
         fd, path = tempfile.mkstemp(prefix=f"napari-unet-{key}-", suffix=".npy", dir=folder)
         os.close(fd)

@@ -10,7 +10,8 @@ import math
 
 from .errors import UserError, option
 
-__all__ = ["check_label_range", "check_class_count", "training_step_bytes", "check_training_memory"]
+__all__ = ["check_label_range", "check_class_count", "training_step_bytes", "check_training_memory",
+           "check_scratch_space"]
 
 MAX_AUTO_CLASSES = 32        # more label values than this need an explicit classes=
 MAX_CLASSES = 65535          # predicted labels are 16-bit
@@ -71,3 +72,15 @@ def check_training_memory(batch: int, patch: tuple[int, ...], base_channels: int
             f"and {classes} classes needs at least {_size(need)}, but {_size(available)} is available "
             f"on {device}; use a much smaller batch ({option('batch_size', 'auto')} picks one for the "
             f"device), a smaller patch, or fewer classes")
+
+
+def check_scratch_space(folder, need: int, instead: str) -> None:
+    """MemoryError when results of ``need`` bytes, too large for RAM, do not fit in 90% of the
+    free space of ``folder``; ``instead`` says what the user can do (ends the message)."""
+    import shutil
+
+    free = shutil.disk_usage(folder).free
+    if need > 0.9 * free:
+        raise MemoryError(f"the results of this image need up to {need / 2**30:.1f} GiB, more than RAM "
+                          f"allows, and {folder} has only {free / 2**30:.1f} GiB free for them on disk: "
+                          f"{instead}")

@@ -76,12 +76,10 @@ def _axes(shape: tuple[int, ...], channel_axis: int | None, frames: bool) -> str
 
 def _check_disk(folder: Path, need: int) -> None:
     """MemoryError when ``folder`` has no room for the results (uncompressed: the worst case)."""
-    free = shutil.disk_usage(folder).free
-    if need > 0.9 * free:
-        raise MemoryError(f"the results of this image need up to {need / 2**30:.1f} GiB, more than RAM "
-                          f"allows, and {folder} has only {free / 2**30:.1f} GiB free for them on disk: "
-                          "set NAPARI_UNET_SCRATCH to a folder on a larger disk, or use Batch with an "
-                          "OME-Zarr output folder there.")
+    from .limits import check_scratch_space
+
+    check_scratch_space(folder, need, "set NAPARI_UNET_SCRATCH to a folder on a larger disk, or use "
+                                      "Batch with an OME-Zarr output folder there.")
 
 
 def _entropy_block(p: np.ndarray) -> np.ndarray:

@@ -78,11 +78,12 @@ def test_evaluate_cancel_leaves_no_result(viewer, dock, qtbot, monkeypatch, note
 def test_object_scores_run_in_a_worker_and_cancel_leaves_nothing(viewer, dock, qtbot, monkeypatch):
     import napari_unet.core.objects as O
 
-    threads, entered, release, real = [], threading.Event(), threading.Event(), O.match_objects
+    threads, real = [], O.match_objects
+    hold, entered, release = threading.Event(), threading.Event(), threading.Event()
 
-    def held(*a, **k):  # the second matching waits until the test has pressed Cancel
+    def held(*a, **k):  # once `hold` is set, the matching waits until the test has pressed Cancel
         threads.append(threading.current_thread())
-        if len(threads) == 2:
+        if hold.is_set() and not entered.is_set():
             entered.set()
             release.wait(HANG_MS / 1000)
         return real(*a, **k)
@@ -96,10 +97,11 @@ def test_object_scores_run_in_a_worker_and_cancel_leaves_nothing(viewer, dock, q
     ob.run_btn.click()
     assert ob.worker is not None and not ob.run_btn.isEnabled() and ob.cancel_btn.isEnabled()
     qtbot.waitUntil(lambda: ob.worker is None, timeout=HANG_MS)
-    assert threads and threads[0] is not threading.main_thread()
+    assert threads and all(t is not threading.main_thread() for t in threads)
     assert ob.result is not None and ob.progress.value() == 1000 and ob.table.rowCount() == 10
     assert "pred object errors" in [layer.name for layer in viewer.layers]
     viewer.layers.remove("pred object errors")
+    hold.set()
     ob.run_btn.click()  # again, and cancel while it matches
     qtbot.waitUntil(entered.is_set, timeout=HANG_MS)
     ob.cancel_btn.click()
