@@ -30,3 +30,17 @@ def tiny3d():
 
     torch.manual_seed(1)
     return build_model(dims=3, classes=2, base_channels=4, depth=2)
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    """A saved tiny untrained 2D model (2 classes, 4 features, depth 2): for CLI plumbing tests.
+    (A test module may define its own ``model_file`` in place of this one.)"""
+    import torch
+
+    from napari_unet import build_model, save_model
+
+    torch.manual_seed(0)
+    f = tmp_path / "model.pt"
+    save_model(build_model(dims=2, classes=2, base_channels=4, depth=2), f)
+    return f

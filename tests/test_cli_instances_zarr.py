@@ -4,24 +4,14 @@ TIFF outputs they go to <stem>_instances.tif as on the in-memory path."""
 import numpy as np
 import pytest
 import tifffile
-import torch
 
 pytest.importorskip("zarr")
 pytest.importorskip("ome_zarr")
 
 import zarr  # noqa: E402
 
-from napari_unet import build_model, save_model  # noqa: E402
 from napari_unet.cli import main  # noqa: E402
 from napari_unet.core.instances import instance_labels  # noqa: E402
-
-
-@pytest.fixture
-def model_file(tmp_path):
-    torch.manual_seed(0)
-    f = tmp_path / "model.pt"
-    save_model(build_model(dims=2, classes=2, base_channels=4, depth=2), f)
-    return f
 
 
 @pytest.mark.parametrize("version", ["0.4", "0.5"])

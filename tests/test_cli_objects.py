@@ -5,19 +5,9 @@ import json
 import numpy as np
 import pytest
 import tifffile
-import torch
 
-from napari_unet import build_model, save_model
 from napari_unet.cli import main
 from napari_unet.core.instances import instance_labels
-
-
-@pytest.fixture
-def model_file(tmp_path):
-    torch.manual_seed(0)
-    f = tmp_path / "model.pt"
-    save_model(build_model(dims=2, classes=2, base_channels=4, depth=2), f)
-    return f
 
 
 def test_predict_instances_and_measure(tmp_path, model_file, capsys):

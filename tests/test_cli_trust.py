@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-import torch
 
 from napari_unet import build_model, evaluate, load_model, save_model, train
 from napari_unet.cli import main
@@ -35,14 +34,6 @@ def _fails(capsys, argv, *needles) -> str:
     for n in needles:
         assert n in line, (n, line)
     return line
-
-
-@pytest.fixture
-def model_file(tmp_path):
-    torch.manual_seed(0)
-    f = tmp_path / "model.pt"
-    save_model(build_model(dims=2, classes=2, **TINY), f)
-    return f
 
 
 @pytest.fixture

@@ -9,13 +9,18 @@ import numpy as np
 HANG_MS = 120_000  # only catches a hang; nothing here is timed
 
 
-def _stack(viewer):
+def _evaluate(viewer, dock):
+    """The Evaluate widget with 'pred' and 'truth' (a 4-slice stack with some errors) chosen."""
     rng = np.random.default_rng(4)
     truth = rng.integers(1, 3, (4, 24, 24)).astype(np.uint8)
     pred = truth.copy()
     pred[:, :4] = 2  # some errors
     viewer.add_labels(pred, name="pred")
     viewer.add_labels(truth, name="truth")
+    w = dock("Evaluate")
+    w.pred_combo.set_layer("pred")
+    w.truth_combo.set_layer("truth")
+    return w
 
 
 def test_evaluate_scores_in_a_worker_and_shows_on_the_main_thread(viewer, dock, qtbot, monkeypatch):
@@ -28,10 +33,7 @@ def test_evaluate_scores_in_a_worker_and_shows_on_the_main_thread(viewer, dock, 
         return real(*a, **k)
 
     monkeypatch.setattr(M, "evaluate", spy)
-    _stack(viewer)
-    w = dock("Evaluate")
-    w.pred_combo.set_layer("pred")
-    w.truth_combo.set_layer("truth")
+    w = _evaluate(viewer, dock)
     shown = []
     real_show = w._show
     monkeypatch.setattr(w, "_show", lambda ev: (shown.append(threading.current_thread()), real_show(ev)))
@@ -58,10 +60,7 @@ def test_evaluate_cancel_leaves_no_result(viewer, dock, qtbot, monkeypatch, note
         return real(*a, **k)
 
     monkeypatch.setattr(M, "evaluate", held)
-    _stack(viewer)
-    w = dock("Evaluate")
-    w.pred_combo.set_layer("pred")
-    w.truth_combo.set_layer("truth")
+    w = _evaluate(viewer, dock)
     w.run_btn.click()
     qtbot.waitUntil(entered.is_set, timeout=HANG_MS)
     assert not w.run_btn.isEnabled() and w.run() is None  # busy: one notification, nothing started
@@ -89,10 +88,7 @@ def test_object_scores_run_in_a_worker_and_cancel_leaves_nothing(viewer, dock, q
         return real(*a, **k)
 
     monkeypatch.setattr(O, "match_objects", held)
-    _stack(viewer)
-    w = dock("Evaluate")
-    w.pred_combo.set_layer("pred")
-    w.truth_combo.set_layer("truth")
+    w = _evaluate(viewer, dock)
     ob = w.objects
     ob.run_btn.click()
     assert ob.worker is not None and not ob.run_btn.isEnabled() and ob.cancel_btn.isEnabled()
