@@ -4,7 +4,8 @@ looks at the error overlay and paints where the prediction is most wrong, round 
 Round 0: lines through 10% of the objects (skeleton segments for a thin class) and a few
 background lines kept 4 px from any object; ``round_time`` seconds of training. Each later
 round adds ``n_new`` strokes with :func:`strokes.corrections` (one stroke of the true class
-along each of the largest wrong regions) and continues from the previous model
+along each of the wrong regions with the most room for a 3-px brush; 1-px rims along borders
+are not painted) and continues from the previous model
 (``init=`` it, keeping the better of the two when the API offers ``keep_better``), for
 ``round_time`` seconds again. 2D images only.
 """

@@ -18,8 +18,8 @@ Styles:
   background.
 - :func:`planes` -- a stack painted on every ``step``-th plane only, :func:`lines` in each.
 - :func:`corrections` -- the interactive loop's new strokes: one stroke along the middle of each
-  of the largest wrongly predicted regions, of the true class there (what a user paints from
-  the error overlay).
+  of the wrongly predicted regions with the most room for a 3-px brush, of the true class there
+  (what a user paints from the error overlay; a 1-px rim along a border is left alone).
 """
 from __future__ import annotations
 
@@ -276,37 +276,44 @@ def planes(sem, seed=0, *, step=6, offset=None, margin=4, fraction=0.3, instance
 
 
 def corrections(pred, sem, strokes, *, n=8, min_size=10, length=30) -> tuple[np.ndarray, int]:
-    """New strokes where a 2D prediction is most wrong, as a user paints from the error overlay:
-    for each of the ``n`` largest connected regions (at least ``min_size`` px) where the
-    prediction misses the true class, a stroke of that class along the region's skeleton from
-    its innermost pixel (up to ``length`` px, 3 px wide, clipped to the region). Returns
-    (the strokes with the corrections added, the number of strokes added)."""
+    """New strokes where a 2D prediction is most wrong, as a user paints from the error overlay
+    with a 3-px brush: only where the brush fits inside a region where the prediction misses the
+    true class (a 1-px rim along an object's border is not paintable without painting over right
+    pixels, and no one paints it). For each of the ``n`` regions with the most room for the
+    brush (at least ``min_size`` px in all and 3 brush positions), a stroke of that class along
+    the skeleton of those positions from the innermost pixel (up to ``length`` px, clipped to
+    the region). Returns (the strokes with the corrections added, the number of strokes added)."""
     from skimage.morphology import skeletonize
 
     out = strokes.copy()
     regions = []
+    brush = np.ones((3, 3), bool)
     for c in np.unique(sem):
-        comp, k = ndi.label((sem == c) & (pred != c))
+        wrong = (sem == c) & (pred != c)
+        comp, k = ndi.label(wrong)
         if k:
-            sizes = np.bincount(comp.ravel())[1:]
+            sizes = np.bincount(comp.ravel(), minlength=k + 1)
+            fits = np.bincount(comp[ndi.binary_erosion(wrong, brush)], minlength=k + 1)
             boxes = ndi.find_objects(comp)
-            regions += [(int(s), int(c), comp, i + 1, boxes[i]) for i, s in enumerate(sizes) if s >= min_size]
+            regions += [(int(fits[i]), int(c), comp, i, boxes[i - 1]) for i in range(1, k + 1)
+                        if sizes[i] >= min_size and fits[i] >= 3]
     regions.sort(key=lambda r: -r[0])
     added = 0
     for _, c, comp, i, sl in regions[:n]:
         m = comp[sl] == i
+        room = ndi.binary_erosion(np.pad(m, 1), brush)[1:-1, 1:-1]
         dist = ndi.distance_transform_edt(np.pad(m, 1))[1:-1, 1:-1]
-        skel = skeletonize(m)
-        pts = np.argwhere(skel)
+        skel = skeletonize(room)
+        pts = np.argwhere(skel) if skel.any() else np.argwhere(room)
         cy, cx = np.unravel_index(np.argmax(dist), m.shape)
-        if len(pts) == 0:
-            _paint(out[sl], m, [cy], [cx], c)
-        else:
-            y, x = pts[np.argmin(((pts - (cy, cx)) ** 2).sum(1))]
+        y, x = pts[np.argmin(((pts - (cy, cx)) ** 2).sum(1))]
+        if skel.any():
             visited = np.zeros(m.shape, bool)
             one_way = _walk(skel, (int(y), int(x)), length // 2, visited)
             path = _walk(skel, (int(y), int(x)), length // 2, visited)[::-1] + one_way[1:]
             py, px = np.array(path).T
-            _paint(out[sl], m, py, px, c)
+        else:
+            py, px = [y], [x]
+        _paint(out[sl], m, py, px, c)
         added += 1
     return out, added

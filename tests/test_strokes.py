@@ -104,3 +104,20 @@ def test_corrections_paint_the_true_class_in_the_largest_errors(nuclei):
     # new paint lies only where the prediction was wrong, and keeps the old strokes
     assert np.all(pred[diff] != sem[diff])
     assert np.array_equal(new[start > 0], start[start > 0])
+
+
+def test_corrections_skip_errors_too_thin_for_the_brush(nuclei):
+    """A 1-px false-positive rim around every nucleus is not painted (a 3-px brush does not fit
+    in it); a missed nucleus is."""
+    sem, inst = nuclei
+    start = np.zeros_like(sem)
+    grown = ndi.binary_dilation(sem == 2)          # each nucleus 1 px too large ...
+    pred = np.where(grown, 2, 1).astype(np.uint8)
+    assert ((pred == 2) & (sem == 1)).sum() > 100
+    new, added = S.corrections(pred, sem, start, n=5)
+    assert added == 0 and not new.any()
+    missed = inst == np.bincount(inst[inst > 0]).argmax()   # ... and the largest one missed
+    pred[missed] = 1
+    new, added = S.corrections(pred, sem, start, n=5)
+    assert added == 1
+    assert np.all(missed[new > 0]) and np.all(new[new > 0] == 2)
