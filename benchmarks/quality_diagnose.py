@@ -1,0 +1,113 @@
+"""Why a quality case fails: train ours on one case of ``benchmarks/quality.py`` for a fixed
+number of steps (so the figures do not depend on the machine's load) and take the result apart.
+
+Prints one JSON line: foreground IoU (argmax), false-positive / false-negative pixels, the share
+of the image each class takes in the prediction and in the truth, where the false positives lie
+(their distance to the nearest true pixel of the class: 1, 2, 3 or more px), and two questions
+about the probability map:
+
+- ``best_threshold``: the best IoU any threshold on the class-2 probability reaches (two classes
+  only; an oracle: it looks at the truth). When it is close to the argmax IoU, the errors are
+  confident and no calibration or threshold can remove them.
+- ``prior_corrected``: the IoU after re-estimating the class priors on the image itself and
+  re-weighting the probabilities (Saerens, Latinne & Decaestecker 2002, "Adjusting the outputs
+  of a classifier to new a priori probabilities"; training is class-balanced, so its prior is
+  uniform). No truth used.
+
+Usage (from the repository root)::
+
+    python benchmarks/quality_diagnose.py em/blobs --steps 400
+    python benchmarks/quality_diagnose.py ovule3d/planes-m4 --steps 300 --seed 1
+    python benchmarks/quality_diagnose.py bbbc039/lines-m4 --steps 50 --quick --save /tmp/p.npz
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from quality import make_strokes
+from quality_methods import load_image, score
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def prior_correct(probs: np.ndarray, iters: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """(re-weighted probabilities, the estimated priors), starting from a uniform prior."""
+    k = probs.shape[0]
+    flat = probs.reshape(k, -1).astype(np.float64)
+    pi0 = np.full(k, 1.0 / k)
+    pi = pi0.copy()
+    for _ in range(iters):
+        q = flat * (pi / pi0)[:, None]
+        q /= q.sum(0, keepdims=True)
+        pi = q.mean(1)
+    shape = (k,) + (1,) * (probs.ndim - 1)
+    return probs * (pi / pi0).reshape(shape), pi
+
+
+def diagnose(probs: np.ndarray, truth: np.ndarray) -> dict:
+    k = probs.shape[0]
+    lab = (probs.argmax(0) + 1).astype(np.uint8)
+    fg, pf = truth > 1, lab > 1
+    fp = pf & (lab != truth)
+    dist = ndi.distance_transform_edt(~fg)   # distance of each pixel to the nearest object pixel
+    d = dist[fp & ~fg]
+    out = dict(iou=round(score(lab, truth), 4), fp=int(fp.sum()), fn=int((fg & (lab != truth)).sum()),
+               predicted_share=[round(float(np.mean(lab == c)), 3) for c in range(1, k + 1)],
+               true_share=[round(float(np.mean(truth == c)), 3) for c in range(1, k + 1)],
+               fp_background_by_distance={"1": int((d <= 1).sum()), "2": int(((d > 1) & (d <= 2)).sum()),
+                                          "3": int(((d > 2) & (d <= 3)).sum()), ">3": int((d > 3).sum())})
+    if k == 2:
+        ths = np.linspace(0.05, 0.995, 60)
+        best = max((score(np.where(probs[1] > t, 2, 1).astype(np.uint8), truth), t) for t in ths)
+        out["best_threshold"] = dict(iou=round(best[0], 4), threshold=round(float(best[1]), 3))
+    corrected, pi = prior_correct(probs)
+    out["prior_corrected"] = dict(iou=round(score((corrected.argmax(0) + 1).astype(np.uint8), truth), 4),
+                                  priors=[round(float(v), 3) for v in pi])
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("case", help="IMAGE/STYLE as in quality.py --list, e.g. em/blobs")
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="the cropped images of quality.py --quick")
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "real")
+    ap.add_argument("--save", type=Path, help="also save probabilities, truth and strokes (.npz)")
+    args = ap.parse_args(argv)
+    name, _, style = args.case.partition("/")
+    if not style or style == "interactive":
+        ap.error("give IMAGE/STYLE, e.g. em/blobs (not the interactive simulation)")
+    import torch
+
+    import napari_unet
+
+    torch.set_num_threads(args.threads)
+    im = load_image(name, args.data, quick=args.quick)
+    strokes = make_strokes(im, style)
+    dims = 3 if style.startswith("planes") else 2
+    t = time.perf_counter()
+    last = None
+    for last in napari_unet.iter_train(im.img, strokes, dims=dims, steps=args.steps, device="cpu",
+                                       seed=args.seed):
+        pass
+    secs = time.perf_counter() - t
+    probs = napari_unet.predict(last.model, im.img, device="cpu")
+    if args.save:
+        np.savez_compressed(args.save, probs=probs.astype(np.float16), truth=im.truth, strokes=strokes)
+    row = dict(case=args.case, steps=args.steps, seed=args.seed, train_seconds=round(secs, 1),
+               **diagnose(probs, im.truth))
+    print(json.dumps(row), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""benchmarks/quality_diagnose.py: where the false positives lie, the oracle threshold and the
+prior correction, on a probability map made by hand."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from quality_diagnose import diagnose, prior_correct  # noqa: E402
+
+
+def _maps():
+    truth = np.ones((64, 64), np.uint8)
+    truth[20:40, 20:40] = 2
+    band = ndi.binary_dilation(truth == 2, iterations=1) & (truth == 1)   # 1-px rim outside
+    p2 = np.where(truth == 2, 0.99, np.where(band, 0.6, 0.01)).astype(np.float32)
+    return truth, band, np.stack([1 - p2, p2])
+
+
+def test_diagnose_finds_a_one_pixel_rim_that_a_threshold_removes():
+    truth, band, probs = _maps()
+    d = diagnose(probs, truth)
+    assert d["fp"] == band.sum() and d["fn"] == 0
+    assert d["fp_background_by_distance"] == {"1": int(band.sum()), "2": 0, "3": 0, ">3": 0}
+    assert d["iou"] < 0.9
+    assert d["best_threshold"]["iou"] == 1.0 and 0.6 <= d["best_threshold"]["threshold"] < 0.99
+
+
+def test_prior_correction_estimates_a_rare_class():
+    truth, band, probs = _maps()
+    corrected, pi = prior_correct(probs)
+    assert pi[1] < 0.5 < pi[0] and abs(pi.sum() - 1) < 1e-6
+    # the rare class loses its uncertain pixels first: the rim goes, the square stays
+    lab = corrected.argmax(0) + 1
+    assert np.all(lab[truth == 2] == 2) and not np.any(lab[band] == 2)
