@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["sparse_loss", "confusion_counts", "neighbour_offsets", "edge_aware_potts"]
+__all__ = ["sparse_loss", "confusion_counts", "neighbour_offsets", "edge_aware_potts", "anchor_kl"]
 
 
 def sparse_loss(logits: torch.Tensor, target: torch.Tensor, *, dice_weight: float = 0.5,
@@ -130,3 +130,19 @@ def edge_aware_potts(probs: torch.Tensor, image: torch.Tensor,
         agree = (probs[a] * probs[b]).sum(1)
         total = total + (w * (1 - agree)).mean()
     return total / max(1, len(offsets))
+
+
+def anchor_kl(logits: torch.Tensor, anchor_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """When a model is continued: ``KL(p_start || p)`` on the unpainted pixels, where ``p_start``
+    is the starting model's prediction on the same batch (learning without forgetting, Li &
+    Hoiem 2016). The new strokes move the prediction where they and what they teach reach; the
+    rest of the image keeps what the previous model said instead of drifting (a correction
+    round with few new strokes, or none, must not lose what the last one had).
+
+    ``logits``, ``anchor_logits``: ``(N, K, *spatial)``; ``target``: ``(N, *spatial)``, 0 =
+    unpainted. Returns the mean over unpainted pixels (0 when every pixel is painted)."""
+    unp = (target == 0).float()
+    logp = F.log_softmax(logits.float(), dim=1)
+    logq = F.log_softmax(anchor_logits.float(), dim=1)
+    kl = (logq.exp() * (logq - logp)).sum(1)
+    return (kl * unp).sum() / unp.sum().clamp_min(1.0)

@@ -2,6 +2,8 @@
 counts boundaries, and continuing that never goes backwards (keep_better)."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -114,3 +116,40 @@ def test_keep_better_through_the_training_process(data2d):
     assert fin.paint_iou is not None and fin.paint_iou[0] > fin.paint_iou[1]
     for k, v in base.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_anchor_kl_counts_only_unpainted_pixels_where_the_models_differ():
+    from napari_unet.core.losses import anchor_kl
+
+    torch.manual_seed(0)
+    a = torch.randn(2, 3, 16, 16)
+    y = torch.zeros(2, 16, 16, dtype=torch.long)
+    assert float(anchor_kl(a, a, y)) == pytest.approx(0.0, abs=1e-6)
+    b = a.clone()
+    b[:, :, :4] += torch.randn(2, 3, 4, 16) * 3          # the models differ in the top rows
+    assert float(anchor_kl(b, a, y)) > 0.05
+    y[:, :4] = 1                                          # ... which are painted: no anchor there
+    assert float(anchor_kl(b, a, y)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_continuing_anchors_on_the_starting_model_and_a_fresh_run_does_not(data2d, monkeypatch):
+    """The anchor term runs on every step of a continued run (none on a fresh one), and starts
+    at zero: the frozen copy sees the same batch the same way (BatchNorm in the same mode)."""
+    import napari_unet.core.train.loop as loop
+
+    img, sem, strokes = data2d
+    seen = []
+
+    def spy(logits, start, target):
+        v = loop.__dict__["_real_anchor_kl"](logits, start, target)
+        seen.append(float(v))
+        return v
+
+    monkeypatch.setitem(loop.__dict__, "_real_anchor_kl", loop.anchor_kl)
+    monkeypatch.setattr(loop, "anchor_kl", spy)
+    base = train(img, strokes, steps=5, **TINY)
+    assert seen == []
+    kw = {k: v for k, v in TINY.items() if k not in ("base_channels", "depth")}
+    train(img, strokes, model=base, steps=6, **kw)
+    assert len(seen) == 6
+    assert seen[0] < 1e-5 and max(seen[1:]) > seen[0]

@@ -48,6 +48,9 @@ REG_WEIGHT = float(os.environ.get("NAPARI_UNET_REG", 3.0))
 # full weight cost 0.06 IoU against none and 1.0 cost 0.017 (benchmarks/quality.py)
 REG_WEIGHT_3D = float(os.environ.get("NAPARI_UNET_REG_3D", os.environ.get("NAPARI_UNET_REG", 1.0)))
 REG_RAMP = float(os.environ.get("NAPARI_UNET_REG_RAMP", 0.25))
+# continuing a model: weight of losses.anchor_kl (keep the starting model's prediction on the
+# unpainted pixels; 0: off)
+ANCHOR_WEIGHT = float(os.environ.get("NAPARI_UNET_ANCHOR", 1.0))
 REG_DILATIONS = tuple(int(v) for v in os.environ.get("NAPARI_UNET_REG_DIL", "1,2,4").split(","))
 
 from .config import TrainConfig, default_architecture, default_patch_batch  # noqa: E402
@@ -56,4 +59,4 @@ from .tuning import ThreadTuner, _adamw  # noqa: E402,F401
 
 __all__ = ["iter_train", "train", "TrainConfig", "default_architecture", "default_patch_batch",
            "ThreadTuner", "DEFAULT_LR", "FINETUNE_LR_FACTOR", "EMA_DECAY", "ENTROPY_WEIGHT", "REG_WEIGHT", "REG_WEIGHT_3D",
-           "REG_RAMP", "REG_DILATIONS"]
+           "REG_RAMP", "REG_DILATIONS", "ANCHOR_WEIGHT"]

@@ -14,7 +14,7 @@ import torch
 
 from ..device import describe_device
 from ..events import Checkpoint, Preview, TrainFinished, TrainStarted, TrainStep, Validation
-from ..losses import edge_aware_potts
+from ..losses import anchor_kl, edge_aware_potts
 from ..model import UNet
 from ..pooling import describe_pooling
 from .config import TrainConfig, _pkg, options_signature
@@ -176,6 +176,10 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
                             min(1.0, max(frac / _pkg().REG_RAMP, step / (_pkg().REG_RAMP * 1600)))
                         loss = loss + (self.reg_weight * ramp) * edge_aware_potts(
                             torch.softmax(logits.float(), 1), x, self.reg_offsets)
+                    if self.anchor is not None:
+                        with torch.no_grad(), torch.autocast(dev.type, dtype=self.amp, enabled=self.amp is not None):
+                            start = self.anchor(x)
+                        loss = loss + _pkg().ANCHOR_WEIGHT * anchor_kl(logits, start, y)
                     self.opt.zero_grad(set_to_none=True)
                     if self.scaler is not None:
                         self.scaler.scale(loss).backward()

@@ -295,6 +295,12 @@ class Setup:
             self.paintset = build_valset(every, patch=patch, block=block, max_crops=2 * max_crops,
                                          rng=np.random.default_rng(p.seed + 7), data_device=data_dev)
             self.start_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+        # continuing: a frozen copy of the starting model anchors the unpainted pixels (loop);
+        # in training mode like the model, so BatchNorm normalises both alike (its running
+        # statistics are the copy's own and never used)
+        self.anchor = None
+        if same_head and _pkg().ANCHOR_WEIGHT > 0:
+            self.anchor = copy.deepcopy(model).train().requires_grad_(False)
         self.val_pixels = 0
         for v in val_vols:
             if v.val is not None:
