@@ -25,14 +25,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from quality import make_strokes
-from quality_methods import load_image, score
+from quality_methods import load_image, ours, score
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,23 +87,15 @@ def main(argv=None) -> int:
         ap.error("give IMAGE/STYLE, e.g. em/blobs (not the interactive simulation)")
     import torch
 
-    import napari_unet
-
     torch.set_num_threads(args.threads)
     im = load_image(name, args.data, quick=args.quick)
     strokes = make_strokes(im, style)
-    dims = 3 if style.startswith("planes") else 2
-    t = time.perf_counter()
-    last = None
-    for last in napari_unet.iter_train(im.img, strokes, dims=dims, steps=args.steps, device="cpu",
-                                       seed=args.seed):
-        pass
-    secs = time.perf_counter() - t
-    probs = napari_unet.predict(last.model, im.img, device="cpu")
+    run = ours(im.img, strokes, dims=3 if style.startswith("planes") else 2, steps=args.steps,
+               seed=args.seed)
     if args.save:
-        np.savez_compressed(args.save, probs=probs.astype(np.float16), truth=im.truth, strokes=strokes)
-    row = dict(case=args.case, steps=args.steps, seed=args.seed, train_seconds=round(secs, 1),
-               **diagnose(probs, im.truth))
+        np.savez_compressed(args.save, probs=run.probs.astype(np.float16), truth=im.truth, strokes=strokes)
+    row = dict(case=args.case, steps=args.steps, seed=args.seed, train_seconds=round(run.seconds, 1),
+               **diagnose(run.probs, im.truth))
     print(json.dumps(row), flush=True)
     return 0
 

@@ -142,16 +142,17 @@ class Run:
     seconds: float
     kept_previous: bool = False
     message: str = ""
+    probs: np.ndarray | None = None
 
 
-def ours(img, strokes, *, dims: int, time_limit: float, init=None, keep_better: bool = True,
-         seed: int = 0) -> Run:
-    """``napari_unet.iter_train`` with its defaults on the CPU for ``time_limit`` seconds (from
-    ``init`` when given, keeping the better of the two where the API offers it), then
-    ``napari_unet.predict``; labels = argmax + 1."""
+def ours(img, strokes, *, dims: int, time_limit: float | None = None, steps: int | None = None,
+         init=None, keep_better: bool = True, seed: int = 0) -> Run:
+    """``napari_unet.iter_train`` with its defaults on the CPU for ``time_limit`` seconds (or
+    ``steps`` steps; from ``init`` when given, keeping the better of the two where the API
+    offers it), then ``napari_unet.predict``; labels = argmax + 1."""
     import napari_unet
 
-    kw = dict(dims=dims, time_limit=time_limit, device="cpu", seed=seed)
+    kw = dict(dims=dims, time_limit=time_limit, steps=steps, device="cpu", seed=seed)
     if init is not None:
         kw["init"] = init
         if keep_better and "keep_better" in inspect.signature(napari_unet.iter_train).parameters:
@@ -167,4 +168,4 @@ def ours(img, strokes, *, dims: int, time_limit: float, init=None, keep_better: 
     probs = napari_unet.predict(model, img, device="cpu")
     labels = (np.argmax(probs, axis=0) + 1).astype(np.uint8)
     return Run(labels, model, int(getattr(last, "step", 0)), secs,
-               bool(getattr(last, "kept_previous", False)), getattr(last, "message", ""))
+               bool(getattr(last, "kept_previous", False)), getattr(last, "message", ""), probs)
