@@ -153,3 +153,30 @@ def test_continuing_anchors_on_the_starting_model_and_a_fresh_run_does_not(data2
     train(img, strokes, model=base, steps=6, **kw)
     assert len(seen) == 6
     assert seen[0] < 1e-5 and max(seen[1:]) > seen[0]
+
+
+def test_regulariser_compares_the_neighbours_set_for_the_image_dimensionality(data2d, monkeypatch):
+    """2D runs use ``REG_DILATIONS`` (default: the 8-neighbourhood only), stacks
+    ``REG_DILATIONS_3D`` (default 1, 2, 4 px): each pair of the regulariser is one of those."""
+    import napari_unet.core.train as tr
+    import napari_unet.core.train.loop as loop
+
+    img, sem, strokes = data2d
+    seen = []
+
+    def spy(probs, image, offsets):
+        seen.append({max(abs(v) for v in o) for o in offsets})
+        return real(probs, image, offsets)
+
+    real = loop.edge_aware_potts
+    monkeypatch.setattr(loop, "edge_aware_potts", spy)
+    train(img, strokes, steps=2, **TINY)
+    assert seen and all(s == set(tr.REG_DILATIONS) for s in seen)
+    seen.clear()
+    monkeypatch.setattr(tr, "REG_DILATIONS_3D", (1, 3))
+    stack = np.stack([img] * 8)
+    paint = np.zeros(stack.shape, np.uint8)
+    paint[::4] = strokes
+    train(stack, paint, dims=3, steps=2, base_channels=4, depth=2, patch=(8, 32, 32), batch_size=2,
+          device="cpu")
+    assert seen and all(s == {1, 3} for s in seen)

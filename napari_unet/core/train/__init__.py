@@ -51,7 +51,13 @@ REG_RAMP = float(os.environ.get("NAPARI_UNET_REG_RAMP", 0.25))
 # continuing a model: weight of losses.anchor_kl (keep the starting model's prediction on the
 # unpainted pixels; 0: off)
 ANCHOR_WEIGHT = float(os.environ.get("NAPARI_UNET_ANCHOR", 1.0))
-REG_DILATIONS = tuple(int(v) for v in os.environ.get("NAPARI_UNET_REG_DIL", "1,2,4").split(","))
+# the regulariser's neighbour distances (px). 2D: the 8-neighbourhood only; measured at fixed
+# steps (benchmarks/quality_diagnose.py, 900 steps, 1 thread) against 1,2,4: synthetic nuclei
+# lines-m4 0.911 -> 0.937 (the longer pairs shrank small objects by ~1 px), BBBC039 lines-m8
+# 0.955 -> 0.956, BBBC039 blobs 0.951 -> 0.954. 3D keeps 1,2,4: on the synthetic stack (430
+# steps) the 26-neighbourhood alone cost 0.036 (0.764 -> 0.728)
+REG_DILATIONS = tuple(int(v) for v in os.environ.get("NAPARI_UNET_REG_DIL", "1").split(","))
+REG_DILATIONS_3D = tuple(int(v) for v in os.environ.get("NAPARI_UNET_REG_DIL_3D", "1,2,4").split(","))
 
 from .config import TrainConfig, default_architecture, default_patch_batch  # noqa: E402
 from .loop import iter_train, train  # noqa: E402
@@ -59,4 +65,4 @@ from .tuning import ThreadTuner, _adamw  # noqa: E402,F401
 
 __all__ = ["iter_train", "train", "TrainConfig", "default_architecture", "default_patch_batch",
            "ThreadTuner", "DEFAULT_LR", "FINETUNE_LR_FACTOR", "EMA_DECAY", "ENTROPY_WEIGHT", "REG_WEIGHT", "REG_WEIGHT_3D",
-           "REG_RAMP", "REG_DILATIONS", "ANCHOR_WEIGHT"]
+           "REG_RAMP", "REG_DILATIONS", "REG_DILATIONS_3D", "ANCHOR_WEIGHT"]

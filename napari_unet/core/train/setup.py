@@ -243,7 +243,7 @@ class Setup:
         self.patch, self.batch = patch, batch
         check_training_memory(batch, patch, meta["base_channels"], p.classes,
                               available_memory(dev), describe_device(dev))
-        self.reg_offsets = neighbour_offsets(dims, _pkg().REG_DILATIONS)
+        self.reg_offsets = neighbour_offsets(dims, _pkg().REG_DILATIONS if dims == 2 else _pkg().REG_DILATIONS_3D)
         self.reg_weight = _pkg().REG_WEIGHT if dims == 2 else _pkg().REG_WEIGHT_3D
         # crop with margin in the YX plane for rotations/scaling (difference even: exact 90-deg)
         if p.augment is not None:
