@@ -156,8 +156,8 @@ def test_continuing_anchors_on_the_starting_model_and_a_fresh_run_does_not(data2
 
 
 def test_regulariser_compares_the_neighbours_set_for_the_image_dimensionality(data2d, monkeypatch):
-    """2D runs use ``REG_DILATIONS`` (default: the 8-neighbourhood only), stacks
-    ``REG_DILATIONS_3D`` (default 1, 2, 4 px): each pair of the regulariser is one of those."""
+    """2D runs use ``REG_DILATIONS`` (default 1 and 2 px), stacks ``REG_DILATIONS_3D`` (default
+    1, 2, 4 px): each pair of the regulariser is one of those."""
     import napari_unet.core.train as tr
     import napari_unet.core.train.loop as loop
 
