@@ -51,15 +51,13 @@ REG_RAMP = float(os.environ.get("NAPARI_UNET_REG_RAMP", 0.25))
 # continuing a model: weight of losses.anchor_kl (keep the starting model's prediction on the
 # unpainted pixels; 0: off)
 ANCHOR_WEIGHT = float(os.environ.get("NAPARI_UNET_ANCHOR", 1.0))
-# the regulariser's neighbour distances (px). 2D: 1 and 2. Measured at fixed steps
-# (benchmarks/quality_diagnose.py, 900 steps, 1 thread, seed 0) for 1,2,4 / 1,2 / 1: synthetic
-# nuclei lines-m4 0.911 / 0.930 / 0.937 (the 4-px pairs shrink small objects by ~1 px: false
-# negatives 3,588 / 2,741 / 2,396), BBBC039 lines-m8 0.955 / 0.957 / 0.956, BBBC039 blobs
-# 0.951 / 0.952 / 0.954, EM lines-m4 0.560 / 0.567 / 0.558; BBBC039 3 classes 0.764 / 0.792 /
-# 0.683 (seed 1: 0.688 / 0.706 / -; one nucleus's class is decided as a whole, and that case
-# swings +-0.05 between seeds). 3D keeps 1,2,4: 1 alone cost 0.036 on the synthetic stack (430
-# steps, 0.764 -> 0.728)
-REG_DILATIONS = tuple(int(v) for v in os.environ.get("NAPARI_UNET_REG_DIL", "1,2").split(","))
+# the regulariser's neighbour distances (px), 2D and 3D: 1, 2, 4. At 900 steps (fixed-step
+# runs, benchmarks/quality_diagnose.py) 1, 2 px did better on small objects (synthetic nuclei
+# lines-m4 0.911 -> 0.930; the 4-px pairs shrink them by ~1 px) and no worse elsewhere, but in
+# short rounds it converges more slowly: the interactive simulation at ~110-140 steps per 40 s
+# round gave 0.715, 0.866, 0.937, 0.926 with 1, 2 against 0.809, 0.871, 0.927, 0.939 with
+# 1, 2, 4 (docs/quality.md). 3D: 1 px alone cost 0.036 on the synthetic stack
+REG_DILATIONS = tuple(int(v) for v in os.environ.get("NAPARI_UNET_REG_DIL", "1,2,4").split(","))
 REG_DILATIONS_3D = tuple(int(v) for v in os.environ.get("NAPARI_UNET_REG_DIL_3D", "1,2,4").split(","))
 
 from .config import TrainConfig, default_architecture, default_patch_batch  # noqa: E402
