@@ -145,10 +145,10 @@ def cmd_train(args) -> int:
         val_labels = [read_image(_existing_file(p, "validation labels")) for p in args.val_labels]
     names = [n.strip() for n in args.class_names.split(",")] if args.class_names else None
     spacing = train_spacing(args.spacing, args.dims, init, args.image)
-    for i, (im, lab) in enumerate(zip(images, labels)):
-        if tuple(im.shape) != tuple(lab.shape) and args.channel_axis is None:
-            raise UserError(f"--labels {args.labels[i]} has shape {tuple(lab.shape)} but --image "
-                            f"{args.image[i]} has shape {tuple(im.shape)}")
+    channel_axis = args.channel_axis
+    if channel_axis is None:
+        channel_axis = train_channel_axis(args.image, images, args.labels, labels)
+
 
     gen = iter_train(images if len(images) > 1 else images[0], labels if len(labels) > 1 else labels[0],
                      dims=args.dims, init=init, classes=args.classes, class_names=names,
@@ -158,7 +158,7 @@ def cmd_train(args) -> int:
                      val_fraction=args.val_fraction, val_images=val_images, val_labels=val_labels,
                      unpainted_is_background=args.unpainted_is_background, checkpoint=target.checkpoint,
                      checkpoint_every=args.checkpoint_every, seed=args.seed,
-                     channel_axis=args.channel_axis, spacing=spacing)
+                     channel_axis=channel_axis, spacing=spacing)
     try:
         finished, val_txt = report_training(gen, quiet=args.quiet)
     except KeyboardInterrupt as e:
@@ -173,6 +173,32 @@ def cmd_train(args) -> int:
         print(f"napari-unet: warning: {finished.message}", file=sys.stderr)
     print(f"{target.settle(True)}: {finished.message}; {val_txt}")
     return 0
+
+
+def train_channel_axis(image_paths, images, label_paths, labels) -> int | None:
+    """No --channel-axis: None where every image has its labels' shape; else the channel axis
+    the files leave no doubt about (an RGB image with 2D labels: -1), said on stderr, the same
+    for every image; else a UserError that names the image."""
+    from .core.checks import guess_channel_axis
+
+    if all(tuple(im.shape) == tuple(lab.shape) for im, lab in zip(images, labels)):
+        return None
+    guesses = set()
+    for path, im, lpath, lab in zip(image_paths, images, label_paths, labels):
+        axis = guess_channel_axis(im.shape, spatial_shape=lab.shape)
+        if axis is None:
+            raise UserError(f"--labels {lpath} has shape {tuple(lab.shape)} but --image {path} has shape "
+                            f"{tuple(im.shape)}" + (" (pass --channel-axis N if one axis holds channels)"
+                                                    if im.ndim == lab.ndim + 1 else ""))
+        guesses.add(axis if axis < 0 else axis - im.ndim)
+    if len(guesses) > 1:
+        raise UserError("the images hold their channels on different axes; give them the same layout, "
+                        "or train on one at a time with --channel-axis")
+    axis = guesses.pop()
+    shape = tuple(images[0].shape)
+    print(f"napari-unet: reading channels from axis {axis} of --image (shape {shape}: {shape[axis]} "
+          f"channel{'s' if shape[axis] > 1 else ''}); pass --channel-axis to choose another", file=sys.stderr)
+    return axis
 
 
 # ----------------------------------------------------------------------------- main

@@ -99,3 +99,45 @@ def test_out_folder_missing(files, tmp_path, capsys):
                "--out", str(tmp_path / "no" / "m.pt"), "--steps", "1", *TINY])
     assert rc == 2
     assert "does not exist" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("layout", ["rgb_tif", "rgb_png", "channels_first"])
+def test_rgb_and_multichannel_files_train_and_predict_without_channel_axis(files, tmp_path, capsys, layout):
+    """An RGB TIFF/PNG (Y, X, 3) or a (C, Y, X) file with (Y, X) labels: the channel axis is the
+    one the shapes leave no doubt about, said on stderr; predict reads the same axis."""
+    import imageio.v3 as iio
+
+    g = tifffile.imread(files / "img.tif").astype(np.float32)
+    g = (g - g.min()) / (g.max() - g.min())
+    rgb = (255 * np.stack([1 - 0.4 * g, 1 - 0.8 * g, 1 - 0.2 * g], -1)).astype(np.uint8)  # dark purple on pink
+    strokes = tifffile.imread(files / "strokes.tif")
+    if layout == "rgb_png":
+        img_path, lab_path = tmp_path / "he.png", tmp_path / "he_strokes.png"
+        iio.imwrite(img_path, rgb)
+        iio.imwrite(lab_path, strokes)
+    else:
+        img_path, lab_path = tmp_path / "he.tif", files / "strokes.tif"
+        tifffile.imwrite(img_path, rgb if layout == "rgb_tif" else np.moveaxis(rgb, -1, 0))
+    axis = -1 if layout != "channels_first" else -3
+    out = tmp_path / "m.pt"
+    assert main(["train", "--image", str(img_path), "--labels", str(lab_path), "--out", str(out),
+                 "--steps", "2", *TINY]) == 0
+    err = capsys.readouterr().err
+    assert f"reading channels from axis {axis} of --image" in err and "3 channels" in err
+    assert load_model(out).meta["in_channels"] == 3
+    assert main(["predict", "--model", str(out), "--out-dir", str(tmp_path / "pred"), "--quiet",
+                 "--device", "cpu", str(img_path)]) == 0
+    assert f"reading them from axis {axis}" in capsys.readouterr().err
+    labels = tifffile.imread(tmp_path / "pred" / "he_labels.tif")
+    assert labels.shape == strokes.shape and set(np.unique(labels)) <= {1, 2}
+
+
+def test_a_shape_that_leaves_the_channels_in_doubt_is_one_line_asking_for_channel_axis(files, tmp_path, capsys):
+    strokes = tifffile.imread(files / "strokes.tif")
+    tifffile.imwrite(tmp_path / "stack.tif", np.stack([tifffile.imread(files / "img.tif")] * 12))
+    rc = main(["train", "--image", str(tmp_path / "stack.tif"), "--labels", str(files / "strokes.tif"),
+               "--out", str(tmp_path / "m.pt"), "--steps", "1", *TINY])
+    assert rc == 2 and strokes.shape == (128, 128)
+    line = one_error_line(capsys)
+    assert "(12, 128, 128)" in line and "--channel-axis" in line
+    assert not (tmp_path / "m.pt").exists()

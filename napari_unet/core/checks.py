@@ -18,7 +18,7 @@ from .errors import UserError, UserTypeError, option, say
 from .labels import check_labels, labels_dtype
 from .limits import check_label_range
 
-__all__ = ["as_channels_first", "prepare_image", "check_finite", "check_threshold", "check_labels",
+__all__ = ["as_channels_first", "guess_channel_axis", "prepare_image", "check_finite", "check_threshold", "check_labels",
            "check_image", "check_train_labels", "F32_MAX"]
 
 
@@ -65,6 +65,40 @@ def as_channels_first(image: Any, name: str, dims: int, channel_axis: int | None
         raise UserError(f"a 3D model{say(' (dims=3)', '')} takes (Z, Y, X) volumes; {name} has {spatial} "
                          f"spatial dims (shape {image.shape[1:]}){hint}")
     return image
+
+
+MAX_GUESSED_CHANNELS = 8
+
+
+def guess_channel_axis(shape: tuple[int, ...], *, spatial_shape: tuple[int, ...] | None = None,
+                       in_channels: int | None = None) -> int | None:
+    """The axis of an image of ``shape`` that holds channels, when a file's layout leaves no
+    doubt, else None (the caller then says what to pass). For files given on the command line,
+    where an RGB TIFF or PNG arrives as ``(Y, X, 3)`` and a multi-channel one often as
+    ``(C, Y, X)``; the Python API never guesses.
+
+    ``spatial_shape`` (training: the labels' shape): the axis whose removal leaves exactly that
+    shape. ``in_channels`` (prediction: the model's channel count, above 1): an axis of that size.
+    When the last axis qualifies it wins (the interleaved RGB convention napari also follows);
+    otherwise exactly one axis must qualify. Only axes of at most ``MAX_GUESSED_CHANNELS``
+    values are channels (a longer one is a spatial axis).
+    """
+    shape = tuple(int(v) for v in shape)
+    if spatial_shape is not None:
+        spatial_shape = tuple(int(v) for v in spatial_shape)
+        if len(shape) != len(spatial_shape) + 1:
+            return None
+        axes = [a for a in range(len(shape)) if shape[:a] + shape[a + 1:] == spatial_shape]
+    elif in_channels is not None and in_channels > 1:
+        axes = [a for a in range(len(shape)) if shape[a] == in_channels]
+    else:
+        return None
+    axes = [a for a in axes if shape[a] <= MAX_GUESSED_CHANNELS]
+    if not axes:
+        return None
+    if axes[-1] == len(shape) - 1:
+        return -1
+    return axes[0] if len(axes) == 1 else None
 
 
 def prepare_image(image: Any, meta: dict, channel_axis: int | None) -> np.ndarray:

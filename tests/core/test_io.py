@@ -88,3 +88,23 @@ def test_read_image_errors(tmp_path):
     (tmp_path / "broken.tif").write_bytes(b"II*\x00garbage")
     with pytest.raises(ValueError, match="not a readable TIFF"):
         read_image(tmp_path / "broken.tif")
+
+
+def test_guess_channel_axis_only_where_the_shapes_leave_no_doubt():
+    from napari_unet.core.checks import guess_channel_axis
+
+    # training: the axis whose removal leaves the labels' shape
+    assert guess_channel_axis((64, 80, 3), spatial_shape=(64, 80)) == -1      # RGB
+    assert guess_channel_axis((2, 64, 80), spatial_shape=(64, 80)) == 0       # channels first
+    assert guess_channel_axis((5, 2, 64, 80), spatial_shape=(5, 64, 80)) == 1  # (Z, C, Y, X)
+    assert guess_channel_axis((3, 64, 3), spatial_shape=(3, 64)) == -1        # last wins
+    assert guess_channel_axis((3, 3, 3), spatial_shape=(3, 3)) == -1
+    assert guess_channel_axis((12, 64, 80), spatial_shape=(64, 80)) is None   # a stack, not channels
+    assert guess_channel_axis((64, 80), spatial_shape=(64, 80)) is None
+    assert guess_channel_axis((64, 80, 3), spatial_shape=(60, 80)) is None
+    # prediction: an axis of the model's channel count
+    assert guess_channel_axis((64, 80, 3), in_channels=3) == -1
+    assert guess_channel_axis((3, 64, 80), in_channels=3) == 0
+    assert guess_channel_axis((2, 2, 64, 80), in_channels=2) is None          # two candidates
+    assert guess_channel_axis((64, 80), in_channels=1) is None
+    assert guess_channel_axis((64, 80, 3), in_channels=4) is None
