@@ -124,3 +124,30 @@ def train_spacing(spacing: tuple[float, ...] | None, dims: int | None, init: str
         print("napari-unet: warning: the images have different voxel sizes; pooling and patch "
               f"follow {src}'s", file=sys.stderr)
     return first
+
+
+def predict_channel_axis(shapes: list[tuple[int, ...]], meta: dict) -> int | None:
+    """No --channel-axis and a model of several channels: the axis of that size in every image
+    of ``shapes`` (the last one where it qualifies: an RGB file with an RGB model), counted from
+    the end and said on stderr; None where the files leave it in doubt (prediction then asks
+    for --channel-axis). The TIFF path (_cli_predict.py) and the block engine (_cli_bigdata.py)
+    both use it."""
+    import sys
+
+    from .core.checks import guess_channel_axis
+
+    cin = int(meta.get("in_channels", 1))
+    if cin <= 1:
+        return None
+    guesses = set()
+    for shape in shapes:
+        axis = guess_channel_axis(shape, in_channels=cin)
+        if axis is None:
+            return None
+        guesses.add(axis if axis < 0 else axis - len(shape))
+    if len(guesses) != 1:
+        return None
+    axis = guesses.pop()
+    print(f"napari-unet: the model takes {cin} channels: reading them from axis {axis} of each image; "
+          "pass --channel-axis to choose another", file=sys.stderr)
+    return axis

@@ -91,17 +91,10 @@ def predict_bigdata(args) -> int:
     if dup:
         raise UserError(f"several images share the name {sorted(dup)[0]!r}; their outputs would overwrite each other")
     overwrite = bool(getattr(args, "overwrite", False))
-    if args.channel_axis is None and int(meta.get("in_channels", 1)) > 1:
-        from .core.checks import guess_channel_axis
+    if args.channel_axis is None:
+        from ._cli_args import predict_channel_axis
 
-        guesses = set()
-        for src in sources:
-            g = guess_channel_axis(src.shape, in_channels=int(meta["in_channels"]))
-            guesses.add(g if g is None or g < 0 else g - len(src.shape))
-        if len(guesses) == 1 and None not in guesses:
-            args.channel_axis = guesses.pop()
-            print(f"napari-unet: the model takes {meta['in_channels']} channels: reading them from axis "
-                  f"{args.channel_axis} of each image; pass --channel-axis to choose another", file=sys.stderr)
+        args.channel_axis = predict_channel_axis([tuple(s.shape) for s in sources], meta)
     jobs = [make_job(meta, s, out_dir, fmt=args.format, channel_axis=args.channel_axis,
                      chunks=args.chunk, tile=args.tile, batch_size=args.batch_size, device=args.device,
                      threshold=args.threshold, overwrite=overwrite, workers=args.workers or 1)

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from ._cli_args import _batch_arg, _existing_file, _spacing_arg, _threshold_arg, _tile_arg
+from ._cli_args import _batch_arg, _existing_file, _spacing_arg, _threshold_arg, _tile_arg, predict_channel_axis
 from ._cli_report import ProgressBar
 from .core.errors import UserError
 
@@ -95,12 +95,14 @@ def cmd_predict(args) -> int:
 
     from .core.frames import is_time_lapse
 
-    for p in images:  # a damaged or truncated file fails now, not after the others are done
-        if is_time_lapse(read_image(p).shape, args.channel_axis) and args.instances:
-            raise UserError(f"--instances is not available for a time-lapse ({p.name}) yet")
+    # a damaged or truncated file fails now, not after the others are done
+    shapes = [tuple(read_image(p).shape) for p in images]
     model = load_model(model_path)
     if args.channel_axis is None:
-        args.channel_axis = predict_channel_axis(images, model.meta)
+        args.channel_axis = predict_channel_axis(shapes, model.meta)
+    for p, shape in zip(images, shapes):
+        if is_time_lapse(shape, args.channel_axis) and args.instances:
+            raise UserError(f"--instances is not available for a time-lapse ({p.name}) yet")
     check_threshold(args.threshold, model.meta["classes"])
     if args.measure and not args.instances:
         raise UserError("--measure measures the objects of --instances: give both")
@@ -141,31 +143,6 @@ def cmd_predict(args) -> int:
                 print(f"{ev.image}: wrote {f}")
         t0 = time.perf_counter()
     return 0
-
-
-def predict_channel_axis(images: list[Path], meta: dict) -> int | None:
-    """No --channel-axis and a model of several channels: the axis of that size in every image
-    (the last one where it qualifies: an RGB file with an RGB model), said on stderr; None
-    where the files leave it in doubt (prediction then asks for --channel-axis)."""
-    from .core.checks import guess_channel_axis
-    from .core.io import read_image
-
-    cin = int(meta.get("in_channels", 1))
-    if cin <= 1:
-        return None
-    guesses = set()
-    for p in images:
-        shape = tuple(read_image(p).shape)
-        axis = guess_channel_axis(shape, in_channels=cin)
-        if axis is None:
-            return None
-        guesses.add(axis if axis < 0 else axis - len(shape))
-    if len(guesses) != 1:
-        return None
-    axis = guesses.pop()
-    print(f"napari-unet: the model takes {cin} channels: reading them from axis {axis} of each image; "
-          "pass --channel-axis to choose another", file=sys.stderr)
-    return axis
 
 
 def instance_outputs(model, image_path: Path, probs_path: Path, labels_path: Path, out_dir: Path,

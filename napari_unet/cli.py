@@ -149,7 +149,6 @@ def cmd_train(args) -> int:
     if channel_axis is None:
         channel_axis = train_channel_axis(args.image, images, args.labels, labels)
 
-
     gen = iter_train(images if len(images) > 1 else images[0], labels if len(labels) > 1 else labels[0],
                      dims=args.dims, init=init, classes=args.classes, class_names=names,
                      steps=args.steps, time_limit=time_limit, device=args.device,

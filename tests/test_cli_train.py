@@ -130,6 +130,15 @@ def test_rgb_and_multichannel_files_train_and_predict_without_channel_axis(files
     assert f"reading them from axis {axis}" in capsys.readouterr().err
     labels = tifffile.imread(tmp_path / "pred" / "he_labels.tif")
     assert labels.shape == strokes.shape and set(np.unique(labels)) <= {1, 2}
+    if layout == "rgb_tif":  # the block engine (zarr input) reads the same axis
+        import zarr
+
+        z = zarr.create_array(str(tmp_path / "he.zarr"), shape=rgb.shape, chunks=(64, 64, 3), dtype=rgb.dtype)
+        z[:] = rgb
+        assert main(["predict", "--model", str(out), "--out-dir", str(tmp_path / "zpred"), "--quiet",
+                     "--device", "cpu", str(tmp_path / "he.zarr")]) == 0
+        assert "reading them from axis -1" in capsys.readouterr().err
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / "zpred" / "he_labels.tif"), labels)
 
 
 def test_a_shape_that_leaves_the_channels_in_doubt_is_one_line_asking_for_channel_axis(files, tmp_path, capsys):
