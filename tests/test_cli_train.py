@@ -139,6 +139,19 @@ def test_rgb_and_multichannel_files_train_and_predict_without_channel_axis(files
                      "--device", "cpu", str(tmp_path / "he.zarr")]) == 0
         assert "reading them from axis -1" in capsys.readouterr().err
         np.testing.assert_array_equal(tifffile.imread(tmp_path / "zpred" / "he_labels.tif"), labels)
+        # an RGB stack (Z, Y, X, 3) with --instances: the channels from the last axis (not taken
+        # for a time-lapse), each plane segmented as the single image was, and objects made in 3D
+        # from the 2D model's stacked planes (identical planes: each object goes through all three)
+        tifffile.imwrite(tmp_path / "he_stack.tif", np.stack([rgb] * 3))
+        assert main(["predict", "--model", str(out), "--out-dir", str(tmp_path / "spred"), "--quiet",
+                     "--device", "cpu", "--instances", str(tmp_path / "he_stack.tif")]) == 0
+        assert "reading them from axis -1" in capsys.readouterr().err
+        stack_labels = tifffile.imread(tmp_path / "spred" / "he_stack_labels.tif")
+        np.testing.assert_array_equal(stack_labels, np.stack([labels] * 3))
+        inst = tifffile.imread(tmp_path / "spred" / "he_stack_instances.tif")
+        assert inst.shape == stack_labels.shape and inst.max() > 0
+        np.testing.assert_array_equal(inst[0], inst[1])
+        np.testing.assert_array_equal(inst[0], inst[2])
 
 
 def test_a_shape_that_leaves_the_channels_in_doubt_is_one_line_asking_for_channel_axis(files, tmp_path, capsys):
