@@ -1,0 +1,139 @@
+"""Measured-and-not-kept training variants for the thin-class cases, reproducible: each one
+patches the library for this process only, then runs ``quality_diagnose.py`` (fixed steps) or,
+for ``tta``, trains once and scores plain and test-time-augmented predictions.
+
+Variants (docs/quality.md, 2026-12-02, second session):
+
+- ``region``: a local region term (Mumford-Shah / local Chan-Vese; Kim & Ye 2019,
+  "Mumford-Shah loss functional for image segmentation with deep learning") added to the
+  edge-aware regulariser: every pixel pays ``sum_k p_k |I - mu_k|^2 / var(I)``, ``mu_k`` the
+  class's mean intensity in a ``--window`` px box around it (soft, from the detached
+  prediction, shrunk towards the patch's class mean). It pulls a boundary to the intensity
+  midway between the classes' local means, e.g. the half-maximum of a membrane's profile.
+- ``unbalanced``: the stroke cross-entropy as a plain mean over painted pixels (the library
+  weighs each class equally).
+- ``tta``: the 8 flips/rotations of the image predicted and averaged (and the first 2 only).
+
+Usage (from the repository root)::
+
+    python benchmarks/quality_variants.py region --weight 1 -- em/lines-m4 --steps 900 --threads 1
+    python benchmarks/quality_variants.py unbalanced -- ovule3d/planes-m4 --steps 430 --threads 1
+    python benchmarks/quality_variants.py tta -- em/lines-m4 --steps 900 --threads 1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def region_term(probs: torch.Tensor, image: torch.Tensor, window: int, shrink: float = 0.05) -> torch.Tensor:
+    dims = probs.ndim - 2
+    pool = F.avg_pool2d if dims == 2 else F.avg_pool3d
+    x = image.float()
+    n, k, c = probs.shape[0], probs.shape[1], x.shape[1]
+    spatial = x.shape[2:]
+    with torch.no_grad():
+        p = probs.detach().float()
+        px = (p.unsqueeze(2) * x.unsqueeze(1)).reshape(n, k * c, *spatial)
+        box = dict(kernel_size=window, stride=1, padding=window // 2, count_include_pad=False)
+        num = pool(px, **box).reshape(n, k, c, *spatial)
+        den = pool(p, **box).unsqueeze(2)
+        g = (px.reshape(n, k, c, -1).sum(-1) / p.reshape(n, k, 1, -1).sum(-1).clamp_min(1e-6))
+        mu = (num + shrink * g.reshape(n, k, c, *([1] * dims))) / (den + shrink)
+        var = x.reshape(n, c, -1).var(-1).clamp_min(1e-6).reshape(n, 1, c, *([1] * dims))
+        d2 = ((x.unsqueeze(1) - mu) ** 2 / var).sum(2)
+    return (probs * d2).sum(1).mean()
+
+
+def use_region(weight: float, window: int) -> None:
+    import napari_unet.core.train as tr
+    import napari_unet.core.train.loop as loop
+    from napari_unet.core.losses import edge_aware_potts
+
+    def potts_plus_region(probs, image, offsets):
+        w = tr.REG_WEIGHT if probs.ndim == 4 else tr.REG_WEIGHT_3D
+        # the loop multiplies this by the regulariser's weight (and ramp): divide it out
+        return edge_aware_potts(probs, image, offsets) + (weight / w) * region_term(probs, image, window)
+
+    loop.edge_aware_potts = potts_plus_region
+
+
+def use_unbalanced() -> None:
+    import napari_unet.core.train as tr
+    from napari_unet.core.losses import sparse_loss
+
+    def unbalanced(logits, target, *, dice_weight=0.5, entropy_weight=0.0, eps=1.0):
+        logits = logits.float()
+        t = target.long()
+        w = (t > 0).float()
+        nll = -F.log_softmax(logits, 1).gather(1, (t - 1).clamp_min(0).unsqueeze(1)).squeeze(1)
+        ce = (nll * w).sum() / w.sum().clamp_min(1.0)
+        dice = sparse_loss(logits, target, dice_weight=1.0) - sparse_loss(logits, target, dice_weight=0.0)
+        return ce + dice_weight * dice + 0.0 * logits.sum()
+
+    tr.sparse_loss = unbalanced
+
+
+def tta(case: str, steps: int, seed: int, threads: int, data: Path) -> dict:
+    import napari_unet
+    from quality import make_strokes
+    from quality_methods import load_image, score
+
+    torch.set_num_threads(threads)
+    name, style = case.split("/")
+    im = load_image(name, data)
+    strokes = make_strokes(im, style)
+    last = None
+    for ev in napari_unet.iter_train(im.img, strokes, dims=im.img.ndim, steps=steps, device="cpu", seed=seed):
+        last = ev
+    acc, n, out = None, 0, {}
+    for rot in range(4):
+        for flip in (False, True):
+            x = np.rot90(im.img, rot, axes=(-2, -1))
+            x = np.flip(x, -1) if flip else x
+            p = napari_unet.predict(last.model, np.ascontiguousarray(x), device="cpu")
+            p = np.rot90(np.flip(p, -1) if flip else p, -rot, axes=(-2, -1))
+            acc = p if acc is None else acc + p
+            n += 1
+            if n in (1, 2, 8):
+                out[{1: "plain", 2: "flip2", 8: "tta8"}[n]] = round(score((acc.argmax(0) + 1).astype(np.uint8), im.truth), 4)
+    return dict(case=case, steps=steps, seed=seed, **out)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    rest = argv[argv.index("--") + 1:] if "--" in argv else []
+    own = argv[:argv.index("--")] if "--" in argv else argv
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("variant", choices=["region", "unbalanced", "tta"])
+    ap.add_argument("--weight", type=float, default=1.0, help="region: the term's weight")
+    ap.add_argument("--window", type=int, default=15, help="region: the local window (px, odd)")
+    args = ap.parse_args(own)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    if args.variant == "tta":
+        q = argparse.ArgumentParser()
+        q.add_argument("case")
+        q.add_argument("--steps", type=int, default=400)
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--threads", type=int, default=2)
+        q.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "real")
+        a = q.parse_args(rest)
+        print(json.dumps(tta(a.case, a.steps, a.seed, a.threads, a.data)))
+        return 0
+    if args.variant == "region":
+        use_region(args.weight, args.window | 1)
+    else:
+        use_unbalanced()
+    import quality_diagnose
+
+    return quality_diagnose.main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
