@@ -56,6 +56,9 @@ def use_region(weight: float, window: int) -> None:
     import napari_unet.core.train.loop as loop
     from napari_unet.core.losses import edge_aware_potts
 
+    if tr.REG_WEIGHT <= 0 or tr.REG_WEIGHT_3D <= 0:
+        raise SystemExit("region rides on the edge-aware regulariser: unset NAPARI_UNET_REG / NAPARI_UNET_REG_3D=0")
+
     def potts_plus_region(probs, image, offsets):
         w = tr.REG_WEIGHT if probs.ndim == 4 else tr.REG_WEIGHT_3D
         # the loop multiplies this by the regulariser's weight (and ramp): divide it out
