@@ -39,7 +39,7 @@ def region_term(probs: torch.Tensor, image: torch.Tensor, window: int, shrink: f
     n, k, c = probs.shape[0], probs.shape[1], x.shape[1]
     spatial = x.shape[2:]
     with torch.no_grad():
-        p = probs.detach().float()
+        p = probs.float()
         px = (p.unsqueeze(2) * x.unsqueeze(1)).reshape(n, k * c, *spatial)
         box = dict(kernel_size=window, stride=1, padding=window // 2, count_include_pad=False)
         num = pool(px, **box).reshape(n, k, c, *spatial)
@@ -86,22 +86,23 @@ def use_unbalanced() -> None:
 def tta(case: str, steps: int, seed: int, threads: int, data: Path) -> dict:
     import napari_unet
     from quality import make_strokes
-    from quality_methods import load_image, score
+    from quality_methods import load_image, ours, score
 
     torch.set_num_threads(threads)
     name, style = case.split("/")
     im = load_image(name, data)
-    strokes = make_strokes(im, style)
-    last = None
-    for ev in napari_unet.iter_train(im.img, strokes, dims=im.img.ndim, steps=steps, device="cpu", seed=seed):
-        last = ev
+    run = ours(im.img, make_strokes(im, style), dims=3 if style.startswith("planes") else 2,
+               steps=steps, seed=seed)   # trains, then the plain prediction (run.probs)
     acc, n, out = None, 0, {}
     for rot in range(4):
         for flip in (False, True):
-            x = np.rot90(im.img, rot, axes=(-2, -1))
-            x = np.flip(x, -1) if flip else x
-            p = napari_unet.predict(last.model, np.ascontiguousarray(x), device="cpu")
-            p = np.rot90(np.flip(p, -1) if flip else p, -rot, axes=(-2, -1))
+            if rot == 0 and not flip:
+                p = run.probs
+            else:
+                x = np.rot90(im.img, rot, axes=(-2, -1))
+                x = np.flip(x, -1) if flip else x
+                p = napari_unet.predict(run.model, np.ascontiguousarray(x), device="cpu")
+                p = np.rot90(np.flip(p, -1) if flip else p, -rot, axes=(-2, -1))
             acc = p if acc is None else acc + p
             n += 1
             if n in (1, 2, 8):
@@ -119,13 +120,15 @@ def main(argv=None) -> int:
     ap.add_argument("--window", type=int, default=15, help="region: the local window (px, odd)")
     args = ap.parse_args(own)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import quality_diagnose
+
     if args.variant == "tta":
         q = argparse.ArgumentParser()
         q.add_argument("case")
         q.add_argument("--steps", type=int, default=400)
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--threads", type=int, default=2)
-        q.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "real")
+        q.add_argument("--data", type=Path, default=quality_diagnose.ROOT.parent / "shared" / "data" / "real")
         a = q.parse_args(rest)
         print(json.dumps(tta(a.case, a.steps, a.seed, a.threads, a.data)))
         return 0
@@ -133,8 +136,6 @@ def main(argv=None) -> int:
         use_region(args.weight, args.window | 1)
     else:
         use_unbalanced()
-    import quality_diagnose
-
     return quality_diagnose.main(rest)
 
 
