@@ -20,6 +20,9 @@ Usage (from the repository root)::
     python benchmarks/quality_diagnose.py ovule3d/planes-m4 --steps 300 --seed 1
     python benchmarks/quality_diagnose.py em/lines-m4 --steps 900 --seed 0,1,2 --threads 1
     python benchmarks/quality_diagnose.py bbbc039/lines-m4 --steps 50 --quick --save /tmp/p.npz
+    python benchmarks/quality_diagnose.py em/blobs --steps 900 --option depth=2
+    python benchmarks/quality_diagnose.py ovule3d/planes-m4 --steps 400 --dims 2
+    python benchmarks/quality_diagnose.py em/blobs --method forest
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from quality import make_strokes
-from quality_methods import load_image, ours, score
+from quality_methods import load_image, ours, random_forest, rf_features, score
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,6 +76,15 @@ def diagnose(probs: np.ndarray, truth: np.ndarray) -> dict:
     return out
 
 
+def _number(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("case", help="IMAGE/STYLE as in quality.py --list, e.g. em/blobs")
@@ -83,6 +95,13 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="the cropped images of quality.py --quick")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "real")
     ap.add_argument("--save", type=Path, help="also save probabilities, truth and strokes (.npz)")
+    ap.add_argument("--dims", type=int, choices=(2, 3),
+                    help="2: a 2D model on a stack's painted planes (default: 3 for planes-*, else 2)")
+    ap.add_argument("--method", choices=("ours", "forest"), default="ours",
+                    help="forest: take apart the random forest's labels (the benchmark's settings) instead")
+    ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                    help="a training option of napari_unet.iter_train (integers, floats or text), "
+                         "e.g. depth=2; repeatable")
     args = ap.parse_args(argv)
     name, _, style = args.case.partition("/")
     if not style or style == "interactive":
@@ -98,12 +117,29 @@ def main(argv=None) -> int:
         ap.error(f"--seed takes integers separated by commas, got {args.seed!r}")
     if args.save and len(seeds) > 1:
         ap.error("--save takes one seed")
+    options = {}
+    for item in args.option:
+        key, eq, value = item.partition("=")
+        if not eq or not key.isidentifier():
+            ap.error(f"--option takes KEY=VALUE, got {item!r}")
+        options[key] = _number(value)
+    dims = args.dims or (3 if style.startswith("planes") else 2)
+    if dims == 3 and im.img.ndim < 3:
+        ap.error(f"{args.case} is a 2D image: --dims 3 needs a stack")
+    if args.method == "forest":
+        if options or args.dims:
+            ap.error("--option and --dims are training options of ours, not of the forest")
+        lab = random_forest(rf_features(im.img), strokes, args.threads)
+        probs = np.stack([lab == c for c in range(1, im.classes + 1)]).astype(np.float32)
+        print(json.dumps(dict(case=args.case, method="forest", **diagnose(probs, im.truth))), flush=True)
+        return 0
     ious = []
     for seed in seeds:
-        run = ours(im.img, strokes, dims=3 if style.startswith("planes") else 2, steps=args.steps, seed=seed)
+        run = ours(im.img, strokes, dims=dims, steps=args.steps, seed=seed, **options)
         if args.save:
             np.savez_compressed(args.save, probs=run.probs.astype(np.float16), truth=im.truth, strokes=strokes)
-        row = dict(case=args.case, steps=args.steps, seed=seed, train_seconds=round(run.seconds, 1),
+        row = dict(case=args.case, steps=args.steps, seed=seed, dims=dims, **options,
+                   train_seconds=round(run.seconds, 1),
                    **diagnose(run.probs, im.truth))
         ious.append(row["iou"])
         print(json.dumps(row), flush=True)

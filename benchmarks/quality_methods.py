@@ -146,13 +146,14 @@ class Run:
 
 
 def ours(img, strokes, *, dims: int, time_limit: float | None = None, steps: int | None = None,
-         init=None, keep_better: bool = True, seed: int = 0) -> Run:
+         init=None, keep_better: bool = True, seed: int = 0, **options) -> Run:
     """``napari_unet.iter_train`` with its defaults on the CPU for ``time_limit`` seconds (or
     ``steps`` steps; from ``init`` when given, keeping the better of the two where the API
-    offers it), then ``napari_unet.predict``; labels = argmax + 1."""
+    offers it), then ``napari_unet.predict``; labels = argmax + 1. ``options``: other training
+    options (e.g. ``depth=2``), for experiments; the benchmark itself passes none."""
     import napari_unet
 
-    kw = dict(dims=dims, time_limit=time_limit, steps=steps, device="cpu", seed=seed)
+    kw = dict(dims=dims, time_limit=time_limit, steps=steps, device="cpu", seed=seed, **options)
     if init is not None:
         kw["init"] = init
         if keep_better and "keep_better" in inspect.signature(napari_unet.iter_train).parameters:

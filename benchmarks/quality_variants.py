@@ -13,12 +13,17 @@ Variants (docs/quality.md, 2026-12-02, second session):
 - ``unbalanced``: the stroke cross-entropy as a plain mean over painted pixels (the library
   weighs each class equally).
 - ``tta``: the 8 flips/rotations of the image predicted and averaged (and the first 2 only).
+- ``features``: fixed filter responses as extra input channels (Gaussian at sigma 1, 2, 4, and
+  at each sigma the gradient magnitude and the Hessian's eigenvalues: the kind of features the
+  random forest gets), the regulariser's affinities still on the image alone (docs/quality.md,
+  2026-12-02, third session).
 
 Usage (from the repository root)::
 
     python benchmarks/quality_variants.py region --weight 1 -- em/lines-m4 --steps 900 --threads 1
     python benchmarks/quality_variants.py unbalanced -- ovule3d/planes-m4 --steps 430 --threads 1
     python benchmarks/quality_variants.py tta -- em/lines-m4 --steps 900 --threads 1
+    python benchmarks/quality_variants.py features -- em/blobs --steps 900 --threads 1
 """
 from __future__ import annotations
 
@@ -110,19 +115,58 @@ def tta(case: str, steps: int, seed: int, threads: int, data: Path) -> dict:
     return dict(case=case, steps=steps, seed=seed, **out)
 
 
+def filter_channels(img: np.ndarray, sigmas=(1, 2, 4)) -> np.ndarray:
+    """``img`` (normalised to its 1-99.8 percentiles) and its filter responses, channels last."""
+    from scipy import ndimage as ndi
+    from skimage.feature import hessian_matrix, hessian_matrix_eigvals
+
+    x = img.astype(np.float32)
+    lo, hi = np.percentile(x, (1, 99.8))
+    x = (x - lo) / max(float(hi - lo), 1e-6)
+    chans = [x]
+    for s in sigmas:
+        chans += [ndi.gaussian_filter(x, s), ndi.gaussian_gradient_magnitude(x, s)]
+        h = hessian_matrix(x, sigma=s, order="rc", use_gaussian_derivatives=True)
+        chans += [e * s * s for e in hessian_matrix_eigvals(h)]   # scale-normalised
+    return np.stack(chans, -1).astype(np.float32)
+
+
+def features(case: str, steps: int, seed: int, threads: int, data: Path) -> dict:
+    import napari_unet
+    import napari_unet.core.train.loop as loop
+    from napari_unet.core.losses import edge_aware_potts
+    from quality import make_strokes
+    from quality_diagnose import diagnose
+    from quality_methods import load_image
+
+    torch.set_num_threads(threads)
+    name, style = case.split("/")
+    dims = 3 if style.startswith("planes") else 2
+    im = load_image(name, data)
+    x = filter_channels(im.img)
+    loop.edge_aware_potts = lambda probs, image, offsets: edge_aware_potts(probs, image[:, :1], offsets)
+    last = None
+    for last in napari_unet.iter_train(x, make_strokes(im, style), dims=dims, steps=steps, device="cpu",
+                                       seed=seed, channel_axis=-1):
+        pass
+    probs = napari_unet.predict(last.model, x, device="cpu", channel_axis=-1)
+    return dict(case=case, variant="features", channels=x.shape[-1], steps=steps, seed=seed,
+                **diagnose(probs, im.truth))
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     rest = argv[argv.index("--") + 1:] if "--" in argv else []
     own = argv[:argv.index("--")] if "--" in argv else argv
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("variant", choices=["region", "unbalanced", "tta"])
+    ap.add_argument("variant", choices=["region", "unbalanced", "tta", "features"])
     ap.add_argument("--weight", type=float, default=1.0, help="region: the term's weight")
     ap.add_argument("--window", type=int, default=15, help="region: the local window (px, odd)")
     args = ap.parse_args(own)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import quality_diagnose
 
-    if args.variant == "tta":
+    if args.variant in ("tta", "features"):
         q = argparse.ArgumentParser()
         q.add_argument("case")
         q.add_argument("--steps", type=int, default=400)
@@ -130,7 +174,8 @@ def main(argv=None) -> int:
         q.add_argument("--threads", type=int, default=2)
         q.add_argument("--data", type=Path, default=quality_diagnose.ROOT.parent / "shared" / "data" / "real")
         a = q.parse_args(rest)
-        print(json.dumps(tta(a.case, a.steps, a.seed, a.threads, a.data)))
+        run = tta if args.variant == "tta" else features
+        print(json.dumps(run(a.case, a.steps, a.seed, a.threads, a.data)))
         return 0
     if args.variant == "region":
         use_region(args.weight, args.window | 1)

@@ -36,3 +36,21 @@ def test_prior_correction_estimates_a_rare_class():
     # the rare class loses its uncertain pixels first: the rim goes, the square stays
     lab = corrected.argmax(0) + 1
     assert np.all(lab[truth == 2] == 2) and not np.any(lab[band] == 2)
+
+
+def test_main_passes_training_options_and_refuses_malformed_ones(capsys):
+    import json
+
+    import pytest
+    from quality_diagnose import main
+
+    assert main(["synth2d/lines-m4", "--quick", "--steps", "2", "--threads", "1",
+                 "--option", "depth=2", "--option", "base_channels=8"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["depth"] == 2 and row["base_channels"] == 8 and row["dims"] == 2 and row["steps"] == 2
+    for bad in (["--option", "depth"], ["--option", "2=depth"], ["--dims", "3"]):
+        with pytest.raises(SystemExit) as e:
+            main(["synth2d/lines-m4", "--quick", "--steps", "2", *bad])
+        assert e.value.code == 2
+    with pytest.raises(Exception, match="depth"):   # the library names the option it refuses
+        main(["synth2d/lines-m4", "--quick", "--steps", "2", "--threads", "1", "--option", "depth=0"])
