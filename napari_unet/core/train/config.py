@@ -31,18 +31,12 @@ def _pkg():
 def default_architecture(dev: torch.device, dims: int) -> tuple[int, int]:
     """(base_channels, depth). Measured on a 2-core CPU (benchmarks/train_speed.py):
     a smaller network trains more steps per second, which matters more than capacity for
-    a few minutes of training from strokes; GPUs get the standard U-Net.
-
-    2D on the CPU: depth 2 (two poolings). Its smaller field of view keeps a thin class from
-    spreading over the unpainted image (EM membranes painted with dots, 900 steps, seeds 0-2:
-    0.452 mean foreground IoU against 0.367 at depth 3) and costs nothing on nuclei (BBBC039
-    0.954 / 0.950, 3 classes 0.773 / 0.764, BBBC039 zoomed 2x 0.937 / 0.941; docs/quality.md,
-    2026-12-02, third session)."""
+    a few minutes of training from strokes; GPUs get the standard U-Net."""
     if dev.type == "cuda":
         return (32, 4) if dims == 2 else (24, 3)
     if dev.type == "mps":
         return (32, 4) if dims == 2 else (16, 3)
-    return (16, 2) if dims == 2 else (8, 3)
+    return (16, 3) if dims == 2 else (8, 3)
 
 
 def default_patch_batch(dev: torch.device, dims: int) -> tuple[tuple[int, ...], int]:
