@@ -150,7 +150,8 @@ def ours(img, strokes, *, dims: int, time_limit: float | None = None, steps: int
     """``napari_unet.iter_train`` with its defaults on the CPU for ``time_limit`` seconds (or
     ``steps`` steps; from ``init`` when given, keeping the better of the two where the API
     offers it), then ``napari_unet.predict``; labels = argmax + 1. ``options``: other training
-    options (e.g. ``depth=2``), for experiments; the benchmark itself passes none."""
+    options (e.g. ``depth=2``; ``channel_axis`` is passed to the prediction too), for
+    experiments; the benchmark itself passes none."""
     import napari_unet
 
     kw = dict(dims=dims, time_limit=time_limit, steps=steps, device="cpu", seed=seed, **options)
@@ -166,7 +167,7 @@ def ours(img, strokes, *, dims: int, time_limit: float | None = None, steps: int
     if getattr(last, "reason", None) in ("nan", "error"):
         raise RuntimeError(f"training ended with {last.reason}: {getattr(last, 'message', '')}")
     model = last.model
-    probs = napari_unet.predict(model, img, device="cpu")
+    probs = napari_unet.predict(model, img, device="cpu", channel_axis=options.get("channel_axis"))
     labels = (np.argmax(probs, axis=0) + 1).astype(np.uint8)
     return Run(labels, model, int(getattr(last, "step", 0)), secs,
                bool(getattr(last, "kept_previous", False)), getattr(last, "message", ""), probs)

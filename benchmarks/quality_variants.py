@@ -132,26 +132,21 @@ def filter_channels(img: np.ndarray, sigmas=(1, 2, 4)) -> np.ndarray:
 
 
 def features(case: str, steps: int, seed: int, threads: int, data: Path) -> dict:
-    import napari_unet
     import napari_unet.core.train.loop as loop
     from napari_unet.core.losses import edge_aware_potts
     from quality import make_strokes
     from quality_diagnose import diagnose
-    from quality_methods import load_image
+    from quality_methods import load_image, ours
 
     torch.set_num_threads(threads)
     name, style = case.split("/")
-    dims = 3 if style.startswith("planes") else 2
     im = load_image(name, data)
     x = filter_channels(im.img)
     loop.edge_aware_potts = lambda probs, image, offsets: edge_aware_potts(probs, image[:, :1], offsets)
-    last = None
-    for last in napari_unet.iter_train(x, make_strokes(im, style), dims=dims, steps=steps, device="cpu",
-                                       seed=seed, channel_axis=-1):
-        pass
-    probs = napari_unet.predict(last.model, x, device="cpu", channel_axis=-1)
+    run = ours(x, make_strokes(im, style), dims=3 if style.startswith("planes") else 2, steps=steps,
+               seed=seed, channel_axis=-1)
     return dict(case=case, variant="features", channels=x.shape[-1], steps=steps, seed=seed,
-                **diagnose(probs, im.truth))
+                **diagnose(run.probs, im.truth))
 
 
 def main(argv=None) -> int:
