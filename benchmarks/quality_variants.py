@@ -17,6 +17,10 @@ Variants (docs/quality.md, 2026-12-02, second session):
   at each sigma the gradient magnitude and the Hessian's eigenvalues: the kind of features the
   random forest gets), the regulariser's affinities still on the image alone (docs/quality.md,
   2026-12-02, third session).
+- ``bilateral``: a long-range Potts term with a fixed-width intensity kernel (Tang et al.
+  2018's dense-CRF loss, sampled: ``--pairs`` random offsets per step, ``--sigma-xy`` px,
+  ``--sigma-i`` in normalised intensity), added to the edge-aware regulariser (docs/quality.md,
+  2026-12-02, fourth session).
 
 Usage (from the repository root)::
 
@@ -24,6 +28,7 @@ Usage (from the repository root)::
     python benchmarks/quality_variants.py unbalanced -- ovule3d/planes-m4 --steps 430 --threads 1
     python benchmarks/quality_variants.py tta -- em/lines-m4 --steps 900 --threads 1
     python benchmarks/quality_variants.py features -- em/blobs --steps 900 --threads 1
+    python benchmarks/quality_variants.py bilateral --weight 3 -- em/lines-m8 --steps 900 --threads 1 --seed 1,2
 """
 from __future__ import annotations
 
@@ -70,6 +75,50 @@ def use_region(weight: float, window: int) -> None:
         return edge_aware_potts(probs, image, offsets) + (weight / w) * region_term(probs, image, window)
 
     loop.edge_aware_potts = potts_plus_region
+
+
+def bilateral_term(probs: torch.Tensor, image: torch.Tensor, pairs: int, sigma_xy: float,
+                   sigma_i: float, gen: torch.Generator) -> torch.Tensor:
+    """Long-range Potts with a fixed-width intensity kernel (Tang et al. 2018's dense-CRF loss,
+    sampled): ``pairs`` random offsets per step, each component ~ N(0, sigma_xy^2) px (in the
+    YX plane), ``w_ij = exp(-|I_i - I_j|^2 / (2 sigma_i^2))`` on the normalised image. Pixels
+    of like intensity within ~sigma_xy px are pulled into the same class."""
+    from napari_unet.core.losses import _pair_slices
+
+    spatial = probs.shape[2:]
+    dims = len(spatial)
+    total = probs.new_zeros(())
+    n = 0
+    while n < pairs:
+        off = [0] * dims
+        dy, dx = (torch.randn(2, generator=gen) * sigma_xy).round().int().tolist()
+        if (dy, dx) == (0, 0) or abs(dy) >= spatial[-2] or abs(dx) >= spatial[-1]:
+            continue
+        off[-2], off[-1] = dy, dx
+        a, b = _pair_slices(spatial, tuple(off))
+        with torch.no_grad():
+            d2 = (image[a] - image[b]).float().pow(2).sum(1)
+            w = torch.exp(-d2 / (2 * sigma_i ** 2))
+        total = total + (w * (1 - (probs[a] * probs[b]).sum(1))).mean()
+        n += 1
+    return total / pairs
+
+
+def use_bilateral(weight: float, pairs: int, sigma_xy: float, sigma_i: float) -> None:
+    import napari_unet.core.train as tr
+    import napari_unet.core.train.loop as loop
+    from napari_unet.core.losses import edge_aware_potts
+
+    if tr.REG_WEIGHT <= 0 or tr.REG_WEIGHT_3D <= 0:
+        raise SystemExit("bilateral rides on the edge-aware regulariser: unset NAPARI_UNET_REG / NAPARI_UNET_REG_3D=0")
+    gen = torch.Generator().manual_seed(1234)
+
+    def potts_plus_bilateral(probs, image, offsets):
+        w = tr.REG_WEIGHT if probs.ndim == 4 else tr.REG_WEIGHT_3D
+        return edge_aware_potts(probs, image, offsets) + (weight / w) * bilateral_term(
+            probs, image, pairs, sigma_xy, sigma_i, gen)
+
+    loop.edge_aware_potts = potts_plus_bilateral
 
 
 def use_unbalanced() -> None:
@@ -154,9 +203,12 @@ def main(argv=None) -> int:
     rest = argv[argv.index("--") + 1:] if "--" in argv else []
     own = argv[:argv.index("--")] if "--" in argv else argv
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("variant", choices=["region", "unbalanced", "tta", "features"])
-    ap.add_argument("--weight", type=float, default=1.0, help="region: the term's weight")
+    ap.add_argument("variant", choices=["region", "unbalanced", "tta", "features", "bilateral"])
+    ap.add_argument("--weight", type=float, default=1.0, help="region, bilateral: the term's weight")
     ap.add_argument("--window", type=int, default=15, help="region: the local window (px, odd)")
+    ap.add_argument("--pairs", type=int, default=8, help="bilateral: random offsets per step")
+    ap.add_argument("--sigma-xy", type=float, default=10.0, help="bilateral: offset spread (px)")
+    ap.add_argument("--sigma-i", type=float, default=0.1, help="bilateral: intensity kernel width (normalised image)")
     args = ap.parse_args(own)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import quality_diagnose
@@ -174,6 +226,8 @@ def main(argv=None) -> int:
         return 0
     if args.variant == "region":
         use_region(args.weight, args.window | 1)
+    elif args.variant == "bilateral":
+        use_bilateral(args.weight, args.pairs, args.sigma_xy, args.sigma_i)
     else:
         use_unbalanced()
     return quality_diagnose.main(rest)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["sparse_loss", "confusion_counts", "neighbour_offsets", "edge_aware_potts", "anchor_kl"]
+__all__ = ["sparse_loss", "confusion_counts", "neighbour_offsets", "edge_aware_potts", "AppearancePrior",
+           "anchor_kl"]
 
 
 def sparse_loss(logits: torch.Tensor, target: torch.Tensor, *, dice_weight: float = 0.5,
@@ -130,6 +131,67 @@ def edge_aware_potts(probs: torch.Tensor, image: torch.Tensor,
         agree = (probs[a] * probs[b]).sum(1)
         total = total + (w * (1 - agree)).mean()
     return total / max(1, len(offsets))
+
+
+class AppearancePrior:
+    """A data term for the unpainted pixels from what the painted ones look like (the colour
+    models of GrabCut, Rother et al. 2004, as a loss on the network's output), gated so that it
+    only acts where the prediction contradicts the image over a region, not along boundaries.
+
+    Per channel and class, a histogram of the normalised intensity (3-px box mean) over every
+    painted pixel of the batches seen so far (``bins`` bins on [-0.25, 1.25], +1 and a 3-bin
+    smoothing); the class posterior at equal class priors (naive Bayes over channels) gives
+    each pixel a cost ``u_k = -log q_k`` (at most -log 1e-4). The loss is the mean over pixels
+    of ``sum_k p_k u_k`` restricted to the pixels where the predicted class differs from the
+    appearance's best one, opened by a ``2 gate + 1`` px square (in the YX plane): a
+    disagreement narrower than that, e.g. a halo along a nucleus where intensity alone would
+    put the boundary, costs nothing; a region taken by the wrong class (a thin class spreading
+    over the unpainted cytoplasm when strokes leave a wide gap) pays for every pixel.
+
+    State (the histograms) lives on the device; no host synchronisation."""
+
+    def __init__(self, classes: int, channels: int, device: torch.device, bins: int = 32, gate: int = 2):
+        self.k, self.c, self.bins, self.gate = classes, channels, bins, gate
+        self.counts = torch.zeros(channels, classes + 1, bins, device=device)
+        self.kernel = torch.tensor([[[0.25, 0.5, 0.25]]], device=device)
+
+    def __call__(self, probs: torch.Tensor, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        k, c, nb = self.k, self.c, self.bins
+        dims = probs.ndim - 2
+        with torch.no_grad():
+            pool = F.avg_pool2d if dims == 2 else F.avg_pool3d
+            f = pool(image.float(), 3, stride=1, padding=1, count_include_pad=False)
+            b = ((f + 0.25) * (nb / 1.5)).long().clamp_(0, nb - 1)           # (N, C, *spatial)
+            t = target.long().clamp(0, k)
+            for ch in range(c):
+                idx = (t * nb + b[:, ch]).reshape(-1)
+                self.counts[ch] += torch.bincount(idx, minlength=(k + 1) * nb).view(k + 1, nb).float()
+            h = F.conv1d(self.counts[:, 1:].reshape(c * k, 1, nb) + 1, self.kernel, padding=1).view(c, k, nb)
+            loglik = (h / h.sum(-1, keepdim=True)).log()                      # (C, K, bins)
+            if c == 1:   # the cost per bin, then one lookup per pixel
+                ub = (-torch.log_softmax(loglik[0], 0)).clamp_max(9.21)       # (K, bins)
+                u = ub[:, b[:, 0]].movedim(0, 1)
+                best = ub.argmin(0)[b[:, 0]]
+            else:
+                ll = sum(loglik[ch][:, b[:, ch]].movedim(0, 1) for ch in range(c))  # (N, K, *spatial)
+                u = (-torch.log_softmax(ll, 1)).clamp_max(9.21)
+                best = u.argmin(1)
+            # the prediction disagrees where the appearance's best class is not its top one
+            # (a running maximum over classes: argmax over dim 1 is slow on the CPU)
+            top = probs[:, 0]
+            for j in range(1, k):
+                top = torch.maximum(top, probs[:, j])
+            mask = (probs.gather(1, best.unsqueeze(1)) < top.unsqueeze(1)).to(probs.dtype)
+            if self.gate > 0:   # an opening by a (2 gate + 1) px square in YX, as separable box means
+                g = self.gate
+                box = F.avg_pool2d if dims == 2 else F.avg_pool3d
+                ky, kx = ((2 * g + 1, 1), (1, 2 * g + 1)) if dims == 2 else ((1, 2 * g + 1, 1), (1, 1, 2 * g + 1))
+                py, px = ((g, 0), (0, g)) if dims == 2 else ((0, g, 0), (0, 0, g))
+                for kern, pad in ((ky, py), (kx, px)):     # erode: all of the window (inside the patch)
+                    mask = (box(mask, kern, 1, pad, count_include_pad=False) > 0.999).to(probs.dtype)
+                for kern, pad in ((ky, py), (kx, px)):     # dilate: any of it
+                    mask = (box(mask, kern, 1, pad, count_include_pad=False) > 0.001).to(probs.dtype)
+        return ((probs * u).sum(1) * mask[:, 0]).mean()
 
 
 def anchor_kl(logits: torch.Tensor, anchor_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

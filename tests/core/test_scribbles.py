@@ -181,3 +181,98 @@ def test_regulariser_compares_the_neighbours_set_for_the_image_dimensionality(da
     train(stack, paint, dims=3, steps=2, base_channels=4, depth=2, patch=(8, 32, 32), batch_size=2,
           device="cpu")
     assert seen and all(s == {1, 3} for s in seen)
+
+
+def _bands(width: int = 64, dark: tuple[int, int] = (28, 36)) -> tuple[torch.Tensor, torch.Tensor]:
+    """A bright textured image (1, 1, 32, width) with a dark vertical band, and strokes: class 2
+    on the band's centre column, class 1 on two columns far from it (a wide unpainted gap)."""
+    g = torch.Generator().manual_seed(0)
+    image = 0.7 + 0.05 * torch.randn(1, 1, 32, width, generator=g)
+    image[..., dark[0]:dark[1]] = 0.2 + 0.05 * torch.randn(1, 1, 32, dark[1] - dark[0], generator=g)
+    target = torch.zeros(1, 32, width, dtype=torch.long)
+    target[:, :, (dark[0] + dark[1]) // 2] = 2
+    target[:, :, [4, width - 5]] = 1
+    return image, target
+
+
+def _onehot(cls: torch.Tensor, k: int = 2) -> torch.Tensor:
+    return torch.nn.functional.one_hot(cls, k).movedim(-1, 1).float()
+
+
+def test_appearance_prior_charges_a_class_spread_over_pixels_that_look_like_another():
+    from napari_unet.core.losses import AppearancePrior
+
+    image, target = _bands()
+    prior = AppearancePrior(classes=2, channels=1, device=torch.device("cpu"), gate=2)
+    right = torch.zeros(1, 32, 64, dtype=torch.long)
+    right[..., 28:36] = 1                                # class 2 on the dark band only
+    assert float(prior(_onehot(right), image, target)) == pytest.approx(0.0, abs=1e-6)
+    # the thin class spread 10 px into the bright side on the right: every pixel of it pays
+    spread = right.clone()
+    spread[..., 36:46] = 1
+    cost = float(prior(_onehot(spread), image, target))
+    assert cost > 0.5 * (10 * 32) / (32 * 64)
+    # and its gradient lowers class 2 there (raises the cost of keeping it)
+    p = _onehot(spread).requires_grad_(True)
+    prior(p, image, target).backward()
+    assert float(p.grad[0, 1, :, 38:44].mean()) > float(p.grad[0, 0, :, 38:44].mean())
+    assert float(p.grad[0, :, :, :26].abs().max()) == 0.0  # left of the band nothing disagrees
+
+
+def test_appearance_prior_ignores_a_disagreement_narrower_than_its_gate():
+    """A 2-px halo along a boundary (where intensity alone would cut elsewhere) costs nothing
+    at gate 2, and the same halo costs something with the gate off: the prior corrects regions,
+    not where a boundary sits."""
+    from napari_unet.core.losses import AppearancePrior
+
+    image, target = _bands()
+    halo = torch.zeros(1, 32, 64, dtype=torch.long)
+    halo[..., 28:38] = 1                                 # 2 px too wide on the right
+    gated = AppearancePrior(classes=2, channels=1, device=torch.device("cpu"), gate=2)
+    open_ = AppearancePrior(classes=2, channels=1, device=torch.device("cpu"), gate=0)
+    assert float(gated(_onehot(halo), image, target)) == pytest.approx(0.0, abs=1e-6)
+    assert float(open_(_onehot(halo), image, target)) > 0.0
+
+
+def test_appearance_prior_learns_only_from_painted_pixels_and_handles_channels_and_stacks():
+    from napari_unet.core.losses import AppearancePrior
+
+    image, target = _bands()
+    prior = AppearancePrior(classes=3, channels=2, device=torch.device("cpu"))
+    two = torch.cat([image, 1 - image], 1)               # (1, 2, 32, 64)
+    probs = torch.softmax(torch.randn(1, 3, 32, 64, generator=torch.Generator().manual_seed(1)), 1)
+    v = prior(probs, two, target)                        # class 3 has no paint yet
+    assert torch.isfinite(v) and float(v) >= 0
+    # counts: one per painted pixel, per channel, in the painted class's row; none for unpainted
+    assert float(prior.counts[:, 1:].sum()) == 2 * int((target > 0).sum())
+    assert float(prior.counts[:, 3].sum()) == 0.0
+    # nothing painted at all: a finite, non-negative cost and no counts
+    empty = AppearancePrior(classes=2, channels=1, device=torch.device("cpu"))
+    assert torch.isfinite(empty(_onehot(torch.zeros(1, 32, 64, dtype=torch.long)), image, torch.zeros_like(target)))
+    assert float(empty.counts[:, 1:].sum()) == 0.0
+    # 3D: (N, K, Z, Y, X)
+    stack = image.unsqueeze(2).repeat(1, 1, 4, 1, 1)
+    t3 = target.unsqueeze(1).repeat(1, 4, 1, 1)
+    p3 = _onehot(torch.ones(1, 4, 32, 64, dtype=torch.long))   # class 2 everywhere
+    assert float(AppearancePrior(classes=2, channels=1, device=torch.device("cpu"))(p3, stack, t3)) > 0.1
+
+
+def test_training_runs_the_appearance_prior_and_its_weight_turns_it_off(data2d, monkeypatch):
+    import napari_unet.core.train as tr
+    from napari_unet.core.losses import AppearancePrior
+
+    img, sem, strokes = data2d
+    calls = []
+    real = AppearancePrior.__call__
+
+    def spy(self, probs, image, target):
+        calls.append(int((target > 0).sum()))
+        return real(self, probs, image, target)
+
+    monkeypatch.setattr(AppearancePrior, "__call__", spy)
+    train(img, strokes, steps=3, **TINY)
+    assert len(calls) == 3 and all(c > 0 for c in calls)
+    calls.clear()
+    monkeypatch.setattr(tr, "APPEARANCE_WEIGHT", 0.0)
+    train(img, strokes, steps=3, **TINY)
+    assert calls == []

@@ -48,6 +48,11 @@ REG_WEIGHT = float(os.environ.get("NAPARI_UNET_REG", 3.0))
 # full weight cost 0.06 IoU against none and 1.0 cost 0.017 (benchmarks/quality.py)
 REG_WEIGHT_3D = float(os.environ.get("NAPARI_UNET_REG_3D", os.environ.get("NAPARI_UNET_REG", 1.0)))
 REG_RAMP = float(os.environ.get("NAPARI_UNET_REG_RAMP", 0.25))
+# the appearance prior on the unpainted pixels (losses.AppearancePrior): its weight (with the
+# regulariser's ramp) and its gate (px): at 900 steps it kept EM membranes from spreading over
+# the cytoplasm (docs/quality.md, 2026-12-02, fourth session); 0: off
+APPEARANCE_WEIGHT = float(os.environ.get("NAPARI_UNET_APPEARANCE", 1.0))
+APPEARANCE_GATE = int(os.environ.get("NAPARI_UNET_APPEARANCE_GATE", 2))
 # continuing a model: weight of losses.anchor_kl (keep the starting model's prediction on the
 # unpainted pixels; 0: off)
 ANCHOR_WEIGHT = float(os.environ.get("NAPARI_UNET_ANCHOR", 1.0))
@@ -66,4 +71,5 @@ from .tuning import ThreadTuner, _adamw  # noqa: E402,F401
 
 __all__ = ["iter_train", "train", "TrainConfig", "default_architecture", "default_patch_batch",
            "ThreadTuner", "DEFAULT_LR", "FINETUNE_LR_FACTOR", "EMA_DECAY", "ENTROPY_WEIGHT", "REG_WEIGHT", "REG_WEIGHT_3D",
-           "REG_RAMP", "REG_DILATIONS", "REG_DILATIONS_3D", "ANCHOR_WEIGHT"]
+           "REG_RAMP", "REG_DILATIONS", "REG_DILATIONS_3D", "ANCHOR_WEIGHT", "APPEARANCE_WEIGHT",
+           "APPEARANCE_GATE"]

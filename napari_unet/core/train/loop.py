@@ -171,11 +171,12 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
                     with torch.autocast(dev.type, dtype=self.amp, enabled=self.amp is not None):
                         logits = model(x)
                     loss = _pkg().sparse_loss(logits, y, dice_weight=p.dice_weight, entropy_weight=_pkg().ENTROPY_WEIGHT)
-                    if self.reg_weight > 0:
+                    if self.reg_weight > 0:  # the regulariser and the appearance prior (losses)
                         ramp = 1.0 if (self.start_state is not None or _pkg().REG_RAMP <= 0) else \
                             min(1.0, max(frac / _pkg().REG_RAMP, step / (_pkg().REG_RAMP * 1600)))
-                        loss = loss + (self.reg_weight * ramp) * edge_aware_potts(
-                            torch.softmax(logits.float(), 1), x, self.reg_offsets)
+                        probs = torch.softmax(logits.float(), 1)
+                        loss = loss + (self.reg_weight * ramp) * edge_aware_potts(probs, x, self.reg_offsets) + (
+                            0.0 if self.appearance is None else _pkg().APPEARANCE_WEIGHT * ramp * self.appearance(probs, x, y))
                     if self.anchor is not None:
                         with torch.no_grad(), torch.autocast(dev.type, dtype=self.amp, enabled=self.amp is not None):
                             start = self.anchor(x)

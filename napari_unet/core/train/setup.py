@@ -18,7 +18,7 @@ from ..data import PatchSampler, ValSet, Volume, build_valset, build_volumes, ch
 from ..device import autocast_dtype, available_memory, describe_device
 from ..errors import UserError, UserTypeError, option
 from ..limits import check_class_count, check_training_memory
-from ..losses import neighbour_offsets
+from ..losses import AppearancePrior, neighbour_offsets
 from ..model import UNet, build_model, model_meta, replace_head
 from .config import TrainConfig, _check_int, _patch_arg, _pkg, default_architecture, default_patch_batch
 from .tuning import _adamw
@@ -245,6 +245,8 @@ class Setup:
                               available_memory(dev), describe_device(dev))
         self.reg_offsets = neighbour_offsets(dims, _pkg().REG_DILATIONS if dims == 2 else _pkg().REG_DILATIONS_3D)
         self.reg_weight = _pkg().REG_WEIGHT if dims == 2 else _pkg().REG_WEIGHT_3D
+        self.appearance = AppearancePrior(p.classes, meta["in_channels"], dev, gate=_pkg().APPEARANCE_GATE) \
+            if _pkg().APPEARANCE_WEIGHT > 0 and self.reg_weight > 0 else None
         # crop with margin in the YX plane for rotations/scaling (difference even: exact 90-deg)
         if p.augment is not None:
             margin = [0] * dims
