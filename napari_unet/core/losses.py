@@ -142,7 +142,7 @@ class AppearancePrior:
     painted pixel of the batches seen so far (``bins`` bins on [-0.25, 1.25], +1 and a 3-bin
     smoothing); the class posterior at equal class priors (naive Bayes over channels) gives
     each pixel a cost ``u_k = -log q_k`` (at most -log 1e-4). The loss is the mean over pixels
-    of ``sum_k p_k u_k`` restricted to the pixels where the predicted class differs from the
+    of ``sum_k p_k u_k`` restricted to the unpainted pixels where the predicted class differs from the
     appearance's best one, opened by a ``2 gate + 1`` px square (in the YX plane): a
     disagreement narrower than that, e.g. a halo along a nucleus where intensity alone would
     put the boundary, costs nothing; a region taken by the wrong class (a thin class spreading
@@ -191,7 +191,8 @@ class AppearancePrior:
                     mask = (box(mask, kern, 1, pad, count_include_pad=False) > 0.999).to(probs.dtype)
                 for kern, pad in ((ky, py), (kx, px)):     # dilate: any of it
                     mask = (box(mask, kern, 1, pad, count_include_pad=False) > 0.001).to(probs.dtype)
-        return ((probs * u).sum(1) * mask[:, 0]).mean()
+            mask = mask[:, 0] * (target == 0).to(probs.dtype)   # the paint itself is the strokes' business
+        return ((probs * u).sum(1) * mask).mean()
 
 
 def anchor_kl(logits: torch.Tensor, anchor_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

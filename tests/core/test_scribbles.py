@@ -217,6 +217,12 @@ def test_appearance_prior_charges_a_class_spread_over_pixels_that_look_like_anot
     prior(p, image, target).backward()
     assert float(p.grad[0, 1, :, 38:44].mean()) > float(p.grad[0, 0, :, 38:44].mean())
     assert float(p.grad[0, :, :, :26].abs().max()) == 0.0  # left of the band nothing disagrees
+    # where the user painted that region class 2, the paint rules: no cost there (dense labels too)
+    painted = target.clone()
+    painted[..., 36:46] = 2
+    p = _onehot(spread).requires_grad_(True)
+    AppearancePrior(classes=2, channels=1, device=torch.device("cpu"))(p, image, painted).backward()
+    assert float(p.grad[..., 36:46].abs().max()) == 0.0
 
 
 def test_appearance_prior_ignores_a_disagreement_narrower_than_its_gate():
