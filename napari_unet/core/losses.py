@@ -184,13 +184,12 @@ class AppearancePrior:
             mask = (probs.gather(1, best.unsqueeze(1)) < top.unsqueeze(1)).to(probs.dtype)
             if self.gate > 0:   # an opening by a (2 gate + 1) px square in YX, as separable box means
                 g = self.gate
-                box = F.avg_pool2d if dims == 2 else F.avg_pool3d
                 ky, kx = ((2 * g + 1, 1), (1, 2 * g + 1)) if dims == 2 else ((1, 2 * g + 1, 1), (1, 1, 2 * g + 1))
                 py, px = ((g, 0), (0, g)) if dims == 2 else ((0, g, 0), (0, 0, g))
                 for kern, pad in ((ky, py), (kx, px)):     # erode: all of the window (inside the patch)
-                    mask = (box(mask, kern, 1, pad, count_include_pad=False) > 0.999).to(probs.dtype)
+                    mask = (pool(mask, kern, 1, pad, count_include_pad=False) > 0.999).to(probs.dtype)
                 for kern, pad in ((ky, py), (kx, px)):     # dilate: any of it
-                    mask = (box(mask, kern, 1, pad, count_include_pad=False) > 0.001).to(probs.dtype)
+                    mask = (pool(mask, kern, 1, pad, count_include_pad=False) > 0.001).to(probs.dtype)
             mask = mask[:, 0] * (target == 0).to(probs.dtype)   # the paint itself is the strokes' business
         return ((probs * u).sum(1) * mask).mean()
 
