@@ -22,13 +22,16 @@ Variants (docs/quality.md, 2026-12-02, second session):
   ``--sigma-i`` in normalised intensity), added to the edge-aware regulariser (docs/quality.md,
   2026-12-02, fourth session).
 
+Every variant was measured before the appearance prior became the default (2026-12-02, fourth
+session); to reproduce its figures, turn the prior off: ``NAPARI_UNET_APPEARANCE=0``.
+
 Usage (from the repository root)::
 
     python benchmarks/quality_variants.py region --weight 1 -- em/lines-m4 --steps 900 --threads 1
     python benchmarks/quality_variants.py unbalanced -- ovule3d/planes-m4 --steps 430 --threads 1
     python benchmarks/quality_variants.py tta -- em/lines-m4 --steps 900 --threads 1
     python benchmarks/quality_variants.py features -- em/blobs --steps 900 --threads 1
-    python benchmarks/quality_variants.py bilateral --weight 3 -- em/lines-m8 --steps 900 --threads 1 --seed 1,2
+    NAPARI_UNET_APPEARANCE=0 python benchmarks/quality_variants.py bilateral --weight 3 -- em/lines-m8 --steps 900 --threads 1 --seed 1,2
 """
 from __future__ import annotations
 
@@ -61,20 +64,25 @@ def region_term(probs: torch.Tensor, image: torch.Tensor, window: int, shrink: f
     return (probs * d2).sum(1).mean()
 
 
-def use_region(weight: float, window: int) -> None:
+def add_to_regulariser(name: str, weight: float, term) -> None:
+    """Patch ``term(probs, image)`` into the training loop's regulariser at ``weight`` (the
+    loop multiplies what the regulariser returns by its own weight and ramp: divided out)."""
     import napari_unet.core.train as tr
     import napari_unet.core.train.loop as loop
     from napari_unet.core.losses import edge_aware_potts
 
     if tr.REG_WEIGHT <= 0 or tr.REG_WEIGHT_3D <= 0:
-        raise SystemExit("region rides on the edge-aware regulariser: unset NAPARI_UNET_REG / NAPARI_UNET_REG_3D=0")
+        raise SystemExit(f"{name} rides on the edge-aware regulariser: unset NAPARI_UNET_REG / NAPARI_UNET_REG_3D=0")
 
-    def potts_plus_region(probs, image, offsets):
+    def potts_plus(probs, image, offsets):
         w = tr.REG_WEIGHT if probs.ndim == 4 else tr.REG_WEIGHT_3D
-        # the loop multiplies this by the regulariser's weight (and ramp): divide it out
-        return edge_aware_potts(probs, image, offsets) + (weight / w) * region_term(probs, image, window)
+        return edge_aware_potts(probs, image, offsets) + (weight / w) * term(probs, image)
 
-    loop.edge_aware_potts = potts_plus_region
+    loop.edge_aware_potts = potts_plus
+
+
+def use_region(weight: float, window: int) -> None:
+    add_to_regulariser("region", weight, lambda probs, image: region_term(probs, image, window))
 
 
 def bilateral_term(probs: torch.Tensor, image: torch.Tensor, pairs: int, sigma_xy: float,
@@ -105,20 +113,9 @@ def bilateral_term(probs: torch.Tensor, image: torch.Tensor, pairs: int, sigma_x
 
 
 def use_bilateral(weight: float, pairs: int, sigma_xy: float, sigma_i: float) -> None:
-    import napari_unet.core.train as tr
-    import napari_unet.core.train.loop as loop
-    from napari_unet.core.losses import edge_aware_potts
-
-    if tr.REG_WEIGHT <= 0 or tr.REG_WEIGHT_3D <= 0:
-        raise SystemExit("bilateral rides on the edge-aware regulariser: unset NAPARI_UNET_REG / NAPARI_UNET_REG_3D=0")
     gen = torch.Generator().manual_seed(1234)
-
-    def potts_plus_bilateral(probs, image, offsets):
-        w = tr.REG_WEIGHT if probs.ndim == 4 else tr.REG_WEIGHT_3D
-        return edge_aware_potts(probs, image, offsets) + (weight / w) * bilateral_term(
-            probs, image, pairs, sigma_xy, sigma_i, gen)
-
-    loop.edge_aware_potts = potts_plus_bilateral
+    add_to_regulariser("bilateral", weight,
+                       lambda probs, image: bilateral_term(probs, image, pairs, sigma_xy, sigma_i, gen))
 
 
 def use_unbalanced() -> None:
