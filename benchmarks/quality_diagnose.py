@@ -129,13 +129,13 @@ def main(argv=None) -> int:
     if args.method == "forest":
         if options or args.dims:
             ap.error("--option and --dims are training options of ours, not of the forest")
-        lab = random_forest(rf_features(im.img), strokes, args.threads)
+        lab = random_forest(rf_features(im.img, im.channel_axis), strokes, args.threads)
         probs = np.stack([lab == c for c in range(1, im.classes + 1)]).astype(np.float32)
         print(json.dumps(dict(case=args.case, method="forest", **diagnose(probs, im.truth))), flush=True)
         return 0
     ious = []
     for seed in seeds:
-        run = ours(im.img, strokes, dims=dims, steps=args.steps, seed=seed, **options)
+        run = ours(im.img, strokes, dims=dims, steps=args.steps, seed=seed, **im.options, **options)
         if args.save:
             np.savez_compressed(args.save, probs=run.probs.astype(np.float16), truth=im.truth, strokes=strokes)
         row = dict(case=args.case, steps=args.steps, seed=seed, dims=dims, **options,

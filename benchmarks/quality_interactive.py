@@ -29,7 +29,7 @@ def simulate(im: Image, *, round_time: float, rounds: int = 3, n_new: int = 8, s
     for r in range(rounds + 1):
         if r > 0:
             strokes, new = S.corrections(run.labels, im.truth, strokes, n=n_new)
-        run = ours(im.img, strokes, dims=2, time_limit=round_time, init=model)
+        run = ours(im.img, strokes, dims=2, time_limit=round_time, init=model, **im.options)
         model = run.model
         row = dict(round=r, new_strokes=new, painted=int(np.count_nonzero(strokes)),
                    painted_pct=100.0 * np.count_nonzero(strokes) / strokes.size,

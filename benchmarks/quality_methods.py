@@ -26,10 +26,16 @@ class Image:
     truth: np.ndarray       # uint8, 1 = background, 2..K = classes, no 0
     instances: np.ndarray | None = None
     thin: dict = field(default_factory=dict)  # {class: True} for network classes
+    channel_axis: int | None = None  # -1 for RGB (the channels-last images of renderings.py)
 
     @property
     def classes(self) -> int:
         return int(self.truth.max())
+
+    @property
+    def options(self) -> dict:
+        """Training options the image needs (its channel axis), for ``ours``."""
+        return {} if self.channel_axis is None else {"channel_axis": self.channel_axis}
 
 
 def _read(data: Path, stem: str):
@@ -48,6 +54,17 @@ def load_image(name: str, data: Path, quick: bool = False) -> Image:
     """The benchmark image ``name`` (see ``IMAGES``); ``quick`` crops it."""
     from napari_unet.core.synthetic import make_nuclei
 
+    if name in ("bbbc039-he", "bbbc039-phase"):
+        from renderings import render_he, render_phase
+
+        img, inst = _read(data, REAL_FILES["bbbc039"])
+        img, inst = _crop(img, quick), _crop(inst.astype(np.int32), quick)
+        truth = np.where(inst > 0, 2, 1).astype(np.uint8)
+        if name == "bbbc039-he":
+            return Image(name, "BBBC039 nuclei rendered as H&E brightfield (RGB; proxy)",
+                         render_he(img), truth, inst, channel_axis=-1)
+        return Image(name, "BBBC039 nuclei rendered as phase contrast (proxy)", render_phase(img),
+                     truth, inst)
     if name in ("bbbc039", "bbbc039-3class"):
         img, inst = _read(data, REAL_FILES["bbbc039"])
         img, inst = _crop(img, quick), _crop(inst.astype(np.int32), quick)
@@ -99,12 +116,15 @@ def stroke_fit(pred: np.ndarray, strokes: np.ndarray) -> float:
 
 # ----------------------------------------------------------------------------- classical
 
-def otsu(img: np.ndarray, strokes: np.ndarray, classes: int) -> np.ndarray:
-    """Otsu's threshold on the image (multi-Otsu for K > 2 classes); which side is which class
-    (the polarity: membranes are dark) is chosen as the assignment that fits the strokes best."""
+def otsu(img: np.ndarray, strokes: np.ndarray, classes: int, channel_axis: int | None = None) -> np.ndarray:
+    """Otsu's threshold on the image (multi-Otsu for K > 2 classes; on the mean over channels
+    for a multi-channel image); which side is which class (the polarity: membranes are dark) is
+    chosen as the assignment that fits the strokes best."""
     from skimage.filters import threshold_multiotsu, threshold_otsu
 
     x = img.astype(np.float32)
+    if channel_axis is not None:
+        x = x.mean(axis=channel_axis)
     th = [threshold_otsu(x)] if classes == 2 else list(threshold_multiotsu(x, classes=classes))
     region = np.digitize(x, th)  # 0..K-1, darkest first
     best, best_fit = None, -1.0
@@ -116,10 +136,11 @@ def otsu(img: np.ndarray, strokes: np.ndarray, classes: int) -> np.ndarray:
     return best
 
 
-def rf_features(img: np.ndarray) -> np.ndarray:
+def rf_features(img: np.ndarray, channel_axis: int | None = None) -> np.ndarray:
     from skimage.feature import multiscale_basic_features
 
-    return multiscale_basic_features(img.astype(np.float32), sigma_min=1, sigma_max=16)
+    return multiscale_basic_features(img.astype(np.float32), sigma_min=1, sigma_max=16,
+                                     channel_axis=channel_axis)
 
 
 def random_forest(features: np.ndarray, strokes: np.ndarray, threads: int) -> np.ndarray:

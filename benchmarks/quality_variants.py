@@ -143,7 +143,7 @@ def tta(case: str, steps: int, seed: int, threads: int, data: Path) -> dict:
     name, style = case.split("/")
     im = load_image(name, data)
     run = ours(im.img, make_strokes(im, style), dims=3 if style.startswith("planes") else 2,
-               steps=steps, seed=seed)   # trains, then the plain prediction (run.probs)
+               steps=steps, seed=seed, **im.options)   # trains, then the plain prediction (run.probs)
     acc, n, out = None, 0, {}
     for rot in range(4):
         for flip in (False, True):
