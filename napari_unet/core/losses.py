@@ -6,6 +6,8 @@ synchronisation (everything stays on the device).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -138,10 +140,13 @@ class AppearancePrior:
     models of GrabCut, Rother et al. 2004, as a loss on the network's output), gated so that it
     only acts where the prediction contradicts the image over a region, not along boundaries.
 
-    Per channel and class, a histogram of the normalised intensity (3-px box mean) over every
-    painted pixel of the batches seen so far (``bins`` bins on [-0.25, 1.25], +1 and a 3-bin
-    smoothing); the class posterior at equal class priors (naive Bayes over channels) gives
-    each pixel a cost ``u_k = -log q_k`` (at most -log 1e-4). The loss is the mean over pixels
+    Per feature and class, a histogram over every painted pixel of the batches seen so far
+    (``bins`` bins, +1 and a 3-bin smoothing). The features, per channel: the normalised
+    intensity (3-px box mean) and, with ``contrast`` > 0, that intensity minus its mean over a
+    ``2 contrast + 1`` px square in YX, so that a background darkened by uneven illumination or
+    shading (phase contrast) does not look like a dark object. The class posterior at equal
+    class priors (naive Bayes over the features, its log-likelihood divided by their number as
+    they are correlated) gives each pixel a cost ``u_k = -log q_k`` (at most -log 1e-4). The loss is the mean over pixels
     of ``sum_k p_k u_k`` restricted to the unpainted pixels where the predicted class differs from the
     appearance's best one, opened by a ``2 gate + 1`` px square (in the YX plane): a
     disagreement narrower than that, e.g. a halo along a nucleus where intensity alone would
@@ -150,38 +155,58 @@ class AppearancePrior:
 
     State (the histograms) lives on the device; no host synchronisation."""
 
-    def __init__(self, classes: int, channels: int, device: torch.device, bins: int = 32, gate: int = 2):
-        self.k, self.c, self.bins, self.gate = classes, channels, bins, gate
-        self.counts = torch.zeros(channels, classes + 1, bins, device=device)
+    def __init__(self, classes: int, channels: int, device: torch.device, bins: int = 32, gate: int = 2,
+                 contrast: int = 7, confidence: float = 0.2):
+        self.k, self.c, self.bins, self.gate, self.contrast = classes, channels, bins, gate, contrast
+        self.max_q = confidence     # charge where the predicted class's posterior is below this
+        self.d = channels * (2 if contrast > 0 else 1)    # features per pixel
+        self.counts = torch.zeros(self.d, classes + 1, bins, device=device)
         self.kernel = torch.tensor([[[0.25, 0.5, 0.25]]], device=device)
 
+    def _features(self, image: torch.Tensor, pool) -> torch.Tensor:
+        """``(N, D, *spatial)`` bin indices: per channel the 3-px box mean on [-0.25, 1.25] and,
+        with ``contrast``, its difference to the (2 contrast + 1) px box mean in YX on
+        [-0.75, 0.75] (what a pixel looks like against its surroundings: uneven illumination,
+        shading and halos move the first, not the second)."""
+        nb = self.bins
+        f = pool(image.float(), 3, stride=1, padding=1, count_include_pad=False)
+        out = [((f + 0.25) * (nb / 1.5)).long().clamp_(0, nb - 1)]
+        if self.contrast > 0:
+            r, n = self.contrast, 2 * self.contrast + 1
+            ky, kx = ((n, 1), (1, n)) if f.ndim == 4 else ((1, n, 1), (1, 1, n))
+            py, px = ((r, 0), (0, r)) if f.ndim == 4 else ((0, r, 0), (0, 0, r))
+            m = pool(pool(f, ky, 1, py, count_include_pad=False), kx, 1, px, count_include_pad=False)
+            out.append(((f - m + 0.75) * (nb / 1.5)).long().clamp_(0, nb - 1))
+        return torch.cat(out, 1)
+
     def __call__(self, probs: torch.Tensor, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        k, c, nb = self.k, self.c, self.bins
+        k, d, nb = self.k, self.d, self.bins
         dims = probs.ndim - 2
         with torch.no_grad():
             pool = F.avg_pool2d if dims == 2 else F.avg_pool3d
-            f = pool(image.float(), 3, stride=1, padding=1, count_include_pad=False)
-            b = ((f + 0.25) * (nb / 1.5)).long().clamp_(0, nb - 1)           # (N, C, *spatial)
+            b = self._features(image, pool)                                   # (N, D, *spatial)
             t = target.long().clamp(0, k)
-            for ch in range(c):
-                idx = (t * nb + b[:, ch]).reshape(-1)
-                self.counts[ch] += torch.bincount(idx, minlength=(k + 1) * nb).view(k + 1, nb).float()
-            h = F.conv1d(self.counts[:, 1:].reshape(c * k, 1, nb) + 1, self.kernel, padding=1).view(c, k, nb)
-            loglik = (h / h.sum(-1, keepdim=True)).log()                      # (C, K, bins)
-            if c == 1:   # the cost per bin, then one lookup per pixel
+            for j in range(d):
+                idx = (t * nb + b[:, j]).reshape(-1)
+                self.counts[j] += torch.bincount(idx, minlength=(k + 1) * nb).view(k + 1, nb).float()
+            h = F.conv1d(self.counts[:, 1:].reshape(d * k, 1, nb) + 1, self.kernel, padding=1).view(d, k, nb)
+            loglik = (h / h.sum(-1, keepdim=True)).log()                      # (D, K, bins)
+            if d == 1:   # the cost per bin, then one lookup per pixel
                 ub = (-torch.log_softmax(loglik[0], 0)).clamp_max(9.21)       # (K, bins)
-                u = ub[:, b[:, 0]].movedim(0, 1)
-                best = ub.argmin(0)[b[:, 0]]
-            else:
-                ll = sum(loglik[ch][:, b[:, ch]].movedim(0, 1) for ch in range(c))  # (N, K, *spatial)
-                u = (-torch.log_softmax(ll, 1)).clamp_max(9.21)
-                best = u.argmin(1)
-            # the prediction disagrees where the appearance's best class is not its top one
-            # (a running maximum over classes: argmax over dim 1 is slow on the CPU)
-            top = probs[:, 0]
+                u = ub[:, b[:, 0]]                                            # (K, N, *spatial)
+            else:        # naive Bayes tempered by the feature count (the features are correlated)
+                ll = sum(loglik[j][:, b[:, j]] for j in range(d)) / d          # (K, N, *spatial)
+                u = (-torch.log_softmax(ll, 0)).clamp_max(9.21)
+            # the prediction's top class (a running maximum: argmax over classes is slow on the
+            # CPU) and its appearance cost; charged where the appearance says that class is
+            # unlikely (posterior below max_q; 0.5 with two classes: where it prefers the other)
+            top, u_top = probs[:, 0], u[0]
             for j in range(1, k):
-                top = torch.maximum(top, probs[:, j])
-            mask = (probs.gather(1, best.unsqueeze(1)) < top.unsqueeze(1)).to(probs.dtype)
+                higher = probs[:, j] > top
+                top = torch.where(higher, probs[:, j], top)
+                u_top = torch.where(higher, u[j], u_top)
+            u = u.movedim(0, 1)
+            mask = (u_top > -math.log(self.max_q)).unsqueeze(1).to(probs.dtype)
             if self.gate > 0:   # an opening by a (2 gate + 1) px square in YX, as separable box means
                 g = self.gate
                 ky, kx = ((2 * g + 1, 1), (1, 2 * g + 1)) if dims == 2 else ((1, 2 * g + 1, 1), (1, 1, 2 * g + 1))

@@ -234,10 +234,69 @@ def test_appearance_prior_ignores_a_disagreement_narrower_than_its_gate():
     image, target = _bands()
     halo = torch.zeros(1, 32, 64, dtype=torch.long)
     halo[..., 28:38] = 1                                 # 2 px too wide on the right
-    gated = AppearancePrior(classes=2, channels=1, device=torch.device("cpu"), gate=2)
-    open_ = AppearancePrior(classes=2, channels=1, device=torch.device("cpu"), gate=0)
+    # at confidence 0.5 (charge wherever the appearance prefers another class), so that only
+    # the gate differs; the default's 0.2 would not charge these halo pixels either
+    gated = AppearancePrior(classes=2, channels=1, device=torch.device("cpu"), gate=2, confidence=0.5)
+    open_ = AppearancePrior(classes=2, channels=1, device=torch.device("cpu"), gate=0, confidence=0.5)
     assert float(gated(_onehot(halo), image, target)) == pytest.approx(0.0, abs=1e-6)
     assert float(open_(_onehot(halo), image, target)) > 0.0
+
+
+def test_appearance_prior_charges_only_where_the_evidence_is_strong():
+    """An intensity that no stroke covers is no evidence: there the posterior only reflects
+    which class has more paint (here the bright class, 2 columns against 1), so at the default
+    confidence (charge where the predicted class's posterior is below 0.2) a region of it costs
+    nothing whatever is predicted; at 0.5 the less painted class would take it."""
+    from napari_unet.core.losses import AppearancePrior
+
+    image, target = _bands()
+    image[..., 44:56] = 0.45                               # unpainted, between the two classes
+    pred = torch.zeros(1, 32, 64, dtype=torch.long)
+    pred[..., 28:36] = 1
+    strict = AppearancePrior(classes=2, channels=1, device=torch.device("cpu"), contrast=0, confidence=0.2)
+    loose = AppearancePrior(classes=2, channels=1, device=torch.device("cpu"), contrast=0, confidence=0.5)
+    assert float(strict(_onehot(pred), image, target)) == pytest.approx(0.0, abs=1e-6)
+    assert float(loose(_onehot(pred), image, target)) > 0.0
+    # and the strict prior still charges a class spread where the evidence is clear
+    spread = pred.clone()
+    spread[..., 4:20] = 1
+    assert float(strict(_onehot(spread), image, target)) > 0.1
+
+
+def test_appearance_prior_does_not_take_a_shaded_background_for_a_dark_object():
+    """Uneven illumination: the background darkens from 0.8 (right) to 0.3 (left), and small
+    dark objects (0.35 below their surroundings) are painted on the left, the background on the
+    right. By intensity alone the dark left background looks like the objects, so the prior
+    charges a correct prediction there; with the contrast feature (intensity against its
+    surroundings) it does not, and it still charges a class spread over that background."""
+    from napari_unet.core.losses import AppearancePrior
+
+    g = torch.Generator().manual_seed(0)
+    h, w = 48, 96
+    image = torch.linspace(0.3, 0.8, w).expand(1, 1, h, w).clone() + 0.02 * torch.randn(1, 1, h, w, generator=g)
+    truth = torch.zeros(1, h, w, dtype=torch.long)
+    for y in (6, 22, 38):
+        for x in (4, 16, 28, 64, 80):
+            image[..., y:y + 5, x:x + 5] -= 0.35
+            truth[:, y:y + 5, x:x + 5] = 1
+    target = torch.zeros(1, h, w, dtype=torch.long)
+    for y in (6, 22, 38):                                  # object strokes: the left objects' centres
+        for x in (4, 16, 28):
+            target[:, y + 2, x + 1:x + 4] = 2
+    target[:, 2:46, [60, 75, 90]] = 1                      # background strokes on the bright right
+    target[truth == 1] = torch.where(target[truth == 1] == 2, 2, 0)
+    right = _onehot(truth)
+    # both at confidence 0.5 so that only the contrast feature differs
+    plain = AppearancePrior(classes=2, channels=1, device=torch.device("cpu"), contrast=0, confidence=0.5)
+    shaded = AppearancePrior(classes=2, channels=1, device=torch.device("cpu"), contrast=7, confidence=0.5)
+    assert float(plain(right, image, target)) > 0.02         # the dark left background "looks like" objects
+    assert float(shaded(right, image, target)) < 0.2 * float(plain(right, image, target))
+    spread = truth.clone()
+    spread[:, :, 36:56] = 1                                  # objects spread over the background
+    assert float(shaded(_onehot(spread), image, target)) > 0.05
+    default = AppearancePrior(classes=2, channels=1, device=torch.device("cpu"))
+    assert float(default(right, image, target)) == pytest.approx(0.0, abs=1e-6)
+    assert float(default(_onehot(spread), image, target)) > 0.05
 
 
 def test_appearance_prior_learns_only_from_painted_pixels_and_handles_channels_and_stacks():
@@ -250,7 +309,8 @@ def test_appearance_prior_learns_only_from_painted_pixels_and_handles_channels_a
     v = prior(probs, two, target)                        # class 3 has no paint yet
     assert torch.isfinite(v) and float(v) >= 0
     # counts: one per painted pixel, per channel, in the painted class's row; none for unpainted
-    assert float(prior.counts[:, 1:].sum()) == 2 * int((target > 0).sum())
+    assert prior.counts.shape[0] == 4                    # intensity and contrast, per channel
+    assert float(prior.counts[:, 1:].sum()) == 4 * int((target > 0).sum())
     assert float(prior.counts[:, 3].sum()) == 0.0
     # nothing painted at all: a finite, non-negative cost and no counts
     empty = AppearancePrior(classes=2, channels=1, device=torch.device("cpu"))

@@ -53,6 +53,8 @@ REG_RAMP = float(os.environ.get("NAPARI_UNET_REG_RAMP", 0.25))
 # the cytoplasm (docs/quality.md, 2026-12-02, fourth session); 0: off
 APPEARANCE_WEIGHT = float(os.environ.get("NAPARI_UNET_APPEARANCE", 1.0))
 APPEARANCE_GATE = int(os.environ.get("NAPARI_UNET_APPEARANCE_GATE", 2))
+APPEARANCE_CONTRAST = int(os.environ.get("NAPARI_UNET_APPEARANCE_CONTRAST", 7))
+APPEARANCE_CONFIDENCE = float(os.environ.get("NAPARI_UNET_APPEARANCE_CONFIDENCE", 0.2))
 # continuing a model: weight of losses.anchor_kl (keep the starting model's prediction on the
 # unpainted pixels; 0: off)
 ANCHOR_WEIGHT = float(os.environ.get("NAPARI_UNET_ANCHOR", 1.0))
@@ -72,4 +74,4 @@ from .tuning import ThreadTuner, _adamw  # noqa: E402,F401
 __all__ = ["iter_train", "train", "TrainConfig", "default_architecture", "default_patch_batch",
            "ThreadTuner", "DEFAULT_LR", "FINETUNE_LR_FACTOR", "EMA_DECAY", "ENTROPY_WEIGHT", "REG_WEIGHT", "REG_WEIGHT_3D",
            "REG_RAMP", "REG_DILATIONS", "REG_DILATIONS_3D", "ANCHOR_WEIGHT", "APPEARANCE_WEIGHT",
-           "APPEARANCE_GATE"]
+           "APPEARANCE_GATE", "APPEARANCE_CONTRAST", "APPEARANCE_CONFIDENCE"]

@@ -245,7 +245,9 @@ class Setup:
                               available_memory(dev), describe_device(dev))
         self.reg_offsets = neighbour_offsets(dims, _pkg().REG_DILATIONS if dims == 2 else _pkg().REG_DILATIONS_3D)
         self.reg_weight = _pkg().REG_WEIGHT if dims == 2 else _pkg().REG_WEIGHT_3D
-        self.appearance = AppearancePrior(p.classes, meta["in_channels"], dev, gate=_pkg().APPEARANCE_GATE) \
+        self.appearance = AppearancePrior(p.classes, meta["in_channels"], dev, gate=_pkg().APPEARANCE_GATE,
+                                          contrast=_pkg().APPEARANCE_CONTRAST,
+                                          confidence=_pkg().APPEARANCE_CONFIDENCE) \
             if _pkg().APPEARANCE_WEIGHT > 0 and self.reg_weight > 0 else None
         # crop with margin in the YX plane for rotations/scaling (difference even: exact 90-deg)
         if p.augment is not None:
