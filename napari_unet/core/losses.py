@@ -146,9 +146,11 @@ class AppearancePrior:
     ``2 contrast + 1`` px square in YX, so that a background darkened by uneven illumination or
     shading (phase contrast) does not look like a dark object. The class posterior at equal
     class priors (naive Bayes over the features, its log-likelihood divided by their number as
-    they are correlated) gives each pixel a cost ``u_k = -log q_k`` (at most -log 1e-4). The loss is the mean over pixels
-    of ``sum_k p_k u_k`` restricted to the unpainted pixels where the predicted class differs from the
-    appearance's best one, opened by a ``2 gate + 1`` px square (in the YX plane): a
+    they are correlated) gives each pixel a cost ``u_k = -log q_k`` (at most -log 1e-4). The
+    loss is the mean over pixels of ``sum_k p_k u_k`` restricted to the unpainted pixels where
+    the appearance gives the predicted class a posterior below ``confidence`` (strong evidence
+    only: an intensity no stroke covers only says which class has more paint), opened by a
+    ``2 gate + 1`` px square (in the YX plane): a
     disagreement narrower than that, e.g. a halo along a nucleus where intensity alone would
     put the boundary, costs nothing; a region taken by the wrong class (a thin class spreading
     over the unpainted cytoplasm when strokes leave a wide gap) pays for every pixel.

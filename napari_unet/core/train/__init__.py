@@ -53,6 +53,11 @@ REG_RAMP = float(os.environ.get("NAPARI_UNET_REG_RAMP", 0.25))
 # the cytoplasm (docs/quality.md, 2026-12-02, fourth session); 0: off
 APPEARANCE_WEIGHT = float(os.environ.get("NAPARI_UNET_APPEARANCE", 1.0))
 APPEARANCE_GATE = int(os.environ.get("NAPARI_UNET_APPEARANCE_GATE", 2))
+# its contrast feature's half-width (px; intensity minus its mean over a 15-px square, so that
+# shading does not pass for an object; 0: intensity only) and the posterior under which the
+# predicted class is charged (0.5: wherever the appearance prefers another class). On BBBC039
+# rendered as phase contrast the intensity-only prior at 0.5 cost 0.025, this one 0.013
+# (docs/quality.md, 2026-12-02, fifth session)
 APPEARANCE_CONTRAST = int(os.environ.get("NAPARI_UNET_APPEARANCE_CONTRAST", 7))
 APPEARANCE_CONFIDENCE = float(os.environ.get("NAPARI_UNET_APPEARANCE_CONFIDENCE", 0.2))
 # continuing a model: weight of losses.anchor_kl (keep the starting model's prediction on the
