@@ -1,0 +1,48 @@
+"""The quality benchmark's other modalities (benchmarks/renderings.py): H&E brightfield and phase
+contrast rendered from a fluorescence image keep the objects where they were and look like
+those modalities (nuclei purple on pink; dark nuclei with bright halos), reproducibly."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from renderings import render_he, render_phase  # noqa: E402
+
+from napari_unet.core.synthetic import make_nuclei  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def nuclei():
+    img, sem, inst = make_nuclei((160, 160), seed=3)
+    return img, inst > 0
+
+
+def test_he_is_rgb_with_nuclei_darker_and_bluer_than_the_eosin_background(nuclei):
+    img, fg = nuclei
+    rgb = render_he(img, seed=0)
+    assert rgb.shape == img.shape + (3,) and rgb.dtype == np.uint8
+    core = ndi.binary_erosion(fg, iterations=2)
+    bg = ndi.binary_erosion(~fg, iterations=4)
+    r, g, b = (rgb[..., i].astype(float) for i in range(3))
+    assert r[core].mean() < r[bg].mean() - 30          # hematoxylin absorbs red
+    assert (b / (r + 1))[core].mean() > (b / (r + 1))[bg].mean()   # purple against pink
+    assert g[bg].mean() < r[bg].mean()                 # eosin absorbs green: pink background
+    np.testing.assert_array_equal(rgb, render_he(img, seed=0))
+    assert not np.array_equal(rgb, render_he(img, seed=1))
+
+
+def test_phase_has_dark_nuclei_with_bright_halos(nuclei):
+    img, fg = nuclei
+    ph = render_phase(img, seed=0).astype(float)
+    assert ph.shape == img.shape and ph.min() >= 0
+    core = ndi.binary_erosion(fg, iterations=2)
+    halo = ndi.binary_dilation(fg, iterations=2) & ~fg
+    far = ndi.binary_erosion(~fg, iterations=8)
+    assert ph[core].mean() < 0.85 * ph[far].mean()
+    assert ph[halo].mean() > ph[far].mean()
+    np.testing.assert_array_equal(ph, render_phase(img, seed=0).astype(float))
