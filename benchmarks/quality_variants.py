@@ -134,6 +134,14 @@ def use_unbalanced() -> None:
     tr.sparse_loss = unbalanced
 
 
+def single_channel(im, variant: str):
+    """``im``, or a clear exit for an image with channels (RGB), which ``variant`` does not take."""
+    if im.channel_axis is not None:
+        raise SystemExit(f"quality_variants.py {variant}: {im.name} has channels; {variant} takes "
+                         "single-channel images")
+    return im
+
+
 def tta(case: str, steps: int, seed: int, threads: int, data: Path) -> dict:
     import napari_unet
     from quality import make_strokes
@@ -141,7 +149,7 @@ def tta(case: str, steps: int, seed: int, threads: int, data: Path) -> dict:
 
     torch.set_num_threads(threads)
     name, style = case.split("/")
-    im = load_image(name, data)
+    im = single_channel(load_image(name, data), "tta")   # the flips below act on the last two axes
     run = ours(im.img, make_strokes(im, style), dims=3 if style.startswith("planes") else 2,
                steps=steps, seed=seed, **im.options)   # trains, then the plain prediction (run.probs)
     acc, n, out = None, 0, {}
@@ -186,7 +194,7 @@ def features(case: str, steps: int, seed: int, threads: int, data: Path) -> dict
 
     torch.set_num_threads(threads)
     name, style = case.split("/")
-    im = load_image(name, data)
+    im = single_channel(load_image(name, data), "features")
     x = filter_channels(im.img)
     loop.edge_aware_potts = lambda probs, image, offsets: edge_aware_potts(probs, image[:, :1], offsets)
     run = ours(x, make_strokes(im, style), dims=3 if style.startswith("planes") else 2, steps=steps,
