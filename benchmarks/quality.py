@@ -116,12 +116,13 @@ def report(rows, sims, args, elapsed, partial: bool) -> str:
            f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
            f"`python benchmarks/quality.py {' '.join(sys.argv[1:])}`"
            + (" (partial: still running)" if partial else f", {elapsed / 60:.0f} min"), "",
-           f"Machine: {machine()}.", "",
-           f"Ours and the ceiling: {args.time_limit:.0f} s of CPU training each ({args.threads} "
-           "torch threads), library defaults. Foreground IoU on the whole image (mean over "
-           "classes 2..K for 3 classes). Pass: ours >= min(best classical + 0.05, ceiling - 0.02).",
-           "", "| case | painted % | Otsu | RF | ours | ceiling | ours - best classical "
-           "| ours - ceiling | pass |", "|---|---|---|---|---|---|---|---|---|"]
+           f"Machine: {machine()}."]
+    if rows:   # (an interactive-only run has none)
+        out += ["", f"Ours and the ceiling: {args.time_limit:.0f} s of CPU training each ({args.threads} "
+                "torch threads), library defaults. Foreground IoU on the whole image (mean over "
+                "classes 2..K for 3 classes). Pass: ours >= min(best classical + 0.05, ceiling - 0.02).",
+                "", "| case | painted % | Otsu | RF | ours | ceiling | ours - best classical "
+                "| ours - ceiling | pass |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
             out.append(f"| {r['case']} | error: {r['error']} |||||||")
@@ -140,8 +141,9 @@ def report(rows, sims, args, elapsed, partial: bool) -> str:
         med = statistics.median(gaps)
         out += ["", f"- cases passing: {sum(r['pass'] for r in counted)}/{len(counted)}",
                 f"- median gap to the ceiling: {med:.3f} ({'within' if med <= 0.05 else 'NOT within'} 0.05)"]
-    out += ["", "Training steps (ours / ceiling): " + "; ".join(
-        f"{r['case']} {r['steps']}/{r.get('ceiling_steps', 'n/a')}" for r in rows if "error" not in r)]
+    if rows:
+        out += ["", "Training steps (ours / ceiling): " + "; ".join(
+            f"{r['case']} {r['steps']}/{r.get('ceiling_steps', 'n/a')}" for r in rows if "error" not in r)]
     from quality_interactive import table
 
     for name, sim in sims:
