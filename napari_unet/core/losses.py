@@ -135,6 +135,14 @@ def edge_aware_potts(probs: torch.Tensor, image: torch.Tensor,
     return total / max(1, len(offsets))
 
 
+def _yx_box(half: int, dims: int) -> tuple[tuple[tuple, tuple], ...]:
+    """(kernel, padding) of the two 1-D passes (Y, then X) of a ``2 half + 1`` px box in the YX
+    plane, for ``avg_pool2d`` (``dims`` 2) or ``avg_pool3d`` (3: nothing along Z)."""
+    n, lead = 2 * half + 1, (1,) * (dims - 2)
+    zero = (0,) * (dims - 2)
+    return ((lead + (n, 1), zero + (half, 0)), (lead + (1, n), zero + (0, half)))
+
+
 class AppearancePrior:
     """A data term for the unpainted pixels from what the painted ones look like (the colour
     models of GrabCut, Rother et al. 2004, as a loss on the network's output), gated so that it
@@ -159,7 +167,7 @@ class AppearancePrior:
 
     def __init__(self, classes: int, channels: int, device: torch.device, bins: int = 32, gate: int = 2,
                  contrast: int = 7, confidence: float = 0.2):
-        self.k, self.c, self.bins, self.gate, self.contrast = classes, channels, bins, gate, contrast
+        self.k, self.bins, self.gate, self.contrast = classes, bins, gate, contrast
         self.max_q = confidence     # charge where the predicted class's posterior is below this
         self.d = channels * (2 if contrast > 0 else 1)    # features per pixel
         self.counts = torch.zeros(self.d, classes + 1, bins, device=device)
@@ -174,10 +182,9 @@ class AppearancePrior:
         f = pool(image.float(), 3, stride=1, padding=1, count_include_pad=False)
         out = [((f + 0.25) * (nb / 1.5)).long().clamp_(0, nb - 1)]
         if self.contrast > 0:
-            r, n = self.contrast, 2 * self.contrast + 1
-            ky, kx = ((n, 1), (1, n)) if f.ndim == 4 else ((1, n, 1), (1, 1, n))
-            py, px = ((r, 0), (0, r)) if f.ndim == 4 else ((0, r, 0), (0, 0, r))
-            m = pool(pool(f, ky, 1, py, count_include_pad=False), kx, 1, px, count_include_pad=False)
+            m = f
+            for kern, pad in _yx_box(self.contrast, f.ndim - 2):
+                m = pool(m, kern, 1, pad, count_include_pad=False)
             out.append(((f - m + 0.75) * (nb / 1.5)).long().clamp_(0, nb - 1))
         return torch.cat(out, 1)
 
@@ -210,12 +217,10 @@ class AppearancePrior:
             u = u.movedim(0, 1)
             mask = (u_top > -math.log(self.max_q)).unsqueeze(1).to(probs.dtype)
             if self.gate > 0:   # an opening by a (2 gate + 1) px square in YX, as separable box means
-                g = self.gate
-                ky, kx = ((2 * g + 1, 1), (1, 2 * g + 1)) if dims == 2 else ((1, 2 * g + 1, 1), (1, 1, 2 * g + 1))
-                py, px = ((g, 0), (0, g)) if dims == 2 else ((0, g, 0), (0, 0, g))
-                for kern, pad in ((ky, py), (kx, px)):     # erode: all of the window (inside the patch)
+                box = _yx_box(self.gate, dims)
+                for kern, pad in box:     # erode: all of the window (inside the patch)
                     mask = (pool(mask, kern, 1, pad, count_include_pad=False) > 0.999).to(probs.dtype)
-                for kern, pad in ((ky, py), (kx, px)):     # dilate: any of it
+                for kern, pad in box:     # dilate: any of it
                     mask = (pool(mask, kern, 1, pad, count_include_pad=False) > 0.001).to(probs.dtype)
             mask = mask[:, 0] * (target == 0).to(probs.dtype)   # the paint itself is the strokes' business
         return ((probs * u).sum(1) * mask).mean()
