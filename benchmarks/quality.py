@@ -63,6 +63,12 @@ class Case:
     def id(self) -> str:
         return f"{self.image}/{self.style}{self.tag}"
 
+    @property
+    def has_ceiling(self) -> bool:
+        """Trained on the dense truth too (not the interactive simulation, nor the dims=2 rows
+        of a stack, which have no ceiling of their own)."""
+        return (self.counted or not self.tag) and self.style != "interactive"
+
 
 def all_cases(quick: bool) -> list[Case]:
     margins = (4,) if quick else (2, 4, 8)
@@ -195,7 +201,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     trainings = sum((args.rounds + 1) * args.round_time if c.style == "interactive" else args.time_limit
                     for c in cases)
-    ceilings = {(c.image, c.dims) for c in cases if (c.counted or not c.tag) and c.style != "interactive"}
+    ceilings = {(c.image, c.dims) for c in cases if c.has_ceiling}
     trainings += len(ceilings) * args.time_limit
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     log(f"{len(cases)} cases: {', '.join(c.id for c in cases)}; about {trainings / 60:.0f} min of "
@@ -237,7 +243,7 @@ def main(argv=None) -> int:
             run = ours(im.img, st, dims=case.dims, time_limit=args.time_limit, **im.options)
             row.update(ours=score(run.labels, im.truth), steps=run.steps)
             log(f"[{case.id}] ours {row['ours']:.3f} ({run.steps} steps in {run.seconds:.0f} s)")
-            if case.counted or not case.tag:  # the dims=2 rows of a stack have no ceiling of their own
+            if case.has_ceiling:
                 key = (case.image, case.dims)
                 if key not in ceil_cache:
                     dense = ours(im.img, im.truth, dims=case.dims, time_limit=args.time_limit,

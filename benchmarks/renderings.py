@@ -22,9 +22,10 @@ EOSIN = np.array([0.072, 0.990, 0.105])
 
 
 def _unit(img: np.ndarray) -> np.ndarray:
-    x = img.astype(np.float64)
-    lo, hi = np.percentile(x, (1, 99.8))
-    return np.clip((x - lo) / max(hi - lo, 1e-9), 0, 1.5)
+    """The image as the network sees it (napari-unet's 1-99.8 percentile normalisation), clipped."""
+    from napari_unet.core.normalize import normalize
+
+    return np.clip(normalize(img).astype(np.float64), 0, 1.5)
 
 
 def _field(shape, sigma: float, rng) -> np.ndarray:
