@@ -157,17 +157,24 @@ class AppearancePrior:
     they are correlated) gives each pixel a cost ``u_k = -log q_k`` (at most -log 1e-4). The
     loss is the mean over pixels of ``sum_k p_k u_k`` restricted to the unpainted pixels where
     the appearance gives the predicted class a posterior below ``confidence`` (strong evidence
-    only: an intensity no stroke covers only says which class has more paint), opened by a
-    ``2 gate + 1`` px square (in the YX plane): a
-    disagreement narrower than that, e.g. a halo along a nucleus where intensity alone would
-    put the boundary, costs nothing; a region taken by the wrong class (a thin class spreading
-    over the unpainted cytoplasm when strokes leave a wide gap) pays for every pixel.
+    only: an intensity no stroke covers only says which class has more paint). Where the
+    prediction is the background (class 1), that mask is opened by a ``2 gate + 1`` px square
+    (in the YX plane): background narrower than that, e.g. a halo along a nucleus where
+    intensity alone would put the boundary, costs nothing, while a region the image gives to an
+    object pays. Where the prediction is an object class, every such pixel pays: strokes leave
+    a gap around objects and a class spreads into it (EM membranes predicted twice as wide as
+    their dark line, or over the unpainted cytoplasm), so an object the image says is not there
+    is charged at any width (``gate_objects=True`` opens that side too, as before 2026-12-02's
+    sixth session). ``margin`` > 0 spares the pixels that close to a predicted class boundary.
 
     State (the histograms) lives on the device; no host synchronisation."""
 
     def __init__(self, classes: int, channels: int, device: torch.device, bins: int = 32, gate: int = 2,
-                 contrast: int = 7, confidence: float = 0.2):
+                 contrast: int = 7, confidence: float = 0.2, margin: int = 0,
+                 gate_objects: bool = False):
         self.k, self.bins, self.gate, self.contrast = classes, bins, gate, contrast
+        self.gate_objects = gate_objects   # the gate also excuses pixels predicted as an object
+        self.margin = margin        # px: pixels this close to a predicted class boundary are not charged
         self.max_q = confidence     # charge where the predicted class's posterior is below this
         self.d = channels * (2 if contrast > 0 else 1)    # features per pixel
         self.counts = torch.zeros(self.d, classes + 1, bins, device=device)
@@ -210,18 +217,31 @@ class AppearancePrior:
             # CPU) and its appearance cost; charged where the appearance says that class is
             # unlikely (posterior below max_q; 0.5 with two classes: where it prefers the other)
             top, u_top = probs[:, 0], u[0]
+            top_i = torch.zeros_like(top)
             for j in range(1, k):
                 higher = probs[:, j] > top
                 top = torch.where(higher, probs[:, j], top)
                 u_top = torch.where(higher, u[j], u_top)
+                top_i = torch.where(higher, torch.full_like(top_i, float(j)), top_i)
             u = u.movedim(0, 1)
             mask = (u_top > -math.log(self.max_q)).unsqueeze(1).to(probs.dtype)
+            raw = mask
             if self.gate > 0:   # an opening by a (2 gate + 1) px square in YX, as separable box means
                 box = _yx_box(self.gate, dims)
                 for kern, pad in box:     # erode: all of the window (inside the patch)
                     mask = (pool(mask, kern, 1, pad, count_include_pad=False) > 0.999).to(probs.dtype)
                 for kern, pad in box:     # dilate: any of it
                     mask = (pool(mask, kern, 1, pad, count_include_pad=False) > 0.001).to(probs.dtype)
+            if not self.gate_objects and self.gate > 0:   # an object class pays at any width
+                mask = torch.where(top_i.unsqueeze(1) == 0, mask, raw)
+            if self.margin > 0:   # only the inside of each predicted region (its YX neighbours agree)
+                mp = F.max_pool2d if dims == 2 else F.max_pool3d
+                n = 2 * self.margin + 1
+                kern = (n, n) if dims == 2 else (1, n, n)
+                pad = (self.margin, self.margin) if dims == 2 else (0, self.margin, self.margin)
+                ti = top_i.unsqueeze(1)
+                inside = mp(ti, kern, 1, pad) == -mp(-ti, kern, 1, pad)
+                mask = mask * inside.to(probs.dtype)
             mask = mask[:, 0] * (target == 0).to(probs.dtype)   # the paint itself is the strokes' business
         return ((probs * u).sum(1) * mask).mean()
 

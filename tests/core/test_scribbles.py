@@ -225,21 +225,51 @@ def test_appearance_prior_charges_a_class_spread_over_pixels_that_look_like_anot
     assert float(p.grad[..., 36:46].abs().max()) == 0.0
 
 
-def test_appearance_prior_ignores_a_disagreement_narrower_than_its_gate():
-    """A 2-px halo along a boundary (where intensity alone would cut elsewhere) costs nothing
-    at gate 2, and the same halo costs something with the gate off: the prior corrects regions,
-    not where a boundary sits."""
+def test_appearance_prior_gate_excuses_a_background_halo_but_not_a_widened_object():
+    """The gate (an opening by a 5-px square) excuses a background strip narrower than it
+    along an object (a halo where intensity alone would cut elsewhere: the object's boundary
+    is the strokes' and the regulariser's business). An object class predicted 2 px wider
+    than the image shows pays at any width (strokes leave a gap around objects and a thin
+    class spreads into it, EM membranes); ``gate_objects=True`` excuses both."""
     from napari_unet.core.losses import AppearancePrior
 
     image, target = _bands()
-    halo = torch.zeros(1, 32, 64, dtype=torch.long)
-    halo[..., 28:38] = 1                                 # 2 px too wide on the right
-    # at confidence 0.5 (charge wherever the appearance prefers another class), so that only
-    # the gate differs; the default's 0.2 would not charge these halo pixels either
-    gated = AppearancePrior(classes=2, channels=1, device=torch.device("cpu"), gate=2, confidence=0.5)
-    open_ = AppearancePrior(classes=2, channels=1, device=torch.device("cpu"), gate=0, confidence=0.5)
-    assert float(gated(_onehot(halo), image, target)) == pytest.approx(0.0, abs=1e-6)
-    assert float(open_(_onehot(halo), image, target)) > 0.0
+    narrow = torch.zeros(1, 32, 64, dtype=torch.long)
+    narrow[..., 30:34] = 1                               # the dark band's outer 2 px called background
+    wide = torch.zeros(1, 32, 64, dtype=torch.long)
+    wide[..., 28:40] = 1                                 # the dark class 4 px too wide on the right
+
+    def prior(**kw):
+        # confidence 0.5 (charge wherever the appearance prefers another class) and intensity
+        # only, so that only the gate differs
+        return AppearancePrior(classes=2, channels=1, device=torch.device("cpu"), contrast=0,
+                               confidence=0.5, **kw)
+
+    assert float(prior(gate=2)(_onehot(narrow), image, target)) == pytest.approx(0.0, abs=1e-6)
+    assert float(prior(gate=0)(_onehot(narrow), image, target)) > 0.0
+    assert float(prior(gate=2)(_onehot(wide), image, target)) > 0.0
+    assert float(prior(gate=2, gate_objects=True)(_onehot(wide), image, target)) == pytest.approx(0.0, abs=1e-6)
+    # the charge on the widened object lowers that class on the extra columns only
+    p = _onehot(wide).requires_grad_(True)
+    prior(gate=2)(p, image, target).backward()
+    assert float(p.grad[0, 1, :, 37:40].min()) > 0.0     # (36's 3-px mean is half dark)
+    assert float(p.grad[0, :, :, :36].abs().max()) == 0.0
+
+
+def test_appearance_prior_margin_spares_the_pixels_next_to_a_predicted_boundary():
+    from napari_unet.core.losses import AppearancePrior
+
+    image, target = _bands()
+    wide = torch.zeros(1, 32, 64, dtype=torch.long)
+    wide[..., 28:40] = 1
+    kw = dict(classes=2, channels=1, device=torch.device("cpu"), contrast=0, confidence=0.5, gate=0)
+    p = _onehot(wide).requires_grad_(True)
+    AppearancePrior(margin=1, **kw)(p, image, target).backward()
+    assert float(p.grad[0, 1, :, 39].abs().max()) == 0.0   # next to the predicted boundary
+    assert float(p.grad[0, 1, :, 37:39].min()) > 0.0       # further in
+    q = _onehot(wide).requires_grad_(True)
+    AppearancePrior(margin=0, **kw)(q, image, target).backward()
+    assert float(q.grad[0, 1, :, 39].min()) > 0.0
 
 
 def test_appearance_prior_charges_only_where_the_evidence_is_strong():

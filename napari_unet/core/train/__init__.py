@@ -60,6 +60,13 @@ APPEARANCE_GATE = int(os.environ.get("NAPARI_UNET_APPEARANCE_GATE", 2))
 # (docs/quality.md, 2026-12-02, fifth session)
 APPEARANCE_CONTRAST = int(os.environ.get("NAPARI_UNET_APPEARANCE_CONTRAST", 7))
 APPEARANCE_CONFIDENCE = float(os.environ.get("NAPARI_UNET_APPEARANCE_CONFIDENCE", 0.2))
+# the gate excuses narrow strips predicted background only; an object class predicted where
+# the image says it is not pays at any width (1: the gate excuses both, as in the fifth
+# session). EM membranes, 900 steps: lines-m8 0.550 -> 0.590 (seed 0), em/blobs 0.442 -> 0.499;
+# nuclei move within their seed spread (docs/quality.md, sixth session). The margin (px) spares
+# pixels next to a predicted boundary: measured with the gate off, it gave the EM gain back
+APPEARANCE_GATE_OBJECTS = os.environ.get("NAPARI_UNET_APPEARANCE_GATE_OBJECTS", "0") == "1"
+APPEARANCE_MARGIN = int(os.environ.get("NAPARI_UNET_APPEARANCE_MARGIN", 0))
 # continuing a model: weight of losses.anchor_kl (keep the starting model's prediction on the
 # unpainted pixels; 0: off)
 ANCHOR_WEIGHT = float(os.environ.get("NAPARI_UNET_ANCHOR", 1.0))
@@ -79,4 +86,4 @@ from .tuning import ThreadTuner, _adamw  # noqa: E402,F401
 __all__ = ["iter_train", "train", "TrainConfig", "default_architecture", "default_patch_batch",
            "ThreadTuner", "DEFAULT_LR", "FINETUNE_LR_FACTOR", "EMA_DECAY", "ENTROPY_WEIGHT", "REG_WEIGHT", "REG_WEIGHT_3D",
            "REG_RAMP", "REG_DILATIONS", "REG_DILATIONS_3D", "ANCHOR_WEIGHT", "APPEARANCE_WEIGHT",
-           "APPEARANCE_GATE", "APPEARANCE_CONTRAST", "APPEARANCE_CONFIDENCE"]
+           "APPEARANCE_GATE", "APPEARANCE_CONTRAST", "APPEARANCE_CONFIDENCE", "APPEARANCE_MARGIN", "APPEARANCE_GATE_OBJECTS"]

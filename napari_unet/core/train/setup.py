@@ -247,7 +247,9 @@ class Setup:
         self.reg_weight = _pkg().REG_WEIGHT if dims == 2 else _pkg().REG_WEIGHT_3D
         self.appearance = AppearancePrior(p.classes, meta["in_channels"], dev, gate=_pkg().APPEARANCE_GATE,
                                           contrast=_pkg().APPEARANCE_CONTRAST,
-                                          confidence=_pkg().APPEARANCE_CONFIDENCE) \
+                                          confidence=_pkg().APPEARANCE_CONFIDENCE,
+                                          margin=_pkg().APPEARANCE_MARGIN,
+                                          gate_objects=_pkg().APPEARANCE_GATE_OBJECTS) \
             if _pkg().APPEARANCE_WEIGHT > 0 and self.reg_weight > 0 else None
         # crop with margin in the YX plane for rotations/scaling (difference even: exact 90-deg)
         if p.augment is not None:
