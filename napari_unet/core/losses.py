@@ -161,11 +161,13 @@ class AppearancePrior:
     prediction is the background (class 1), that mask is opened by a ``2 gate + 1`` px square
     (in the YX plane): background narrower than that, e.g. a halo along a nucleus where
     intensity alone would put the boundary, costs nothing, while a region the image gives to an
-    object pays. Where the prediction is an object class, every such pixel pays: strokes leave
-    a gap around objects and a class spreads into it (EM membranes predicted twice as wide as
-    their dark line, or over the unpainted cytoplasm), so an object the image says is not there
-    is charged at any width (``gate_objects=True`` opens that side too, as before 2026-12-02's
-    sixth session). ``margin`` > 0 spares the pixels that close to a predicted class boundary.
+    object pays. Where the prediction is an object class and the appearance says background
+    (its posterior above 0.5), every such pixel pays: strokes leave a gap around objects and a
+    class spreads into it (EM membranes predicted twice as wide as their dark line, or over the
+    unpainted cytoplasm), so an object over what looks like background is charged at any width.
+    Between object classes (more than two) the gate applies as for the background
+    (``gate_objects=True`` applies it to every pixel, as before 2026-12-02's sixth session).
+    ``margin`` > 0 spares the pixels that close to a predicted class boundary.
 
     State (the histograms) lives on the device; no host synchronisation."""
 
@@ -232,8 +234,12 @@ class AppearancePrior:
                     mask = (pool(mask, kern, 1, pad, count_include_pad=False) > 0.999).to(probs.dtype)
                 for kern, pad in box:     # dilate: any of it
                     mask = (pool(mask, kern, 1, pad, count_include_pad=False) > 0.001).to(probs.dtype)
-            if not self.gate_objects and self.gate > 0:   # an object class pays at any width
-                mask = torch.where(top_i.unsqueeze(1) == 0, mask, raw)
+            if not self.gate_objects and self.gate > 0:
+                # an object class pays at any width where the image says background (its
+                # posterior above 0.5): objects spreading into the gap around them; between
+                # object classes (more than two) the gate still applies
+                over_bg = (top_i.unsqueeze(1) > 0) & (u[:, :1] < math.log(2.0))
+                mask = torch.where(over_bg, raw, mask)
             if self.margin > 0:   # only the inside of each predicted region (its YX neighbours agree)
                 mp = F.max_pool2d if dims == 2 else F.max_pool3d
                 n = 2 * self.margin + 1

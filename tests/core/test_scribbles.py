@@ -256,6 +256,36 @@ def test_appearance_prior_gate_excuses_a_background_halo_but_not_a_widened_objec
     assert float(p.grad[0, :, :, :36].abs().max()) == 0.0
 
 
+def test_appearance_prior_gate_still_excuses_a_strip_between_two_object_classes():
+    """Three classes: a dark and a grey object on a bright background. The grey class
+    predicted 4 px over the background pays; 3 px of the dark object called grey (a
+    disagreement between object classes, narrower than the gate) does not, as with two
+    objects of similar intensity the appearance cannot settle which one a rim belongs to."""
+    from napari_unet.core.losses import AppearancePrior
+
+    g = torch.Generator().manual_seed(0)
+    image = 0.7 + 0.03 * torch.randn(1, 1, 32, 96, generator=g)
+    image[..., 24:40] = 0.2 + 0.03 * torch.randn(1, 1, 32, 16, generator=g)
+    image[..., 56:72] = 0.45 + 0.03 * torch.randn(1, 1, 32, 16, generator=g)
+    target = torch.zeros(1, 32, 96, dtype=torch.long)
+    target[:, :, 32], target[:, :, 64], target[:, :, [4, 90]] = 2, 3, 1
+    truth = torch.zeros(1, 32, 96, dtype=torch.long)
+    truth[..., 24:40], truth[..., 56:72] = 1, 2
+    between, over_bg = truth.clone(), truth.clone()
+    between[..., 26:29] = 2
+    over_bg[..., 72:76] = 2
+    kw = dict(classes=3, channels=1, device=torch.device("cpu"), contrast=0, confidence=0.5)
+
+    def cost(pred, **more):
+        return float(AppearancePrior(**kw, **more)(_onehot(pred, 3), image, target))
+
+    assert cost(truth) == pytest.approx(0.0, abs=1e-6)
+    assert cost(between) == pytest.approx(0.0, abs=1e-6)
+    assert cost(between, gate=0) > cost(truth, gate=0)     # ungated it would pay
+    assert cost(over_bg) > 0.05
+    assert cost(over_bg, gate_objects=True) == pytest.approx(0.0, abs=1e-6)
+
+
 def test_appearance_prior_margin_spares_the_pixels_next_to_a_predicted_boundary():
     from napari_unet.core.losses import AppearancePrior
 
