@@ -224,7 +224,7 @@ class AppearancePrior:
                 higher = probs[:, j] > top
                 top = torch.where(higher, probs[:, j], top)
                 u_top = torch.where(higher, u[j], u_top)
-                top_i = torch.where(higher, torch.full_like(top_i, float(j)), top_i)
+                top_i = torch.where(higher, float(j), top_i)
             u = u.movedim(0, 1)
             mask = (u_top > -math.log(self.max_q)).unsqueeze(1).to(probs.dtype)
             raw = mask
@@ -242,12 +242,10 @@ class AppearancePrior:
                 mask = torch.where(over_bg, raw, mask)
             if self.margin > 0:   # only the inside of each predicted region (its YX neighbours agree)
                 mp = F.max_pool2d if dims == 2 else F.max_pool3d
-                n = 2 * self.margin + 1
-                kern = (n, n) if dims == 2 else (1, n, n)
-                pad = (self.margin, self.margin) if dims == 2 else (0, self.margin, self.margin)
-                ti = top_i.unsqueeze(1)
-                inside = mp(ti, kern, 1, pad) == -mp(-ti, kern, 1, pad)
-                mask = mask * inside.to(probs.dtype)
+                hi, lo = top_i.unsqueeze(1), -top_i.unsqueeze(1)
+                for kern, pad in _yx_box(self.margin, dims):   # the box's max and min, Y then X
+                    hi, lo = mp(hi, kern, 1, pad), mp(lo, kern, 1, pad)
+                mask = mask * (hi == -lo).to(probs.dtype)
             mask = mask[:, 0] * (target == 0).to(probs.dtype)   # the paint itself is the strokes' business
         return ((probs * u).sum(1) * mask).mean()
 

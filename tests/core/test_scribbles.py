@@ -228,7 +228,7 @@ def test_appearance_prior_charges_a_class_spread_over_pixels_that_look_like_anot
 def test_appearance_prior_gate_excuses_a_background_halo_but_not_a_widened_object():
     """The gate (an opening by a 5-px square) excuses a background strip narrower than it
     along an object (a halo where intensity alone would cut elsewhere: the object's boundary
-    is the strokes' and the regulariser's business). An object class predicted 2 px wider
+    is the strokes' and the regulariser's business). An object class predicted 4 px wider
     than the image shows pays at any width (strokes leave a gap around objects and a thin
     class spreads into it, EM membranes); ``gate_objects=True`` excuses both."""
     from napari_unet.core.losses import AppearancePrior

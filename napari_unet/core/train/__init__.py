@@ -60,9 +60,9 @@ APPEARANCE_GATE = int(os.environ.get("NAPARI_UNET_APPEARANCE_GATE", 2))
 # (docs/quality.md, 2026-12-02, fifth session)
 APPEARANCE_CONTRAST = int(os.environ.get("NAPARI_UNET_APPEARANCE_CONTRAST", 7))
 APPEARANCE_CONFIDENCE = float(os.environ.get("NAPARI_UNET_APPEARANCE_CONFIDENCE", 0.2))
-# the gate excuses narrow strips predicted background only; an object class predicted where
-# the image says it is not pays at any width (1: the gate excuses both, as in the fifth
-# session). EM membranes, 900 steps: lines-m8 0.550 -> 0.590 (seed 0), em/blobs 0.442 -> 0.499;
+# the gate excuses narrow strips predicted background (or one object class over another)
+# only; an object class predicted where the image says background pays at any width (1: the
+# gate excuses every strip, as in the fifth session). EM membranes, 900 steps: lines-m8 0.550 -> 0.590 (seed 0), em/blobs 0.442 -> 0.499;
 # nuclei move within their seed spread (docs/quality.md, sixth session). The margin (px) spares
 # pixels next to a predicted boundary: measured with the gate off, it gave the EM gain back
 APPEARANCE_GATE_OBJECTS = os.environ.get("NAPARI_UNET_APPEARANCE_GATE_OBJECTS", "0") == "1"
