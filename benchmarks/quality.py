@@ -165,6 +165,10 @@ def main(argv=None) -> int:
                     help="seconds of training for ours and the ceiling (default 120, --quick 20)")
     ap.add_argument("--round-time", type=float, default=None,
                     help="seconds of training per interactive round (default 40, --quick 10)")
+    ap.add_argument("--round-steps", type=int, default=None,
+                    help="train a fixed number of steps per interactive round instead of --round-time "
+                         "(load-independent figures, e.g. 280: about 40 s on an idle 2-core machine)")
+    ap.add_argument("--seed", type=int, default=0, help="training seed of the interactive simulation")
     ap.add_argument("--rounds", type=int, default=None, help="correction rounds (default 3, --quick 2)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 20 s, margin 4 only, cropped images, no dims=2 info rows")
@@ -228,6 +232,7 @@ def main(argv=None) -> int:
                 from quality_interactive import simulate
 
                 sims.append((im.title, simulate(im, round_time=args.round_time, rounds=args.rounds,
+                                                round_steps=args.round_steps, train_seed=args.seed,
                                                 log=log)))
                 flush(True)
                 continue

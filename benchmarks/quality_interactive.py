@@ -17,10 +17,12 @@ import strokes as S
 from quality_methods import Image, ours, score
 
 
-def simulate(im: Image, *, round_time: float, rounds: int = 3, n_new: int = 8, seed: int = 1,
-             log=print) -> list[dict]:
+def simulate(im: Image, *, round_time: float | None, rounds: int = 3, n_new: int = 8, seed: int = 1,
+             round_steps: int | None = None, train_seed: int = 0, log=print) -> list[dict]:
     """Run the simulation on ``im``; one dict per round: round, new_strokes, painted (px),
-    painted_pct, iou, steps, seconds, kept_previous."""
+    painted_pct, iou, steps, seconds, kept_previous. ``round_steps`` trains a fixed number of
+    steps per round instead of ``round_time`` seconds (figures that do not depend on the
+    machine's load, so that runs can go side by side); ``train_seed`` seeds the training."""
     if im.truth.ndim != 2:
         raise ValueError("the interactive simulation paints 2D images only")
     strokes = S.lines(im.truth, seed, margin=4, fraction=0.1, instances=im.instances,
@@ -29,7 +31,8 @@ def simulate(im: Image, *, round_time: float, rounds: int = 3, n_new: int = 8, s
     for r in range(rounds + 1):
         if r > 0:
             strokes, new = S.corrections(run.labels, im.truth, strokes, n=n_new)
-        run = ours(im.img, strokes, dims=2, time_limit=round_time, init=model, **im.options)
+        run = ours(im.img, strokes, dims=2, time_limit=None if round_steps else round_time,
+                   steps=round_steps, init=model, seed=train_seed, **im.options)
         model = run.model
         row = dict(round=r, new_strokes=new, painted=int(np.count_nonzero(strokes)),
                    painted_pct=100.0 * np.count_nonzero(strokes) / strokes.size,
