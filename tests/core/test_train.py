@@ -181,6 +181,35 @@ def test_close_generator_stops_and_checkpoints(data2d, tmp_path):
     assert model.meta["training"]["steps"] >= 2
 
 
+def test_same_seed_and_steps_give_the_same_model_on_a_busy_machine(data2d, monkeypatch):
+    """A run of a fixed number of steps is reproducible from its seed whatever the load: the
+    end (BatchNorm re-estimation) does not depend on how much time the machine gives it. A busy
+    machine is a clock that runs ten times faster."""
+    img, sem, strokes = data2d
+    kw = dict(steps=40, seed=3, **TINY)
+    calm = train(img, strokes, **kw)
+    import napari_unet.core.train.loop as loop
+
+    real = loop.time.perf_counter
+    start = real()
+
+    class Busy:
+        def __getattr__(self, name):
+            return getattr(__import__("time"), name)
+
+        @staticmethod
+        def perf_counter():
+            return start + 10.0 * (real() - start)
+
+    monkeypatch.setattr(loop, "time", Busy())
+    busy = train(img, strokes, **kw)
+    a, b = calm.state_dict(), busy.state_dict()
+    assert a.keys() == b.keys()
+    assert any("running_var" in k for k in a)      # the statistics the end re-estimates
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
 def test_time_limit(data2d):
     img, sem, strokes = data2d
     events = run(iter_train(img, strokes, time_limit=1.0, **TINY))

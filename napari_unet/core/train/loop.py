@@ -280,7 +280,12 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
                 with torch.no_grad():
                     for q, e in zip(params, ema):
                         q.copy_(e)
-            self._recalibrate_bn(0.3 if reason == "stopped" else max(0.5, 0.02 * (time.perf_counter() - t0)))
+            if reason == "steps" and p.time_limit is None:
+                # a run of a fixed number of steps: a fixed number of batches too (a time budget
+                # made the same seed give different weights on a busy machine)
+                self._recalibrate_bn(math.inf, max_batches=min(50, max(3, step // 10)))
+            else:
+                self._recalibrate_bn(0.3 if reason == "stopped" else max(0.5, 0.02 * (time.perf_counter() - t0)))
         kept_previous, paint_iou = False, None
         if self.paintset is not None and step > 0 and reason in ("steps", "time", "stopped"):
             kept_previous, compare, paint_iou = self._keep_better(step)
