@@ -23,6 +23,11 @@ Usage (from the repository root)::
     python benchmarks/quality_diagnose.py em/blobs --steps 900 --option depth=2
     python benchmarks/quality_diagnose.py ovule3d/planes-m4 --steps 400 --dims 2
     python benchmarks/quality_diagnose.py em/blobs --method forest
+    python benchmarks/quality_diagnose.py em/lines-m4 --method appearance
+
+``--method appearance`` takes apart what the appearance prior (``losses.AppearancePrior``, its
+histograms filled from every painted pixel at once, no augmentation) says on its own: its
+argmax labels, and its posterior by signed distance to the truth's objects (negative: inside).
 """
 from __future__ import annotations
 
@@ -76,6 +81,36 @@ def diagnose(probs: np.ndarray, truth: np.ndarray) -> dict:
     return out
 
 
+def appearance(im, strokes) -> tuple[np.ndarray, list[dict]]:
+    """The appearance prior's posterior ``(K, *spatial)`` fitted on ``strokes`` over the whole
+    image (normalised as training does, per channel), and its profile by signed distance to the
+    truth's objects (two classes)."""
+    import torch
+
+    import napari_unet.core.train as T
+    from napari_unet.core.losses import AppearancePrior
+    from napari_unet.core.normalize import normalize
+
+    img = np.asarray(im.img, np.float32)
+    chans = np.moveaxis(img, im.channel_axis, 0) if im.channel_axis is not None else img[None]
+    x = torch.from_numpy(np.stack([normalize(c) for c in chans]))[None]
+    prior = AppearancePrior(im.classes, x.shape[1], torch.device("cpu"), contrast=T.APPEARANCE_CONTRAST)
+    probs = torch.zeros((1, im.classes) + strokes.shape)
+    prior(probs, x, torch.from_numpy(strokes.astype(np.int64))[None])   # fills the histograms
+    q = prior.posterior(x)[0].numpy()
+    rows = []
+    if im.classes == 2:
+        fg = im.truth > 1
+        signed = np.where(fg, -ndi.distance_transform_edt(fg), ndi.distance_transform_edt(~fg))
+        for r in (-3, -2, -1, 1, 2, 3, 4, 6, 8):
+            m = np.round(signed) == r
+            if m.any():
+                rows.append(dict(px_from_boundary=r, object_posterior=round(float(q[1][m].mean()), 3),
+                                 says_background=round(float((q[0][m] > 0.5).mean()), 3),
+                                 object_below_0_2=round(float((q[1][m] < 0.2).mean()), 3)))
+    return q, rows
+
+
 def _number(text: str):
     for kind in (int, float):
         try:
@@ -97,8 +132,9 @@ def main(argv=None) -> int:
     ap.add_argument("--save", type=Path, help="also save probabilities, truth and strokes (.npz)")
     ap.add_argument("--dims", type=int, choices=(2, 3),
                     help="2: a 2D model on a stack's painted planes (default: 3 for planes-*, else 2)")
-    ap.add_argument("--method", choices=("ours", "forest"), default="ours",
-                    help="forest: take apart the random forest's labels (the benchmark's settings) instead")
+    ap.add_argument("--method", choices=("ours", "forest", "appearance"), default="ours",
+                    help="forest: take apart the random forest's labels (the benchmark's settings) "
+                         "instead; appearance: the appearance prior's posterior on its own")
     ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                     help="a training option of napari_unet.iter_train (integers, floats or text), "
                          "e.g. depth=2; repeatable")
@@ -126,9 +162,15 @@ def main(argv=None) -> int:
     dims = args.dims or (3 if style.startswith("planes") else 2)
     if dims == 3 and im.img.ndim < 3:
         ap.error(f"{args.case} is a 2D image: --dims 3 needs a stack")
+    if args.method != "ours" and (options or args.dims):
+        ap.error(f"--option and --dims are training options of ours, not of the {args.method}")
+    if args.method == "appearance":
+        q, rows = appearance(im, strokes)
+        print(json.dumps(dict(case=args.case, method="appearance", **diagnose(q, im.truth))), flush=True)
+        for row in rows:
+            print(json.dumps(row), flush=True)
+        return 0
     if args.method == "forest":
-        if options or args.dims:
-            ap.error("--option and --dims are training options of ours, not of the forest")
         lab = random_forest(rf_features(im.img, im.channel_axis), strokes, args.threads)
         probs = np.stack([lab == c for c in range(1, im.classes + 1)]).astype(np.float32)
         print(json.dumps(dict(case=args.case, method="forest", **diagnose(probs, im.truth))), flush=True)

@@ -197,6 +197,27 @@ class AppearancePrior:
             out.append(((f - m + 0.75) * (nb / 1.5)).long().clamp_(0, nb - 1))
         return torch.cat(out, 1)
 
+    def _costs(self, b: torch.Tensor) -> torch.Tensor:
+        """``(K, N, *spatial)``: ``-log`` of each class's posterior (at most -log 1e-4) for the
+        feature bins ``b`` from the histograms so far."""
+        k, d, nb = self.k, self.d, self.bins
+        h = F.conv1d(self.counts[:, 1:].reshape(d * k, 1, nb) + 1, self.kernel, padding=1).view(d, k, nb)
+        loglik = (h / h.sum(-1, keepdim=True)).log()                      # (D, K, bins)
+        if d == 1:   # the cost per bin, then one lookup per pixel
+            ub = (-torch.log_softmax(loglik[0], 0)).clamp_max(9.21)       # (K, bins)
+            return ub[:, b[:, 0]]
+        # naive Bayes tempered by the feature count (the features are correlated)
+        ll = sum(loglik[j][:, b[:, j]] for j in range(d)) / d              # (K, N, *spatial)
+        return (-torch.log_softmax(ll, 0)).clamp_max(9.21)
+
+    @torch.no_grad()
+    def posterior(self, image: torch.Tensor) -> torch.Tensor:
+        """``(N, K, *spatial)``: what the appearance alone says of each pixel of ``image``
+        (``(N, C, *spatial)``, normalised), from the histograms so far (for diagnostics)."""
+        pool = F.avg_pool2d if image.ndim == 4 else F.avg_pool3d
+        q = torch.exp(-self._costs(self._features(image, pool)))
+        return (q / q.sum(0, keepdim=True)).movedim(0, 1)
+
     def __call__(self, probs: torch.Tensor, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         k, d, nb = self.k, self.d, self.bins
         dims = probs.ndim - 2
@@ -207,14 +228,7 @@ class AppearancePrior:
             for j in range(d):
                 idx = (t * nb + b[:, j]).reshape(-1)
                 self.counts[j] += torch.bincount(idx, minlength=(k + 1) * nb).view(k + 1, nb).float()
-            h = F.conv1d(self.counts[:, 1:].reshape(d * k, 1, nb) + 1, self.kernel, padding=1).view(d, k, nb)
-            loglik = (h / h.sum(-1, keepdim=True)).log()                      # (D, K, bins)
-            if d == 1:   # the cost per bin, then one lookup per pixel
-                ub = (-torch.log_softmax(loglik[0], 0)).clamp_max(9.21)       # (K, bins)
-                u = ub[:, b[:, 0]]                                            # (K, N, *spatial)
-            else:        # naive Bayes tempered by the feature count (the features are correlated)
-                ll = sum(loglik[j][:, b[:, j]] for j in range(d)) / d          # (K, N, *spatial)
-                u = (-torch.log_softmax(ll, 0)).clamp_max(9.21)
+            u = self._costs(b)                                                # (K, N, *spatial)
             # the prediction's top class (a running maximum: argmax over classes is slow on the
             # CPU) and its appearance cost; charged where the appearance says that class is
             # unlikely (posterior below max_q; 0.5 with two classes: where it prefers the other)

@@ -256,6 +256,24 @@ def test_appearance_prior_gate_excuses_a_background_halo_but_not_a_widened_objec
     assert float(p.grad[0, :, :, :36].abs().max()) == 0.0
 
 
+def test_appearance_prior_posterior_says_what_the_paint_looks_like():
+    """``posterior`` (what ``quality_diagnose.py --method appearance`` takes apart): after one
+    batch, the unpainted dark band looks like the class painted on its centre and the bright
+    background like class 1; the posterior sums to 1; the costs the loss charges are its -log."""
+    from napari_unet.core.losses import AppearancePrior
+
+    image, target = _bands()
+    prior = AppearancePrior(classes=2, channels=1, device=torch.device("cpu"))
+    prior(_onehot(torch.zeros(1, 32, 64, dtype=torch.long)), image, target)
+    q = prior.posterior(image)
+    assert q.shape == (1, 2, 32, 64)
+    assert torch.allclose(q.sum(1), torch.ones(1, 32, 64), atol=1e-5)
+    assert float(q[0, 1, :, 29:35].mean()) > 0.8          # the band, painted on column 32 only
+    assert float(q[0, 0, :, 10:20].mean()) > 0.8          # the background between the strokes
+    u = prior._costs(prior._features(image, torch.nn.functional.avg_pool2d))
+    assert torch.allclose(torch.exp(-u).movedim(0, 1), q, atol=1e-3)
+
+
 def test_appearance_prior_gate_still_excuses_a_strip_between_two_object_classes():
     """Three classes: a dark and a grey object on a bright background. The grey class
     predicted 4 px over the background pays; 3 px of the dark object called grey (a
