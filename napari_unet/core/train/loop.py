@@ -84,39 +84,6 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
             gen.close()
         return None
 
-    def _recalibrate_bn(self, budget_s: float, max_batches: int = 50) -> int:
-        """Re-estimate BatchNorm running statistics with the final weights on unaugmented
-        patches from uniformly random places (a cumulative average, not the last few noisy
-        class-balanced batches that momentum 0.1 remembers). Returns the batches used."""
-        model = self.p.model
-        bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-        if not bns or not _pkg().BN_RECALIBRATE:
-            return 0
-        saved = [(m.momentum, m.running_mean.clone(), m.running_var.clone(),
-                  m.num_batches_tracked.clone()) for m in bns]
-        for m in bns:
-            m.reset_running_stats()
-            m.momentum = None
-        t0 = time.perf_counter()
-        n = 0
-        try:
-            with torch.no_grad():
-                while n < max_batches and (n < 3 or time.perf_counter() - t0 < budget_s):
-                    if self._stopped() and n >= 1:
-                        break
-                    x = self._to_dev(self.sampler.uniform_batch(max(2, self.batch)))
-                    with torch.autocast(self.p.dev.type, dtype=self.amp, enabled=self.amp is not None):
-                        model(x)
-                    n += 1
-        finally:
-            for m, (mom, rm, rv, nb) in zip(bns, saved):
-                m.momentum = mom
-                if n == 0:
-                    m.running_mean.copy_(rm)
-                    m.running_var.copy_(rv)
-                    m.num_batches_tracked.copy_(nb)
-        return n
-
     # -- the generator
     def run(self) -> Iterator:
         p = self.p
@@ -280,12 +247,7 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
                 with torch.no_grad():
                     for q, e in zip(params, ema):
                         q.copy_(e)
-            if reason == "steps" and p.time_limit is None:
-                # a run of a fixed number of steps: a fixed number of batches too (a time budget
-                # made the same seed give different weights on a busy machine)
-                self._recalibrate_bn(math.inf, max_batches=min(50, max(3, step // 10)))
-            else:
-                self._recalibrate_bn(0.3 if reason == "stopped" else max(0.5, 0.02 * (time.perf_counter() - t0)))
+            self._recalibrate_bn(reason, step, time.perf_counter() - t0)
         kept_previous, paint_iou = False, None
         if self.paintset is not None and step > 0 and reason in ("steps", "time", "stopped"):
             kept_previous, compare, paint_iou = self._keep_better(step)

@@ -1,7 +1,11 @@
 """Validation during training: loss, IoU and Dice on the held-out paint, the mirror-agreement
-and uncertainty signals on all pixels of the crops, and keep_better (score the starting and the
-trained weights on all the paint, keep the better)."""
+and uncertainty signals on all pixels of the crops, keep_better (score the starting and the
+trained weights on all the paint, keep the better), and the BatchNorm re-estimation that
+precedes them at the end of a run."""
 from __future__ import annotations
+
+import math
+import time
 
 import numpy as np
 import torch
@@ -14,7 +18,7 @@ from .config import _pkg
 
 class ValidationMixin:
     """Mixed into the trainer: needs ``p``, ``valset``, ``paintset``, ``start_state``,
-    ``batch``, ``amp``, ``_to_dev`` and ``_stopped``."""
+    ``batch``, ``amp``, ``_to_dev``, ``_stopped`` and ``sampler``."""
 
     def _validate(self, step: int, vs: ValSet | None = None) -> Validation | None:
         vs = self.valset if vs is None else vs
@@ -90,3 +94,42 @@ class ValidationMixin:
             return False, "", None
         return False, (f"the new weights fit the painted strokes at least as well as the previous "
                        f"model (IoU {new.mean_iou:.3f} against {old.mean_iou:.3f})"), scores
+
+    def _recalibrate_bn(self, reason: str, step: int, elapsed: float) -> int:
+        """Re-estimate BatchNorm running statistics with the final weights on unaugmented
+        patches from uniformly random places (a cumulative average, not the last few noisy
+        class-balanced batches that momentum 0.1 remembers). Returns the batches used. A run of
+        a fixed number of steps uses steps / 10 batches (3 to 50), so that the same seed gives
+        the same weights on a busy machine; others a time budget (2% of the run; 0.3 s after a
+        Stop)."""
+        fixed = reason == "steps" and self.p.time_limit is None
+        max_batches = min(50, max(3, step // 10)) if fixed else 50
+        budget_s = math.inf if fixed else (0.3 if reason == "stopped" else max(0.5, 0.02 * elapsed))
+        model = self.p.model
+        bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        if not bns or not _pkg().BN_RECALIBRATE:
+            return 0
+        saved = [(m.momentum, m.running_mean.clone(), m.running_var.clone(),
+                  m.num_batches_tracked.clone()) for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None
+        t0 = time.perf_counter()
+        n = 0
+        try:
+            with torch.no_grad():
+                while n < max_batches and (n < 3 or time.perf_counter() - t0 < budget_s):
+                    if self._stopped() and n >= 1:
+                        break
+                    x = self._to_dev(self.sampler.uniform_batch(max(2, self.batch)))
+                    with torch.autocast(self.p.dev.type, dtype=self.amp, enabled=self.amp is not None):
+                        model(x)
+                    n += 1
+        finally:
+            for m, (mom, rm, rv, nb) in zip(bns, saved):
+                m.momentum = mom
+                if n == 0:
+                    m.running_mean.copy_(rm)
+                    m.running_var.copy_(rv)
+                    m.num_batches_tracked.copy_(nb)
+        return n
