@@ -32,7 +32,7 @@ from ..losses import sparse_loss  # noqa: F401  (looked up here by the loop: tes
 
 DEFAULT_LR = 2e-3
 # lr when continuing (model=/init=): a quarter of a fresh run's. At half, 280-step correction rounds
-# on BBBC039 dropped by 0.002-0.003 in late rounds (2 seeds of 3); at a quarter, by under 0.0005
+# on BBBC039 dropped by 0.001-0.003 in late rounds (3 seeds of 4); at a quarter, by under 0.0005
 # (1 seed of 4) with the same final IoU (docs/quality.md, eighth session)
 FINETUNE_LR_FACTOR = float(os.environ.get("NAPARI_UNET_FINETUNE_LR", 0.25))
 EMIT_INTERVAL = 0.1          # seconds between TrainStep events (each step when slower)
