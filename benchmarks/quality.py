@@ -147,6 +147,11 @@ def report(rows, sims, args, elapsed, partial: bool) -> str:
         med = statistics.median(gaps)
         out += ["", f"- cases passing: {sum(r['pass'] for r in counted)}/{len(counted)}",
                 f"- median gap to the ceiling: {med:.3f} ({'within' if med <= 0.05 else 'NOT within'} 0.05)"]
+    per_object = [r for r in rows if "ours_per_object" in r]
+    if per_object:
+        out += ["", "The same models with Predict's \"one class per object\" labels (`--one-class-per-object`; "
+                "an option for classes that are kinds of object, not the default, so not in the pass "
+                "column): " + "; ".join(f"{r['case']} {fmt(r['ours_per_object'])}" for r in per_object)]
     if rows:
         out += ["", "Training steps (ours / ceiling): " + "; ".join(
             f"{r['case']} {r['steps']}/{r.get('ceiling_steps', 'n/a')}" for r in rows if "error" not in r)]
@@ -248,6 +253,11 @@ def main(argv=None) -> int:
             run = ours(im.img, st, dims=case.dims, time_limit=args.time_limit, **im.options)
             row.update(ours=score(run.labels, im.truth), steps=run.steps)
             log(f"[{case.id}] ours {row['ours']:.3f} ({run.steps} steps in {run.seconds:.0f} s)")
+            if im.classes > 2:   # the same run with the predict option for kinds of object
+                from napari_unet import probabilities_to_labels
+
+                row["ours_per_object"] = score(probabilities_to_labels(run.probs, one_class_per_object=True), im.truth)
+                log(f"[{case.id}] ours, one class per object {row['ours_per_object']:.3f}")
             if case.has_ceiling:
                 key = (case.image, case.dims)
                 if key not in ceil_cache:

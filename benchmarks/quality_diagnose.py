@@ -75,6 +75,11 @@ def diagnose(probs: np.ndarray, truth: np.ndarray) -> dict:
         ths = np.linspace(0.05, 0.995, 60)
         best = max((score(np.where(probs[1] > t, 2, 1).astype(np.uint8), truth), t) for t in ths)
         out["best_threshold"] = dict(iou=round(best[0], 4), threshold=round(float(best[1]), 3))
+    else:   # Predict's "one class per object" labels on the same probabilities
+        from napari_unet import probabilities_to_labels
+
+        per_object = probabilities_to_labels(probs.astype(np.float32), one_class_per_object=True)
+        out["one_class_per_object"] = round(score(per_object, truth), 4)
     corrected, pi = prior_correct(probs)
     out["prior_corrected"] = dict(iou=round(score((corrected.argmax(0) + 1).astype(np.uint8), truth), 4),
                                   priors=[round(float(v), 3) for v in pi])

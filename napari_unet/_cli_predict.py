@@ -32,6 +32,11 @@ def add_predict_parser(sub) -> None:
     p.add_argument("--channel-axis", type=int, default=None, help="axis holding channels, for multi-channel models")
     p.add_argument("--threshold", type=_threshold_arg, default=None,
                    help="two-class models: foreground where its probability >= this (default: argmax)")
+    p.add_argument("--one-class-per-object", action="store_true",
+                   help="models of more than two classes whose classes are kinds of object (e.g. dim and "
+                        "bright nuclei): each connected object in the labels takes one class, the one with "
+                        "the most probability over it. Not for classes that are parts of one object "
+                        "(nucleus and cytoplasm): touching, they would become one class")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     g = p.add_argument_group("objects (instance labels)")
     g.add_argument("--instances", action="store_true",
@@ -73,6 +78,9 @@ def cmd_predict(args) -> int:
     from .core.io import load_model
 
     if wants_bigdata(args):  # zarr/HDF5 inputs, --format ome-zarr, --workers/--scheduler/--cluster
+        if args.one_class_per_object:
+            raise UserError("--one-class-per-object needs the whole labels in memory; it is not available "
+                            "with zarr/HDF5 inputs, --format ome-zarr or dask workers")
         return predict_bigdata(args)
     from .core.outputs import check_output, expand_inputs, prepare_folder
     from .core.predict import check_threshold
@@ -104,6 +112,9 @@ def cmd_predict(args) -> int:
         if is_time_lapse(shape, args.channel_axis) and args.instances:
             raise UserError(f"--instances is not available for a time-lapse ({p.name}) yet")
     check_threshold(args.threshold, model.meta["classes"])
+    if args.one_class_per_object and model.meta["classes"] <= 2:
+        raise UserError(f"--one-class-per-object is for models of more than two classes; {model_path.name} "
+                        f"has {model.meta['classes']}")
     if args.measure and not args.instances:
         raise UserError("--measure measures the objects of --instances: give both")
     if args.instances:
@@ -123,7 +134,8 @@ def cmd_predict(args) -> int:
     job = iter_predict_job(model, [(p.name, p) for p in images], tile=args.tile, batch_size=args.batch_size,
                            device=dev, channel_axis=args.channel_axis, threshold=args.threshold,
                            uncertainty=False, out_dir=out_dir, stems={p.name: _stem(p) for p in images},
-                           keep_arrays=False, out_what="--out-dir")
+                           keep_arrays=False, out_what="--out-dir",
+                           one_class_per_object=args.one_class_per_object)
     by_name = {p.name: p for p in images}
     bar, t0 = None, time.perf_counter()
     for ev in job:

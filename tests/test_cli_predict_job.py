@@ -88,3 +88,47 @@ def test_cancel_while_writing_straight_to_files_leaves_no_file(tmp_path, model3d
     assert res.probabilities is None and res.files == (str(out / "s_probs.tif"), str(out / "s_labels.tif"))
     np.testing.assert_allclose(tifffile.imread(out / "s_probs.tif"), predict(model3d[1], img, tile=None),
                                atol=1e-4)
+
+
+def test_one_class_per_object_from_the_command_line(tmp_path, capsys):
+    """``--one-class-per-object``: every connected object of the labels has one class, the one
+    the written probabilities give the most mass; refused with a clear message where it cannot
+    apply, before anything is written."""
+    from scipy import ndimage as ndi
+
+    from napari_unet.core.postprocess import one_class_per_object
+
+    from napari_unet import train
+
+    # dim and bright disks on a dark background, a few strokes of each of the 3 classes
+    yy, xx = np.indices((48, 56))
+    img = np.random.default_rng(0).normal(0.1, 0.05, (48, 56)).astype(np.float32)
+    strokes = np.zeros((48, 56), np.uint8)
+    for cy, cx, v, c in ((12, 12, 0.5, 2), (12, 40, 1.0, 3), (36, 14, 1.0, 3), (34, 42, 0.5, 2)):
+        disk = (yy - cy) ** 2 + (xx - cx) ** 2 < 49
+        img[disk] += v
+        strokes[cy, cx - 3:cx + 3] = c
+    strokes[0:2, :] = 1
+    m = train(img, strokes, steps=30, seed=0, device="cpu", base_channels=4, depth=2)
+    save_model(m, tmp_path / "m.pt")
+    tifffile.imwrite(tmp_path / "img.tif", img)
+    base = ["predict", "--model", str(tmp_path / "m.pt"), "--quiet", "--device", "cpu"]
+    assert main(base + ["--out-dir", str(tmp_path / "plain"), str(tmp_path / "img.tif")]) == 0
+    assert main(base + ["--out-dir", str(tmp_path / "o"), "--one-class-per-object", str(tmp_path / "img.tif")]) == 0
+    probs = tifffile.imread(tmp_path / "o" / "img_probs.tif")
+    lab = tifffile.imread(tmp_path / "o" / "img_labels.tif")
+    plain = tifffile.imread(tmp_path / "plain" / "img_labels.tif")
+    assert np.array_equal(probs, tifffile.imread(tmp_path / "plain" / "img_probs.tif"))
+    assert np.array_equal(lab, one_class_per_object(probs, plain.copy()))
+    pieces, n = ndi.label(lab > 1)
+    assert n > 0
+    assert all(len(np.unique(lab[pieces == i])) == 1 for i in range(1, n + 1))
+    capsys.readouterr()
+    # a two-class model, and the out-of-core formats: refused up front
+    save_model(build_model(dims=2, classes=2, base_channels=4, depth=2), tmp_path / "m2.pt")
+    for argv, needle in ((["--model", str(tmp_path / "m2.pt")], "more than two classes"),
+                         (["--model", str(tmp_path / "m.pt"), "--format", "ome-zarr"], "in memory")):
+        assert main(["predict", *argv, "--quiet", "--device", "cpu", "--out-dir", str(tmp_path / "bad"),
+                     "--one-class-per-object", str(tmp_path / "img.tif")]) != 0
+        assert needle in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").iterdir())

@@ -58,11 +58,16 @@ def predict_images(model: Any, items: list[tuple[str, np.ndarray]], *, tile: Any
                    threshold: float | None = None, uncertainty: bool = True,
                    out_dir: Path | None = None, channel_axis: int | None = None,
                    out_format: str = "tiff", pixels: dict | None = None, workers: int = 0,
-                   cancel: threading.Event | None = None) -> Iterator[Progress | Result]:
+                   cancel: threading.Event | None = None,
+                   one_class_per_object: bool = False) -> Iterator[Progress | Result]:
     """Worker thread: the prediction job of Predict and Batch, :func:`napari_unet.core.jobs.iter_predict_job`
     (or, with ``workers``, the same job on a local dask cluster, _cluster_batch.py); yields
     Progress, then a Result per image. ``cancel`` (a threading.Event) is the one way to stop it."""
     if workers and out_dir is not None:  # Batch on a local dask cluster (_cluster_batch.py)
+        if one_class_per_object:
+            from ._common import UserError
+
+            raise UserError("'one class per object' is not available on a dask cluster yet")
         from ._cluster_batch import predict_on_cluster
 
         yield from predict_on_cluster(model, items, workers=workers, out_dir=Path(out_dir), out_format=out_format,
@@ -73,7 +78,7 @@ def predict_images(model: Any, items: list[tuple[str, np.ndarray]], *, tile: Any
 
     yield from iter_predict_job(model, items, tile=tile, threshold=threshold, uncertainty=uncertainty,
                                 out_dir=out_dir, channel_axis=channel_axis, out_format=out_format,
-                                pixels=pixels, cancel=cancel)
+                                pixels=pixels, cancel=cancel, one_class_per_object=one_class_per_object)
 
 
 def layer_pixel_size(layer: Any, spatial_ndim: int):

@@ -26,6 +26,10 @@ class BatchWidget(PredictionPanel, QWidget):
         self.add_layers = QCheckBox("add result layers to the viewer")
         self.add_layers.setChecked(True)
         self.channel = channel_combo()
+        self.per_object = QCheckBox("one class per object (classes that are kinds of object)")
+        self.per_object.setToolTip("Models of more than two classes: each connected object takes the class "
+                                   "with the most probability over it (dim and bright nuclei, cell types); "
+                                   "not for parts of one object (nucleus and cytoplasm)")
         self.write = QCheckBox("write the results to:")
         self.format = QComboBox()
         self.format.addItems(["TIFF: <name>_probs.tif, <name>_labels.tif", "OME-Zarr: <name>.ome.zarr"])
@@ -50,6 +54,7 @@ class BatchWidget(PredictionPanel, QWidget):
         crow.addWidget(QLabel("channel axis"))
         crow.addWidget(self.channel, 1)
         lay.addLayout(crow)
+        lay.addWidget(self.per_object)
         lay.addWidget(self.write)
         row = QHBoxLayout()
         row.addWidget(self.out_dir)
@@ -93,6 +98,13 @@ class BatchWidget(PredictionPanel, QWidget):
             if not text:
                 raise UserError("Choose an output folder (or untick writing files).")
             out_dir = Path(text).expanduser()
+        per_object = self.per_object.isChecked()
+        if per_object and model.meta.get("classes", 2) <= 2:
+            raise UserError("One class per object is for models of more than two classes; this one has "
+                            f"{model.meta.get('classes')}. Untick it.")
+        if per_object and self.workers.value():
+            raise UserError("One class per object needs each image's labels in one piece: it is not "
+                            "available with dask workers yet. Untick one of them.")
         ca = channel_axis(self.channel)
         items = image_items(layers, model, hint="; tick 'only selected' and leave it out", channel_axis=ca)
         if out_dir is not None:  # the same output policy as the command line, before any work
@@ -115,7 +127,7 @@ class BatchWidget(PredictionPanel, QWidget):
         self.done, self.files = [], []
         self._start(model, items, f"segmenting {len(items)} image(s)…", out_dir=out_dir, uncertainty=False,
                     channel_axis=ca, out_format="ome-zarr" if self.format.currentIndex() == 1 else "tiff",
-                    pixels=pixels, workers=self.workers.value())
+                    pixels=pixels, workers=self.workers.value(), one_class_per_object=per_object)
 
     def _on_result(self, result: Result) -> None:
         self.done.append(result.image)

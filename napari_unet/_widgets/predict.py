@@ -21,7 +21,11 @@ class PredictWidget(PredictionPanel, QWidget):
 
         self.image_combo = LayerCombo(napari_viewer, _layers.is_image, placeholder="(open an image)")
         self.mode = QComboBox()
-        self.mode.addItems(["most likely class (argmax)", "threshold on the foreground"])
+        self.mode.addItems(["most likely class (argmax)", "threshold on the foreground",
+                            "one class per object (kinds of object)"])
+        self.mode.setToolTip("one class per object: for classes that are kinds of object (dim and bright "
+                             "nuclei, cell types), each connected object takes the class with the most "
+                             "probability over it; not for parts of one object (nucleus and cytoplasm)")
         self.threshold = QDoubleSpinBox()
         self.threshold.setRange(0.01, 0.99)
         self.threshold.setSingleStep(0.05)
@@ -77,11 +81,16 @@ class PredictWidget(PredictionPanel, QWidget):
                 raise UserError("A threshold needs a two-class model; this one has "
                                 f"{model.meta.get('classes')} classes. Use argmax.")
             threshold = self.threshold.value()
+        per_object = self.mode.currentIndex() == 2
+        if per_object and model.meta.get("classes", 2) <= 2:
+            raise UserError("One class per object is for models of more than two classes; this one has "
+                            f"{model.meta.get('classes')}. Use argmax.")
         ca = channel_axis(self.channel)
         items = image_items(layers, model, channel_axis=ca)
         self.results, self._probs = {}, {}
         self._start(model, items, f"predicting {len(items)} image(s)…", tile=self.tile.value() or "auto",
-                    threshold=threshold, uncertainty=self.uncertainty.isChecked(), channel_axis=ca)
+                    threshold=threshold, uncertainty=self.uncertainty.isChecked(), channel_axis=ca,
+                    one_class_per_object=per_object)
 
     def _on_result(self, result: Result) -> None:
         self.results[result.image] = show_result(self.viewer, result, self._model,

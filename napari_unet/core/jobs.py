@@ -76,7 +76,8 @@ def iter_predict_job(model: Any, items: list[tuple[str, Any]], *, tile: Any = "a
                      out_format: str = "tiff", pixels: dict | None = None,
                      stems: dict[str, str] | None = None, keep_arrays: bool = True,
                      out_what: str = "output folder", ram_budget: int | None = None,
-                     cancel: threading.Event | None = None) -> Iterator[Progress | Result]:
+                     cancel: threading.Event | None = None,
+                     one_class_per_object: bool = False) -> Iterator[Progress | Result]:
     """Predict each ``(name, image)`` in turn: the one prediction job of Predict, Batch and the
     command line's ``predict``.
 
@@ -87,6 +88,8 @@ def iter_predict_job(model: Any, items: list[tuple[str, Any]], *, tile: Any = "a
             image is a time-lapse (frame by frame).
         tile, batch_size, device, channel_axis: as for :func:`napari_unet.core.predict.predict`.
         threshold: foreground threshold of a two-class model (None: argmax).
+        one_class_per_object: each connected object takes one class (core.postprocess
+            ``one_class_per_object``; more than two classes); the labels must fit in RAM.
         uncertainty: also compute the entropy map.
         out_dir: where to write each image's outputs (None: nothing written). TIFF outputs are
             checked for free space before the image is predicted (``out_what`` names the folder
@@ -125,6 +128,8 @@ def iter_predict_job(model: Any, items: list[tuple[str, Any]], *, tile: Any = "a
         stem = (stems or {}).get(name) or safe_stem(name)
         shapes = _result_shapes(image, meta, uncertainty, channel_axis)  # checks the image first
         to_tiff = out_dir is not None and out_format != "ome-zarr"
+        if one_class_per_object:
+            _check_one_class_per_object(name, image, shapes, channel_axis)
         if to_tiff:
             from .outputs import check_space
 
@@ -137,6 +142,12 @@ def iter_predict_job(model: Any, items: list[tuple[str, Any]], *, tile: Any = "a
             from .predict_zarr import iter_predict_into_zarr, zarr_available
 
             if zarr_available():  # (else memory-mapped scratch files: output_arrays)
+                if one_class_per_object:
+                    from .errors import UserError
+
+                    raise UserError(f"{name}: 'one class per object' needs the labels in memory, and this "
+                                    "image's results are larger than the memory there is; predict it "
+                                    "without that option, or on a machine with more memory")
                 res = yield from iter_predict_into_zarr(
                     model, image, name=name, store_dir=out_dir, stem=stem, channel_axis=channel_axis,
                     frames=is_time_lapse(image.shape, channel_axis), threshold=threshold, pixel=px,
@@ -150,7 +161,7 @@ def iter_predict_job(model: Any, items: list[tuple[str, Any]], *, tile: Any = "a
         if to_tiff and not keep_arrays and not fits_in_ram(_nbytes(shapes, "probs")):
             try:
                 files = yield from _into_tiffs(model, image, Path(out_dir), stem, px, shapes, threshold,
-                                               engine, progress, cancel)
+                                               engine, progress, cancel, one_class_per_object)
             except _Cancelled:
                 return
             yield Result(name, None, None, None, files)
@@ -159,7 +170,8 @@ def iter_predict_job(model: Any, items: list[tuple[str, Any]], *, tile: Any = "a
         probs = yield from _run(model, image, outs["probs"], engine, progress, cancel)
         if probs is None:
             return
-        labels = probabilities_to_labels(probs, meta.get("class_values"), threshold, out=outs["labels"])
+        labels = probabilities_to_labels(probs, meta.get("class_values"), threshold, out=outs["labels"],
+                                         one_class_per_object=one_class_per_object)
         unc = entropy(probs, out=outs["uncertainty"]) if uncertainty else None
         files: tuple[str, ...] = ()
         if out_dir is not None and out_format == "ome-zarr":
@@ -171,6 +183,20 @@ def iter_predict_job(model: Any, items: list[tuple[str, Any]], *, tile: Any = "a
         elif out_dir is not None:
             files = tuple(str(p) for p in write_tiff_outputs(Path(out_dir), stem, probs, labels, pixel=px))
         yield Result(name, probs, labels, unc, files) if keep_arrays else Result(name, None, None, None, files)
+
+
+def _check_one_class_per_object(name: str, image: Any, shapes: dict, channel_axis: int | None) -> None:
+    """'one class per object' labels connected objects in one piece: refused for a time-lapse
+    and where the labels and their object map (5 bytes a pixel) do not fit in RAM."""
+    from .errors import UserError
+    from .predict import fits_in_ram
+
+    if is_time_lapse(image.shape, channel_axis):
+        raise UserError(f"{name}: 'one class per object' is not available for a time-lapse yet")
+    need = int(np.prod(shapes["labels"][0])) * 5
+    if not fits_in_ram(need):
+        raise UserError(f"{name}: 'one class per object' needs {need / 2**30:.1f} GiB of memory for the "
+                        "labels and their objects, more than is free; predict without it")
 
 
 def _run(model: Any, image: np.ndarray, out: np.ndarray | None, engine: dict, progress: Any,
@@ -198,7 +224,7 @@ def _run(model: Any, image: np.ndarray, out: np.ndarray | None, engine: dict, pr
 
 def _into_tiffs(model: Any, image: np.ndarray, out_dir: Path, stem: str, px: Any, shapes: dict,
                 threshold: float | None, engine: dict, progress: Any,
-                cancel: threading.Event | None) -> Iterator[Progress]:
+                cancel: threading.Event | None, one_class_per_object: bool = False) -> Iterator[Progress]:
     """Predict straight into memory-mapped TIFFs (written under a temporary name, renamed when
     complete: a cancel or an error leaves no file); returns the two paths."""
     from .io import tiff_memmap
@@ -212,7 +238,7 @@ def _into_tiffs(model: Any, image: np.ndarray, out_dir: Path, stem: str, px: Any
         if (yield from _run(model, image, probs, engine, progress, cancel)) is None:
             raise _Cancelled  # (leaves the with: the temporary file is removed, not renamed)
         with tiff_memmap(paths[1], lshape, ldtype, axes=axes, pixel=px) as lab:
-            probabilities_to_labels(probs, values, threshold, out=lab)
+            probabilities_to_labels(probs, values, threshold, out=lab, one_class_per_object=one_class_per_object)
     return tuple(str(p) for p in paths)
 
 

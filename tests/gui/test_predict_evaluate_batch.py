@@ -41,6 +41,53 @@ def test_predict_adds_probability_labels_and_uncertainty_layers(viewer, dock, qt
 
 
 
+def test_predict_one_class_per_object(viewer, dock, qtbot, notes, tmp_path):
+    """The "one class per object" labels mode: an object the pixel classifier splits between two
+    kinds takes one, the one with the most probability over it; refused for a two-class model."""
+    import torch
+
+    from napari_unet import build_model
+    from conftest import errors
+
+    torch.manual_seed(0)
+    model = build_model(dims=2, classes=3, base_channels=4, depth=2)
+    with torch.no_grad():   # a model that calls every pixel an object, of either kind
+        model.head.bias.copy_(torch.tensor([-20.0, 0.0, 0.0]))
+        model.head.weight[0] = 0
+        model.head.weight[2] = -model.head.weight[1]
+    img = np.random.default_rng(1).random((48, 64)).astype(np.float32)
+    viewer.add_image(img, name="cells")
+    model_state(viewer).set(model, "test")
+    w = dock("Predict")
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)  # only catches a hang
+    assert set(np.unique(viewer.layers["cells labels"].data)) == {2, 3}   # argmax mixes the kinds
+    w.mode.setCurrentIndex(2)
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)  # only catches a hang
+    probs = np.stack([viewer.layers[f"cells p({n})"].data for n in model.meta["class_names"]])
+    winner = 2 + int(probs[2].sum() > probs[1].sum())
+    assert np.all(viewer.layers["cells labels"].data == winner)
+    # Batch, the same option
+    viewer.add_image(img[::-1].copy(), name="more cells")
+    b = dock("Batch")
+    b.per_object.setChecked(True)
+    b.run()
+    qtbot.waitUntil(lambda: b.worker is None, timeout=120_000)  # only catches a hang
+    assert b.done == ["cells", "more cells"]
+    for name in b.done:
+        assert len(np.unique(viewer.layers[f"{name} labels"].data)) == 1
+    b.workers.setValue(2)
+    b.write.setChecked(True)
+    b.out_dir.setText(str(tmp_path))
+    b.run()
+    assert "dask workers" in errors(notes)[-1] and b.worker is None
+    model_state(viewer).set(build_model(dims=2, classes=2, base_channels=4, depth=2), "two")
+    for widget in (w, b):
+        widget.run()
+        assert "more than two classes" in errors(notes)[-1] and widget.worker is None
+
+
 def test_predict_a_stack_larger_than_ram_allows_goes_to_disk(viewer, dock, qtbot, tiny_model,
                                                              monkeypatch, tmp_path):
     import os
