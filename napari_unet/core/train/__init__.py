@@ -70,6 +70,9 @@ APPEARANCE_CONFIDENCE = float(os.environ.get("NAPARI_UNET_APPEARANCE_CONFIDENCE"
 # pixels next to a predicted boundary: measured with the gate off, it gave the EM gain back
 APPEARANCE_GATE_OBJECTS = os.environ.get("NAPARI_UNET_APPEARANCE_GATE_OBJECTS", "0") == "1"
 APPEARANCE_MARGIN = int(os.environ.get("NAPARI_UNET_APPEARANCE_MARGIN", 0))
+# two classes: at the end of a run, move the decision onto the image's edges (calibration.py);
+# EM membranes 900 steps: 0.589 -> 0.62 (docs/quality.md, ninth session). 0: off
+EDGE_CALIBRATION = os.environ.get("NAPARI_UNET_EDGE_CALIBRATION", "1") == "1"
 # continuing a model: weight of losses.anchor_kl (keep the starting model's prediction on the
 # unpainted pixels; 0: off)
 ANCHOR_WEIGHT = float(os.environ.get("NAPARI_UNET_ANCHOR", 1.0))

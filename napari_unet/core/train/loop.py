@@ -248,11 +248,15 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
                     for q, e in zip(params, ema):
                         q.copy_(e)
             self._recalibrate_bn(reason, step, time.perf_counter() - t0)
+            self._calibrate_edges()
         kept_previous, paint_iou = False, None
         if self.paintset is not None and step > 0 and reason in ("steps", "time", "stopped"):
             kept_previous, compare, paint_iou = self._keep_better(step)
             if compare:
                 message = detail = compare
+        if getattr(self, "edge_threshold", None) not in (None, 0.5) and not kept_previous:
+            note = f"boundary moved onto the image's edges (class 2 above {self.edge_threshold:g} of the trained probability)"
+            message = f"{message}; {note}" if message else note
         if self.valset is not None and reason in ("steps", "time") and step > 0 \
                 and not self._stopped():
             v = self._validate(step)

@@ -19,6 +19,7 @@ from ..device import autocast_dtype, available_memory, describe_device
 from ..errors import UserError, UserTypeError, option
 from ..limits import check_class_count, check_training_memory
 from ..losses import AppearancePrior, neighbour_offsets
+from .calibration import MIN_UNPAINTED
 from ..model import UNet, build_model, model_meta, replace_head
 from .config import TrainConfig, _check_int, _patch_arg, _pkg, default_architecture, default_patch_batch
 from .tuning import _adamw
@@ -295,12 +296,20 @@ class Setup:
         # keep_better: every painted pixel (training + held out), and the starting weights
         self.paintset, self.start_state = None, None
         same_head = p.continued or (p.init_source is not None and not getattr(p.model, "_new_head", False))
+        every = [Volume(v.image, v.train, v.train if v.val is None else np.where(v.val > 0, v.val, v.train))
+                 for v in vols]
         if p.keep_better and same_head:
-            every = [Volume(v.image, v.train, v.train if v.val is None else np.where(v.val > 0, v.val, v.train))
-                     for v in vols]
             self.paintset = build_valset(every, patch=patch, block=block, max_crops=2 * max_crops,
                                          rng=np.random.default_rng(p.seed + 7), data_device=data_dev)
             self.start_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+        # the end-of-run edge calibration (calibration.py) looks at crops around all of the paint
+        self.calset = None
+        # (dense paint leaves no gap to place a boundary in)
+        painted = sum(int(pr.counts[1:].sum()) for pr in p.pairs)
+        dense = painted >= (1 - MIN_UNPAINTED) * sum(pr.labels.size for pr in p.pairs)
+        if p.classes == 2 and _pkg().EDGE_CALIBRATION and not dense:
+            self.calset = self.paintset or build_valset(every, patch=patch, block=block, max_crops=2 * max_crops,
+                                                        rng=np.random.default_rng(p.seed + 7), data_device=data_dev)
         # continuing: a frozen copy of the starting model anchors the unpainted pixels (loop);
         # in training mode like the model, so BatchNorm normalises both alike (its running
         # statistics are the copy's own and never used)

@@ -95,6 +95,23 @@ class ValidationMixin:
         return False, (f"the new weights fit the painted strokes at least as well as the previous "
                        f"model (IoU {new.mean_iou:.3f} against {old.mean_iou:.3f})"), scores
 
+    def _calibrate_edges(self) -> None:
+        """Two classes, sparse paint: move the boundary onto the image's edges (calibration.py);
+        the threshold chosen is kept in ``edge_threshold`` (recorded in the model's metadata)."""
+        self.edge_threshold = None
+        if getattr(self, "calset", None) is None or self._stopped():
+            return
+        from .calibration import edge_threshold, shift_head
+
+        amp = dict(device_type=self.p.dev.type, dtype=self.amp, enabled=self.amp is not None)
+        found = edge_threshold(self.p.model, self.calset.x, self.calset.y, to_dev=self._to_dev,
+                               autocast=amp, batch=max(1, self.batch * 2))
+        if found is None:
+            return
+        self.edge_threshold = found[0]
+        if found[0] != 0.5:
+            shift_head(self.p.model, found[0])
+
     def _recalibrate_bn(self, reason: str, step: int, elapsed: float) -> int:
         """Re-estimate BatchNorm running statistics with the final weights on unaugmented
         patches from uniformly random places (a cumulative average, not the last few noisy

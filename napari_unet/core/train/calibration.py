@@ -1,0 +1,106 @@
+"""The decision boundary moved onto the image's edges at the end of a run (two classes).
+
+Strokes leave a gap between the painted object and the painted background, and the network
+fills it: the object class reaches into the gap with high confidence (EM membranes predicted
+~1.4x their width; docs/quality.md). Its probabilities still rank the gap's pixels well (on EM
+the best threshold an oracle could pick gains 0.03-0.04 IoU), so the boundary is in the right
+order, at the wrong level. Which level: the one whose contour lies on the image's edges, the
+criterion of edge-based active contours (Kass et al. 1988; Caselles et al. 1997, geodesic
+active contours): the mean gradient magnitude of the image on the two sides of the predicted
+boundary, over crops around the paint.
+
+Only thresholds at or above 0.5 are tried (the object only shrinks): the error it corrects is
+one-sided (an object class spreading into the gap around it; the sixth session's figures), and
+where the edges say "wider" the network already reaches the edge. The threshold goes into the
+head's bias, so the model's argmax, its probability maps and everything downstream agree; the
+model's metadata records it. Skipped when the paint leaves no gap (dense labels) and for more
+than two classes.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99)
+MIN_GAIN = 0.01            # a relative gain in edge strength below this keeps 0.5
+MIN_UNPAINTED = 0.1        # dense paint (less unpainted than this share of the crops): nothing to do
+
+
+def _plane_gradient(x: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """Gradient magnitude in the YX plane (Gaussian derivatives) of the channel mean of
+    ``x`` ``(N, C, *spatial)``: ``(N, *spatial)``."""
+    from scipy import ndimage as ndi
+
+    img = x.mean(1)
+    out = np.empty_like(img)
+    for idx in np.ndindex(img.shape[:-2]):
+        out[idx] = ndi.gaussian_gradient_magnitude(img[idx], sigma)
+    return out
+
+
+def _plane_structure(ndim: int) -> np.ndarray:
+    """4-connectivity in the YX plane, nothing across Z (or N), for arrays of ``ndim`` axes."""
+    s = np.zeros((3,) * ndim, bool)
+    c = (1,) * (ndim - 2)
+    s[c + (1, slice(None))] = True
+    s[c + (slice(None), 1)] = True
+    return s
+
+
+def edge_scores(fg_prob: np.ndarray, grad: np.ndarray, valid: np.ndarray,
+                thresholds=THRESHOLDS) -> list[float]:
+    """For each threshold: the mean of ``grad`` over the object's inner contour and over its
+    outer contour (YX neighbours), averaged, over the ``valid`` pixels (NaN without contour)."""
+    from scipy import ndimage as ndi
+
+    st = _plane_structure(fg_prob.ndim)
+    out = []
+    for th in thresholds:
+        fg = fg_prob > th
+        inner = fg & ~ndi.binary_erosion(fg, st, border_value=1) & valid
+        outer = ndi.binary_dilation(fg, st) & ~fg & valid
+        out.append(0.5 * (float(grad[inner].mean()) + float(grad[outer].mean()))
+                   if inner.any() and outer.any() else math.nan)
+    return out
+
+
+def choose_threshold(scores: list[float], thresholds=THRESHOLDS) -> float:
+    """The threshold of the strongest edges, if it beats 0.5's by ``MIN_GAIN`` (relative)."""
+    if not scores or not math.isfinite(scores[0]):
+        return 0.5
+    best = max(range(len(scores)), key=lambda i: scores[i] if math.isfinite(scores[i]) else -math.inf)
+    return float(thresholds[best]) if scores[best] > scores[0] * (1 + MIN_GAIN) else 0.5
+
+
+@torch.no_grad()
+def edge_threshold(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, to_dev,
+                   autocast: dict, batch: int) -> tuple[float, list[float]] | None:
+    """The edge-aligned threshold of class 2 for ``model`` on the crops ``x`` ``(N, C, *patch)``
+    (``y``, their paint, is not used), and the edge score of each threshold."""
+    was_training = model.training
+    model.eval()
+    try:
+        probs = []
+        for s in range(0, x.shape[0], batch):
+            with torch.autocast(**autocast):
+                logits = model(to_dev(x[s:s + batch]))
+            probs.append(torch.softmax(logits.float(), 1)[:, 1].cpu())
+    finally:
+        model.train(was_training)
+    p = torch.cat(probs).numpy()
+    xs = x.float().cpu().numpy()
+    grad = _plane_gradient(xs)
+    valid = np.zeros(p.shape, bool)       # away from the crops' borders (less context there)
+    m = [max(1, n // 8) for n in p.shape[-2:]]
+    valid[..., m[0]:p.shape[-2] - m[0], m[1]:p.shape[-1] - m[1]] = True
+    scores = edge_scores(p, grad, valid)
+    return choose_threshold(scores), scores
+
+
+def shift_head(model: torch.nn.Module, threshold: float) -> None:
+    """Make argmax of a two-class ``model`` equal ``p(class 2) > threshold`` of the model as it
+    was: the head's bias of class 2 lowered by ``logit(threshold)``."""
+    with torch.no_grad():
+        model.head.bias[1] -= math.log(threshold / (1 - threshold))

@@ -1,0 +1,89 @@
+"""The end-of-run edge calibration (core/train/calibration.py): the boundary of a two-class
+model moved onto the image's edges when strokes leave a gap."""
+import numpy as np
+import pytest
+import torch
+
+from napari_unet import build_model, predict, train
+from napari_unet.core.train.calibration import (THRESHOLDS, _plane_gradient, choose_threshold, edge_scores,
+                                                shift_head)
+
+
+def _membranes(n=96, width=3, spread=5.0):
+    """Dark lines ``width`` px wide on a bright field, and a probability that falls off slowly
+    across them (a network that has filled the gap around each line): over 0.5 far wider than
+    the line."""
+    img = np.full((n, n), 1.0, np.float32)
+    dist = np.full((n, n), np.inf, np.float32)
+    for c in (24, 60):
+        for axis in (0, 1):
+            d = np.abs(np.arange(n) - c)[:, None] * np.ones((1, n))
+            d = d if axis == 0 else d.T
+            dist = np.minimum(dist, d)
+    line = dist <= width // 2
+    img[line] = 0.1
+    prob = 1 / (1 + np.exp((dist - spread) / 1.0))      # 0.5 at 5 px from the centre line
+    return img, line, prob.astype(np.float32)
+
+
+def test_edges_choose_the_line_width_not_the_gap():
+    img, line, prob = _membranes()
+    grad = _plane_gradient(img[None, None])
+    valid = np.ones((1,) + img.shape, bool)
+    scores = edge_scores(prob[None], grad, valid)
+    th = choose_threshold(scores)
+    assert th > 0.9                                  # shrinks the band...
+    chosen = prob > th
+    iou = (chosen & line).sum() / (chosen | line).sum()
+    iou_half = ((prob > 0.5) & line).sum() / ((prob > 0.5) | line).sum()
+    assert iou > 0.8 and iou_half < 0.5             # ...to the line the image shows
+
+
+def test_no_edge_gain_keeps_one_half():
+    assert choose_threshold([0.5] * len(THRESHOLDS)) == 0.5
+    assert choose_threshold([1.0, 1.005] + [0.9] * (len(THRESHOLDS) - 2)) == 0.5   # under MIN_GAIN
+    assert choose_threshold([float("nan")] * len(THRESHOLDS)) == 0.5
+
+
+def test_shift_head_makes_argmax_a_threshold():
+    torch.manual_seed(0)
+    model = build_model(dims=2, classes=2, base_channels=4, depth=2)
+    img = np.random.default_rng(0).random((40, 48)).astype(np.float32)
+    before = predict(model, img, device="cpu")
+    th = float(np.quantile(before[1], 0.7))
+    th = min(max(th, 0.05), 0.95)
+    shift_head(model, th)
+    after = predict(model, img, device="cpu")
+    sure = np.abs(before[1] - th) > 1e-3             # (float rounding right at the threshold)
+    assert np.array_equal((after[1] > 0.5)[sure], (before[1] > th)[sure])
+
+
+def test_training_records_the_threshold_and_skips_dense_paint():
+    from napari_unet.core.synthetic import make_nuclei
+
+    img, sem, _ = make_nuclei((96, 96), seed=0)
+    sparse = np.zeros_like(sem)
+    sparse[::8] = sem[::8]
+    m = train(img, sparse, steps=12, device="cpu", seed=0, base_channels=4, depth=2)
+    th = m.meta["training"]["edge_threshold"]
+    assert th in THRESHOLDS
+    dense = train(img, sem, steps=4, device="cpu", seed=0, base_channels=4, depth=2)
+    assert dense.meta["training"]["edge_threshold"] is None
+    three = sem.copy()
+    three[(sem == 2) & (np.arange(96)[None, :] > 48)] = 3
+    sparse3 = np.zeros_like(three)
+    sparse3[::8] = three[::8]
+    m3 = train(img, sparse3, steps=4, device="cpu", seed=0, base_channels=4, depth=2)
+    assert m3.meta["training"]["edge_threshold"] is None
+
+
+def test_off_by_environment(monkeypatch):
+    import napari_unet.core.train as t
+    from napari_unet.core.synthetic import make_nuclei
+
+    monkeypatch.setattr(t, "EDGE_CALIBRATION", False)
+    img, sem, _ = make_nuclei((96, 96), seed=0)
+    sparse = np.zeros_like(sem)
+    sparse[::8] = sem[::8]
+    assert train(img, sparse, steps=4, device="cpu", seed=0, base_channels=4,
+                 depth=2).meta["training"]["edge_threshold"] is None
