@@ -187,6 +187,7 @@ def main(argv=None) -> int:
             np.savez_compressed(args.save, probs=run.probs.astype(np.float16), truth=im.truth, strokes=strokes)
         row = dict(case=args.case, steps=args.steps, seed=seed, dims=dims, **options,
                    train_seconds=round(run.seconds, 1),
+                   edge_threshold=(run.model.meta.get("training") or {}).get("edge_threshold"),
                    **diagnose(run.probs, im.truth))
         ious.append(row["iou"])
         print(json.dumps(row), flush=True)

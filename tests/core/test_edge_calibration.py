@@ -87,3 +87,14 @@ def test_off_by_environment(monkeypatch):
     sparse[::8] = sem[::8]
     assert train(img, sparse, steps=4, device="cpu", seed=0, base_channels=4,
                  depth=2).meta["training"]["edge_threshold"] is None
+
+
+def test_the_objects_paint_stays_predicted():
+    """Edges that would grow stronger by cutting away weak parts of the object (and the object
+    pixels painted there) do not get to: a threshold may lose at most RECALL_TOL of the paint."""
+    from napari_unet.core.train.calibration import RECALL_TOL
+
+    scores = [1.0 + 0.02 * i for i in range(len(THRESHOLDS))]          # rising to the end
+    recall = [0.95] * 5 + [0.95 - 2 * RECALL_TOL] * (len(THRESHOLDS) - 5)
+    assert choose_threshold(scores) == THRESHOLDS[-1]
+    assert choose_threshold(scores, recall=recall) == THRESHOLDS[4]

@@ -19,12 +19,17 @@ than two classes.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import torch
 
 THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99)
 MIN_GAIN = 0.01            # a relative gain in edge strength below this keeps 0.5
+# the object's own paint must stay: a threshold may lose at most this share of the painted
+# object pixels that 0.5 keeps (it would otherwise cut away weak parts of the object, whose
+# removal raises the mean edge strength of what is left)
+RECALL_TOL = float(os.environ.get("NAPARI_UNET_EDGE_RECALL_TOL", 0.04))
 MIN_UNPAINTED = 0.1        # dense paint (less unpainted than this share of the crops): nothing to do
 
 
@@ -66,11 +71,16 @@ def edge_scores(fg_prob: np.ndarray, grad: np.ndarray, valid: np.ndarray,
     return out
 
 
-def choose_threshold(scores: list[float], thresholds=THRESHOLDS) -> float:
-    """The threshold of the strongest edges, if it beats 0.5's by ``MIN_GAIN`` (relative)."""
+def choose_threshold(scores: list[float], thresholds=THRESHOLDS, recall: list[float] | None = None) -> float:
+    """The threshold of the strongest edges, if it beats 0.5's by ``MIN_GAIN`` (relative), among
+    those that keep the painted object pixels (``recall``, per threshold) within ``RECALL_TOL``
+    of 0.5's."""
     if not scores or not math.isfinite(scores[0]):
         return 0.5
-    best = max(range(len(scores)), key=lambda i: scores[i] if math.isfinite(scores[i]) else -math.inf)
+    allowed = [recall is None or not math.isfinite(recall[0]) or recall[i] >= recall[0] - RECALL_TOL
+               for i in range(len(scores))]
+    best = max(range(len(scores)), key=lambda i: scores[i] if math.isfinite(scores[i]) and allowed[i]
+               else -math.inf)
     return float(thresholds[best]) if scores[best] > scores[0] * (1 + MIN_GAIN) else 0.5
 
 
@@ -78,7 +88,7 @@ def choose_threshold(scores: list[float], thresholds=THRESHOLDS) -> float:
 def edge_threshold(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, to_dev,
                    autocast: dict, batch: int) -> tuple[float, list[float]] | None:
     """The edge-aligned threshold of class 2 for ``model`` on the crops ``x`` ``(N, C, *patch)``
-    (``y``, their paint, is not used), and the edge score of each threshold."""
+    with their paint ``y`` (the object's paint must stay), and the edge score of each threshold."""
     was_training = model.training
     model.eval()
     try:
@@ -96,7 +106,9 @@ def edge_threshold(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
     m = [max(1, n // 8) for n in p.shape[-2:]]
     valid[..., m[0]:p.shape[-2] - m[0], m[1]:p.shape[-1] - m[1]] = True
     scores = edge_scores(p, grad, valid)
-    return choose_threshold(scores), scores
+    obj = y.cpu().numpy() == 2
+    recall = [float((p[obj] > th).mean()) if obj.any() else math.nan for th in THRESHOLDS]
+    return choose_threshold(scores, recall=recall), scores
 
 
 def shift_head(model: torch.nn.Module, threshold: float) -> None:
