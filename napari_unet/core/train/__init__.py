@@ -71,7 +71,8 @@ APPEARANCE_CONFIDENCE = float(os.environ.get("NAPARI_UNET_APPEARANCE_CONFIDENCE"
 APPEARANCE_GATE_OBJECTS = os.environ.get("NAPARI_UNET_APPEARANCE_GATE_OBJECTS", "0") == "1"
 APPEARANCE_MARGIN = int(os.environ.get("NAPARI_UNET_APPEARANCE_MARGIN", 0))
 # two classes: at the end of a run, move the decision onto the image's edges (calibration.py);
-# EM membranes 900 steps: 0.589 -> 0.62 (docs/quality.md, ninth session). 0: off
+# EM membranes 900 steps, lines-m2/m4/m8: 0.603/0.589/0.588 -> 0.612/0.625/0.617; nuclei keep 0.5
+# (docs/quality.md, ninth session). 0: off
 EDGE_CALIBRATION = os.environ.get("NAPARI_UNET_EDGE_CALIBRATION", "1") == "1"
 # continuing a model: weight of losses.anchor_kl (keep the starting model's prediction on the
 # unpainted pixels; 0: off)
