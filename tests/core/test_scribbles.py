@@ -89,6 +89,8 @@ def test_keep_better_keeps_the_previous_model_when_a_run_makes_it_worse(data2d):
     assert fin.detail.startswith("kept the previous model") and fin.paint_iou[0] > fin.paint_iou[1]
     for k, v in fin.model.state_dict().items():
         assert torch.equal(v, before[k]), k
+    # the discarded run's edge threshold is not recorded as the kept model's
+    assert fin.model.meta["training"]["edge_threshold"] is None
 
 
 def test_keep_better_takes_the_new_weights_when_they_fit_the_paint_better(data2d):

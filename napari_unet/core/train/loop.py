@@ -252,6 +252,8 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
         kept_previous, paint_iou = False, None
         if self.paintset is not None and step > 0 and reason in ("steps", "time", "stopped"):
             kept_previous, compare, paint_iou = self._keep_better(step)
+            if kept_previous:  # the discarded run's threshold is not the kept model's
+                self.edge_threshold = None
             if compare:
                 message = detail = compare
         if getattr(self, "edge_threshold", None) not in (None, 0.5) and not kept_previous:

@@ -298,9 +298,13 @@ class Setup:
         same_head = p.continued or (p.init_source is not None and not getattr(p.model, "_new_head", False))
         every = [Volume(v.image, v.train, v.train if v.val is None else np.where(v.val > 0, v.val, v.train))
                  for v in vols]
+
+        def crops_around_paint() -> ValSet | None:
+            return build_valset(every, patch=patch, block=block, max_crops=2 * max_crops,
+                                rng=np.random.default_rng(p.seed + 7), data_device=data_dev)
+
         if p.keep_better and same_head:
-            self.paintset = build_valset(every, patch=patch, block=block, max_crops=2 * max_crops,
-                                         rng=np.random.default_rng(p.seed + 7), data_device=data_dev)
+            self.paintset = crops_around_paint()
             self.start_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
         # the end-of-run edge calibration (calibration.py) looks at crops around all of the paint
         self.calset = None
@@ -308,8 +312,7 @@ class Setup:
         painted = sum(int(pr.counts[1:].sum()) for pr in p.pairs)
         dense = painted >= (1 - MIN_UNPAINTED) * sum(pr.labels.size for pr in p.pairs)
         if p.classes == 2 and _pkg().EDGE_CALIBRATION and not dense:
-            self.calset = self.paintset or build_valset(every, patch=patch, block=block, max_crops=2 * max_crops,
-                                                        rng=np.random.default_rng(p.seed + 7), data_device=data_dev)
+            self.calset = self.paintset or crops_around_paint()
         # continuing: a frozen copy of the starting model anchors the unpainted pixels (loop);
         # in training mode like the model, so BatchNorm normalises both alike (its running
         # statistics are the copy's own and never used)
