@@ -256,7 +256,7 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
                 self.edge_threshold = None
             if compare:
                 message = detail = compare
-        if getattr(self, "edge_threshold", None) not in (None, 0.5) and not kept_previous:
+        if getattr(self, "edge_threshold", None) not in (None, 0.5):
             note = f"boundary moved onto the image's edges (class 2 above {self.edge_threshold:g} of the trained probability)"
             message = f"{message}; {note}" if message else note
         if self.valset is not None and reason in ("steps", "time") and step > 0 \
