@@ -41,7 +41,8 @@ def simulate(im: Image, *, round_time: float | None, rounds: int = 3, n_new: int
         out.append(row)
         log(f"[{im.name}/interactive] round {r}: +{new} strokes, {row['painted']} px painted "
             f"({row['painted_pct']:.2f}%), IoU {row['iou']:.3f}, {run.steps} steps"
-            + (" (kept the previous model)" if run.kept_previous else ""))
+            + (" (kept the previous model)" if run.kept_previous else "")
+            + f"; edge threshold {getattr(model, 'meta', {}).get('edge_threshold')}")
     return out
 
 

@@ -98,3 +98,24 @@ def test_the_objects_paint_stays_predicted():
     recall = [0.95] * 5 + [0.95 - 2 * RECALL_TOL] * (len(THRESHOLDS) - 5)
     assert choose_threshold(scores) == THRESHOLDS[-1]
     assert choose_threshold(scores, recall=recall) == THRESHOLDS[4]
+
+
+def test_continuing_starts_from_the_trained_head_so_shifts_do_not_compound(monkeypatch):
+    """A calibrated head carries its threshold in its bias; a continued run undoes it before
+    training (and chooses afresh at the end), else each correction round would shift again."""
+    import napari_unet.core.train as t
+    from napari_unet.core.synthetic import make_nuclei
+
+    img, sem, _ = make_nuclei((96, 96), seed=0)
+    sparse = np.zeros_like(sem)
+    sparse[::8] = sem[::8]
+    monkeypatch.setattr(t, "EDGE_CALIBRATION", False)
+    m = train(img, sparse, steps=4, device="cpu", seed=0, base_channels=4, depth=2)
+    assert m.meta["edge_threshold"] is None
+    trained_bias = m.head.bias.detach().clone()
+    shift_head(m, 0.8)
+    m.meta["edge_threshold"] = 0.8
+    # a vanishing lr: the weights stay, so the head's bias shows what the run started from
+    again = train(img, sparse, model=m, steps=2, lr=1e-12, device="cpu", seed=0)
+    assert torch.allclose(again.head.bias, trained_bias, atol=1e-6)
+    assert again.meta["edge_threshold"] is None and again.meta["training"]["edge_threshold"] is None

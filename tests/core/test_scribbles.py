@@ -80,6 +80,7 @@ def test_keep_better_keeps_the_previous_model_when_a_run_makes_it_worse(data2d):
     img, sem, strokes = data2d
     base = train(img, strokes, steps=40, **TINY)
     before = {k: v.clone() for k, v in base.state_dict().items()}
+    carried = base.meta["edge_threshold"]
     # an absurd learning rate wrecks the weights: the previous model must come back
     events = list(iter_train(img, strokes, model=base, steps=8, lr=5.0, keep_better=True,
                              **{k: v for k, v in TINY.items() if k not in ("base_channels", "depth")}))
@@ -89,8 +90,9 @@ def test_keep_better_keeps_the_previous_model_when_a_run_makes_it_worse(data2d):
     assert fin.detail.startswith("kept the previous model") and fin.paint_iou[0] > fin.paint_iou[1]
     for k, v in fin.model.state_dict().items():
         assert torch.equal(v, before[k]), k
-    # the discarded run's edge threshold is not recorded as the kept model's
-    assert fin.model.meta["training"]["edge_threshold"] is None
+    # the kept weights' edge threshold is recorded, not the discarded run's
+    assert fin.model.meta["edge_threshold"] == carried
+    assert fin.model.meta["training"]["edge_threshold"] == carried
 
 
 def test_keep_better_takes_the_new_weights_when_they_fit_the_paint_better(data2d):

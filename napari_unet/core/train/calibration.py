@@ -13,8 +13,10 @@ Only thresholds at or above 0.5 are tried (the object only shrinks): the error i
 one-sided (an object class spreading into the gap around it; the sixth session's figures), and
 where the edges say "wider" the network already reaches the edge. The threshold goes into the
 head's bias, so the model's argmax, its probability maps and everything downstream agree; the
-model's metadata records it. Skipped when the paint leaves no gap (dense labels) and for more
-than two classes.
+model's metadata records it (``meta["edge_threshold"]``). A run that continues such a model
+undoes the shift first and chooses again at the end: shifts applied on top of shifts shrank the
+nuclei round after round in the interactive simulation. Skipped when the paint leaves no gap
+(dense labels) and for more than two classes.
 """
 from __future__ import annotations
 
@@ -109,6 +111,16 @@ def edge_threshold(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
     obj = y.cpu().numpy() == 2
     recall = [float((p[obj] > th).mean()) if obj.any() else math.nan for th in THRESHOLDS]
     return choose_threshold(scores, recall=recall), scores
+
+
+def carried_threshold(model: torch.nn.Module) -> float | None:
+    """The edge threshold that a two-class model's head carries (``meta["edge_threshold"]``;
+    models saved before that key: their last run's record), or None when it carries none."""
+    meta = getattr(model, "meta", {}) or {}
+    if int(meta.get("classes", 0)) != 2:
+        return None
+    t = meta["edge_threshold"] if "edge_threshold" in meta else (meta.get("training") or {}).get("edge_threshold")
+    return float(t) if isinstance(t, (int, float)) and 0.0 < t < 1.0 and t != 0.5 else None
 
 
 def shift_head(model: torch.nn.Module, threshold: float) -> None:

@@ -252,11 +252,12 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
         kept_previous, paint_iou = False, None
         if self.paintset is not None and step > 0 and reason in ("steps", "time", "stopped"):
             kept_previous, compare, paint_iou = self._keep_better(step)
-            if kept_previous:  # the discarded run's threshold is not the kept model's
-                self.edge_threshold = None
+            if kept_previous:  # the kept weights carry their own threshold, not this run's
+                self.edge_threshold = self.prior_threshold
+                model.meta["edge_threshold"] = self.prior_threshold
             if compare:
                 message = detail = compare
-        if getattr(self, "edge_threshold", None) not in (None, 0.5):
+        if not kept_previous and getattr(self, "edge_threshold", None) not in (None, 0.5):
             note = f"boundary moved onto the image's edges (class 2 above {self.edge_threshold:g} of the trained probability)"
             message = f"{message}; {note}" if message else note
         if self.valset is not None and reason in ("steps", "time") and step > 0 \

@@ -19,7 +19,7 @@ from ..device import autocast_dtype, available_memory, describe_device
 from ..errors import UserError, UserTypeError, option
 from ..limits import check_class_count, check_training_memory
 from ..losses import AppearancePrior, neighbour_offsets
-from .calibration import MIN_UNPAINTED
+from .calibration import MIN_UNPAINTED, carried_threshold, shift_head
 from ..model import UNet, build_model, model_meta, replace_head
 from .config import TrainConfig, _check_int, _patch_arg, _pkg, default_architecture, default_patch_batch
 from .tuning import _adamw
@@ -306,6 +306,13 @@ class Setup:
         if p.keep_better and same_head:
             self.paintset = crops_around_paint()
             self.start_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+        # a head that carries an edge calibration (calibration.py) trains from its trained bias:
+        # the shift is undone here and chosen afresh at the end, so that shifts do not compound
+        # round after round (keep-better's starting weights keep theirs)
+        self.prior_threshold = carried_threshold(model) if same_head else None
+        if self.prior_threshold is not None:
+            shift_head(model, 1.0 - self.prior_threshold)
+        model.meta["edge_threshold"] = None
         # the end-of-run edge calibration (calibration.py) looks at crops around all of the paint
         self.calset = None
         # (dense paint leaves no gap to place a boundary in)

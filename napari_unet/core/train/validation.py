@@ -111,6 +111,7 @@ class ValidationMixin:
         self.edge_threshold = found[0]
         if found[0] != 0.5:
             shift_head(self.p.model, found[0])
+            self.p.model.meta["edge_threshold"] = found[0]  # what the head carries (setup undoes it)
 
     def _recalibrate_bn(self, reason: str, step: int, elapsed: float) -> int:
         """Re-estimate BatchNorm running statistics with the final weights on unaugmented
