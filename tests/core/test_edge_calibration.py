@@ -1,5 +1,5 @@
-"""The end-of-run edge calibration (core/train/calibration.py): the boundary of a two-class
-model moved onto the image's edges when strokes leave a gap."""
+"""The end-of-run edge calibration (core/train/calibration.py): the background/object boundary
+moved onto the image's edges when strokes leave a gap."""
 import numpy as np
 import pytest
 import torch
@@ -58,6 +58,27 @@ def test_shift_head_makes_argmax_a_threshold():
     assert np.array_equal((after[1] > 0.5)[sure], (before[1] > th)[sure])
 
 
+def test_shift_head_with_more_classes_moves_only_the_background_boundary():
+    from napari_unet.core.train.calibration import object_odds
+
+    torch.manual_seed(1)
+    model = build_model(dims=2, classes=3, base_channels=4, depth=2)
+    with torch.no_grad():  # an untrained head is nearly uniform: spread its outputs
+        model.head.weight.mul_(50)
+    img = np.random.default_rng(1).random((40, 48)).astype(np.float32)
+    before = predict(model, img, device="cpu")
+    odds = object_odds(torch.from_numpy(before)[None])[0].numpy()
+    th = min(max(float(np.quantile(odds, 0.6)), 0.05), 0.95)
+    shift_head(model, th)
+    after = predict(model, img, device="cpu")
+    sure = np.abs(odds - th) > 1e-3
+    assert sure.mean() > 0.9
+    # an object class where the odds exceed the threshold, and the same one as before
+    assert np.array_equal((after.argmax(0) > 0)[sure], (odds > th)[sure])
+    obj = sure & (odds > th)
+    assert np.array_equal(after[1:].argmax(0)[obj], before[1:].argmax(0)[obj])
+
+
 def test_training_records_the_threshold_and_skips_dense_paint():
     from napari_unet.core.synthetic import make_nuclei
 
@@ -74,7 +95,7 @@ def test_training_records_the_threshold_and_skips_dense_paint():
     sparse3 = np.zeros_like(three)
     sparse3[::8] = three[::8]
     m3 = train(img, sparse3, steps=4, device="cpu", seed=0, base_channels=4, depth=2)
-    assert m3.meta["training"]["edge_threshold"] is None
+    assert m3.meta["training"]["edge_threshold"] in THRESHOLDS  # more classes: the background's boundary
 
 
 def test_off_by_environment(monkeypatch):

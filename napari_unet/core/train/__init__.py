@@ -70,9 +70,10 @@ APPEARANCE_CONFIDENCE = float(os.environ.get("NAPARI_UNET_APPEARANCE_CONFIDENCE"
 # pixels next to a predicted boundary: measured with the gate off, it gave the EM gain back
 APPEARANCE_GATE_OBJECTS = os.environ.get("NAPARI_UNET_APPEARANCE_GATE_OBJECTS", "0") == "1"
 APPEARANCE_MARGIN = int(os.environ.get("NAPARI_UNET_APPEARANCE_MARGIN", 0))
-# two classes: at the end of a run, move the decision onto the image's edges (calibration.py);
+# at the end of a run, move the background/object boundary onto the image's edges (calibration.py);
 # EM membranes 900 steps, lines-m2/m4/m8: 0.603/0.589/0.588 -> 0.612/0.625/0.617; nuclei keep 0.5
-# (docs/quality.md, ninth session). 0: off
+# (docs/quality.md, ninth session); BBBC039 at 80 steps 0.874/0.854 -> 0.913/0.913, 3 classes at
+# 300 steps 0.674/0.665 -> 0.681/0.671 (eleventh session). 0: off
 EDGE_CALIBRATION = os.environ.get("NAPARI_UNET_EDGE_CALIBRATION", "1") == "1"
 # continuing a model: weight of losses.anchor_kl (keep the starting model's prediction on the
 # unpainted pixels; 0: off)

@@ -1,4 +1,4 @@
-"""The decision boundary moved onto the image's edges at the end of a run (two classes).
+"""The background/object boundary moved onto the image's edges at the end of a run.
 
 Strokes leave a gap between the painted object and the painted background, and the network
 fills it: the object class reaches into the gap with high confidence (EM membranes predicted
@@ -16,7 +16,8 @@ head's bias, so the model's argmax, its probability maps and everything downstre
 model's metadata records it (``meta["edge_threshold"]``). A run that continues such a model
 undoes the shift first and chooses again at the end: shifts applied on top of shifts shrank the
 nuclei round after round in the interactive simulation. Skipped when the paint leaves no gap
-(dense labels) and for more than two classes.
+(dense labels). With more than two classes the boundary moved is the background's against all
+object classes (:func:`object_odds`), which keep their order among themselves.
 """
 from __future__ import annotations
 
@@ -86,11 +87,20 @@ def choose_threshold(scores: list[float], thresholds=THRESHOLDS, recall: list[fl
     return float(thresholds[best]) if scores[best] > scores[0] * (1 + MIN_GAIN) else 0.5
 
 
+def object_odds(probs: torch.Tensor) -> torch.Tensor:
+    """Per pixel, ``m / (m + p1)`` with ``m`` the largest object-class probability and ``p1``
+    the background's (``probs`` ``(N, K, ...)``, K >= 2): an object wins the argmax after
+    :func:`shift_head` with ``t`` exactly where this exceeds ``t``; for two classes, p(class 2)."""
+    m = probs[:, 1:].amax(1)
+    return m / (m + probs[:, 0]).clamp_min(1e-12)
+
+
 @torch.no_grad()
 def edge_threshold(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, to_dev,
                    autocast: dict, batch: int) -> tuple[float, list[float]] | None:
-    """The edge-aligned threshold of class 2 for ``model`` on the crops ``x`` ``(N, C, *patch)``
-    with their paint ``y`` (the object's paint must stay), and the edge score of each threshold."""
+    """The edge-aligned threshold between the background and the objects (:func:`object_odds`)
+    for ``model`` on the crops ``x`` ``(N, C, *patch)`` with their paint ``y`` (the objects'
+    paint must stay), and the edge score of each threshold."""
     was_training = model.training
     model.eval()
     try:
@@ -98,7 +108,7 @@ def edge_threshold(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
         for s in range(0, x.shape[0], batch):
             with torch.autocast(**autocast):
                 logits = model(to_dev(x[s:s + batch]))
-            probs.append(torch.softmax(logits.float(), 1)[:, 1].cpu())
+            probs.append(object_odds(torch.softmax(logits.float(), 1)).cpu())
     finally:
         model.train(was_training)
     p = torch.cat(probs).numpy()
@@ -108,23 +118,24 @@ def edge_threshold(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
     m = [max(1, n // 8) for n in p.shape[-2:]]
     valid[..., m[0]:p.shape[-2] - m[0], m[1]:p.shape[-1] - m[1]] = True
     scores = edge_scores(p, grad, valid)
-    obj = y.cpu().numpy() == 2
+    obj = y.cpu().numpy() >= 2
     recall = [float((p[obj] > th).mean()) if obj.any() else math.nan for th in THRESHOLDS]
     return choose_threshold(scores, recall=recall), scores
 
 
 def carried_threshold(model: torch.nn.Module) -> float | None:
-    """The edge threshold that a two-class model's head carries (``meta["edge_threshold"]``;
-    models saved before that key: their last run's record), or None when it carries none."""
+    """The edge threshold that a model's head carries (``meta["edge_threshold"]``; models saved
+    before that key: their last run's record), or None when it carries none."""
     meta = getattr(model, "meta", {}) or {}
-    if int(meta.get("classes", 0)) != 2:
+    if int(meta.get("classes", 0)) < 2:
         return None
     t = meta["edge_threshold"] if "edge_threshold" in meta else (meta.get("training") or {}).get("edge_threshold")
     return float(t) if isinstance(t, (int, float)) and 0.0 < t < 1.0 and t != 0.5 else None
 
 
 def shift_head(model: torch.nn.Module, threshold: float) -> None:
-    """Make argmax of a two-class ``model`` equal ``p(class 2) > threshold`` of the model as it
-    was: the head's bias of class 2 lowered by ``logit(threshold)``."""
+    """Make the argmax of ``model`` pick an object class where :func:`object_odds` of the model
+    as it was exceeds ``threshold`` (two classes: ``p(class 2) > threshold``): the background's
+    bias raised by ``logit(threshold)``; the object classes keep their order."""
     with torch.no_grad():
-        model.head.bias[1] -= math.log(threshold / (1 - threshold))
+        model.head.bias[0] += math.log(threshold / (1 - threshold))

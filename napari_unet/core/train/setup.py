@@ -318,7 +318,7 @@ class Setup:
         # (dense paint leaves no gap to place a boundary in)
         painted = sum(int(pr.counts[1:].sum()) for pr in p.pairs)
         dense = painted >= (1 - MIN_UNPAINTED) * sum(pr.labels.size for pr in p.pairs)
-        if p.classes == 2 and _pkg().EDGE_CALIBRATION and not dense:
+        if _pkg().EDGE_CALIBRATION and not dense:
             self.calset = self.paintset or crops_around_paint()
         # continuing: a frozen copy of the starting model anchors the unpainted pixels (loop);
         # in training mode like the model, so BatchNorm normalises both alike (its running

@@ -96,7 +96,7 @@ class ValidationMixin:
                        f"model (IoU {new.mean_iou:.3f} against {old.mean_iou:.3f})"), scores
 
     def _calibrate_edges(self) -> None:
-        """Two classes, sparse paint: move the boundary onto the image's edges (calibration.py);
+        """Sparse paint: move the background/object boundary onto the image's edges (calibration.py);
         the threshold chosen is kept in ``edge_threshold`` (recorded in the model's metadata)."""
         self.edge_threshold = None
         if getattr(self, "calset", None) is None or self._stopped():
