@@ -140,3 +140,32 @@ def test_continuing_starts_from_the_trained_head_so_shifts_do_not_compound(monke
     again = train(img, sparse, model=m, steps=2, lr=1e-12, device="cpu", seed=0)
     assert torch.allclose(again.head.bias, trained_bias, atol=1e-6)
     assert again.meta["edge_threshold"] is None and again.meta["training"]["edge_threshold"] is None
+
+
+def test_a_run_stopped_before_choosing_gives_the_head_its_threshold_back():
+    import threading
+
+    from napari_unet import iter_train
+    from napari_unet.core.synthetic import make_nuclei
+
+    img, sem, _ = make_nuclei((96, 96), seed=0)
+    sparse = np.zeros_like(sem)
+    sparse[::8] = sem[::8]
+    m = train(img, sparse, steps=4, device="cpu", seed=0, base_channels=4, depth=2)
+    shift_head(m, 0.8)
+    m.meta["edge_threshold"] = 0.8
+    shifted = m.head.bias.detach().clone()
+    stop = threading.Event()
+    stop.set()   # a Stop before the first step
+    events = list(iter_train(img, sparse, model=m, steps=50, device="cpu", seed=0, stop=stop))
+    assert events[-1].reason == "stopped" and events[-1].step == 0
+    assert torch.allclose(m.head.bias, shifted, atol=1e-6) and m.meta["edge_threshold"] == 0.8
+    # stopped after a few steps: no time to choose, the threshold it came with
+    stop2 = threading.Event()
+    seen = []
+    for ev in iter_train(img, sparse, model=m, steps=50, device="cpu", seed=0, stop=stop2):
+        seen.append(ev)
+        if type(ev).__name__ == "TrainStep" and ev.step >= 2:
+            stop2.set()
+    assert seen[-1].reason == "stopped" and m.meta["edge_threshold"] == 0.8
+    assert m.meta["training"]["edge_threshold"] == 0.8

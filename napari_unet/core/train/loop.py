@@ -240,6 +240,7 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
             tuner.restore()
             elapsed = time.perf_counter() - t0
             if closed or reason == "error":
+                self._reapply_prior_threshold()
                 self._finalise(step, elapsed, reason, last_val, save=step > 0, quiet=True)
         # normal end: BatchNorm statistics, final validation, model on the CPU, checkpoint
         if reason in ("steps", "time", "stopped") and step > 0:
@@ -249,6 +250,8 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
                         q.copy_(e)
             self._recalibrate_bn(reason, step, time.perf_counter() - t0)
             self._calibrate_edges()
+        else:
+            self._reapply_prior_threshold()
         kept_previous, paint_iou = False, None
         if self.paintset is not None and step > 0 and reason in ("steps", "time", "stopped"):
             kept_previous, compare, paint_iou = self._keep_better(step)

@@ -99,7 +99,10 @@ class ValidationMixin:
         """Sparse paint: move the background/object boundary onto the image's edges (calibration.py);
         the threshold chosen is kept in ``edge_threshold`` (recorded in the model's metadata)."""
         self.edge_threshold = None
-        if getattr(self, "calset", None) is None or self._stopped():
+        if getattr(self, "calset", None) is None:
+            return
+        if self._stopped():  # no time to choose: the threshold the model came with
+            self._reapply_prior_threshold()
             return
         from .calibration import edge_threshold, shift_head
 
@@ -112,6 +115,16 @@ class ValidationMixin:
         if found[0] != 0.5:
             shift_head(self.p.model, found[0])
             self.p.model.meta["edge_threshold"] = found[0]  # what the head carries (setup undoes it)
+
+    def _reapply_prior_threshold(self) -> None:
+        """A run that ends without choosing (a Stop, an error, no step): the head gets back the
+        threshold it came with (setup undid it for training)."""
+        from .calibration import shift_head
+
+        t, model = getattr(self, "prior_threshold", None), self.p.model
+        if t is not None and model.meta.get("edge_threshold") is None:
+            shift_head(model, t)
+            model.meta["edge_threshold"] = self.edge_threshold = t
 
     def _recalibrate_bn(self, reason: str, step: int, elapsed: float) -> int:
         """Re-estimate BatchNorm running statistics with the final weights on unaugmented
