@@ -146,6 +146,7 @@ def test_a_run_stopped_before_choosing_gives_the_head_its_threshold_back():
     import threading
 
     from napari_unet import iter_train
+    from napari_unet.core.events import TrainStep
     from napari_unet.core.synthetic import make_nuclei
 
     img, sem, _ = make_nuclei((96, 96), seed=0)
@@ -165,7 +166,7 @@ def test_a_run_stopped_before_choosing_gives_the_head_its_threshold_back():
     seen = []
     for ev in iter_train(img, sparse, model=m, steps=50, device="cpu", seed=0, stop=stop2):
         seen.append(ev)
-        if type(ev).__name__ == "TrainStep" and ev.step >= 2:
+        if isinstance(ev, TrainStep) and ev.step >= 2:
             stop2.set()
     assert seen[-1].reason == "stopped" and m.meta["edge_threshold"] == 0.8
     assert m.meta["training"]["edge_threshold"] == 0.8

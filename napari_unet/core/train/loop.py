@@ -261,8 +261,9 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
             if compare:
                 message = detail = compare
         if not kept_previous and getattr(self, "edge_threshold", None) not in (None, 0.5):
-            note = (f"boundary moved onto the image's edges (objects where their odds against the background exceed {self.edge_threshold:g})"
-                    if p.classes > 2 else f"boundary moved onto the image's edges (class 2 above {self.edge_threshold:g} of the trained probability)")
+            where = (f"objects where their odds against the background exceed {self.edge_threshold:g}"
+                     if p.classes > 2 else f"class 2 above {self.edge_threshold:g} of the trained probability")
+            note = f"boundary moved onto the image's edges ({where})"
             message = f"{message}; {note}" if message else note
         if self.valset is not None and reason in ("steps", "time") and step > 0 \
                 and not self._stopped():
