@@ -39,7 +39,7 @@ def bare_loop(model, x, y, steps, dev, amp, channels_last, lr=2e-3):
     opt = _adamw(list(model.parameters()), lr=lr, weight_decay=1e-4)  # the trainer's optimizer
     scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
     if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last if x.ndim == 4 else torch.channels_last_3d)
 
     def one():
         with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
@@ -121,7 +121,12 @@ def main(argv=None) -> int:
     meta = model.meta
     patch_t, batch_n = started.patch, started.batch_size
     amp = autocast_dtype(dev)
-    channels_last = dev.type in ("cuda", "cpu") and args.dims == 2
+    import napari_unet.core.train as T
+
+    # the trainer's choice (core/train/setup.py)
+    channels_last = (dev.type in ("cuda", "cpu") and args.dims == 2) or (
+        dev.type == "cpu" and args.dims == 3 and T.CHANNELS_LAST_3D_CPU)
+    fmt = torch.channels_last if args.dims == 2 else torch.channels_last_3d
     print(f"device {describe_device(dev)}, {started.precision}; {args.dims}D U-Net base "
           f"{meta['base_channels']} depth {meta['depth']}; patch {'x'.join(map(str, patch_t))}, "
           f"batch {batch_n}; channels-last {channels_last}", flush=True)
@@ -133,7 +138,7 @@ def main(argv=None) -> int:
     # steps per round from a quick estimate
     probe = build_model(args.dims, 1, meta["classes"], meta["base_channels"], meta["depth"]).to(dev)
     if channels_last:
-        probe = probe.to(memory_format=torch.channels_last)
+        probe = probe.to(memory_format=fmt)
     r0 = bare_loop(probe, x, y, 3, dev, amp, channels_last)
     steps = max(5, int(r0 * args.seconds))
     bare_rates, tr_rates = [], []
@@ -142,7 +147,7 @@ def main(argv=None) -> int:
         torch.manual_seed(r)
         m = build_model(args.dims, 1, meta["classes"], meta["base_channels"], meta["depth"]).to(dev)
         if channels_last:
-            m = m.to(memory_format=torch.channels_last)
+            m = m.to(memory_format=fmt)
         b = bare_loop(m, x, y, steps, dev, amp, channels_last)
         t, _, _ = trainer_rate(img, lab, steps, **{**kw, "patch": patch_t, "batch_size": batch_n,
                                                    "base_channels": meta["base_channels"],

@@ -110,6 +110,22 @@ def test_off_by_environment(monkeypatch):
                  depth=2).meta["training"]["edge_threshold"] is None
 
 
+@pytest.mark.parametrize("dims", [3, 2])
+def test_stacks_are_not_calibrated_unless_asked(dims, monkeypatch):
+    """In-plane edges of a stack blurred along Z lie inside the objects near their tops and
+    bottoms: stacks keep the network's own boundary (3D models and 2D models on the planes)."""
+    import napari_unet.core.train as t
+    from napari_unet.core.synthetic import make_nuclei, make_strokes
+
+    img, sem, inst = make_nuclei((16, 64, 64), seed=4, radius=(7.0, 11.0))
+    strokes = make_strokes(sem, inst, seed=4, plane_step=4)
+    kw = dict(dims=dims, steps=3, device="cpu", seed=0, base_channels=4, depth=2,
+              patch=(16, 32, 32) if dims == 3 else 32, batch_size=2)
+    assert train(img, strokes, **kw).meta["training"]["edge_threshold"] is None
+    monkeypatch.setattr(t, "EDGE_CALIBRATION_STACKS", True)
+    assert train(img, strokes, **kw).meta["training"]["edge_threshold"] in THRESHOLDS
+
+
 def test_the_objects_paint_stays_predicted():
     """Edges that would grow stronger by cutting away weak parts of the object (and the object
     pixels painted there) do not get to: a threshold may lose at most RECALL_TOL of the paint."""

@@ -240,6 +240,22 @@ def test_checkpoints_resume_and_continue(data2d, tmp_path):
     assert any(not torch.equal(before[k], v) for k, v in m.state_dict().items())
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dims", [2, 3])
+def test_continuing_a_saved_model_on_a_gpu(dims, data2d, data3d, tmp_path):
+    # a saved model loads on the CPU; continuing it on CUDA must put the anchor (the frozen copy
+    # of the starting model) on the GPU too: it was copied before the move and stayed on the CPU
+    img, sem, strokes = data2d if dims == 2 else data3d
+    kw = dict(TINY, device="cuda") if dims == 2 else dict(
+        base_channels=8, depth=2, patch=(16, 48, 48), batch_size=2, device="cuda")
+    save_model(train(img, strokes, dims=dims, steps=3, seed=0, **kw), tmp_path / "m.pt")
+    m = load_model(tmp_path / "m.pt")
+    assert next(m.parameters()).device.type == "cpu"
+    events = run(iter_train(img, strokes, dims=dims, model=m, steps=3, keep_better=True, **kw))
+    assert events[-1].reason == "steps" and events[-1].step == 3
+    assert m.meta["training"]["init"] == "continued"
+
+
 def test_nan_loss_stops_and_keeps_last_good_weights(data2d, monkeypatch):
     import napari_unet.core.train as tr
 

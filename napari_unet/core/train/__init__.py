@@ -11,7 +11,7 @@ the device (flips, rotations, scale, intensity, gamma, noise), a class-balanced 
 plus Dice loss on painted pixels, AdamW with warm-up and cosine decay over the step or time
 budget. Images are normalised exactly as :func:`napari_unet.core.predict.predict` does
 (percentiles of the whole image, computed once). On CUDA: bf16 autocast (fp16 + GradScaler
-where bf16 is unsupported), channels-last (2D), cudnn benchmark, data and augmentation on the
+where bf16 is unsupported), channels-last (2D; 3D too on a CPU), cudnn benchmark, data and augmentation on the
 GPU when they fit, and no host synchronisation except when an event is emitted (about 10/s).
 
 Stopping: ``steps``/``time_limit`` (at least one is required; ``time_limit=math.inf`` trains
@@ -75,6 +75,14 @@ APPEARANCE_MARGIN = int(os.environ.get("NAPARI_UNET_APPEARANCE_MARGIN", 0))
 # (docs/quality.md, ninth session); BBBC039 at 80 steps 0.874/0.854 -> 0.913/0.913, 3 classes at
 # 300 steps 0.674/0.665 -> 0.681/0.671 (eleventh session). 0: off
 EDGE_CALIBRATION = os.environ.get("NAPARI_UNET_EDGE_CALIBRATION", "1") == "1"
+# ... but not on stacks (3 spatial axes; 3D models and 2D models on their planes alike): the score
+# looks at in-plane edges, and in a stack blurred along Z the planes near an object's top and
+# bottom show a dim, blurred cross-section whose in-plane edges lie inside the object, so the
+# score rises as the threshold cuts those planes away. Synthetic stack (sigma 1.6 px along Z),
+# seed 0: 3D model 200 steps 0.724 -> 0.696 calibrated (0.85), 400 steps 0.783 -> 0.760 (0.9);
+# a 2D model on its planes, 300 steps, 0.788 -> 0.760 (0.8); the ovule kept 0.5 anyway
+# (docs/quality.md, twelfth session). 1: calibrate stacks too
+EDGE_CALIBRATION_STACKS = os.environ.get("NAPARI_UNET_EDGE_CALIBRATION_STACKS", "0") == "1"
 # continuing a model: weight of losses.anchor_kl (keep the starting model's prediction on the
 # unpainted pixels; 0: off)
 ANCHOR_WEIGHT = float(os.environ.get("NAPARI_UNET_ANCHOR", 1.0))
@@ -86,6 +94,11 @@ ANCHOR_WEIGHT = float(os.environ.get("NAPARI_UNET_ANCHOR", 1.0))
 # 1, 2, 4 (docs/quality.md). 3D: 1 px alone cost 0.036 on the synthetic stack
 REG_DILATIONS = tuple(int(v) for v in os.environ.get("NAPARI_UNET_REG_DIL", "1,2,4").split(","))
 REG_DILATIONS_3D = tuple(int(v) for v in os.environ.get("NAPARI_UNET_REG_DIL_3D", "1,2,4").split(","))
+# 3D on a CPU: train channels-last-3d, as prediction does (oneDNN's 3D convolutions, their
+# backward pass above all, are faster in that layout): 1.26-1.34x the steps per second on the
+# synthetic stack and the ovule (benchmarks/train_memory_format.py). CUDA 3D stays contiguous
+# (not measured on a GPU)
+CHANNELS_LAST_3D_CPU = os.environ.get("NAPARI_UNET_CHANNELS_LAST_3D", "1") == "1"
 
 from .config import TrainConfig, default_architecture, default_patch_batch  # noqa: E402
 from .loop import iter_train, train  # noqa: E402

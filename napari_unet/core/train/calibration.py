@@ -16,7 +16,8 @@ head's bias, so the model's argmax, its probability maps and everything downstre
 model's metadata records it (``meta["edge_threshold"]``). A run that continues such a model
 undoes the shift first and chooses again at the end: shifts applied on top of shifts shrank the
 nuclei round after round in the interactive simulation. Skipped when the paint leaves no gap
-(dense labels). With more than two classes the boundary moved is the background's against all
+(dense labels), and on stacks (``EDGE_CALIBRATION_STACKS``): with blur along Z, the in-plane
+edges of an object's top and bottom planes lie inside it. With more than two classes the boundary moved is the background's against all
 object classes (:func:`object_odds`), which keep their order among themselves.
 """
 from __future__ import annotations

@@ -54,7 +54,7 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
         if x.device != self.p.dev:
             x = x.to(self.p.dev, non_blocking=True)
         if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=self.memory_format)
         return x
 
     def _preview(self, step: int) -> Preview | None:

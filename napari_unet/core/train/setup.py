@@ -318,28 +318,34 @@ class Setup:
         # (dense paint leaves no gap to place a boundary in)
         painted = sum(int(pr.counts[1:].sum()) for pr in p.pairs)
         dense = painted >= (1 - MIN_UNPAINTED) * sum(pr.labels.size for pr in p.pairs)
-        if _pkg().EDGE_CALIBRATION and not dense:
+        # (stacks: not unless EDGE_CALIBRATION_STACKS; a 2D model on a stack's planes alike)
+        stack = any(pr.labels.ndim == 3 for pr in p.pairs)
+        if _pkg().EDGE_CALIBRATION and not dense and (_pkg().EDGE_CALIBRATION_STACKS or not stack):
             self.calset = self.paintset or crops_around_paint()
-        # continuing: a frozen copy of the starting model anchors the unpainted pixels (loop);
-        # in training mode like the model, so BatchNorm normalises both alike (its running
-        # statistics are the copy's own and never used)
-        self.anchor = None
-        if same_head and _pkg().ANCHOR_WEIGHT > 0:
-            self.anchor = copy.deepcopy(model).train().requires_grad_(False)
         self.val_pixels = 0
         for v in val_vols:
             if v.val is not None:
                 self.val_pixels += int(np.count_nonzero(v.val))
         # model, optimiser, precision
         self.amp = autocast_dtype(dev)
-        # channels-last: faster with oneDNN on CPU and tensor cores on CUDA (2D; measured)
-        self.channels_last = dev.type in ("cuda", "cpu") and dims == 2
+        # channels-last: faster with oneDNN on CPU and tensor cores on CUDA (2D; measured), and
+        # channels-last-3d with oneDNN on CPU (CHANNELS_LAST_3D_CPU)
+        self.channels_last = (dev.type in ("cuda", "cpu") and dims == 2) or (
+            dev.type == "cpu" and dims == 3 and _pkg().CHANNELS_LAST_3D_CPU)
+        self.memory_format = torch.channels_last_3d if dims == 3 else torch.channels_last
         if dev.type == "cuda":
             torch.backends.cudnn.benchmark = True
         model.to(dev)
         if self.channels_last:
-            model.to(memory_format=torch.channels_last)
+            model.to(memory_format=self.memory_format)
         model.train()
+        # continuing: a frozen copy of the starting model anchors the unpainted pixels (loop);
+        # made here, on the model's device and in its layout (a copy made before the move stayed
+        # on the CPU while a CUDA run fed it CUDA batches); in training mode like the model, so
+        # BatchNorm normalises both alike (its running statistics are the copy's own, never used)
+        self.anchor = None
+        if same_head and _pkg().ANCHOR_WEIGHT > 0:
+            self.anchor = copy.deepcopy(model).train().requires_grad_(False)
         self.opt = _adamw(list(model.parameters()), lr=p.lr, weight_decay=p.weight_decay)
         self.scaler = (torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None)
         self.precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp]
