@@ -95,9 +95,10 @@ ANCHOR_WEIGHT = float(os.environ.get("NAPARI_UNET_ANCHOR", 1.0))
 REG_DILATIONS = tuple(int(v) for v in os.environ.get("NAPARI_UNET_REG_DIL", "1,2,4").split(","))
 REG_DILATIONS_3D = tuple(int(v) for v in os.environ.get("NAPARI_UNET_REG_DIL_3D", "1,2,4").split(","))
 # 3D on a CPU: train channels-last-3d, as prediction does (oneDNN's 3D convolutions, their
-# backward pass above all, are faster in that layout): 1.26-1.34x the steps per second on the
-# synthetic stack and the ovule (benchmarks/train_memory_format.py). CUDA 3D stays contiguous
-# (not measured on a GPU)
+# backward pass above all, are faster in that layout): 1.24x the steps per second on the
+# synthetic stack (benchmarks/train_memory_format.py, median of 3 alternating pairs), the same
+# IoU at fixed steps (docs/quality.md, twelfth session). CUDA 3D stays contiguous (not measured
+# on a GPU)
 CHANNELS_LAST_3D_CPU = os.environ.get("NAPARI_UNET_CHANNELS_LAST_3D", "1") == "1"
 
 from .config import TrainConfig, default_architecture, default_patch_batch  # noqa: E402
