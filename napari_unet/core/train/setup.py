@@ -310,6 +310,7 @@ class Setup:
         # the shift is undone here and chosen afresh at the end, so that shifts do not compound
         # round after round (keep-better's starting weights keep theirs)
         self.prior_threshold = carried_threshold(model) if same_head else None
+        self.threshold_chosen = False  # set once this run's threshold is decided (validation.py)
         if self.prior_threshold is not None:
             shift_head(model, 1.0 - self.prior_threshold)
         model.meta["edge_threshold"] = None

@@ -112,19 +112,21 @@ class ValidationMixin:
         if found is None:
             return
         self.edge_threshold = found[0]
+        self.threshold_chosen = True  # 0.5 included: the prior threshold is not put back after this
         if found[0] != 0.5:
             shift_head(self.p.model, found[0])
             self.p.model.meta["edge_threshold"] = found[0]  # what the head carries (setup undoes it)
 
     def _reapply_prior_threshold(self) -> None:
         """A run that ends without choosing (a Stop, an error, no step): the head gets back the
-        threshold it came with (setup undid it for training)."""
+        threshold it came with (setup undid it for training); never after a choice, nor twice."""
         from .calibration import shift_head
 
         t, model = getattr(self, "prior_threshold", None), self.p.model
-        if t is not None and model.meta.get("edge_threshold") is None:
+        if t is not None and not getattr(self, "threshold_chosen", False):
             shift_head(model, t)
             model.meta["edge_threshold"] = self.edge_threshold = t
+            self.threshold_chosen = True
 
     def _recalibrate_bn(self, reason: str, step: int, elapsed: float) -> int:
         """Re-estimate BatchNorm running statistics with the final weights on unaugmented
