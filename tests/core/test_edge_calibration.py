@@ -186,3 +186,9 @@ def test_a_run_stopped_before_choosing_gives_the_head_its_threshold_back():
             stop2.set()
     assert seen[-1].reason == "stopped" and m.meta["edge_threshold"] == 0.8
     assert m.meta["training"]["edge_threshold"] == 0.8
+    # the generator closed right after it started (before any step): the same
+    carried = m.head.bias.detach().clone()
+    gen = iter_train(img, sparse, model=m, steps=50, device="cpu", seed=0)
+    next(gen)
+    gen.close()
+    assert torch.allclose(m.head.bias, carried, atol=1e-6) and m.meta["edge_threshold"] == 0.8

@@ -87,14 +87,18 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
     # -- the generator
     def run(self) -> Iterator:
         p = self.p
-        self._setup()
+        try:  # set-up undoes a continued head's threshold: an error or a close before the loop puts it back
+            self._setup()
+            yield TrainStarted(device=describe_device(p.dev), precision=self.precision, dims=p.dims,
+                               patch=self.patch, batch_size=self.batch, total_steps=p.steps,
+                               time_limit=p.time_limit, train_pixels=self.train_pixels,
+                               val_pixels=self.val_pixels, classes=p.classes,
+                               pooling=describe_pooling(p.model.meta))
+        except BaseException:
+            self._reapply_prior_threshold()
+            raise
         model = p.model
         dev = p.dev
-        yield TrainStarted(device=describe_device(dev), precision=self.precision, dims=p.dims,
-                           patch=self.patch, batch_size=self.batch, total_steps=p.steps,
-                           time_limit=p.time_limit, train_pixels=self.train_pixels,
-                           val_pixels=self.val_pixels, classes=p.classes,
-                           pooling=describe_pooling(model.meta))
         t0 = time.perf_counter()
         step = 0
         reason, message, detail = None, "", ""
