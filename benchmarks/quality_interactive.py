@@ -42,7 +42,8 @@ def simulate(im: Image, *, round_time: float | None, rounds: int = 3, n_new: int
         log(f"[{im.name}/interactive] round {r}: +{new} strokes, {row['painted']} px painted "
             f"({row['painted_pct']:.2f}%), IoU {row['iou']:.3f}, {run.steps} steps"
             + (" (kept the previous model)" if run.kept_previous else "")
-            + f"; edge threshold {getattr(model, 'meta', {}).get('edge_threshold')}")
+            + f"; edge threshold {getattr(model, 'meta', {}).get('edge_threshold')}"
+            + (f" ({run.message})" if run.message else ""))
     return out
 
 
