@@ -4,14 +4,19 @@ Strokes leave a gap between the painted object and the painted background, and t
 fills it: the object class reaches into the gap with high confidence (EM membranes predicted
 ~1.4x their width; docs/quality.md). Its probabilities still rank the gap's pixels well (on EM
 the best threshold an oracle could pick gains 0.03-0.04 IoU), so the boundary is in the right
-order, at the wrong level. Which level: the one whose contour lies on the image's edges, the
-criterion of edge-based active contours (Kass et al. 1988; Caselles et al. 1997, geodesic
-active contours): the mean gradient magnitude of the image on the two sides of the predicted
-boundary, over crops around the paint.
+order, at the wrong level. Which level: the one whose region collects the most flux of the
+image's gradient through its boundary (flux-maximising flows, Vasilevskiy & Siddiqi, PAMI 2002):
+by the divergence theorem, the sum of the image's Laplacian (Gaussian, 1 px) over the region,
+signed by the objects' polarity (brighter or darker than the painted background). It is largest
+when the boundary lies on the Laplacian's zero crossing, the inflection of a blurred edge
+(Marr & Hildreth 1980), whichever side the network put it. The mean gradient magnitude along the
+contour (active contours, Caselles et al. 1997; used up to the thirteenth session) has a flat
+peak that texture inside objects pulls inwards: it chose thresholds that cut objects short
+(BBBC039 at 80 steps 0.7 where the best is 0.65; blobs 0.75 against 0.5; docs/quality.md).
 
-Only thresholds at or above 0.5 are tried (the object only shrinks): the error it corrects is
-one-sided (an object class spreading into the gap around it; the sixth session's figures), and
-where the edges say "wider" the network already reaches the edge. The threshold goes into the
+Only thresholds at or above 0.5 are tried (the object only shrinks) unless
+``NAPARI_UNET_EDGE_TWO_SIDED`` is set: the error it corrects is one-sided (an object class
+spreading into the gap around it; the sixth session's figures). The threshold goes into the
 head's bias, so the model's argmax, its probability maps and everything downstream agree; the
 model's metadata records it (``meta["edge_threshold"]``). A run that continues such a model
 undoes the shift first and chooses again at the end: shifts applied on top of shifts shrank the
@@ -29,6 +34,11 @@ import numpy as np
 import torch
 
 THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99)
+if os.environ.get("NAPARI_UNET_EDGE_TWO_SIDED", "0") == "1":   # also grow the objects
+    THRESHOLDS = THRESHOLDS + (0.45, 0.4, 0.35, 0.3, 0.2, 0.1)
+# "flux" (default): the image's Laplacian summed over the region; "gradient": the mean gradient
+# magnitude along the contour (up to the thirteenth session; kept to compare)
+CRITERION = os.environ.get("NAPARI_UNET_EDGE_CRITERION", "flux")
 MIN_GAIN = 0.01            # a relative gain in edge strength below this keeps 0.5
 # the object's own paint must stay: a threshold may lose at most this share of the painted
 # object pixels that 0.5 keeps (it would otherwise cut away weak parts of the object, whose
@@ -47,6 +57,28 @@ def _plane_gradient(x: np.ndarray, sigma: float = 1.0) -> np.ndarray:
     for idx in np.ndindex(img.shape[:-2]):
         out[idx] = ndi.gaussian_gradient_magnitude(img[idx], sigma)
     return out
+
+
+def _plane_laplacian(x: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """Laplacian of Gaussian in the YX plane of the channel mean of ``x`` ``(N, C, *spatial)``:
+    ``(N, *spatial)``."""
+    from scipy import ndimage as ndi
+
+    img = x.mean(1)
+    out = np.empty_like(img)
+    for idx in np.ndindex(img.shape[:-2]):
+        out[idx] = ndi.gaussian_laplace(img[idx], sigma)
+    return out
+
+
+def flux_scores(fg_prob: np.ndarray, lap: np.ndarray, valid: np.ndarray, polarity: float,
+                thresholds=THRESHOLDS) -> list[float]:
+    """For each threshold: the outward flux of the image's gradient through the region's boundary,
+    i.e. minus the Laplacian ``lap`` summed over the region's ``valid`` pixels, times
+    ``polarity`` (+1: objects brighter than the background, -1: darker), per valid pixel."""
+    n = max(1, int(valid.sum()))
+    signed = np.where(valid, -polarity * lap, 0.0)
+    return [float(signed[fg_prob > th].sum()) / n for th in thresholds]
 
 
 def _plane_structure(ndim: int) -> np.ndarray:
@@ -75,17 +107,20 @@ def edge_scores(fg_prob: np.ndarray, grad: np.ndarray, valid: np.ndarray,
     return out
 
 
-def choose_threshold(scores: list[float], thresholds=THRESHOLDS, recall: list[float] | None = None) -> float:
-    """The threshold of the strongest edges, if it beats 0.5's by ``MIN_GAIN`` (relative), among
-    those that keep the painted object pixels (``recall``, per threshold) within ``RECALL_TOL``
-    of 0.5's."""
+def choose_threshold(scores: list[float], thresholds=THRESHOLDS, recall: list[float] | None = None,
+                     bg_recall: list[float] | None = None) -> float:
+    """The threshold of the best score (``thresholds[0]`` is 0.5), if it beats 0.5's by
+    ``MIN_GAIN`` (relative), among those that keep the painted object pixels (``recall``, per
+    threshold) and the painted background pixels (``bg_recall``) within ``RECALL_TOL`` of 0.5's."""
     if not scores or not math.isfinite(scores[0]):
         return 0.5
-    allowed = [recall is None or not math.isfinite(recall[0]) or recall[i] >= recall[0] - RECALL_TOL
-               for i in range(len(scores))]
+    def keeps(r: list[float] | None, i: int) -> bool:
+        return r is None or not math.isfinite(r[0]) or r[i] >= r[0] - RECALL_TOL
+
+    allowed = [keeps(recall, i) and keeps(bg_recall, i) for i in range(len(scores))]
     best = max(range(len(scores)), key=lambda i: scores[i] if math.isfinite(scores[i]) and allowed[i]
                else -math.inf)
-    return float(thresholds[best]) if scores[best] > scores[0] * (1 + MIN_GAIN) else 0.5
+    return float(thresholds[best]) if scores[best] > scores[0] + MIN_GAIN * abs(scores[0]) else 0.5
 
 
 def object_odds(probs: torch.Tensor) -> torch.Tensor:
@@ -114,14 +149,22 @@ def edge_threshold(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
         model.train(was_training)
     p = torch.cat(probs).numpy()
     xs = x.float().cpu().numpy()
-    grad = _plane_gradient(xs)
     valid = np.zeros(p.shape, bool)       # away from the crops' borders (less context there)
     m = [max(1, n // 8) for n in p.shape[-2:]]
     valid[..., m[0]:p.shape[-2] - m[0], m[1]:p.shape[-1] - m[1]] = True
-    scores = edge_scores(p, grad, valid)
-    obj = y.cpu().numpy() >= 2
+    paint = y.cpu().numpy()
+    obj, bg = paint >= 2, paint == 1
+    if CRITERION == "gradient":
+        scores = edge_scores(p, _plane_gradient(xs), valid)
+    else:
+        if not obj.any() or not bg.any():
+            return 0.5, []                # no polarity without both kinds of paint: keep 0.5
+        img = xs.mean(1)
+        polarity = 1.0 if img[obj].mean() > img[bg].mean() else -1.0
+        scores = flux_scores(p, _plane_laplacian(xs), valid, polarity)
     recall = [float((p[obj] > th).mean()) if obj.any() else math.nan for th in THRESHOLDS]
-    return choose_threshold(scores, recall=recall), scores
+    bg_recall = [float((p[bg] <= th).mean()) if bg.any() else math.nan for th in THRESHOLDS]
+    return choose_threshold(scores, recall=recall, bg_recall=bg_recall), scores
 
 
 def carried_threshold(model: torch.nn.Module) -> float | None:
