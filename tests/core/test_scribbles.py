@@ -105,6 +105,25 @@ def test_keep_better_takes_the_new_weights_when_they_fit_the_paint_better(data2d
     assert "at least as well" in fin.detail and fin.paint_iou[1] >= fin.paint_iou[0] - 1e-3
 
 
+def test_keep_better_keeps_the_previous_model_on_a_tie_when_nothing_new_was_painted(data2d):
+    """Continuing with the same paint and no better fit to it: the previous model stays (the
+    unpainted pixels would only move at random); one new stroke and the same tie: the new weights."""
+    img, sem, strokes = data2d
+    base = train(img, strokes, steps=40, **TINY)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    opts = {k: v for k, v in TINY.items() if k not in ("base_channels", "depth")}
+    fin = list(iter_train(img, strokes, model=base, steps=3, lr=1e-7, keep_better=True, **opts))[-1]
+    assert fin.kept_previous and "nothing new was painted" in fin.message
+    assert abs(fin.paint_iou[0] - fin.paint_iou[1]) <= 1e-3
+    for k, v in fin.model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    more = strokes.copy()
+    ys, xs = np.nonzero((sem == 1) & (strokes == 0))
+    more[ys[:5], xs[:5]] = 1                       # five more background pixels
+    fin = list(iter_train(img, more, model=base, steps=3, lr=1e-7, keep_better=True, **opts))[-1]
+    assert not fin.kept_previous and "at least as well" in fin.message
+
+
 def test_keep_better_through_the_training_process(data2d):
     from napari_unet.core.train_process import iter_train_process
 

@@ -303,9 +303,14 @@ class Setup:
             return build_valset(every, patch=patch, block=block, max_crops=2 * max_crops,
                                 rng=np.random.default_rng(p.seed + 7), data_device=data_dev)
 
+        self.same_paint = False
         if p.keep_better and same_head:
             self.paintset = crops_around_paint()
             self.start_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+            # nothing painted since the starting model was trained (the same images and counts per
+            # class): a tie on the paint keeps it (validation.py)
+            before = (model.meta.get("training") or {}).get("data")
+            self.same_paint = before is not None and before == p.painted["images"]
         # a head that carries an edge calibration (calibration.py) trains from its trained bias:
         # the shift is undone here and chosen afresh at the end, so that shifts do not compound
         # round after round (keep-better's starting weights keep theirs)

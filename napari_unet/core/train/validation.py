@@ -89,6 +89,11 @@ class ValidationMixin:
         if old is not None and old.mean_iou > new.mean_iou + 1e-3:
             return True, (f"kept the previous model: it fits the painted strokes better "
                           f"(IoU {old.mean_iou:.3f} against {new.mean_iou:.3f} for the new weights)"), scores
+        # nothing new painted and no better fit: the pixels nobody painted would move at random
+        if old is not None and getattr(self, "same_paint", False) and new.mean_iou <= old.mean_iou + 1e-3:
+            return True, (f"kept the previous model: nothing new was painted and the new weights fit "
+                          f"the painted strokes no better (IoU {new.mean_iou:.3f} against "
+                          f"{old.mean_iou:.3f})"), scores
         model.load_state_dict(trained)
         if old is None:
             return False, "", None
