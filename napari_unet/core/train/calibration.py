@@ -22,13 +22,15 @@ model's metadata records it (``meta["edge_threshold"]``). A run that continues s
 undoes the shift first and chooses again at the end: shifts applied on top of shifts shrank the
 nuclei round after round in the interactive simulation. Skipped when the paint leaves no gap
 (dense labels), and on stacks (``EDGE_CALIBRATION_STACKS``): with blur along Z, the in-plane
-edges of an object's top and bottom planes lie inside it. With more than two classes the boundary moved is the background's against all
-object classes (:func:`object_odds`), which keep their order among themselves.
+edges of an object's top and bottom planes lie inside it. With more than two classes the
+boundary moved is the background's against all object classes (:func:`object_odds`), which keep
+their order among themselves.
 """
 from __future__ import annotations
 
 import math
 import os
+from typing import Callable
 
 import numpy as np
 import torch
@@ -47,16 +49,20 @@ RECALL_TOL = float(os.environ.get("NAPARI_UNET_EDGE_RECALL_TOL", 0.04))
 MIN_UNPAINTED = 0.1        # dense paint (less unpainted than this share of the crops): nothing to do
 
 
+def _per_plane(img: np.ndarray, filt: Callable, sigma: float) -> np.ndarray:
+    """``filt(plane, sigma)`` on every YX plane of ``img`` ``(..., Y, X)``."""
+    out = np.empty_like(img)
+    for idx in np.ndindex(img.shape[:-2]):
+        out[idx] = filt(img[idx], sigma)
+    return out
+
+
 def _plane_gradient(x: np.ndarray, sigma: float = 1.0) -> np.ndarray:
     """Gradient magnitude in the YX plane (Gaussian derivatives) of the channel mean of
     ``x`` ``(N, C, *spatial)``: ``(N, *spatial)``."""
     from scipy import ndimage as ndi
 
-    img = x.mean(1)
-    out = np.empty_like(img)
-    for idx in np.ndindex(img.shape[:-2]):
-        out[idx] = ndi.gaussian_gradient_magnitude(img[idx], sigma)
-    return out
+    return _per_plane(x.mean(1), ndi.gaussian_gradient_magnitude, sigma)
 
 
 def _plane_laplacian(x: np.ndarray, sigma: float = 1.0) -> np.ndarray:
@@ -64,11 +70,7 @@ def _plane_laplacian(x: np.ndarray, sigma: float = 1.0) -> np.ndarray:
     ``(N, *spatial)``."""
     from scipy import ndimage as ndi
 
-    img = x.mean(1)
-    out = np.empty_like(img)
-    for idx in np.ndindex(img.shape[:-2]):
-        out[idx] = ndi.gaussian_laplace(img[idx], sigma)
-    return out
+    return _per_plane(x.mean(1), ndi.gaussian_laplace, sigma)
 
 
 def flux_scores(fg_prob: np.ndarray, lap: np.ndarray, valid: np.ndarray, polarity: float,
@@ -159,9 +161,11 @@ def edge_threshold(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
     else:
         if not obj.any() or not bg.any():
             return 0.5, []                # no polarity without both kinds of paint: keep 0.5
+        from scipy import ndimage as ndi
+
         img = xs.mean(1)
         polarity = 1.0 if img[obj].mean() > img[bg].mean() else -1.0
-        scores = flux_scores(p, _plane_laplacian(xs), valid, polarity)
+        scores = flux_scores(p, _per_plane(img, ndi.gaussian_laplace, 1.0), valid, polarity)
     recall = [float((p[obj] > th).mean()) if obj.any() else math.nan for th in THRESHOLDS]
     bg_recall = [float((p[bg] <= th).mean()) if bg.any() else math.nan for th in THRESHOLDS]
     return choose_threshold(scores, recall=recall, bg_recall=bg_recall), scores
