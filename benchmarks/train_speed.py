@@ -121,11 +121,9 @@ def main(argv=None) -> int:
     meta = model.meta
     patch_t, batch_n = started.patch, started.batch_size
     amp = autocast_dtype(dev)
-    import napari_unet.core.train as T
+    from napari_unet.core.train.setup import uses_channels_last
 
-    # the trainer's choice (core/train/setup.py)
-    channels_last = (dev.type in ("cuda", "cpu") and args.dims == 2) or (
-        dev.type == "cpu" and args.dims == 3 and T.CHANNELS_LAST_3D_CPU)
+    channels_last = uses_channels_last(dev, args.dims)   # the trainer's own choice
     fmt = torch.channels_last if args.dims == 2 else torch.channels_last_3d
     print(f"device {describe_device(dev)}, {started.precision}; {args.dims}D U-Net base "
           f"{meta['base_channels']} depth {meta['depth']}; patch {'x'.join(map(str, patch_t))}, "

@@ -56,6 +56,14 @@ class _Plan:
     spacing: tuple[float, ...] | None = None     # the voxel size (dims=3): pooling and patch per axis
 
 
+def uses_channels_last(dev: torch.device, dims: int) -> bool:
+    """Whether training keeps the model and its batches channels-last: faster with oneDNN on a
+    CPU and tensor cores on CUDA in 2D (measured), and channels-last-3d with oneDNN on a CPU
+    (``CHANNELS_LAST_3D_CPU``)."""
+    return (dev.type in ("cuda", "cpu") and dims == 2) or (
+        dev.type == "cpu" and dims == 3 and _pkg().CHANNELS_LAST_3D_CPU)
+
+
 def _load_init(init: Any) -> tuple[UNet, str]:
     if isinstance(init, (str, os.PathLike)):
         from ..io import load_model
@@ -334,10 +342,7 @@ class Setup:
                 self.val_pixels += int(np.count_nonzero(v.val))
         # model, optimiser, precision
         self.amp = autocast_dtype(dev)
-        # channels-last: faster with oneDNN on CPU and tensor cores on CUDA (2D; measured), and
-        # channels-last-3d with oneDNN on CPU (CHANNELS_LAST_3D_CPU)
-        self.channels_last = (dev.type in ("cuda", "cpu") and dims == 2) or (
-            dev.type == "cpu" and dims == 3 and _pkg().CHANNELS_LAST_3D_CPU)
+        self.channels_last = uses_channels_last(dev, dims)
         self.memory_format = torch.channels_last_3d if dims == 3 else torch.channels_last
         if dev.type == "cuda":
             torch.backends.cudnn.benchmark = True
