@@ -149,9 +149,10 @@ def test_off_by_environment(monkeypatch):
 
 
 @pytest.mark.parametrize("dims", [3, 2])
-def test_stacks_are_not_calibrated_unless_asked(dims, monkeypatch):
-    """In-plane edges of a stack blurred along Z lie inside the objects near their tops and
-    bottoms: stacks keep the network's own boundary (3D models and 2D models on the planes)."""
+def test_stacks_are_calibrated_unless_switched_off(dims, monkeypatch):
+    """Stacks (3D models and 2D models on the planes) are calibrated by default (the flux
+    criterion); ``EDGE_CALIBRATION_STACKS`` off (the default with the mean gradient) keeps
+    the network's own boundary."""
     import napari_unet.core.train as t
     from napari_unet.core.synthetic import make_nuclei, make_strokes
 
@@ -159,9 +160,35 @@ def test_stacks_are_not_calibrated_unless_asked(dims, monkeypatch):
     strokes = make_strokes(sem, inst, seed=4, plane_step=4)
     kw = dict(dims=dims, steps=3, device="cpu", seed=0, base_channels=4, depth=2,
               patch=(16, 32, 32) if dims == 3 else 32, batch_size=2)
-    assert train(img, strokes, **kw).meta["training"]["edge_threshold"] is None
-    monkeypatch.setattr(t, "EDGE_CALIBRATION_STACKS", True)
+    assert t.EDGE_CALIBRATION_STACKS                                       # the default
     assert train(img, strokes, **kw).meta["training"]["edge_threshold"] in THRESHOLDS
+    monkeypatch.setattr(t, "EDGE_CALIBRATION_STACKS", False)
+    assert train(img, strokes, **kw).meta["training"]["edge_threshold"] is None
+
+
+def _z_blurred_balls(shape=(24, 64, 64), outside=1.5):
+    """Four balls of different brightness in a stack sampled 1.6x coarser along Z and blurred
+    more along Z than in-plane, and a probability whose 0.5 lies ``outside`` px beyond them."""
+    from scipy import ndimage as ndi
+
+    zz, yy, xx = np.mgrid[:shape[0], :shape[1], :shape[2]]
+    img = np.full(shape, 0.1, np.float32)
+    sd = np.full(shape, np.inf, np.float32)
+    for cz, cy, cx, r, b in [(8, 18, 18, 9, 0.9), (14, 44, 20, 10, 0.6), (10, 22, 46, 8, 0.8), (15, 46, 46, 9, 0.7)]:
+        d = np.sqrt(((zz - cz) * 1.6) ** 2 + (yy - cy) ** 2 + (xx - cx) ** 2) - r
+        sd = np.minimum(sd, d)
+        img[d < 0] = b
+    prob = 1 / (1 + np.exp(sd - outside))
+    return ndi.gaussian_filter(img, (1.6, 1.0, 1.0)), sd < 0, prob.astype(np.float32)
+
+
+def test_flux_on_a_z_blurred_stack_finds_the_objects_boundary():
+    img, truth, prob = _z_blurred_balls()
+    valid = np.ones((1,) + img.shape, bool)
+    iou = lambda t: ((prob > t) & truth).sum() / ((prob > t) | truth).sum()   # noqa: E731
+    th = choose_threshold(flux_scores(prob[None], _plane_laplacian(img[None, None]), valid, polarity=1.0))
+    best = max(iou(t) for t in THRESHOLDS)
+    assert iou(0.5) < 0.65 and iou(th) > best - 0.02
 
 
 def test_the_objects_paint_stays_predicted():

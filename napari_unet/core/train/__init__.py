@@ -75,14 +75,17 @@ APPEARANCE_MARGIN = int(os.environ.get("NAPARI_UNET_APPEARANCE_MARGIN", 0))
 # (docs/quality.md, ninth session); BBBC039 at 80 steps 0.874/0.854 -> 0.913/0.913, 3 classes at
 # 300 steps 0.674/0.665 -> 0.681/0.671 (eleventh session). 0: off
 EDGE_CALIBRATION = os.environ.get("NAPARI_UNET_EDGE_CALIBRATION", "1") == "1"
-# ... but not on stacks (3 spatial axes; 3D models and 2D models on their planes alike): the score
-# looks at in-plane edges, and in a stack blurred along Z the planes near an object's top and
-# bottom show a dim, blurred cross-section whose in-plane edges lie inside the object, so the
-# score rises as the threshold cuts those planes away. Synthetic stack (sigma 1.6 px along Z),
-# seed 0: 3D model 200 steps 0.724 -> 0.696 calibrated (0.85), 400 steps 0.783 -> 0.760 (0.9);
-# a 2D model on its planes, 300 steps, 0.788 -> 0.760 (0.8); the ovule kept 0.5 anyway
-# (docs/quality.md, twelfth session). 1: calibrate stacks too
-EDGE_CALIBRATION_STACKS = os.environ.get("NAPARI_UNET_EDGE_CALIBRATION_STACKS", "0") == "1"
+# Stacks (3 spatial axes; 3D models and 2D models on their planes alike) with the flux criterion
+# (calibration.CRITERION): the region's Laplacian sum does not gain by cutting away the dim, Z-blurred
+# planes near an object's top and bottom, as the mean edge strength did (it chose 0.85-0.9 on the
+# synthetic stack: 200 steps 0.724 -> 0.696, twelfth session). 3D model, fixed steps, not
+# calibrated -> flux: synthetic stack 200 steps seeds 0/1 0.724/0.735 -> 0.756/0.760; ovule 250
+# steps 0.581/0.613 -> 0.621/0.613 (docs/quality.md, fourteenth session). With the gradient
+# criterion stacks stay uncalibrated unless this is 1; 0: never calibrate stacks
+from .calibration import CRITERION as _CRITERION  # noqa: E402
+
+_STACKS = os.environ.get("NAPARI_UNET_EDGE_CALIBRATION_STACKS", "")
+EDGE_CALIBRATION_STACKS = _STACKS == "1" or (_STACKS == "" and _CRITERION == "flux")
 # continuing a model: weight of losses.anchor_kl (keep the starting model's prediction on the
 # unpainted pixels; 0: off)
 ANCHOR_WEIGHT = float(os.environ.get("NAPARI_UNET_ANCHOR", 1.0))

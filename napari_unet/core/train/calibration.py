@@ -21,8 +21,10 @@ head's bias, so the model's argmax, its probability maps and everything downstre
 model's metadata records it (``meta["edge_threshold"]``). A run that continues such a model
 undoes the shift first and chooses again at the end: shifts applied on top of shifts shrank the
 nuclei round after round in the interactive simulation. Skipped when the paint leaves no gap
-(dense labels), and on stacks (``EDGE_CALIBRATION_STACKS``): with blur along Z, the in-plane
-edges of an object's top and bottom planes lie inside it. With more than two classes the
+(dense labels). Stacks are calibrated plane by plane (the Laplacian in YX) with the flux; with
+the mean gradient they are not (``EDGE_CALIBRATION_STACKS``): blurred along Z, an object's top
+and bottom planes show a dim cross-section whose in-plane edges lie inside it, and a mean along
+the contour rose as a higher threshold cut those planes away. With more than two classes the
 boundary moved is the background's against all object classes (:func:`object_odds`), which keep
 their order among themselves.
 """
