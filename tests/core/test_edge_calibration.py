@@ -77,6 +77,35 @@ def test_flux_keeps_dim_objects_that_the_mean_edge_strength_would_cut_away():
     assert iou(old) < 0.6                                                    # what it replaced
 
 
+def _dim_rimmed_nuclei(n=128, inside=1.0):
+    """Four nuclei, brighter in the centre than at the rim (blurred), two of them 3 px apart,
+    and a probability whose 0.5 stops ``inside`` px short of every rim (a network that left the
+    dim rim out); at 0.1 it bridges the pair."""
+    from scipy import ndimage as ndi
+
+    yy, xx = np.mgrid[:n, :n]
+    img = np.full((n, n), 0.1, np.float32)
+    sd = np.full((n, n), np.inf, np.float32)
+    for cy, cx, r in [(32, 32, 14), (32, 96, 12), (96, 30, 13), (96, 59, 13)]:
+        d = np.hypot(yy - cy, xx - cx) - r
+        sd = np.minimum(sd, d)
+        img[d < 0] = np.clip(0.9 - 0.4 * (1 + d[d < 0] / r), 0.3, 1.0)
+    prob = 1 / (1 + np.exp(sd + inside))
+    return ndi.gaussian_filter(img, 1.2), sd < 0, prob.astype(np.float32)
+
+
+def test_flux_grows_objects_that_stop_short_of_their_rim_without_merging_them():
+    from scipy import ndimage as ndi
+
+    assert min(THRESHOLDS) < 0.5                       # both sides of 0.5 are tried by default
+    img, truth, prob = _dim_rimmed_nuclei()
+    th = choose_threshold(flux_scores(prob[None], _plane_laplacian(img[None, None]),
+                                      np.ones((1,) + img.shape, bool), polarity=1.0))
+    iou = lambda t: ((prob > t) & truth).sum() / ((prob > t) | truth).sum()   # noqa: E731
+    assert th < 0.5 and iou(th) > max(iou(t) for t in THRESHOLDS) - 0.01 and iou(0.5) < 0.9
+    assert ndi.label(prob > th)[1] == 4 and ndi.label(prob > 0.1)[1] == 3     # the pair stays two
+
+
 def test_no_edge_gain_keeps_one_half():
     assert choose_threshold([0.5] * len(THRESHOLDS)) == 0.5
     assert choose_threshold([1.0, 1.005] + [0.9] * (len(THRESHOLDS) - 2)) == 0.5   # under MIN_GAIN

@@ -14,19 +14,23 @@ contour (active contours, Caselles et al. 1997; used up to the thirteenth sessio
 peak that texture inside objects pulls inwards: it chose thresholds that cut objects short
 (BBBC039 at 80 steps 0.7 where the best is 0.65; blobs 0.75 against 0.5; docs/quality.md).
 
-Only thresholds at or above 0.5 are tried (the object only shrinks) unless
-``NAPARI_UNET_EDGE_TWO_SIDED`` is set: the error it corrects is one-sided (an object class
-spreading into the gap around it; the sixth session's figures). The threshold goes into the
-head's bias, so the model's argmax, its probability maps and everything downstream agree; the
-model's metadata records it (``meta["edge_threshold"]``). A run that continues such a model
-undoes the shift first and chooses again at the end: shifts applied on top of shifts shrank the
-nuclei round after round in the interactive simulation. Skipped when the paint leaves no gap
-(dense labels). Stacks are calibrated plane by plane (the Laplacian in YX) with the flux; with
-the mean gradient they are not (``EDGE_CALIBRATION_STACKS``): blurred along Z, an object's top
-and bottom planes show a dim cross-section whose in-plane edges lie inside it, and a mean along
-the contour rose as a higher threshold cut those planes away. With more than two classes the
-boundary moved is the background's against all object classes (:func:`object_odds`), which keep
-their order among themselves.
+Thresholds on both sides of 0.5 are tried: the object class mostly spreads into the gap the
+strokes leave around it (EM membranes, the sixth session's figures), but a network can also stop
+short of a dim rim (synthetic nuclei: a 1-px rim of false negatives around every object, 300
+steps 0.912 -> 0.941 at 0.2; fourteenth session). A lower threshold does not gain by merging
+objects across a darker gap: the gap's pixels subtract from the flux.
+``NAPARI_UNET_EDGE_TWO_SIDED=0`` tries 0.5 and up only (up to the fourteenth session).
+
+The threshold goes into the head's bias, so the model's argmax, its probability maps and
+everything downstream agree; the model's metadata records it (``meta["edge_threshold"]``). A run
+that continues such a model undoes the shift first and chooses again at the end: shifts applied
+on top of shifts shrank the nuclei round after round in the interactive simulation. Skipped when
+the paint leaves no gap (dense labels). Stacks are calibrated plane by plane (the Laplacian in
+YX) with the flux; with the mean gradient they are not (``EDGE_CALIBRATION_STACKS``): blurred
+along Z, an object's top and bottom planes show a dim cross-section whose in-plane edges lie
+inside it, and a mean along the contour rose as a higher threshold cut those planes away. With
+more than two classes the boundary moved is the background's against all object classes
+(:func:`object_odds`), which keep their order among themselves.
 """
 from __future__ import annotations
 
@@ -37,8 +41,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+# 0.5 first: the network's own boundary, which the others must beat by MIN_GAIN
 THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99)
-if os.environ.get("NAPARI_UNET_EDGE_TWO_SIDED", "0") == "1":   # also grow the objects
+if os.environ.get("NAPARI_UNET_EDGE_TWO_SIDED", "1") == "1":   # also grow the objects
     THRESHOLDS = THRESHOLDS + (0.45, 0.4, 0.35, 0.3, 0.2, 0.1)
 # "flux" (default): the image's Laplacian summed over the region; "gradient": the mean gradient
 # magnitude along the contour (up to the thirteenth session; kept to compare)
