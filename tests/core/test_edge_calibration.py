@@ -9,6 +9,11 @@ from napari_unet.core.train.calibration import (THRESHOLDS, _plane_gradient, _pl
                                                 edge_scores, flux_scores, shift_head)
 
 
+def _iou_at(prob, truth):
+    """IoU with ``truth`` of ``prob`` thresholded at ``t``, as a function of ``t``."""
+    return lambda t: ((prob > t) & truth).sum() / ((prob > t) | truth).sum()
+
+
 def _membranes(n=96, width=3, spread=5.0):
     """Dark lines ``width`` px wide on a bright field, and a probability that falls off slowly
     across them (a network that has filled the gap around each line): over 0.5 far wider than
@@ -71,7 +76,7 @@ def test_flux_keeps_dim_objects_that_the_mean_edge_strength_would_cut_away():
     img, truth, prob = _bright_and_dim_nuclei()
     valid = np.ones((1,) + img.shape, bool)
     th = choose_threshold(flux_scores(prob[None], _plane_laplacian(img[None, None]), valid, polarity=1.0))
-    iou = lambda t: ((prob > t) & truth).sum() / ((prob > t) | truth).sum()   # noqa: E731
+    iou = _iou_at(prob, truth)
     assert 0.5 < th < 0.8 and iou(th) > iou(0.5) and iou(th) > 0.93
     old = choose_threshold(edge_scores(prob[None], _plane_gradient(img[None, None]), valid))
     assert iou(old) < 0.6                                                    # what it replaced
@@ -101,7 +106,7 @@ def test_flux_grows_objects_that_stop_short_of_their_rim_without_merging_them():
     img, truth, prob = _dim_rimmed_nuclei()
     th = choose_threshold(flux_scores(prob[None], _plane_laplacian(img[None, None]),
                                       np.ones((1,) + img.shape, bool), polarity=1.0))
-    iou = lambda t: ((prob > t) & truth).sum() / ((prob > t) | truth).sum()   # noqa: E731
+    iou = _iou_at(prob, truth)
     assert th < 0.5 and iou(th) > max(iou(t) for t in THRESHOLDS) - 0.01 and iou(0.5) < 0.9
     assert ndi.label(prob > th)[1] == 4 and ndi.label(prob > 0.1)[1] == 3     # the pair stays two
 
@@ -214,7 +219,7 @@ def _z_blurred_balls(shape=(24, 64, 64), outside=1.5):
 def test_flux_on_a_z_blurred_stack_finds_the_objects_boundary():
     img, truth, prob = _z_blurred_balls()
     valid = np.ones((1,) + img.shape, bool)
-    iou = lambda t: ((prob > t) & truth).sum() / ((prob > t) | truth).sum()   # noqa: E731
+    iou = _iou_at(prob, truth)
     th = choose_threshold(flux_scores(prob[None], _plane_laplacian(img[None, None]), valid, polarity=1.0))
     best = max(iou(t) for t in THRESHOLDS)
     assert iou(0.5) < 0.65 and iou(th) > best - 0.02
