@@ -46,7 +46,7 @@ def test_edges_choose_the_line_width_not_the_gap():
 
 def test_flux_chooses_the_line_width_not_the_gap():
     img, line, prob = _membranes()
-    lap = _plane_laplacian(img[None, None])
+    lap = _plane_laplacian(img[None])
     th = choose_threshold(flux_scores(prob[None], lap, np.ones((1,) + img.shape, bool), polarity=-1.0))
     chosen = prob > th
     assert (chosen & line).sum() / (chosen | line).sum() > 0.8      # dark lines: polarity -1
@@ -75,7 +75,7 @@ def test_flux_keeps_dim_objects_that_the_mean_edge_strength_would_cut_away():
     object that adds to it and still tightens the bright ones' boundary."""
     img, truth, prob = _bright_and_dim_nuclei()
     valid = np.ones((1,) + img.shape, bool)
-    th = choose_threshold(flux_scores(prob[None], _plane_laplacian(img[None, None]), valid, polarity=1.0))
+    th = choose_threshold(flux_scores(prob[None], _plane_laplacian(img[None]), valid, polarity=1.0))
     iou = _iou_at(prob, truth)
     assert 0.5 < th < 0.8 and iou(th) > iou(0.5) and iou(th) > 0.93
     old = choose_threshold(edge_scores(prob[None], _plane_gradient(img[None, None]), valid))
@@ -104,7 +104,7 @@ def test_flux_grows_objects_that_stop_short_of_their_rim_without_merging_them():
 
     assert min(THRESHOLDS) < 0.5                       # both sides of 0.5 are tried by default
     img, truth, prob = _dim_rimmed_nuclei()
-    th = choose_threshold(flux_scores(prob[None], _plane_laplacian(img[None, None]),
+    th = choose_threshold(flux_scores(prob[None], _plane_laplacian(img[None]),
                                       np.ones((1,) + img.shape, bool), polarity=1.0))
     iou = _iou_at(prob, truth)
     assert th < 0.5 and iou(th) > max(iou(t) for t in THRESHOLDS) - 0.01 and iou(0.5) < 0.9
@@ -220,7 +220,7 @@ def test_flux_on_a_z_blurred_stack_finds_the_objects_boundary():
     img, truth, prob = _z_blurred_balls()
     valid = np.ones((1,) + img.shape, bool)
     iou = _iou_at(prob, truth)
-    th = choose_threshold(flux_scores(prob[None], _plane_laplacian(img[None, None]), valid, polarity=1.0))
+    th = choose_threshold(flux_scores(prob[None], _plane_laplacian(img[None]), valid, polarity=1.0))
     best = max(iou(t) for t in THRESHOLDS)
     assert iou(0.5) < 0.65 and iou(th) > best - 0.02
 

@@ -72,12 +72,12 @@ def _plane_gradient(x: np.ndarray, sigma: float = 1.0) -> np.ndarray:
     return _per_plane(x.mean(1), ndi.gaussian_gradient_magnitude, sigma)
 
 
-def _plane_laplacian(x: np.ndarray, sigma: float = 1.0) -> np.ndarray:
-    """Laplacian of Gaussian in the YX plane of the channel mean of ``x`` ``(N, C, *spatial)``:
-    ``(N, *spatial)``."""
+def _plane_laplacian(img: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """Laplacian of Gaussian in the YX plane of ``img`` ``(N, *spatial)`` (the crops' channel
+    mean, which the flux's polarity is read from too)."""
     from scipy import ndimage as ndi
 
-    return _per_plane(x.mean(1), ndi.gaussian_laplace, sigma)
+    return _per_plane(img, ndi.gaussian_laplace, sigma)
 
 
 def flux_scores(fg_prob: np.ndarray, lap: np.ndarray, valid: np.ndarray, polarity: float,
@@ -168,11 +168,9 @@ def edge_threshold(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
     else:
         if not obj.any() or not bg.any():
             return 0.5, []                # no polarity without both kinds of paint: keep 0.5
-        from scipy import ndimage as ndi
-
         img = xs.mean(1)
         polarity = 1.0 if img[obj].mean() > img[bg].mean() else -1.0
-        scores = flux_scores(p, _per_plane(img, ndi.gaussian_laplace, 1.0), valid, polarity)
+        scores = flux_scores(p, _plane_laplacian(img), valid, polarity)
     recall = [float((p[obj] > th).mean()) if obj.any() else math.nan for th in THRESHOLDS]
     bg_recall = [float((p[bg] <= th).mean()) if bg.any() else math.nan for th in THRESHOLDS]
     return choose_threshold(scores, recall=recall, bg_recall=bg_recall), scores
