@@ -291,3 +291,37 @@ def test_a_run_stopped_before_choosing_gives_the_head_its_threshold_back():
     next(gen)
     gen.close()
     assert torch.allclose(m.head.bias, carried, atol=1e-6) and m.meta["edge_threshold"] == 0.8
+
+
+class _Threshold(torch.nn.Module):
+    """A stand-in network: class 2 where the image exceeds ``level`` (``dark``: is below it)."""
+
+    def __init__(self, level: float, dark: bool = False):
+        super().__init__()
+        self.level, self.sign = level, -1.0 if dark else 1.0
+
+    def forward(self, x):
+        z = 40.0 * self.sign * (x[:, :1] - self.level)
+        return torch.cat([torch.zeros_like(z), z], 1)
+
+
+def test_region_flux_ranks_the_boundary_on_the_edge_above_shrunk_or_swollen_ones():
+    from scipy import ndimage as ndi
+
+    from napari_unet.core.train.calibration import region_flux
+
+    yy, xx = np.mgrid[:64, :64]
+    disk = ((yy - 32) ** 2 + (xx - 32) ** 2 < 12 ** 2).astype(np.float32)
+    img = ndi.gaussian_filter(disk, 2.0)
+    x = torch.from_numpy(img)[None, None]
+    y = torch.zeros(1, 64, 64, dtype=torch.long)
+    y[0, 30:34, 30:34] = 2
+    y[0, 2:6, 2:6] = 1
+    kw = dict(to_dev=lambda t: t, autocast=dict(device_type="cpu", enabled=False), batch=1)
+    flux = {lv: region_flux(_Threshold(lv), x, y, **kw) for lv in (0.1, 0.5, 0.9)}
+    assert flux[0.5] > flux[0.1] and flux[0.5] > flux[0.9]
+    # dark objects on a bright background: the polarity follows the paint
+    inv = {lv: region_flux(_Threshold(1 - lv, dark=True), 1 - x, y, **kw) for lv in (0.1, 0.5, 0.9)}
+    assert inv[0.5] > inv[0.1] and inv[0.5] > inv[0.9]
+    # without background paint there is no polarity to read
+    assert region_flux(_Threshold(0.5), x, torch.where(y == 1, 0, y), **kw) is None

@@ -443,3 +443,29 @@ def test_training_runs_the_appearance_prior_and_its_weight_turns_it_off(data2d, 
     monkeypatch.setattr(tr, "APPEARANCE_WEIGHT", 0.0)
     train(img, strokes, steps=3, **TINY)
     assert calls == []
+
+
+def test_keep_better_with_nothing_new_painted_also_asks_the_image_edges(data2d, monkeypatch):
+    """Same paint, a better fit to it: the new weights are taken only if their boundaries follow
+    the image's edges clearly better (their region's flux) than the previous model's."""
+    from napari_unet.core.train import calibration
+
+    img, sem, strokes = data2d
+    base = train(img, strokes, steps=2, **TINY)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    opts = {k: v for k, v in TINY.items() if k not in ("base_channels", "depth")}
+    fin = list(iter_train(img, copy.deepcopy(strokes), model=copy.deepcopy(base), steps=40,
+                          keep_better=True, **opts))[-1]
+    assert fin.paint_iou[1] > fin.paint_iou[0] + 1e-3
+    assert not fin.kept_previous and "edge flux" in fin.message
+    # the same run, where the new weights' boundaries would follow the edges less well
+    real, calls = calibration.region_flux, []
+
+    def reversed_flux(*a, **k):
+        calls.append(real(*a, **k))
+        return [1.0, 1.005][len(calls) - 1]        # the previous model first; a gain under 1%
+    monkeypatch.setattr(calibration, "region_flux", reversed_flux)
+    fin = list(iter_train(img, strokes, model=base, steps=40, keep_better=True, **opts))[-1]
+    assert len(calls) == 2 and fin.kept_previous and "follow the image's edges no better" in fin.message
+    for k, v in fin.model.state_dict().items():
+        assert torch.equal(v, before[k]), k

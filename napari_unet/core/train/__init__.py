@@ -89,6 +89,10 @@ EDGE_CALIBRATION_STACKS = _STACKS == "1" or (_STACKS == "" and _CRITERION == "fl
 # continuing a model: weight of losses.anchor_kl (keep the starting model's prediction on the
 # unpainted pixels; 0: off)
 ANCHOR_WEIGHT = float(os.environ.get("NAPARI_UNET_ANCHOR", 1.0))
+# keep-better when nothing new was painted: a better fit to the paint is not enough, the new weights'
+# boundaries must also follow the image's edges clearly better (their region's flux,
+# calibration.region_flux, above the previous model's by calibration.MIN_GAIN, relative)
+KEEP_BETTER_EDGES = os.environ.get("NAPARI_UNET_KEEP_BETTER_EDGES", "1") == "1"
 # the regulariser's neighbour distances (px), 2D and 3D: 1, 2, 4. At 900 steps (fixed-step
 # runs, benchmarks/quality_diagnose.py) 1, 2 px did better on small objects (synthetic nuclei
 # lines-m4 0.911 -> 0.930; the 4-px pairs shrink them by ~1 px) and no worse elsewhere, but in

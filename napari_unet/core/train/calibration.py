@@ -141,11 +141,9 @@ def object_odds(probs: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def edge_threshold(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, to_dev,
-                   autocast: dict, batch: int) -> tuple[float, list[float]] | None:
-    """The edge-aligned threshold between the background and the objects (:func:`object_odds`)
-    for ``model`` on the crops ``x`` ``(N, C, *patch)`` with their paint ``y`` (the objects'
-    paint must stay), and the edge score of each threshold."""
+def _object_odds_of(model: torch.nn.Module, x: torch.Tensor, *, to_dev, autocast: dict,
+                    batch: int) -> np.ndarray:
+    """:func:`object_odds` of ``model`` (in eval mode) on the crops ``x``, as a NumPy array."""
     was_training = model.training
     model.eval()
     try:
@@ -156,24 +154,55 @@ def edge_threshold(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
             probs.append(object_odds(torch.softmax(logits.float(), 1)).cpu())
     finally:
         model.train(was_training)
-    p = torch.cat(probs).numpy()
+    return torch.cat(probs).numpy()
+
+
+def _flux_inputs(x: torch.Tensor, y: torch.Tensor, shape) -> tuple | None:
+    """The Laplacian of the crops' channel mean, the pixels scored (away from the crops'
+    borders, where there is less context), the objects' polarity and the painted object and
+    background masks; the polarity is None without both kinds of paint."""
     xs = x.float().cpu().numpy()
-    valid = np.zeros(p.shape, bool)       # away from the crops' borders (less context there)
-    m = [max(1, n // 8) for n in p.shape[-2:]]
-    valid[..., m[0]:p.shape[-2] - m[0], m[1]:p.shape[-1] - m[1]] = True
+    valid = np.zeros(shape, bool)
+    m = [max(1, n // 8) for n in shape[-2:]]
+    valid[..., m[0]:shape[-2] - m[0], m[1]:shape[-1] - m[1]] = True
     paint = y.cpu().numpy()
     obj, bg = paint >= 2, paint == 1
+    img = xs.mean(1)
+    polarity = None
+    if obj.any() and bg.any():
+        polarity = 1.0 if img[obj].mean() > img[bg].mean() else -1.0
+    return xs, img, valid, polarity, obj, bg
+
+
+def edge_threshold(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, to_dev,
+                   autocast: dict, batch: int) -> tuple[float, list[float]] | None:
+    """The edge-aligned threshold between the background and the objects (:func:`object_odds`)
+    for ``model`` on the crops ``x`` ``(N, C, *patch)`` with their paint ``y`` (the objects'
+    paint must stay), and the edge score of each threshold."""
+    p = _object_odds_of(model, x, to_dev=to_dev, autocast=autocast, batch=batch)
+    xs, img, valid, polarity, obj, bg = _flux_inputs(x, y, p.shape)
     if CRITERION == "gradient":
         scores = edge_scores(p, _plane_gradient(xs), valid)
     else:
-        if not obj.any() or not bg.any():
+        if polarity is None:
             return 0.5, []                # no polarity without both kinds of paint: keep 0.5
-        img = xs.mean(1)
-        polarity = 1.0 if img[obj].mean() > img[bg].mean() else -1.0
         scores = flux_scores(p, _plane_laplacian(img), valid, polarity)
     recall = [float((p[obj] > th).mean()) if obj.any() else math.nan for th in THRESHOLDS]
     bg_recall = [float((p[bg] <= th).mean()) if bg.any() else math.nan for th in THRESHOLDS]
     return choose_threshold(scores, recall=recall, bg_recall=bg_recall), scores
+
+
+def region_flux(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, to_dev,
+                autocast: dict, batch: int) -> float | None:
+    """The flux score (:func:`flux_scores`) of the objects ``model`` segments as it is (its head's
+    own threshold) on the crops ``x`` with their paint ``y``: how well its boundaries sit on the
+    image's edges, comparable between two models on the same crops. None without both kinds of
+    paint."""
+    p = _object_odds_of(model, x, to_dev=to_dev, autocast=autocast, batch=batch)
+    _, img, valid, polarity, _, _ = _flux_inputs(x, y, p.shape)
+    if polarity is None:
+        return None
+    return flux_scores(p, _plane_laplacian(img), valid, polarity, thresholds=(0.5,))[0]
 
 
 def carried_threshold(model: torch.nn.Module) -> float | None:
