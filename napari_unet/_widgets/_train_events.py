@@ -46,9 +46,12 @@ class TrainEvents:
         self.finished_reason = ev.reason
         if ev.model is not None:
             what = f"trained {ev.step} more steps" if self._previous else f"trained {ev.step} steps"
+            previous = self._previous
             if ev.kept_previous:
                 what = f"kept the previous model after {ev.step} more steps"
-            self.state.set(ev.model, what, previous=self._previous)
+                if ev.discarded is not None:  # Revert takes the run's own weights after all
+                    previous = (ev.discarded, f"the new weights of {ev.step} more steps, not kept")
+            self.state.set(ev.model, what, previous=previous)
         self.progress.setValue(1000)
         text = {"steps": "finished: step limit reached", "time": "finished: time limit reached",
                 "stopped": "stopped: the model so far is kept",

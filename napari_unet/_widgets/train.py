@@ -80,9 +80,10 @@ class TrainWidget(TrainEvents, ModelActions, TrainLifecycle, QWidget):
         self.keep_better.setToolTip(
             "At the end of a continued run, score the new and the previous weights on all the "
             "paint (your corrections included) and keep the one that fits it better; with "
-            "nothing new painted, the new weights must fit it better to be kept. 'Revert' "
-            "swaps back to the model the run started from; untick this box to always take the "
-            "new weights.")
+            "nothing new painted, the new weights must fit it better and put the boundaries "
+            "clearly closer to the image's edges to be kept. 'Revert' swaps to the other one "
+            "(the run's own weights when the previous model was kept); untick this box to "
+            "always take the new weights.")
 
         # advanced
         self.base_channels = QSpinBox()

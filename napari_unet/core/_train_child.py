@@ -172,8 +172,10 @@ def _run_job(tell, jid, images, labels, kwargs, stop, latest) -> None:
         preview = latest if kwargs.pop("_has_preview") else None
         for ev in iter_train(images, labels, stop=stop, preview=preview, **kwargs):
             if isinstance(ev, TrainFinished):
-                meta, state = _state_of(ev.model)  # every field but the model crosses as it is
+                meta, state = _state_of(ev.model)  # every field but the models crosses as it is
                 fields = {f.name: getattr(ev, f.name) for f in dataclasses.fields(ev) if f.name != "model"}
+                if ev.discarded is not None:
+                    fields["discarded"] = _state_of(ev.discarded)
                 tell(("finished", meta, state, fields))
             else:
                 tell(("event", ev))

@@ -80,6 +80,9 @@ class TrainFinished:
     detail: str = ""
     # keep_better: mean IoU on all the paint of (the starting weights, the trained ones)
     paint_iou: tuple[float, float] | None = None
+    # keep_better kept the previous weights: the run's own, as a model (a Revert can still take
+    # them); None otherwise
+    discarded: Any = field(default=None, repr=False)
 
 
 QUALITY_HELP = (

@@ -280,6 +280,8 @@ def iter_train_process(images, labels, *, stop: threading.Event | None = None,
                     model.meta = result.meta
                     model.eval()
                     result = model
+                if fields.get("discarded") is not None:  # (meta, state) of the weights not kept
+                    fields["discarded"] = _from_state(*fields["discarded"])
                 clean = True
                 yield TrainFinished(model=result, **fields)
                 return

@@ -93,6 +93,12 @@ def test_keep_better_keeps_the_previous_model_when_a_run_makes_it_worse(data2d):
     # the kept weights' edge threshold is recorded, not the discarded run's
     assert fin.model.meta["edge_threshold"] == carried
     assert fin.model.meta["training"]["edge_threshold"] == carried
+    # the run's own weights come with the event (a Revert can still take them), marked as such
+    other = fin.discarded
+    assert other is not None and other is not fin.model and not other.training
+    assert any(not torch.equal(v, before[k]) for k, v in other.state_dict().items())
+    assert other.meta["training"]["kept_by_keep_better"] is False
+    assert other.meta["training"]["steps"] == 8
 
 
 def test_keep_better_takes_the_new_weights_when_they_fit_the_paint_better(data2d):
@@ -103,6 +109,7 @@ def test_keep_better_takes_the_new_weights_when_they_fit_the_paint_better(data2d
     fin = events[-1]
     assert not fin.kept_previous and "at least as well" in fin.message
     assert "at least as well" in fin.detail and fin.paint_iou[1] >= fin.paint_iou[0] - 1e-3
+    assert fin.discarded is None
 
 
 def test_keep_better_keeps_the_previous_model_on_a_tie_when_nothing_new_was_painted(data2d):
@@ -139,6 +146,9 @@ def test_keep_better_through_the_training_process(data2d):
     assert fin.paint_iou is not None and fin.paint_iou[0] > fin.paint_iou[1]
     for k, v in base.state_dict().items():
         assert torch.equal(v, before[k]), k
+    # the weights not kept cross the boundary too, as a model of their own
+    assert fin.discarded is not None and fin.discarded is not base
+    assert any(not torch.equal(v, before[k]) for k, v in fin.discarded.state_dict().items())
 
 
 def test_anchor_kl_counts_only_unpainted_pixels_where_the_models_differ():

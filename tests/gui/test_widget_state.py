@@ -88,3 +88,23 @@ def test_train_status_line_takes_the_finished_events_detail(viewer, dock):
     assert w.status.text() == "finished: step limit reached (step 12): kept the previous model: it fits better"
     w._on_event(TrainFinished("stopped", 3, None, message="stopped after 3 steps (1.0 s)"))
     assert w.status.text() == "stopped: the model so far is kept (step 3)"
+
+
+def test_revert_after_keep_better_kept_the_previous_model_takes_the_new_weights(viewer, dock):
+    """keep_better kept the previous weights: Revert offers the run's own (the user says
+    otherwise), and a second Revert goes back."""
+    from napari_unet.core.events import TrainFinished
+    from napari_unet.core.model import build_model
+
+    w = dock("Train")
+    state = model_state(viewer)
+    kept, new = build_model(base_channels=4, depth=1), build_model(base_channels=4, depth=1)
+    w._previous = (kept, "trained 10 steps")
+    w._on_event(TrainFinished("steps", 12, kept, message="m", kept_previous=True,
+                              detail="kept the previous model: it fits better", discarded=new))
+    assert state.model is kept and state.previous[0] is new and "not kept" in state.previous[1]
+    assert w.revert_btn.isEnabled()
+    w.revert()
+    assert state.model is new and state.previous[0] is kept
+    w.revert()
+    assert state.model is kept

@@ -282,6 +282,7 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
         elapsed = time.perf_counter() - t0
         if self._finalise(step, elapsed, reason, last_val):
             yield Checkpoint(step, str(p.checkpoint))
+        discarded = self._discarded_model() if kept_previous else None
         done = {"steps": f"trained {step} steps in {elapsed:.1f} s",
                 "time": f"time limit reached after {step} steps ({elapsed:.1f} s)",
                 "stopped": f"stopped after {step} steps ({elapsed:.1f} s)"}.get(reason, "")
@@ -290,7 +291,8 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
         elif reason != "nan":
             message = f"{done}; {message}"
         yield TrainFinished(reason=reason, step=step, model=model, message=message,
-                            kept_previous=kept_previous, detail=detail, paint_iou=paint_iou)
+                            kept_previous=kept_previous, detail=detail, paint_iou=paint_iou,
+                            discarded=discarded)
 
 
 # ----------------------------------------------------------------------------- public API

@@ -83,6 +83,8 @@ class ValidationMixin:
         if new is None:
             return False, "", None
         trained = {k: t.detach().clone() for k, t in model.state_dict().items()}
+        # what :meth:`_discarded_model` gives back if the previous weights are kept
+        self.discarded = (trained, getattr(self, "edge_threshold", None))
         model.load_state_dict(self.start_state)
         old = self._validate(step, self.paintset)
         scores = None if old is None else (float(old.mean_iou), float(new.mean_iou))
@@ -119,6 +121,20 @@ class ValidationMixin:
             return False, "", None
         return False, (f"the new weights fit the painted strokes at least as well as the previous "
                        f"model (IoU {new.mean_iou:.3f} against {old.mean_iou:.3f}{edges})"), scores
+
+    def _discarded_model(self) -> torch.nn.Module:
+        """The run's own weights that keep_better set aside, as a finished model (on the CPU,
+        in eval mode) with this run's record and edge threshold."""
+        import copy
+
+        state, threshold = self.discarded
+        other = copy.deepcopy(self.p.model)
+        other.load_state_dict(state)
+        other.meta = copy.deepcopy(self.p.model.meta)
+        other.meta["edge_threshold"] = threshold
+        other.meta["training"]["edge_threshold"] = threshold
+        other.meta["training"]["kept_by_keep_better"] = False
+        return other
 
     def _region_flux(self) -> float | None:
         """How well the current weights' boundaries follow the image's edges on the calibration
