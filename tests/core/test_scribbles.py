@@ -99,6 +99,8 @@ def test_keep_better_keeps_the_previous_model_when_a_run_makes_it_worse(data2d):
     assert any(not torch.equal(v, before[k]) for k, v in other.state_dict().items())
     assert other.meta["training"]["kept_by_keep_better"] is False
     assert other.meta["training"]["steps"] == 8
+    # the kept weights count the steps they were trained for; the run's own, those and 8 more
+    assert fin.model.meta["training"]["total_steps"] == 40 and other.meta["training"]["total_steps"] == 48
 
 
 def test_keep_better_takes_the_new_weights_when_they_fit_the_paint_better(data2d):

@@ -257,8 +257,10 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
         else:
             self._reapply_prior_threshold()
         kept_previous, paint_iou = False, None
+        self.kept_previous = False
         if self.paintset is not None and step > 0 and reason in ("steps", "time", "stopped"):
             kept_previous, compare, paint_iou = self._keep_better(step)
+            self.kept_previous = kept_previous  # (the record's total_steps, provenance.py)
             if kept_previous:  # the kept weights carry their own threshold, not this run's
                 self.edge_threshold = self.prior_threshold
                 model.meta["edge_threshold"] = self.prior_threshold

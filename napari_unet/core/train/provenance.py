@@ -33,7 +33,8 @@ class ProvenanceMixin:
             "val_pixels": self.val_pixels,
             "unpainted_is_background": p.unpainted_is_background,
             "steps": step,
-            "total_steps": int(prev_total or 0) + step,
+            # keep_better kept the starting weights: they have the steps they came with
+            "total_steps": int(prev_total or 0) + (0 if getattr(self, "kept_previous", False) else step),
             "time_s": round(elapsed, 2),
             "device": describe_device(p.dev),
             "precision": self.precision,

@@ -134,6 +134,7 @@ class ValidationMixin:
         other.meta["edge_threshold"] = threshold
         other.meta["training"]["edge_threshold"] = threshold
         other.meta["training"]["kept_by_keep_better"] = False
+        other.meta["training"]["total_steps"] += other.meta["training"]["steps"]
         return other
 
     def _region_flux(self) -> float | None:
