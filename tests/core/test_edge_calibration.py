@@ -308,7 +308,7 @@ class _Threshold(torch.nn.Module):
 def test_region_flux_ranks_the_boundary_on_the_edge_above_shrunk_or_swollen_ones():
     from scipy import ndimage as ndi
 
-    from napari_unet.core.train.calibration import region_flux
+    from napari_unet.core.train.calibration import flux_evidence, region_flux
 
     yy, xx = np.mgrid[:64, :64]
     disk = ((yy - 32) ** 2 + (xx - 32) ** 2 < 12 ** 2).astype(np.float32)
@@ -318,10 +318,11 @@ def test_region_flux_ranks_the_boundary_on_the_edge_above_shrunk_or_swollen_ones
     y[0, 30:34, 30:34] = 2
     y[0, 2:6, 2:6] = 1
     kw = dict(to_dev=lambda t: t, autocast=dict(device_type="cpu", enabled=False), batch=1)
-    flux = {lv: region_flux(_Threshold(lv), x, y, **kw) for lv in (0.1, 0.5, 0.9)}
+    flux = {lv: region_flux(_Threshold(lv), x, flux_evidence(x, y), **kw) for lv in (0.1, 0.5, 0.9)}
     assert flux[0.5] > flux[0.1] and flux[0.5] > flux[0.9]
     # dark objects on a bright background: the polarity follows the paint
-    inv = {lv: region_flux(_Threshold(1 - lv, dark=True), 1 - x, y, **kw) for lv in (0.1, 0.5, 0.9)}
+    inv = {lv: region_flux(_Threshold(1 - lv, dark=True), 1 - x, flux_evidence(1 - x, y), **kw)
+           for lv in (0.1, 0.5, 0.9)}
     assert inv[0.5] > inv[0.1] and inv[0.5] > inv[0.9]
     # without background paint there is no polarity to read
-    assert region_flux(_Threshold(0.5), x, torch.where(y == 1, 0, y), **kw) is None
+    assert flux_evidence(x, torch.where(y == 1, 0, y)) is None

@@ -157,10 +157,11 @@ def _object_odds_of(model: torch.nn.Module, x: torch.Tensor, *, to_dev, autocast
     return torch.cat(probs).numpy()
 
 
-def _flux_inputs(x: torch.Tensor, y: torch.Tensor, shape) -> tuple | None:
-    """The Laplacian of the crops' channel mean, the pixels scored (away from the crops'
-    borders, where there is less context), the objects' polarity and the painted object and
-    background masks; the polarity is None without both kinds of paint."""
+def _flux_inputs(x: torch.Tensor, y: torch.Tensor, shape) -> tuple:
+    """For the crops ``x`` with their paint ``y``: the crops as a NumPy array, their channel
+    mean, the pixels scored (``shape``, away from the crops' borders, where there is less
+    context), the objects' polarity (+1 brighter than the painted background, -1 darker; None
+    without both kinds of paint) and the painted object and background masks."""
     xs = x.float().cpu().numpy()
     valid = np.zeros(shape, bool)
     m = [max(1, n // 8) for n in shape[-2:]]
@@ -192,17 +193,22 @@ def edge_threshold(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
     return choose_threshold(scores, recall=recall, bg_recall=bg_recall), scores
 
 
-def region_flux(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, to_dev,
-                autocast: dict, batch: int) -> float | None:
+def flux_evidence(x: torch.Tensor, y: torch.Tensor) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """What :func:`region_flux` scores a model against on the crops ``x`` ``(N, C, *patch)`` with
+    their paint ``y``: the Laplacian of the crops' channel mean, the pixels scored and the
+    objects' polarity; None without both kinds of paint. Computed once for any number of models."""
+    _, img, valid, polarity, _, _ = _flux_inputs(x, y, (x.shape[0],) + tuple(x.shape[2:]))
+    return None if polarity is None else (_plane_laplacian(img), valid, polarity)
+
+
+def region_flux(model: torch.nn.Module, x: torch.Tensor, evidence: tuple, *, to_dev,
+                autocast: dict, batch: int) -> float:
     """The flux score (:func:`flux_scores`) of the objects ``model`` segments as it is (its head's
-    own threshold) on the crops ``x`` with their paint ``y``: how well its boundaries sit on the
-    image's edges, comparable between two models on the same crops. None without both kinds of
-    paint."""
+    own threshold) on the crops ``x``, against their :func:`flux_evidence`: how well its
+    boundaries sit on the image's edges, comparable between two models on the same crops."""
     p = _object_odds_of(model, x, to_dev=to_dev, autocast=autocast, batch=batch)
-    _, img, valid, polarity, _, _ = _flux_inputs(x, y, p.shape)
-    if polarity is None:
-        return None
-    return flux_scores(p, _plane_laplacian(img), valid, polarity, thresholds=(0.5,))[0]
+    lap, valid, polarity = evidence
+    return flux_scores(p, lap, valid, polarity, thresholds=(0.5,))[0]
 
 
 def carried_threshold(model: torch.nn.Module) -> float | None:

@@ -257,10 +257,8 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
         else:
             self._reapply_prior_threshold()
         kept_previous, paint_iou = False, None
-        self.kept_previous = False
         if self.paintset is not None and step > 0 and reason in ("steps", "time", "stopped"):
             kept_previous, compare, paint_iou = self._keep_better(step)
-            self.kept_previous = kept_previous  # (the record's total_steps, provenance.py)
             if kept_previous:  # the kept weights carry their own threshold, not this run's
                 self.edge_threshold = self.prior_threshold
                 model.meta["edge_threshold"] = self.prior_threshold
@@ -279,10 +277,11 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
                 try:
                     yield v
                 except GeneratorExit:  # closed at the very end: still leave a finished model
-                    self._finalise(step, time.perf_counter() - t0, reason, last_val)
+                    self._finalise(step, time.perf_counter() - t0, reason, last_val,
+                                   kept_previous=kept_previous)
                     raise
         elapsed = time.perf_counter() - t0
-        if self._finalise(step, elapsed, reason, last_val):
+        if self._finalise(step, elapsed, reason, last_val, kept_previous=kept_previous):
             yield Checkpoint(step, str(p.checkpoint))
         discarded = self._discarded_model() if kept_previous else None
         done = {"steps": f"trained {step} steps in {elapsed:.1f} s",

@@ -15,7 +15,8 @@ class ProvenanceMixin:
     """Mixed into the trainer: needs ``p``, ``train_pixels``, ``val_pixels``, ``precision``,
     ``patch`` and ``batch``."""
 
-    def _provenance(self, step: int, elapsed: float, reason: str | None, val: Validation | None) -> dict:
+    def _provenance(self, step: int, elapsed: float, reason: str | None, val: Validation | None,
+                    kept_previous: bool = False) -> dict:
         p = self.p
         old = p.model.meta.get("training") or None
         history = []
@@ -34,7 +35,7 @@ class ProvenanceMixin:
             "unpainted_is_background": p.unpainted_is_background,
             "steps": step,
             # keep_better kept the starting weights: they have the steps they came with
-            "total_steps": int(prev_total or 0) + (0 if getattr(self, "kept_previous", False) else step),
+            "total_steps": int(prev_total or 0) + (0 if kept_previous else step),
             "time_s": round(elapsed, 2),
             "device": describe_device(p.dev),
             "precision": self.precision,
@@ -76,14 +77,15 @@ class ProvenanceMixin:
         model.to(memory_format=torch.contiguous_format)
 
     def _finalise(self, step: int, elapsed: float, reason: str | None, val: Validation | None, *,
-                  save: bool = True, quiet: bool = False) -> bool:
+                  save: bool = True, quiet: bool = False, kept_previous: bool = False) -> bool:
         """The end of every run, however it ends: the model on the CPU in eval mode, its
         training record, and (with a checkpoint path and ``save``) the model written there;
-        ``quiet``: a failed write is a warning (the run is ending on another error or a close).
+        ``quiet``: a failed write is a warning (the run is ending on another error or a close);
+        ``kept_previous``: keep_better restored the starting weights (the record's step count).
         Returns whether the checkpoint was written."""
         p = self.p
         self._finish_model()
-        p.model.meta["training"] = self._provenance(step, elapsed, reason, val)
+        p.model.meta["training"] = self._provenance(step, elapsed, reason, val, kept_previous)
         if p.checkpoint is None or not save:
             return False
         from ..io import save_model

@@ -102,9 +102,10 @@ class ValidationMixin:
             # boundaries nobody painted (every such round measured lost 0.003-0.012 IoU); the new
             # weights must also put them clearly closer to the image's edges (a relative gain in
             # flux above MIN_GAIN, under which the calibration too keeps its default)
-            flux_old = self._region_flux()
+            evidence = self._flux_evidence()          # the image's side, once for both weights
+            flux_old = self._region_flux(evidence)
             model.load_state_dict(trained)
-            flux_new = self._region_flux()
+            flux_new = self._region_flux(evidence)
             if flux_old is not None and flux_new is not None:
                 from .calibration import MIN_GAIN   # the flux's resolution, as the calibration's
 
@@ -128,26 +129,33 @@ class ValidationMixin:
         import copy
 
         state, threshold = self.discarded
-        other = copy.deepcopy(self.p.model)
+        other = copy.deepcopy(self.p.model)      # (its ``meta`` too)
         other.load_state_dict(state)
-        other.meta = copy.deepcopy(self.p.model.meta)
         other.meta["edge_threshold"] = threshold
         other.meta["training"]["edge_threshold"] = threshold
         other.meta["training"]["kept_by_keep_better"] = False
         other.meta["training"]["total_steps"] += other.meta["training"]["steps"]
         return other
 
-    def _region_flux(self) -> float | None:
-        """How well the current weights' boundaries follow the image's edges on the calibration
-        crops (calibration.region_flux); None without those crops or with the gradient criterion."""
-        if getattr(self, "calset", None) is None or self._stopped():
-            return None
-        from .calibration import CRITERION, region_flux
+    def _flux_evidence(self) -> tuple | None:
+        """calibration.flux_evidence on the calibration crops; None without those crops, with the
+        gradient criterion or without both kinds of paint."""
+        from .calibration import CRITERION, flux_evidence
 
-        if CRITERION != "flux":
+        if getattr(self, "calset", None) is None or CRITERION != "flux":
             return None
+        return flux_evidence(self.calset.x, self.calset.y)
+
+    def _region_flux(self, evidence: tuple | None) -> float | None:
+        """How well the current weights' boundaries follow the image's edges on the calibration
+        crops (calibration.region_flux against ``evidence``); None without evidence or once
+        stopped."""
+        if evidence is None or self._stopped():
+            return None
+        from .calibration import region_flux
+
         amp = dict(device_type=self.p.dev.type, dtype=self.amp, enabled=self.amp is not None)
-        return region_flux(self.p.model, self.calset.x, self.calset.y, to_dev=self._to_dev,
+        return region_flux(self.p.model, self.calset.x, evidence, to_dev=self._to_dev,
                            autocast=amp, batch=max(1, self.batch * 2))
 
     def _calibrate_edges(self) -> None:
