@@ -149,9 +149,11 @@ def report(rows, sims, args, elapsed, partial: bool) -> str:
                 f"- median gap to the ceiling: {med:.3f} ({'within' if med <= 0.05 else 'NOT within'} 0.05)"]
     per_object = [r for r in rows if "ours_per_object" in r]
     if per_object:
-        out += ["", "The same models with Predict's \"one class per object\" labels (`--one-class-per-object`; "
-                "an option for classes that are kinds of object, not the default, so not in the pass "
-                "column): " + "; ".join(f"{r['case']} {fmt(r['ours_per_object'])}" for r in per_object)]
+        out += ["", "More than two classes: the labels class by pixel (argmax) and object by object "
+                "(Predict's \"one class per object\"); *ours* is the one training chose from the paint "
+                "(each painted object of one class: object by object): " + "; ".join(
+                    f"{r['case']} {fmt(r['ours_per_pixel'])} / {fmt(r['ours_per_object'])} "
+                    f"({'object' if r['per_object_chosen'] else 'pixel'} chosen)" for r in per_object)]
     if rows:
         out += ["", "Training steps (ours / ceiling): " + "; ".join(
             f"{r['case']} {r['steps']}/{r.get('ceiling_steps', 'n/a')}" for r in rows if "error" not in r)]
@@ -253,11 +255,14 @@ def main(argv=None) -> int:
             run = ours(im.img, st, dims=case.dims, time_limit=args.time_limit, **im.options)
             row.update(ours=score(run.labels, im.truth), steps=run.steps)
             log(f"[{case.id}] ours {row['ours']:.3f} ({run.steps} steps in {run.seconds:.0f} s)")
-            if im.classes > 2:   # the same run with the predict option for kinds of object
+            if im.classes > 2:   # the same run's labels class by pixel and object by object
                 from napari_unet import probabilities_to_labels
 
+                row["per_object_chosen"] = bool(run.model.meta.get("one_class_per_object"))
+                row["ours_per_pixel"] = score(probabilities_to_labels(run.probs), im.truth)
                 row["ours_per_object"] = score(probabilities_to_labels(run.probs, one_class_per_object=True), im.truth)
-                log(f"[{case.id}] ours, one class per object {row['ours_per_object']:.3f}")
+                log(f"[{case.id}] one class per object {'chosen' if row['per_object_chosen'] else 'not chosen'} "
+                    f"from the paint; per pixel {row['ours_per_pixel']:.3f}, per object {row['ours_per_object']:.3f}")
             if case.has_ceiling:
                 key = (case.image, case.dims)
                 if key not in ceil_cache:

@@ -189,6 +189,9 @@ def main(argv=None) -> int:
                    train_seconds=round(run.seconds, 1),
                    edge_threshold=(run.model.meta.get("training") or {}).get("edge_threshold"),
                    **diagnose(run.probs, im.truth))
+        if im.classes > 2:   # what Predict gives by default (each object one class where chosen)
+            row.update(labels_iou=round(score(run.labels, im.truth), 4),
+                       kinds=(run.model.meta.get("training") or {}).get("kinds"))
         ious.append(row["iou"])
         print(json.dumps(row), flush=True)
     if len(seeds) > 1:   # single-seed differences on thin classes are inside this spread

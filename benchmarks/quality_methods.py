@@ -170,7 +170,8 @@ def ours(img, strokes, *, dims: int, time_limit: float | None = None, steps: int
          init=None, keep_better: bool = True, seed: int = 0, **options) -> Run:
     """``napari_unet.iter_train`` with its defaults on the CPU for ``time_limit`` seconds (or
     ``steps`` steps; from ``init`` when given, keeping the better of the two where the API
-    offers it), then ``napari_unet.predict``; labels = argmax + 1. ``options``: other training
+    offers it), then ``napari_unet.predict``; labels as Predict gives them by default (argmax + 1;
+    more than two classes: one class per object where the model suggests it). ``options``: other training
     options (e.g. ``depth=2``; ``channel_axis`` is passed to the prediction too), for
     experiments; the benchmark itself passes none."""
     import napari_unet
@@ -189,6 +190,11 @@ def ours(img, strokes, *, dims: int, time_limit: float | None = None, steps: int
         raise RuntimeError(f"training ended with {last.reason}: {getattr(last, 'message', '')}")
     model = last.model
     probs = napari_unet.predict(model, img, device="cpu", channel_axis=options.get("channel_axis"))
-    labels = (np.argmax(probs, axis=0) + 1).astype(np.uint8)
+    # the labels Predict gives by default: argmax, each object one class where the model's
+    # training found each painted object of one class (more than two classes)
+    from napari_unet.core.postprocess import probabilities_to_labels, suggests_one_class_per_object
+
+    labels = probabilities_to_labels(probs, one_class_per_object=suggests_one_class_per_object(model.meta))
+    labels = labels.astype(np.uint8)
     return Run(labels, model, int(getattr(last, "step", 0)), secs,
                bool(getattr(last, "kept_previous", False)), getattr(last, "message", ""), probs)

@@ -7,6 +7,7 @@ before anything is predicted, and files are written under a temporary name and r
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -32,11 +33,12 @@ def add_predict_parser(sub) -> None:
     p.add_argument("--channel-axis", type=int, default=None, help="axis holding channels, for multi-channel models")
     p.add_argument("--threshold", type=_threshold_arg, default=None,
                    help="two-class models: foreground where its probability >= this (default: argmax)")
-    p.add_argument("--one-class-per-object", action="store_true",
+    p.add_argument("--one-class-per-object", action=argparse.BooleanOptionalAction, default=None,
                    help="models of more than two classes whose classes are kinds of object (e.g. dim and "
                         "bright nuclei): each connected object in the labels takes one class, the one with "
                         "the most probability over it. Not for classes that are parts of one object "
-                        "(nucleus and cytoplasm): touching, they would become one class")
+                        "(nucleus and cytoplasm): touching, they would become one class. Default: what the "
+                        "model's training found in the paint (each painted object of one class: on)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     g = p.add_argument_group("objects (instance labels)")
     g.add_argument("--instances", action="store_true",
@@ -73,6 +75,16 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
+def _model_suggests_per_object(path) -> bool:
+    from .core.io import read_model_meta
+    from .core.postprocess import suggests_one_class_per_object
+
+    try:
+        return suggests_one_class_per_object(read_model_meta(Path(path)))
+    except Exception:   # a missing or damaged model fails with its own message further on
+        return False
+
+
 def cmd_predict(args) -> int:
     from ._cli_bigdata import predict_bigdata, wants_bigdata
     from .core.io import load_model
@@ -81,6 +93,9 @@ def cmd_predict(args) -> int:
         if args.one_class_per_object:
             raise UserError("--one-class-per-object needs the whole labels in memory; it is not available "
                             "with zarr/HDF5 inputs, --format ome-zarr or dask workers")
+        if args.one_class_per_object is None and _model_suggests_per_object(args.model):
+            print("note: this model gives each object one class where it can (its paint held one class "
+                  "per object); block-wise outputs keep the class of each pixel", file=sys.stderr)
         return predict_bigdata(args)
     from .core.outputs import check_output, expand_inputs, prepare_folder
     from .core.predict import check_threshold
@@ -112,7 +127,14 @@ def cmd_predict(args) -> int:
         if is_time_lapse(shape, args.channel_axis) and args.instances:
             raise UserError(f"--instances is not available for a time-lapse ({p.name}) yet")
     check_threshold(args.threshold, model.meta["classes"])
-    if args.one_class_per_object and model.meta["classes"] <= 2:
+    if args.one_class_per_object is None:   # the model's own choice (its training looked at the paint)
+        from .core.postprocess import suggests_one_class_per_object
+
+        args.one_class_per_object = "auto"
+        if args.threshold is None and suggests_one_class_per_object(model.meta):
+            print(f"{model_path.name}: each painted object held one class, so each object takes one class "
+                  "(--no-one-class-per-object: the class of each pixel)", file=sys.stderr)
+    if args.one_class_per_object is True and model.meta["classes"] <= 2:
         raise UserError(f"--one-class-per-object is for models of more than two classes; {model_path.name} "
                         f"has {model.meta['classes']}")
     if args.measure and not args.instances:

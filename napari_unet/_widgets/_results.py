@@ -59,12 +59,13 @@ def predict_images(model: Any, items: list[tuple[str, np.ndarray]], *, tile: Any
                    out_dir: Path | None = None, channel_axis: int | None = None,
                    out_format: str = "tiff", pixels: dict | None = None, workers: int = 0,
                    cancel: threading.Event | None = None,
-                   one_class_per_object: bool = False) -> Iterator[Progress | Result]:
+                   one_class_per_object: bool | str = False) -> Iterator[Progress | Result]:
     """Worker thread: the prediction job of Predict and Batch, :func:`napari_unet.core.jobs.iter_predict_job`
     (or, with ``workers``, the same job on a local dask cluster, _cluster_batch.py); yields
-    Progress, then a Result per image. ``cancel`` (a threading.Event) is the one way to stop it."""
+    Progress, then a Result per image. ``cancel`` (a threading.Event) is the one way to stop it.
+    ``one_class_per_object="auto"``: where the model suggests it and the image allows it."""
     if workers and out_dir is not None:  # Batch on a local dask cluster (_cluster_batch.py)
-        if one_class_per_object:
+        if one_class_per_object is True:
             from ._common import UserError
 
             raise UserError("'one class per object' is not available on a dask cluster yet")
@@ -156,6 +157,7 @@ class PredictionPanel(JobPanel):
         self.viewer = viewer
         self.state = model_state(viewer)
         self._model: Any = None
+        self._suggested_for: Any = None
         self._init_job_panel(run_text)
         self.model_label = hint(self.state.describe())
         self.state.changed.connect(self._model_changed)
@@ -163,8 +165,14 @@ class PredictionPanel(JobPanel):
     def _model_changed(self, *_: Any) -> None:
         try:
             self.model_label.setText(self.state.describe())
+            if self.state.model is not self._suggested_for:  # a new model (not a new source)
+                self._suggested_for = self.state.model
+                self._follow_model(self.state.model)
         except RuntimeError:  # the widget was closed
             pass
+
+    def _follow_model(self, model: Any) -> None:
+        """A new current model: subclasses set what it suggests (one class per object)."""
 
     def _model_and_targets(self, none_message: str) -> tuple[Any, list]:
         """The current model and the image layers to segment (``self.targets()``); a UserError

@@ -29,7 +29,10 @@ class BatchWidget(PredictionPanel, QWidget):
         self.per_object = QCheckBox("one class per object (classes that are kinds of object)")
         self.per_object.setToolTip("Models of more than two classes: each connected object takes the class "
                                    "with the most probability over it (dim and bright nuclei, cell types); "
-                                   "not for parts of one object (nucleus and cytoplasm)")
+                                   "not for parts of one object (nucleus and cytoplasm). Ticked by itself for "
+                                   "a model whose paint held one class in each object.")
+        self._per_object_from_model = False   # ticked by the model (a user's choice stays)
+        self.per_object.toggled.connect(self._per_object_chosen)
         self.write = QCheckBox("write the results to:")
         self.format = QComboBox()
         self.format.addItems(["TIFF: <name>_probs.tif, <name>_labels.tif", "OME-Zarr: <name>.ome.zarr"])
@@ -72,6 +75,7 @@ class BatchWidget(PredictionPanel, QWidget):
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
         lay.addStretch(1)
+        self._model_changed()   # a model already there (trained before this widget opened)
 
     def _browse(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Output folder")
@@ -98,11 +102,13 @@ class BatchWidget(PredictionPanel, QWidget):
             if not text:
                 raise UserError("Choose an output folder (or untick writing files).")
             out_dir = Path(text).expanduser()
-        per_object = self.per_object.isChecked()
-        if per_object and model.meta.get("classes", 2) <= 2:
+        per_object: bool | str = self.per_object.isChecked()
+        if per_object and self._per_object_from_model:
+            per_object = "auto"   # the model's suggestion: where the image and the engine allow it
+        if per_object is True and model.meta.get("classes", 2) <= 2:
             raise UserError("One class per object is for models of more than two classes; this one has "
                             f"{model.meta.get('classes')}. Untick it.")
-        if per_object and self.workers.value():
+        if per_object is True and self.workers.value():
             raise UserError("One class per object needs each image's labels in one piece: it is not "
                             "available with dask workers yet. Untick one of them.")
         ca = channel_axis(self.channel)
@@ -128,6 +134,19 @@ class BatchWidget(PredictionPanel, QWidget):
         self._start(model, items, f"segmenting {len(items)} image(s)…", out_dir=out_dir, uncertainty=False,
                     channel_axis=ca, out_format="ome-zarr" if self.format.currentIndex() == 1 else "tiff",
                     pixels=pixels, workers=self.workers.value(), one_class_per_object=per_object)
+
+    def _per_object_chosen(self, *_: Any) -> None:
+        self._per_object_from_model = False
+
+    def _follow_model(self, model: Any) -> None:
+        from napari_unet.core.postprocess import suggests_one_class_per_object
+
+        if suggests_one_class_per_object(getattr(model, "meta", None)):
+            if not self.per_object.isChecked():
+                self.per_object.setChecked(True)
+                self._per_object_from_model = True
+        elif self._per_object_from_model:
+            self.per_object.setChecked(False)
 
     def _on_result(self, result: Result) -> None:
         self.done.append(result.image)

@@ -25,7 +25,10 @@ class PredictWidget(PredictionPanel, QWidget):
                             "one class per object (kinds of object)"])
         self.mode.setToolTip("one class per object: for classes that are kinds of object (dim and bright "
                              "nuclei, cell types), each connected object takes the class with the most "
-                             "probability over it; not for parts of one object (nucleus and cytoplasm)")
+                             "probability over it; not for parts of one object (nucleus and cytoplasm). "
+                             "Chosen by itself for a model whose paint held one class in each object.")
+        self._mode_from_model = False   # the mode was set by the model (a user's choice stays)
+        self.mode.currentIndexChanged.connect(self._mode_chosen)
         self.threshold = QDoubleSpinBox()
         self.threshold.setRange(0.01, 0.99)
         self.threshold.setSingleStep(0.05)
@@ -64,6 +67,7 @@ class PredictWidget(PredictionPanel, QWidget):
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
         lay.addStretch(1)
+        self._model_changed()   # a model already there (trained before this widget opened)
 
     def targets(self) -> list[Any]:
         selected = [layer for layer in self.viewer.layers.selection if _layers.is_image(layer)]
@@ -81,8 +85,10 @@ class PredictWidget(PredictionPanel, QWidget):
                 raise UserError("A threshold needs a two-class model; this one has "
                                 f"{model.meta.get('classes')} classes. Use argmax.")
             threshold = self.threshold.value()
-        per_object = self.mode.currentIndex() == 2
-        if per_object and model.meta.get("classes", 2) <= 2:
+        per_object: bool | str = self.mode.currentIndex() == 2
+        if per_object and self._mode_from_model:
+            per_object = "auto"   # the model's suggestion: not on a time-lapse or beyond memory
+        if per_object is True and model.meta.get("classes", 2) <= 2:
             raise UserError("One class per object is for models of more than two classes; this one has "
                             f"{model.meta.get('classes')}. Use argmax.")
         ca = channel_axis(self.channel)
@@ -91,6 +97,19 @@ class PredictWidget(PredictionPanel, QWidget):
         self._start(model, items, f"predicting {len(items)} image(s)…", tile=self.tile.value() or "auto",
                     threshold=threshold, uncertainty=self.uncertainty.isChecked(), channel_axis=ca,
                     one_class_per_object=per_object)
+
+    def _mode_chosen(self, *_: Any) -> None:
+        self._mode_from_model = False
+
+    def _follow_model(self, model: Any) -> None:
+        from napari_unet.core.postprocess import suggests_one_class_per_object
+
+        if suggests_one_class_per_object(getattr(model, "meta", None)):
+            if self.mode.currentIndex() == 0:   # (a threshold the user chose stays)
+                self.mode.setCurrentIndex(2)
+                self._mode_from_model = True
+        elif self._mode_from_model:
+            self.mode.setCurrentIndex(0)
 
     def _on_result(self, result: Result) -> None:
         self.results[result.image] = show_result(self.viewer, result, self._model,

@@ -77,7 +77,7 @@ def iter_predict_job(model: Any, items: list[tuple[str, Any]], *, tile: Any = "a
                      stems: dict[str, str] | None = None, keep_arrays: bool = True,
                      out_what: str = "output folder", ram_budget: int | None = None,
                      cancel: threading.Event | None = None,
-                     one_class_per_object: bool = False) -> Iterator[Progress | Result]:
+                     one_class_per_object: bool | str = False) -> Iterator[Progress | Result]:
     """Predict each ``(name, image)`` in turn: the one prediction job of Predict, Batch and the
     command line's ``predict``.
 
@@ -90,6 +90,9 @@ def iter_predict_job(model: Any, items: list[tuple[str, Any]], *, tile: Any = "a
         threshold: foreground threshold of a two-class model (None: argmax).
         one_class_per_object: each connected object takes one class (core.postprocess
             ``one_class_per_object``; more than two classes); the labels must fit in RAM.
+            ``"auto"``: where the model's training found each painted object of one class
+            (postprocess.suggests_one_class_per_object) and the image allows it (not a
+            time-lapse, the labels in memory); elsewhere the class of each pixel.
         uncertainty: also compute the entropy map.
         out_dir: where to write each image's outputs (None: nothing written). TIFF outputs are
             checked for free space before the image is predicted (``out_what`` names the folder
@@ -114,6 +117,7 @@ def iter_predict_job(model: Any, items: list[tuple[str, Any]], *, tile: Any = "a
         results in RAM or on the scratch disk (:func:`output_arrays`). UserError: not enough
         free space in ``out_dir``.
     """
+    from .postprocess import suggests_one_class_per_object
     from .predict import entropy, fits_in_ram, probabilities_to_labels
 
     meta = model.meta
@@ -128,7 +132,11 @@ def iter_predict_job(model: Any, items: list[tuple[str, Any]], *, tile: Any = "a
         stem = (stems or {}).get(name) or safe_stem(name)
         shapes = _result_shapes(image, meta, uncertainty, channel_axis)  # checks the image first
         to_tiff = out_dir is not None and out_format != "ome-zarr"
-        if one_class_per_object:
+        per_object = one_class_per_object
+        if per_object == "auto":
+            per_object = threshold is None and suggests_one_class_per_object(meta) \
+                and _one_class_per_object_problem(image, shapes, channel_axis) is None
+        elif per_object:
             _check_one_class_per_object(name, image, shapes, channel_axis)
         if to_tiff:
             from .outputs import check_space
@@ -142,7 +150,9 @@ def iter_predict_job(model: Any, items: list[tuple[str, Any]], *, tile: Any = "a
             from .predict_zarr import iter_predict_into_zarr, zarr_available
 
             if zarr_available():  # (else memory-mapped scratch files: output_arrays)
-                if one_class_per_object:
+                if per_object and one_class_per_object == "auto":
+                    per_object = False   # (the model's suggestion, where the labels fit in memory)
+                if per_object:
                     from .errors import UserError
 
                     raise UserError(f"{name}: 'one class per object' needs the labels in memory, and this "
@@ -161,7 +171,7 @@ def iter_predict_job(model: Any, items: list[tuple[str, Any]], *, tile: Any = "a
         if to_tiff and not keep_arrays and not fits_in_ram(_nbytes(shapes, "probs")):
             try:
                 files = yield from _into_tiffs(model, image, Path(out_dir), stem, px, shapes, threshold,
-                                               engine, progress, cancel, one_class_per_object)
+                                               engine, progress, cancel, per_object)
             except _Cancelled:
                 return
             yield Result(name, None, None, None, files)
@@ -171,7 +181,7 @@ def iter_predict_job(model: Any, items: list[tuple[str, Any]], *, tile: Any = "a
         if probs is None:
             return
         labels = probabilities_to_labels(probs, meta.get("class_values"), threshold, out=outs["labels"],
-                                         one_class_per_object=one_class_per_object)
+                                         one_class_per_object=per_object)
         unc = entropy(probs, out=outs["uncertainty"]) if uncertainty else None
         files: tuple[str, ...] = ()
         if out_dir is not None and out_format == "ome-zarr":
@@ -185,18 +195,28 @@ def iter_predict_job(model: Any, items: list[tuple[str, Any]], *, tile: Any = "a
         yield Result(name, probs, labels, unc, files) if keep_arrays else Result(name, None, None, None, files)
 
 
-def _check_one_class_per_object(name: str, image: Any, shapes: dict, channel_axis: int | None) -> None:
-    """'one class per object' labels connected objects in one piece: refused for a time-lapse
-    and where the labels and their object map (5 bytes a pixel) do not fit in RAM."""
-    from .errors import UserError
+def _one_class_per_object_problem(image: Any, shapes: dict, channel_axis: int | None) -> str | None:
+    """Why 'one class per object' cannot be done on this image (it labels connected objects in
+    one piece): a time-lapse, or labels and their object map (5 bytes a pixel) larger than the
+    free memory; None when it can."""
     from .predict import fits_in_ram
 
     if is_time_lapse(image.shape, channel_axis):
-        raise UserError(f"{name}: 'one class per object' is not available for a time-lapse yet")
+        return "is not available for a time-lapse yet"
     need = int(np.prod(shapes["labels"][0])) * 5
     if not fits_in_ram(need):
-        raise UserError(f"{name}: 'one class per object' needs {need / 2**30:.1f} GiB of memory for the "
-                        "labels and their objects, more than is free; predict without it")
+        return (f"needs {need / 2**30:.1f} GiB of memory for the labels and their objects, more than "
+                "is free; predict without it")
+    return None
+
+
+def _check_one_class_per_object(name: str, image: Any, shapes: dict, channel_axis: int | None) -> None:
+    """A UserError when 'one class per object' was asked for and this image does not allow it."""
+    from .errors import UserError
+
+    problem = _one_class_per_object_problem(image, shapes, channel_axis)
+    if problem:
+        raise UserError(f"{name}: 'one class per object' {problem}")
 
 
 def _run(model: Any, image: np.ndarray, out: np.ndarray | None, engine: dict, progress: Any,

@@ -8,7 +8,13 @@ import numpy as np
 from .checks import check_threshold
 from .labels import labels_dtype
 
-__all__ = ["labels_dtype", "probabilities_to_labels", "one_class_per_object", "entropy"]
+__all__ = ["labels_dtype", "probabilities_to_labels", "one_class_per_object", "entropy",
+           "object_class_evidence", "classes_are_kinds", "suggests_one_class_per_object"]
+
+# classes_are_kinds: each of two object classes painted in at least this many predicted objects
+# that hold paint of that class only, and at most this share of painted objects holding two
+KINDS_MIN_OBJECTS = 2
+KINDS_MAX_MIXED = 0.1
 
 
 def probabilities_to_labels(probs: np.ndarray, class_values: Sequence[int] | None = None,
@@ -69,6 +75,71 @@ def one_class_per_object(probs: np.ndarray, labels: np.ndarray,
         m = pieces[i] > 0
         labels[i][m] = winner[pieces[i][m]]
     return labels
+
+
+def object_class_evidence(labels: np.ndarray, paint: np.ndarray, background: int = 1) -> dict:
+    """What a model's objects and the paint say about its classes: kinds of object or parts of
+    one. The objects are the connected pieces of non-``background`` pixels of ``labels`` (by
+    faces); a leading axis of separate crops (or planes) is labelled item by item; ``paint`` as
+    ``labels`` (0 unpainted, 1 background, 2.. classes). Returns counts:
+
+    - ``pure``: {class: objects whose painted object pixels are all of that class};
+    - ``mixed``: objects painted with two classes or more;
+    - ``multi``: objects the labels split between classes (the smaller share at least 10% of
+      at least 30 pixels), and ``enclosed``: those of them whose smaller class lies wholly
+      inside (touches neither the background nor the crop's border), as a nucleus in its cell.
+    """
+    from scipy import ndimage as ndi
+
+    if labels.shape != paint.shape:
+        raise ValueError(f"labels of shape {labels.shape} and paint of shape {paint.shape} differ")
+    ev: dict = {"pure": {}, "mixed": 0, "multi": 0, "enclosed": 0}
+    for lab, pt in zip(labels, paint):   # one crop (or plane) at a time
+        pieces, n = ndi.label(lab != background)
+        if n == 0:
+            continue
+        obj = (pt >= 2) & (pieces > 0)
+        if obj.any():
+            where = np.where(obj, pieces, 0)
+            ids = np.unique(where[where > 0])
+            lo = np.asarray(ndi.minimum(pt, where, ids), np.int64)
+            hi = np.asarray(ndi.maximum(pt, where, ids), np.int64)
+            ev["mixed"] += int((lo != hi).sum())
+            for c in lo[lo == hi]:
+                ev["pure"][int(c)] = ev["pure"].get(int(c), 0) + 1
+        outside = np.pad(lab == background, 1, constant_values=True)   # the border counts as outside
+        touch = ndi.binary_dilation(outside)[(slice(1, -1),) * lab.ndim]
+        for i, sl in enumerate(ndi.find_objects(pieces), 1):
+            m = pieces[sl] == i
+            vals, counts = np.unique(lab[sl][m], return_counts=True)
+            if len(vals) < 2 or counts.min() < max(30, 0.1 * m.sum()):
+                continue
+            ev["multi"] += 1
+            minority = vals[np.argmin(counts)]
+            ev["enclosed"] += not bool((touch[sl][m] & (lab[sl][m] == minority)).any())
+    return ev
+
+
+def classes_are_kinds(evidence: dict) -> bool:
+    """Whether :func:`object_class_evidence` shows the object classes as kinds of object (each
+    object one class: dim and bright nuclei, cell types) rather than parts of one (a nucleus in
+    its cytoplasm): at least two classes each painted alone in ``KINDS_MIN_OBJECTS`` objects,
+    at most ``KINDS_MAX_MIXED`` of the painted objects holding two classes (touching objects
+    the model joins), and of the objects the model splits between classes, at most half with
+    one class wholly inside the other (a pixel classifier unsure of a kind splits an object
+    side by side more often; parts of one object nest)."""
+    pure, mixed = evidence["pure"], evidence["mixed"]
+    painted = sum(pure.values()) + mixed
+    alone = sum(1 for n in pure.values() if n >= KINDS_MIN_OBJECTS)
+    nested = evidence["enclosed"] > 0.5 * evidence["multi"]
+    return alone >= 2 and mixed <= KINDS_MAX_MIXED * painted and not nested
+
+
+def suggests_one_class_per_object(meta: dict | None) -> bool:
+    """Whether a model's record says to give each object one class (``meta["one_class_per_object"]``,
+    set by training from the paint: :func:`classes_are_kinds`); models of two classes never."""
+    meta = meta or {}
+    return bool(meta.get("one_class_per_object")) and int(meta.get("classes", 2)) > 2
 
 
 one_class_per_object_ = one_class_per_object   # (the keyword of probabilities_to_labels hides it)

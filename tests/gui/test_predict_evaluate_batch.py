@@ -88,6 +88,41 @@ def test_predict_one_class_per_object(viewer, dock, qtbot, notes, tmp_path):
         assert "more than two classes" in errors(notes)[-1] and widget.worker is None
 
 
+def test_predict_and_batch_follow_a_model_whose_paint_held_one_class_per_object(viewer, dock, qtbot):
+    """A model whose training found each painted object of one class (meta) sets Predict's labels
+    to "one class per object" and ticks Batch's box; the next model that does not undoes only
+    what the model set, and a user's own choice stays."""
+    import torch
+
+    from napari_unet import build_model
+
+    torch.manual_seed(0)
+    kinds = build_model(dims=2, classes=3, base_channels=4, depth=2)
+    with torch.no_grad():   # every pixel an object, of either kind
+        kinds.head.bias.copy_(torch.tensor([-20.0, 0.0, 0.0]))
+        kinds.head.weight[0] = 0
+        kinds.head.weight[2] = -kinds.head.weight[1]
+    kinds.meta["one_class_per_object"] = True
+    parts = build_model(dims=2, classes=3, base_channels=4, depth=2)
+    parts.meta["one_class_per_object"] = False
+    state = model_state(viewer)
+    state.set(kinds, "trained")
+    w, b = dock("Predict"), dock("Batch")     # opened after the model: they read it too
+    assert w.mode.currentIndex() == 2 and b.per_object.isChecked()
+    viewer.add_image(np.random.default_rng(1).random((48, 64)).astype(np.float32), name="cells")
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)  # only catches a hang
+    assert len(np.unique(viewer.layers["cells labels"].data)) == 1
+    state.saved("/tmp/kinds.pt")              # a new source, the same model: nothing changes
+    assert w.mode.currentIndex() == 2
+    state.set(parts, "trained")
+    assert w.mode.currentIndex() == 0 and not b.per_object.isChecked()
+    w.mode.setCurrentIndex(2)                  # the user's choice
+    b.per_object.setChecked(True)
+    state.set(build_model(dims=2, classes=3, base_channels=4, depth=2), "loaded")
+    assert w.mode.currentIndex() == 2 and b.per_object.isChecked()
+
+
 def test_predict_a_stack_larger_than_ram_allows_goes_to_disk(viewer, dock, qtbot, tiny_model,
                                                              monkeypatch, tmp_path):
     import os

@@ -93,6 +93,10 @@ ANCHOR_WEIGHT = float(os.environ.get("NAPARI_UNET_ANCHOR", 1.0))
 # boundaries must also follow the image's edges clearly better (their region's flux,
 # calibration.region_flux, above the previous model's by calibration.MIN_GAIN, relative)
 KEEP_BETTER_EDGES = os.environ.get("NAPARI_UNET_KEEP_BETTER_EDGES", "1") == "1"
+# more than two classes: when the paint shows them as kinds of object (each painted object one
+# class; postprocess.classes_are_kinds on the model's own objects around the paint), the model's
+# record says so (meta["one_class_per_object"]) and predictions give each object one class
+KINDS_FROM_PAINT = os.environ.get("NAPARI_UNET_KINDS", "1") == "1"
 # the regulariser's neighbour distances (px), 2D and 3D: 1, 2, 4. At 900 steps (fixed-step
 # runs, benchmarks/quality_diagnose.py) 1, 2 px did better on small objects (synthetic nuclei
 # lines-m4 0.911 -> 0.930; the 4-px pairs shrink them by ~1 px) and no worse elsewhere, but in

@@ -211,6 +211,26 @@ def region_flux(model: torch.nn.Module, x: torch.Tensor, evidence: tuple, *, to_
     return flux_scores(p, lap, valid, polarity, thresholds=(0.5,))[0]
 
 
+@torch.no_grad()
+def painted_kinds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, to_dev,
+                  autocast: dict, batch: int) -> dict:
+    """What the objects ``model`` segments (argmax) on the crops ``x`` ``(N, C, *patch)`` and their
+    paint ``y`` say of its classes: :func:`~napari_unet.core.postprocess.object_class_evidence`."""
+    from ..postprocess import object_class_evidence
+
+    was_training = model.training
+    model.eval()
+    try:
+        labels = []
+        for s in range(0, x.shape[0], batch):
+            with torch.autocast(**autocast):
+                logits = model(to_dev(x[s:s + batch]))
+            labels.append(logits.float().argmax(1).cpu() + 1)
+    finally:
+        model.train(was_training)
+    return object_class_evidence(torch.cat(labels).numpy(), y.cpu().numpy())
+
+
 def carried_threshold(model: torch.nn.Module) -> float | None:
     """The edge threshold that a model's head carries (``meta["edge_threshold"]``; models saved
     before that key: their last run's record), or None when it carries none."""

@@ -50,6 +50,7 @@ class ProvenanceMixin:
             "init": "continued" if p.continued else p.init_source,
             "stop_reason": reason,
             "edge_threshold": getattr(self, "edge_threshold", None),
+            "kinds": getattr(self, "kinds", None),
             "validation": None if val is None else {
                 "step": val.step, "loss": val.loss, "mean_iou": val.mean_iou,
                 "mean_dice": val.mean_dice, "iou": {str(k): v for k, v in val.iou.items()},

@@ -336,6 +336,8 @@ class Setup:
         stack = any(pr.labels.ndim == 3 for pr in p.pairs)
         if _pkg().EDGE_CALIBRATION and not dense and (_pkg().EDGE_CALIBRATION_STACKS or not stack):
             self.calset = self.paintset or crops_around_paint()
+        # more than two classes: kinds of object or parts of one, judged at the end (validation.py)
+        self.kindset = (self.calset or self.paintset or crops_around_paint()) if p.classes > 2 else None
         self.val_pixels = 0
         for v in val_vols:
             if v.val is not None:

@@ -180,6 +180,30 @@ class ValidationMixin:
             shift_head(self.p.model, found[0])
             self.p.model.meta["edge_threshold"] = found[0]  # what the head carries (setup undoes it)
 
+    def _decide_kinds(self) -> str | None:
+        """More than two classes: whether the paint shows them as kinds of object (each painted
+        object of one class; calibration.painted_kinds on crops around the paint, judged by
+        postprocess.classes_are_kinds). Recorded in the model's metadata
+        (``one_class_per_object``, which predictions follow) and in ``self.kinds`` (the training
+        record); returns a note for the run's message when they are. One forward pass over the
+        crops: done after a Stop too."""
+        self.kinds = None
+        if getattr(self, "kindset", None) is None or not _pkg().KINDS_FROM_PAINT:
+            return None
+        from ..postprocess import classes_are_kinds
+        from .calibration import painted_kinds
+
+        amp = dict(device_type=self.p.dev.type, dtype=self.amp, enabled=self.amp is not None)
+        ev = painted_kinds(self.p.model, self.kindset.x, self.kindset.y, to_dev=self._to_dev,
+                           autocast=amp, batch=max(1, self.batch * 2))
+        kinds = classes_are_kinds(ev)
+        self.p.model.meta["one_class_per_object"] = kinds
+        self.kinds = {"one_class_per_object": kinds, **ev, "pure": {str(c): n for c, n in sorted(ev["pure"].items())}}
+        if not kinds:
+            return None
+        return (f"each painted object holds one class ({sum(ev['pure'].values())} objects, {ev['mixed']} with "
+                "two): predictions give every object one class")
+
     def _reapply_prior_threshold(self) -> None:
         """A run that ends without choosing (a Stop, an error, no step): the head gets back the
         threshold it came with (setup undid it for training); never after a choice, nor twice."""
