@@ -85,9 +85,15 @@ def test_the_evidence_tells_kinds_of_object_from_parts_of_one():
 def test_training_records_kinds_and_predict_gives_each_object_one_class(tmp_path, capsys):
     from napari_unet.cli import main
 
+    from napari_unet import iter_train
+    from napari_unet.core.events import TrainFinished
+
     img, paint, _ = _kinds_scene()
-    model = train(img, paint, steps=40, **TINY)
+    done = [ev for ev in iter_train(img, paint, steps=40, **TINY) if isinstance(ev, TrainFinished)][-1]
+    model = done.model
     assert model.meta["one_class_per_object"] is True
+    # the widget's status line (detail) says so, as it changes what Predict does by default
+    assert "each painted object holds one class" in done.detail
     kinds = model.meta["training"]["kinds"]
     assert kinds["one_class_per_object"] is True and kinds["mixed"] == 0
     assert suggests_one_class_per_object(model.meta)

@@ -266,8 +266,9 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
                 message = detail = compare
         ended = step > 0 and reason in ("steps", "time", "stopped")
         kinds = self._decide_kinds() if ended and not kept_previous else None
-        if kinds:
+        if kinds:  # the status line says it too: it changes what Predict does by default
             message = f"{message}; {kinds}" if message else kinds
+            detail = f"{detail}; {kinds}" if detail else kinds
         if not kept_previous and getattr(self, "edge_threshold", None) not in (None, 0.5):
             where = (f"objects where their odds against the background exceed {self.edge_threshold:g}"
                      if p.classes > 2 else f"class 2 above {self.edge_threshold:g} of the trained probability")
