@@ -82,6 +82,8 @@ def all_cases(quick: bool) -> list[Case]:
             cases.append(Case(name, "planes-m4", dims=2, counted=False, tag="-dims2"))
     # other modalities rendered from BBBC039 (renderings.py): proxies, so information rows
     cases += [Case(name, "lines-m4", counted=False) for name in ("bbbc039-he", "bbbc039-phase")]
+    # a real RGB histology image with a proxy truth (quality_methods._ihc_tissue): information
+    cases.append(Case("ihc", "lines-m4", counted=False))
     cases.append(Case("bbbc039", "interactive"))
     return cases
 

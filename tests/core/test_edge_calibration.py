@@ -326,3 +326,35 @@ def test_region_flux_ranks_the_boundary_on_the_edge_above_shrunk_or_swollen_ones
     assert inv[0.5] > inv[0.1] and inv[0.5] > inv[0.9]
     # without background paint there is no polarity to read
     assert flux_evidence(x, torch.where(y == 1, 0, y)) is None
+
+
+def _stained_tissue(n=128):
+    """A dark stained region with lighter spots inside (nuclei in an IHC gland), blurred, and a
+    probability that puts 0.5 two px outside the region and is a little less sure on the spots."""
+    from scipy import ndimage as ndi
+
+    yy, xx = np.mgrid[:n, :n]
+    region = (yy >= 24) & (yy < 104) & (xx >= 24) & (xx < 104)
+    spots = np.zeros((n, n), bool)
+    for cy in range(34, 100, 16):
+        for cx in range(34, 100, 16):
+            spots |= (yy - cy) ** 2 + (xx - cx) ** 2 <= 9
+    img = ndi.gaussian_filter(np.where(spots, 0.8, np.where(region, 0.3, 1.0)), 1.0).astype(np.float32)
+    outside = ndi.distance_transform_edt(~region) - ndi.distance_transform_edt(region)
+    prob = np.where(spots, 0.96, 1 / (1 + np.exp(outside - 2.0))).astype(np.float32)
+    return img, region, spots, prob
+
+
+def test_the_boundary_moves_onto_the_edge_without_carving_holes_in_the_objects(monkeypatch):
+    """Every lighter spot inside a dark region has a negative Laplacian: when holes carved inside
+    the objects counted, the flux rose with each spot cut out and the choice took them all."""
+    from napari_unet.core.train import calibration
+
+    img, region, spots, prob = _stained_tissue()
+    lap, valid = _plane_laplacian(img[None]), np.ones((1,) + img.shape, bool)
+    iou = _iou_at(prob, region)
+    th = choose_threshold(flux_scores(prob[None], lap, valid, polarity=-1.0))
+    assert 0.5 < th < 0.96 and (prob[spots] > th).all() and iou(th) > 0.98 > iou(0.5)
+    monkeypatch.setattr(calibration, "EDGE_NEW_HOLES", True)       # as up to the seventeenth session
+    carved = choose_threshold(flux_scores(prob[None], lap, valid, polarity=-1.0))
+    assert carved > 0.96 and iou(carved) < 0.9
