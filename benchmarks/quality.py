@@ -6,7 +6,9 @@ BBBC039 U2OS nuclei (fluorescence; also split into dim/bright nuclei as a 3-clas
 2012 EM (class 2 = membrane, a thin network), the PlantSeg ovule stack (3D, class 2 = cell
 boundary: voxels whose 3x3x3 neighbourhood holds another cell), and the synthetic 2D/3D nuclei
 of ``napari_unet.core.synthetic``; and BBBC039 rendered as H&E brightfield (RGB) and as phase
-contrast (``renderings.py``): proxies for those modalities, so information rows.
+contrast (``renderings.py``): proxies for those modalities, so information rows; and a real
+IHC image of glands (scikit-image's, RGB) whose truth comes from colour deconvolution
+(``quality_methods._ihc_tissue``): also information.
 
 Strokes (``benchmarks/strokes.py``, seeded): ``lines-mN`` (a line along 30% of the objects or
 skeleton segments of a thin class, background lines kept N px from any object, N = 2, 4, 8),
@@ -25,8 +27,8 @@ on stacks are information only. The interactive simulation is in ``quality_inter
 Usage (from the repository root)::
 
     python benchmarks/quality.py                    # the full run, writes docs/quality.md:
-                                                    # 17 cases + 6 ceilings of 120 s and 4
-                                                    # interactive rounds of 40 s, ~55 min
+                                                    # 20 cases + a ceiling per image, 120 s
+                                                    # each, 4 interactive rounds of 40 s: ~65 min
                                                     # on 2 idle cores
     python benchmarks/quality.py --quick --only bbbc039/lines-m4
     python benchmarks/quality.py --only em,bbbc039/interactive --time-limit 60
