@@ -83,9 +83,8 @@ def test_the_evidence_tells_kinds_of_object_from_parts_of_one():
 
 
 def test_training_records_kinds_and_predict_gives_each_object_one_class(tmp_path, capsys):
-    from napari_unet.cli import main
-
     from napari_unet import iter_train
+    from napari_unet.cli import main
     from napari_unet.core.events import TrainFinished
 
     img, paint, _ = _kinds_scene()

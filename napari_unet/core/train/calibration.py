@@ -122,13 +122,14 @@ def without_new_holes(fg: np.ndarray, base_bg: np.ndarray) -> np.ndarray:
     if n == 0:
         return fg
     keep = np.zeros(n + 1, bool)
-    keep[np.unique(lab[base_bg & ~fg])] = True
+    keep[lab[base_bg]] = True     # label 0 there is fg: not background
     keep[0] = False
     return ~keep[lab]
 
 
 def _plane_structure(ndim: int, full: bool = False) -> np.ndarray:
-    """4-connectivity in the YX plane, nothing across Z (or N), for arrays of ``ndim`` axes."""
+    """4-connectivity (``full``: 8) in the YX plane, nothing across Z (or N), for arrays of
+    ``ndim`` axes."""
     s = np.zeros((3,) * ndim, bool)
     c = (1,) * (ndim - 2)
     if full:   # 8-connected in the plane (the complement of 4-connected objects)
