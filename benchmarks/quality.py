@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 import strokes as S
-from quality_methods import REAL_FILES, load_image, otsu, ours, random_forest, rf_features, score
+from quality_methods import PROBES, REAL_FILES, load_image, otsu, ours, random_forest, rf_features, score
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +72,7 @@ class Case:
         return (self.counted or not self.tag) and self.style != "interactive"
 
 
-def all_cases(quick: bool) -> list[Case]:
+def all_cases(quick: bool, probes: bool = False) -> list[Case]:
     margins = (4,) if quick else (2, 4, 8)
     cases = []
     for name in ("bbbc039", "em", "synth2d"):
@@ -86,6 +86,8 @@ def all_cases(quick: bool) -> list[Case]:
     cases += [Case(name, "lines-m4", counted=False) for name in ("bbbc039-he", "bbbc039-phase")]
     # a real RGB histology image with a proxy truth (quality_methods._ihc_tissue): information
     cases.append(Case("ihc", "lines-m4", counted=False))
+    if probes:   # BBBC039 under other acquisitions (renderings.py): information rows
+        cases += [Case(name, "lines-m4", counted=False) for name in PROBES]
     cases.append(Case("bbbc039", "interactive"))
     return cases
 
@@ -192,6 +194,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=None,
                     help="markdown file (default docs/quality.md for a full run; none for --quick/--only)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    ap.add_argument("--probes", action="store_true",
+                    help="also BBBC039 under other acquisitions (few photons, uneven light, twice and "
+                         "half the magnification; information rows, ~5 min each)")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     args = ap.parse_args(argv)
     args.time_limit = args.time_limit or (20.0 if args.quick else 120.0)
@@ -199,9 +204,10 @@ def main(argv=None) -> int:
     args.rounds = args.rounds if args.rounds is not None else (2 if args.quick else 3)
     if args.out is None and not (args.quick or args.only):
         args.out = ROOT / "docs" / "quality.md"
-    cases = select(all_cases(args.quick), args.only, args.interactive)
+    cases = select(all_cases(args.quick, args.probes), args.only, args.interactive)
     if args.list or not cases:
-        print("\n".join(c.id for c in all_cases(False)) if not cases else "\n".join(c.id for c in cases))
+        print("\n".join(c.id for c in all_cases(False, args.probes)) if not cases
+              else "\n".join(c.id for c in cases))
         return 0 if cases else 2
     real = {c.image.split("-")[0] for c in cases} & set(REAL_FILES)
     missing = [str(args.data / f"{REAL_FILES[n]}_{k}.tif") for n in sorted(real) for k in ("img", "mask")

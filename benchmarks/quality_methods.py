@@ -17,6 +17,14 @@ REAL_FILES = {
     "ovule3d": "plantseg_ovule3d",
 }
 
+# BBBC039 under other acquisitions (renderings.py; quality.py --probes): information rows
+PROBES = {
+    "bbbc039-lowlight": "BBBC039 at ~20 photons (shot and read noise; proxy)",
+    "bbbc039-shading": "BBBC039 under uneven illumination and a background ramp (proxy)",
+    "bbbc039-zoom2": "BBBC039 at twice the magnification (nuclei ~60 px; proxy)",
+    "bbbc039-zoom05": "BBBC039 at half the magnification (nuclei ~15 px; proxy)",
+}
+
 
 @dataclass
 class Image:
@@ -54,6 +62,18 @@ def load_image(name: str, data: Path, quick: bool = False) -> Image:
     """The benchmark image ``name`` (see ``IMAGES``); ``quick`` crops it."""
     from napari_unet.core.synthetic import make_nuclei
 
+    if name in PROBES:
+        import renderings as R
+
+        img, inst = _read(data, REAL_FILES["bbbc039"])
+        img, inst = _crop(img, quick), _crop(inst.astype(np.int32), quick)
+        if name.startswith("bbbc039-zoom"):
+            img, inst = R.zoom(img, inst, 2.0 if name == "bbbc039-zoom2" else 0.5)
+        elif name == "bbbc039-lowlight":
+            img = R.render_lowlight(img)
+        else:
+            img = R.render_shading(img)
+        return Image(name, PROBES[name], img, np.where(inst > 0, 2, 1).astype(np.uint8), inst)
     if name in ("bbbc039-he", "bbbc039-phase"):
         from renderings import render_he, render_phase
 

@@ -1,8 +1,9 @@
-"""Two other modalities rendered from the real BBBC039 nuclei, for ``benchmarks/quality.py``:
-the nuclei's real shapes, sizes, touching pairs and chromatin texture, seen through the optics of
-another microscope. They are proxies, not real images of those modalities (the real ones are
-checked outside the repository): they exercise what differs there (three correlated colour
-channels; objects whose interior looks like the background) and count as information rows.
+"""Other modalities and other acquisitions rendered from the real BBBC039 nuclei, for
+``benchmarks/quality.py``: the nuclei's real shapes, sizes, touching pairs and chromatin texture,
+seen through the optics of another microscope or another acquisition. They are proxies, not real
+images of those modalities (the real ones are checked outside the repository): they exercise what
+differs there (three correlated colour channels; objects whose interior looks like the
+background; few photons; uneven light; other object sizes) and count as information rows.
 
 - ``he``: brightfield H&E, by Beer-Lambert stain mixing (Ruifrok & Johnston 2001's optical
   density vectors). Hematoxylin follows the Hoechst signal (DNA) plus a weak, even share; eosin
@@ -11,6 +12,15 @@ channels; objects whose interior looks like the background) and count as informa
 - ``phase``: Zernike phase contrast. The phase delay is the smoothed nucleus signal; the image is
   one minus a high-pass of it (a dark object with a bright halo, and the shade-off that lets the
   interior of a large object drift back towards the background's grey), with shot noise.
+
+Acquisition probes (``quality.py --probes``), the same truth unless said:
+
+- ``lowlight``: ~20 photons at a nucleus's 99.5th percentile over 2 of background, Poisson shot
+  noise plus Gaussian read noise (2 counts): a dim, short exposure. float32.
+- ``shading``: uneven illumination (a Gaussian vignette falling to 30% at the far corner) plus an
+  additive ramp of background light across X: one global threshold cannot fit it. float32.
+- ``zoom2`` / ``zoom05``: twice / half the pixel size's magnification (objects ~60 px / ~15 px
+  across; the truth resampled by nearest neighbour), bilinear resampling of the image.
 """
 from __future__ import annotations
 
@@ -53,3 +63,26 @@ def render_phase(img: np.ndarray, seed: int = 0) -> np.ndarray:
     inten = 1.0 - 0.9 * high + 0.05 * _field(img.shape, 30, rng)
     counts = rng.poisson(np.clip(inten, 0.02, None) * 400.0)
     return counts.astype(np.uint16)
+
+
+def render_lowlight(img: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(Y, X) fluorescence -> the same scene at ~20 photons per bright pixel (float32)."""
+    rng = np.random.default_rng(seed)
+    lo, hi = np.percentile(img, [1, 99.5])
+    photons = np.clip((img.astype(np.float64) - lo) / (hi - lo), 0, None) * 20.0 + 2.0
+    return (rng.poisson(photons) + rng.normal(0.0, 2.0, img.shape)).astype(np.float32)
+
+
+def render_shading(img: np.ndarray) -> np.ndarray:
+    """(Y, X) fluorescence -> under a vignette centred off-axis and an additive ramp (float32)."""
+    h, w = img.shape
+    yy, xx = np.mgrid[:h, :w]
+    vignette = 0.3 + 0.7 * np.exp(-((yy - 0.2 * h) ** 2 + (xx - 0.2 * w) ** 2) / (2 * (0.6 * max(h, w)) ** 2))
+    span = float(np.percentile(img, 99.5) - np.percentile(img, 1))
+    return (img.astype(np.float64) * vignette + 0.25 * span * xx / w).astype(np.float32)
+
+
+def zoom(img: np.ndarray, instances: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Image (bilinear) and instance labels (nearest) at ``factor`` times the magnification."""
+    out = ndi.zoom(img.astype(np.float32), factor, order=1)
+    return out.astype(img.dtype) if img.dtype.kind in "ui" else out, ndi.zoom(instances, factor, order=0)

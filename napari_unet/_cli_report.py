@@ -55,6 +55,8 @@ def report_training(gen, *, quiet: bool = False):
                       f"patch {'x'.join(map(str, ev.patch))}{pooled}, batch {ev.batch_size}; "
                       f"{ev.train_pixels} painted pixels for training, {ev.val_pixels} for validation; "
                       f"until {limit}", file=sys.stderr)
+                if getattr(ev, "advice", ""):
+                    print(f"note: {ev.advice}", file=sys.stderr)
                 if not quiet:
                     bar = ProgressBar("train")
             elif isinstance(ev, TrainStep) and bar is not None:

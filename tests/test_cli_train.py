@@ -163,3 +163,24 @@ def test_a_shape_that_leaves_the_channels_in_doubt_is_one_line_asking_for_channe
     line = one_error_line(capsys)
     assert "(12, 128, 128)" in line and "--channel-axis" in line
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_a_class_painted_in_a_few_spots_gets_a_note_before_training(files, tmp_path, capsys):
+    """31 background pixels against thousands of object pixels: training runs, and the start
+    says which class is short and by how much; balanced paint gets no note."""
+    lab = np.zeros((128, 128), np.uint8)
+    lab[20:100, 20:100] = 2          # 6,400 object pixels
+    lab[2:5, 2:12] = 1               # 30 background pixels
+    lab[125, 125] = 1                # 31
+    tifffile.imwrite(tmp_path / "scarce.tif", lab)
+    rc = main(["train", "--image", str(files / "img.tif"), "--labels", str(tmp_path / "scarce.tif"),
+               "--out", str(tmp_path / "m.pt"), "--steps", "2", "--val-fraction", "0", *TINY])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "note: background (class 1) holds 31 of the 6,431 painted pixels (0.5%)" in err
+    assert "paint it in more places" in err
+
+    rc = main(["train", "--image", str(files / "img.tif"), "--labels", str(files / "strokes.tif"),
+               "--out", str(tmp_path / "m2.pt"), "--steps", "2", *TINY])
+    assert rc == 0
+    assert "note:" not in capsys.readouterr().err

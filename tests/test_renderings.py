@@ -1,6 +1,7 @@
-"""The quality benchmark's other modalities (benchmarks/renderings.py): H&E brightfield and phase
-contrast rendered from a fluorescence image keep the objects where they were and look like
-those modalities (nuclei purple on pink; dark nuclei with bright halos), reproducibly."""
+"""The quality benchmark's other modalities and acquisitions (benchmarks/renderings.py): H&E
+brightfield and phase contrast rendered from a fluorescence image keep the objects where they
+were and look like those modalities (nuclei purple on pink; dark nuclei with bright halos),
+reproducibly; the acquisition probes (few photons, uneven light, zoom) do what they say."""
 from __future__ import annotations
 
 import sys
@@ -11,7 +12,7 @@ import pytest
 from scipy import ndimage as ndi
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from renderings import render_he, render_phase  # noqa: E402
+from renderings import render_he, render_lowlight, render_phase, render_shading, zoom  # noqa: E402
 
 from napari_unet.core.synthetic import make_nuclei  # noqa: E402
 
@@ -46,3 +47,31 @@ def test_phase_has_dark_nuclei_with_bright_halos(nuclei):
     assert ph[core].mean() < 0.85 * ph[far].mean()
     assert ph[halo].mean() > ph[far].mean()
     np.testing.assert_array_equal(ph, render_phase(img, seed=0).astype(float))
+
+
+def test_acquisition_probes_keep_the_objects_and_change_what_they_claim(nuclei):
+    img, fg = nuclei
+    core = ndi.binary_erosion(fg, iterations=2)
+    far = ndi.binary_erosion(~fg, iterations=4)
+    low = render_lowlight(img, seed=0)
+    assert low.dtype == np.float32 and low.shape == img.shape
+    assert 12 < low[core].mean() < 25 and low[far].mean() < 6          # ~20 photons over ~2
+    snr = lambda a: (a[core].mean() - a[far].mean()) / a[far].std()   # noqa: E731
+    assert snr(low) < 0.5 * snr(img.astype(float))                     # shot and read noise
+    np.testing.assert_array_equal(low, render_lowlight(img, seed=0))
+
+    sh = render_shading(img)
+    h, w = img.shape
+    corner = np.zeros_like(fg)
+    corner[: h // 4, : w // 4] = True
+    opposite = np.zeros_like(fg)
+    opposite[-h // 4:, -w // 4:] = True
+    # the background brightens across X (the ramp); objects stay brighter than their surroundings
+    assert sh[far & opposite].mean() > sh[far & corner].mean()
+    assert sh[core & corner].mean() > sh[far & corner].mean()
+
+    big, inst = zoom(img, fg.astype(np.int32), 2.0)
+    assert big.shape == (2 * h, 2 * w) and big.dtype == img.dtype
+    assert abs(inst.mean() - fg.mean()) < 0.01
+    small, inst_s = zoom(img, fg.astype(np.int32), 0.5)
+    assert small.shape == (h // 2, w // 2) and set(np.unique(inst_s)) <= {0, 1}

@@ -4,6 +4,7 @@ imports no engine; core.events itself needs only numpy. Mixed into TrainWidget."
 from __future__ import annotations
 
 import functools
+import html
 from typing import Any
 
 from ._common import show_error, show_info, show_warning
@@ -37,7 +38,8 @@ class TrainEvents:
         self.device_label.setText(
             f"device: <b>{ev.device}</b> · {ev.precision} · {ev.dims}D · patch "
             f"{'×'.join(map(str, ev.patch))} · batch {ev.batch_size} · {limit} · "
-            f"{ev.train_pixels:,} painted px ({ev.val_pixels:,} held out)")
+            f"{ev.train_pixels:,} painted px ({ev.val_pixels:,} held out)"
+            + (f"<br><span style='color:#e8a33d'>note: {html.escape(ev.advice)}</span>" if ev.advice else ""))
 
     def _on_checkpoint(self, ev: Any) -> None:
         self.model_label.setText(f"checkpoint at step {ev.step}: {ev.path}")

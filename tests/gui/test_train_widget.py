@@ -153,3 +153,21 @@ def test_a_training_process_that_never_starts_is_reported(viewer, dock, qtbot, n
     assert "did not start within 1 s" in errors(notes)[-1]
     assert "starting" not in w.status.text() and w.train_btn.isEnabled()
     assert not train_process._LIVE  # the stuck process was ended
+
+
+def test_a_class_painted_in_a_few_spots_is_noted_when_training_starts(viewer, dock, qtbot):
+    """The nuclei sample with all but one small background stroke erased: training runs, and
+    the device line says which class is short of paint (it stays for the whole run)."""
+    w = _train_widget(viewer, dock, seconds=2)
+    paint = viewer.layers["nuclei 2d paint"]
+    data = np.array(paint.data)
+    bg = np.argwhere(data == 1)
+    data[data == 1] = 0
+    for y, x in bg[:20]:
+        data[y, x] = 1
+    paint.data = data
+    w.start()
+    qtbot.waitUntil(lambda: not w.is_running(), timeout=HANG_MS)
+    assert w.finished_reason in ("time", "steps")
+    text = w.device_label.text()
+    assert "note: background (class 1) holds 20 of the" in text and "paint it in more places" in text

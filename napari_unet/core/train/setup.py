@@ -17,6 +17,7 @@ from ..data import PatchSampler, ValSet, Volume, build_valset, build_volumes, ch
     round_up, split_validation
 from ..device import autocast_dtype, available_memory, describe_device
 from ..errors import UserError, UserTypeError, option
+from ..labels import scarce_paint
 from ..limits import check_class_count, check_training_memory
 from ..losses import AppearancePrior, neighbour_offsets
 from .calibration import MIN_UNPAINTED, carried_threshold, shift_head
@@ -283,6 +284,11 @@ class Setup:
                 v.val, v.train = v.train, np.zeros_like(v.train)
         counts = find_centres(vols, p.classes, rng)
         self.train_pixels = int(counts[:, 1:].sum())
+        per_class: dict = {}   # all the paint, held-out strokes included
+        for im in p.painted["images"]:
+            for k, v in im["painted"].items():
+                per_class[k] = per_class.get(k, 0) + v
+        self.advice = scarce_paint(per_class, model.meta.get("class_names"))
         if sum(counts[:, c].sum() > 0 for c in range(1, p.classes + 1)) < 2:
             raise UserError("fewer than two classes keep paint for training after the validation split")
         # where the data lives: on the GPU when it fits in a quarter of the free memory
