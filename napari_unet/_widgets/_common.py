@@ -5,13 +5,61 @@ import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QComboBox, QFrame, QLabel, QSizePolicy, QWidget
+from qtpy.QtCore import QEvent, Qt
+from qtpy.QtWidgets import QComboBox, QFrame, QLabel, QScrollArea, QSizePolicy, QStyle, QVBoxLayout, QWidget
 
 from . import _layers
 
 
 from napari_unet.core.errors import UserError  # noqa: E402  (one class for the API, CLI and widgets)
+
+
+# ----------------------------------------------------------------------------- layout
+
+class _Scroll(QScrollArea):
+    """A frameless, vertical-only scroll area as wide as its content needs: a dock never cuts
+    the widget's right side off. Its height hint stays QScrollArea's (capped at 24 text lines),
+    so stacked docks share the height instead of the first taking it all."""
+
+    def _bar(self) -> int:   # room for the vertical bar (napari's style draws it wider than its hint)
+        bar = self.verticalScrollBar()
+        return max(bar.sizeHint().width(), bar.width() if bar.isVisible() else 0,
+                   self.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent, None, self)) + 2
+
+    def eventFilter(self, obj, ev):  # noqa: N802 (Qt)
+        # the content's layout changed (polished, a label's text grew): the dock asks again
+        if obj is self.widget() and ev.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()
+        return super().eventFilter(obj, ev)
+
+    def sizeHint(self):  # noqa: N802 (Qt)
+        hint, w = super().sizeHint(), self.widget()
+        if w is not None:
+            hint.setWidth(w.sizeHint().width() + self._bar())
+        return hint
+
+    def minimumSizeHint(self):  # noqa: N802 (Qt)
+        hint, w = super().minimumSizeHint(), self.widget()
+        if w is not None:
+            hint.setWidth(w.minimumSizeHint().width() + self._bar())
+        return hint
+
+
+def scrolled_layout(widget: QWidget) -> QVBoxLayout:
+    """The layout a dock widget fills, inside a scroll area: docked one by one, the plugin's
+    widgets stacked taller than a laptop screen (Train and Predict ask for 1,230 px) and napari
+    grew the window past the screen's bottom; now each scrolls in the room it gets. In the
+    tabbed dock (tabs.py) a page gets the whole height and scrolls the same way."""
+    outer = QVBoxLayout(widget)
+    outer.setContentsMargins(0, 0, 0, 0)
+    scroll = _Scroll()
+    scroll.setWidgetResizable(True)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+    scroll.setFrameShape(QFrame.NoFrame)
+    inner = QWidget()
+    scroll.setWidget(inner)
+    outer.addWidget(scroll)
+    return QVBoxLayout(inner)
 
 
 # ----------------------------------------------------------------------------- notifications

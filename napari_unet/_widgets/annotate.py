@@ -11,7 +11,7 @@ from qtpy.QtWidgets import (QHBoxLayout, QInputDialog, QLabel, QListWidget, QLis
 
 from . import _layers
 from ._autosave import Autosaver, autosave_path, load_painting, paint_shape
-from ._common import LayerCombo, UserError, heading, hint, show_info, user_action
+from ._common import LayerCombo, UserError, heading, hint, scrolled_layout, show_info, user_action
 
 DEFAULT_CLASSES = ["background", "foreground"]
 
@@ -57,7 +57,7 @@ class AnnotateWidget(QWidget):
         self.brush.valueChanged.connect(self._set_brush)
         self.status = hint("")
 
-        lay = QVBoxLayout(self)
+        lay = scrolled_layout(self)
         lay.addWidget(heading("Image"))
         lay.addWidget(self.image_combo)
         lay.addWidget(self.create_btn)

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton,
-                            QSpinBox, QVBoxLayout, QWidget)
+                            QSpinBox, QWidget)
 
 from ._channels import channel_axis, channel_combo
-from ._common import UserError, heading, image_layers, show_info, user_action
+from ._common import UserError, heading, image_layers, scrolled_layout, show_info, user_action
 from ._results import PredictionPanel, Result, image_items, layer_pixel_size, show_result
 
 
@@ -47,7 +47,7 @@ class BatchWidget(PredictionPanel, QWidget):
         browse.setFixedWidth(28)
         browse.clicked.connect(self._browse)
 
-        lay = QVBoxLayout(self)
+        lay = scrolled_layout(self)
         lay.addWidget(heading("Model"))
         lay.addWidget(self.model_label)
         lay.addWidget(heading("Images"))

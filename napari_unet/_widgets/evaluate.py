@@ -18,7 +18,7 @@ from qtpy.QtWidgets import (QAbstractItemView, QApplication, QComboBox, QFileDia
 from . import _layers
 from ._object_scores import ROLE as OBJECT_ERRORS
 from ._object_scores import ObjectScores
-from ._common import LayerCombo, UserError, heading, hint, show_info, user_action
+from ._common import LayerCombo, UserError, heading, hint, scrolled_layout, show_info, user_action
 from ._job_panel import ResultJobPanel
 from ._truth import float_hint, is_truth, no_truth_message, truth_data
 
@@ -79,7 +79,7 @@ class EvaluateWidget(ResultJobPanel, QWidget):
         self.legend = QLabel("")
         self.legend.setWordWrap(True)
 
-        lay = QVBoxLayout(self)
+        lay = scrolled_layout(self)
         form = QFormLayout()
         form.addRow("prediction", self.pred_combo)
         form.addRow("ground truth", self.truth_combo)

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (QAbstractItemView, QFileDialog, QFormLayout, QHBoxLayout, QPushButton,
-                            QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+                            QTableWidget, QTableWidgetItem, QWidget)
 
 from . import _layers
-from ._common import LayerCombo, UserError, hint, show_info, user_action
+from ._common import LayerCombo, UserError, hint, scrolled_layout, show_info, user_action
 
 NONE = "(none)"
 
@@ -66,7 +66,7 @@ class MeasureWidget(QWidget):
         form.addRow("objects", self.objects_combo)
         form.addRow("intensity image", self.image_combo)
         form.addRow("classes", self.class_combo)
-        lay = QVBoxLayout(self)
+        lay = scrolled_layout(self)
         lay.addLayout(form)
         lay.addWidget(hint("Objects: an instance Labels layer (e.g. '<image>_instances' from Predict). "
                            "Sizes use the layer's scale (pixel size). Click a row to centre the object."))

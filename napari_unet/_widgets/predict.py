@@ -8,7 +8,7 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QS
 
 from . import _layers
 from ._channels import channel_axis, channel_combo
-from ._common import LayerCombo, UserError, heading, hint, show_info, user_action
+from ._common import LayerCombo, UserError, heading, hint, scrolled_layout, show_info, user_action
 from ._instances import InstanceOptions
 from ._results import PredictionPanel, Result, image_items, show_result
 
@@ -47,7 +47,7 @@ class PredictWidget(PredictionPanel, QWidget):
         self._probs: dict[str, tuple[Any, dict]] = {}  # image -> (probabilities, model meta)
         self.instances = InstanceOptions(napari_viewer, self._instance_sources)
 
-        lay = QVBoxLayout(self)
+        lay = scrolled_layout(self)
         lay.addWidget(heading("Image"))
         lay.addWidget(self.image_combo)
         lay.addWidget(hint("With several image layers selected in the layer list, all of "

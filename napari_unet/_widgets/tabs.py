@@ -1,11 +1,11 @@
 """All of the plugin's widgets as tabs in one dock (the "napari-unet" entry of the Plugins
-menu, and what ``napari-unet gui`` opens): docked one by one they stack taller than a laptop
-screen. Each page scrolls on its own, so the dock fits any screen height."""
+menu, and what ``napari-unet gui`` opens): one step on screen at a time. Each page scrolls on
+its own (the widgets do, _common.scrolled_layout), so the dock fits any screen height."""
 from __future__ import annotations
 
 from typing import Any
 
-from qtpy.QtWidgets import QFrame, QScrollArea, QTabWidget, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QTabWidget, QVBoxLayout, QWidget
 
 # (tab title, module, class): the order of the workflow
 PAGES = (("Annotate", "annotate", "AnnotateWidget"), ("Train", "train", "TrainWidget"),
@@ -27,11 +27,7 @@ class UNetTabs(QWidget):
         self.pages: dict[str, QWidget] = {}
         for title, module, cls in PAGES:
             widget = getattr(importlib.import_module(f"{__package__}.{module}"), cls)(napari_viewer)
-            scroll = QScrollArea()
-            scroll.setWidgetResizable(True)
-            scroll.setFrameShape(QFrame.NoFrame)
-            scroll.setWidget(widget)
-            self.tabs.addTab(scroll, title)
+            self.tabs.addTab(widget, title)
             self.pages[title] = widget
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)

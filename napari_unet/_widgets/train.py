@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
                             QLineEdit, QListWidget, QListWidgetItem, QProgressBar, QPushButton,
-                            QSpinBox, QVBoxLayout, QWidget)
+                            QSpinBox, QWidget)
 from qtpy.QtCore import Qt, QTimer
 from superqt import QCollapsible
 
 from . import _layers
-from ._common import UserError, find_layer, heading, hint, start_worker, user_action
+from ._common import UserError, find_layer, heading, hint, scrolled_layout, start_worker, user_action
 from ._plot import LossPlot
 from ._preview import PreviewSource, preview_layer
 from ._state import model_state
@@ -142,7 +142,7 @@ class TrainWidget(TrainEvents, ModelActions, TrainLifecycle, QWidget):
         self.save_btn.clicked.connect(lambda: self.save_model())
         self.load_btn.clicked.connect(lambda: self.load_model())
 
-        lay = QVBoxLayout(self)
+        lay = scrolled_layout(self)
         lay.addWidget(heading("Training data (image + painting)"))
         lay.addWidget(self.pairs)
         form = QFormLayout()

@@ -108,3 +108,24 @@ def test_revert_after_keep_better_kept_the_previous_model_takes_the_new_weights(
     assert state.model is new and state.previous[0] is kept
     w.revert()
     assert state.model is kept
+
+
+def test_docked_one_by_one_the_widgets_fit_a_laptop_screen(make_napari_viewer, qtbot):
+    """Train and Predict docked separately asked for 1,230 px and napari grew the window past
+    a 1,000-px screen (the Predict button out of reach); now each scrolls in the room it gets,
+    at full width (nothing cut off on the right)."""
+    from qtpy.QtWidgets import QScrollArea
+
+    viewer = make_napari_viewer(show=True)
+    win = viewer.window._qt_window
+    win.resize(1400, 900)
+    docks = [viewer.window.add_plugin_dock_widget("napari-unet", name) for name in ("Train", "Predict")]
+    qtbot.waitUntil(lambda: all(d.isVisible() for d, _ in docks), timeout=60_000)
+    qtbot.wait(200)
+    assert win.height() <= 900
+    for d, w in docks:
+        assert w.minimumSizeHint().height() < 300
+        scroll = w.findChild(QScrollArea)
+        inner = scroll.widget()
+        assert not scroll.horizontalScrollBar().isVisible()
+        assert scroll.viewport().width() >= inner.minimumSizeHint().width()
