@@ -32,7 +32,7 @@ Usage (from the repository root)::
                                                     # on 2 idle cores
     python benchmarks/quality.py --quick --only bbbc039/lines-m4
     python benchmarks/quality.py --only em,bbbc039/interactive --time-limit 60
-    python benchmarks/quality.py --probes --only 'bbbc039-*' --out /tmp/p.md
+    python benchmarks/quality.py --probes --only 'bbbc039-lowlight,bbbc039-shading,bbbc039-zoom*' --out /tmp/p.md
                                                     # BBBC039 under other acquisitions
                                                     # (renderings.py; information rows)
 """
