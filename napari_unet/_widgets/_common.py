@@ -18,8 +18,8 @@ from napari_unet.core.errors import UserError  # noqa: E402  (one class for the 
 
 class _Scroll(QScrollArea):
     """A frameless, vertical-only scroll area as wide as its content needs: a dock never cuts
-    the widget's right side off. Its height hint stays QScrollArea's (capped at 24 text lines),
-    so stacked docks share the height instead of the first taking it all."""
+    the widget's right side off. Its height hint stays QScrollArea's (capped at 24 text lines):
+    a dock asks for a moderate height and scrolls in whatever it gets."""
 
     def _bar(self) -> int:   # room for the vertical bar (napari's style draws it wider than its hint)
         bar = self.verticalScrollBar()
@@ -54,8 +54,8 @@ def scrolled_layout(widget: QWidget) -> QVBoxLayout:
     outer.setContentsMargins(0, 0, 0, 0)
     scroll = _Scroll()
     scroll.setWidgetResizable(True)
-    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-    scroll.setFrameShape(QFrame.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
     inner = QWidget()
     scroll.setWidget(inner)
     outer.addWidget(scroll)
