@@ -32,6 +32,8 @@ Usage (from the repository root)::
                                                     # on 2 idle cores
     python benchmarks/quality.py --quick --only bbbc039/lines-m4
     python benchmarks/quality.py --only em,bbbc039/interactive --time-limit 60
+    python benchmarks/quality.py --image cells.tif --mask cells_mask.tif   # your own image, the
+                                                    # same way (lines-m4; stacks: planes-m4)
     python benchmarks/quality.py --probes --only 'bbbc039-lowlight,bbbc039-shading,bbbc039-zoom*' --out /tmp/p.md
                                                     # BBBC039 under other acquisitions
                                                     # (renderings.py; information rows)
@@ -51,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 import strokes as S
-from quality_methods import PROBES, REAL_FILES, load_image, otsu, ours, random_forest, rf_features, score
+from quality_methods import PROBES, REAL_FILES, custom_image, load_image, otsu, ours, random_forest, rf_features, score
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -195,19 +197,40 @@ def main(argv=None) -> int:
                          "(it runs on BBBC039 by default)")
     ap.add_argument("--threads", type=int, default=2, help="torch and random-forest threads (default 2)")
     ap.add_argument("--out", type=Path, default=None,
-                    help="markdown file (default docs/quality.md for a full run; none for --quick/--only)")
+                    help="markdown file (default docs/quality.md for a full run; none for --quick/--only/--image)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     ap.add_argument("--probes", action="store_true",
                     help="also BBBC039 under other acquisitions (few photons, uneven light, twice and "
                          "half the magnification; information rows, ~5 min each)")
+    ap.add_argument("--image", type=Path, help="your own image (TIFF) instead of the benchmark's: "
+                    "checked the same way against --mask")
+    ap.add_argument("--mask", type=Path, help="its truth (TIFF, 0 = background, objects > 0)")
+    ap.add_argument("--channel-axis", type=int, default=None, help="the --image's channel axis (e.g. -1 for RGB)")
+    ap.add_argument("--style", default=None,
+                    help="strokes for --image: lines-m2/m4/m8, blobs (2D; default lines-m4) or planes-m4 "
+                         "(stacks; their default)")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     args = ap.parse_args(argv)
     args.time_limit = args.time_limit or (20.0 if args.quick else 120.0)
     args.round_time = args.round_time or (10.0 if args.quick else 40.0)
     args.rounds = args.rounds if args.rounds is not None else (2 if args.quick else 3)
-    if args.out is None and not (args.quick or args.only):
+    if args.out is None and not (args.quick or args.only or args.image or args.mask):
         args.out = ROOT / "docs" / "quality.md"
-    cases = select(all_cases(args.quick, args.probes), args.only, args.interactive)
+    custom = None
+    if args.image or args.mask:
+        if not (args.image and args.mask):
+            ap.error("--image and --mask go together")
+        try:
+            custom = custom_image(args.image, args.mask, args.channel_axis)
+        except (OSError, ValueError) as e:
+            ap.error(str(e))
+        stack = custom.truth.ndim == 3
+        style = args.style or ("planes-m4" if stack else "lines-m4")
+        if stack != style.startswith("planes-m"):
+            ap.error(f"--style {style} is for {'2D images' if stack else 'stacks'}")
+        cases = [Case("custom", style, dims=3 if stack else 2)]
+    else:
+        cases = select(all_cases(args.quick, args.probes), args.only, args.interactive)
     if args.list or not cases:
         print("\n".join(c.id for c in all_cases(False, args.probes)) if not cases
               else "\n".join(c.id for c in cases))
@@ -232,7 +255,7 @@ def main(argv=None) -> int:
         f"training plus random forests and predictions")
 
     t_start = time.perf_counter()
-    images, feats, ceil_cache, rows, sims = {}, {}, {}, [], []
+    images, feats, ceil_cache, rows, sims = ({} if custom is None else {"custom": custom}), {}, {}, [], []
 
     def flush(partial):
         text = report(rows, sims, args, time.perf_counter() - t_start, partial)

@@ -122,6 +122,29 @@ def load_image(name: str, data: Path, quick: bool = False) -> Image:
     raise ValueError(f"unknown image {name!r}")
 
 
+def custom_image(image: Path, mask: Path, channel_axis: int | None = None) -> Image:
+    """Your own image and its truth mask (TIFF; 0 = background, any other value an object; an
+    instance mask's values separate touching objects), checked like the benchmark's images
+    (``quality.py --image --mask``). ``channel_axis``: the image's colour/channel axis, if any."""
+    import tifffile
+
+    img, inst = tifffile.imread(image), tifffile.imread(mask)
+    spatial = img.shape if channel_axis is None else tuple(
+        n for i, n in enumerate(img.shape) if i != channel_axis % img.ndim)
+    if inst.shape != spatial:
+        raise ValueError(f"the mask {mask} is {inst.shape}, the image's spatial shape is {spatial} "
+                         f"(image {img.shape}{', channel axis %d' % channel_axis if channel_axis is not None else ''})")
+    if inst.ndim not in (2, 3):
+        raise ValueError(f"the mask {mask} has {inst.ndim} axes: 2D images or 3D stacks only")
+    if not np.issubdtype(inst.dtype, np.integer) and not np.issubdtype(inst.dtype, np.bool_):
+        raise ValueError(f"the mask {mask} holds {inst.dtype} values: integer labels only")
+    truth = np.where(inst > 0, 2, 1).astype(np.uint8)
+    if (truth == 2).all() or (truth == 1).all():
+        raise ValueError(f"the mask {mask} has {'no background' if (truth == 2).all() else 'no objects'}")
+    return Image("custom", f"{Path(image).name} (truth {Path(mask).name})", img, truth,
+                 inst.astype(np.int32), channel_axis=channel_axis)
+
+
 def _ihc_tissue() -> tuple[np.ndarray, np.ndarray]:
     """scikit-image's immunohistochemistry image (real, 512x512 RGB, shipped with the package: no
     download) and a truth for its DAB-stained (brown) epithelium: the DAB channel of a colour

@@ -1,0 +1,52 @@
+"""benchmarks/quality.py on your own image and mask (``--image --mask``): the same four methods
+and bar as the benchmark's cases, a table written where asked (never over docs/quality.md), and
+a one-line refusal for a mask that does not fit the image."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import tifffile
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import quality  # noqa: E402
+
+from napari_unet.core.synthetic import make_nuclei  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("custom")
+    img, sem, inst = make_nuclei((96, 96), seed=2)
+    tifffile.imwrite(d / "img.tif", img)
+    tifffile.imwrite(d / "mask.tif", inst.astype("uint16"))
+    tifffile.imwrite(d / "small.tif", inst[:50].astype("uint16"))
+    return d
+
+
+def test_your_own_image_is_checked_like_the_benchmark_images(files, tmp_path, capsys):
+    before = (ROOT / "docs" / "quality.md").stat().st_mtime
+    rc = quality.main(["--image", str(files / "img.tif"), "--mask", str(files / "mask.tif"),
+                       "--time-limit", "2", "--threads", "1", "--json", str(tmp_path / "r.json")])
+    assert rc == 0
+    row = json.loads((tmp_path / "r.json").read_text())["rows"][0]
+    assert row["case"] == "custom/lines-m4" and 0 < row["painted_pct"] < 20
+    for k in ("otsu", "rf", "ours", "ceiling", "bar"):
+        assert 0.0 <= row[k] <= 1.0, (k, row)
+    assert row["pass"] == (row["ours"] >= row["bar"])
+    assert "| custom/lines-m4 |" in capsys.readouterr().out
+    assert (ROOT / "docs" / "quality.md").stat().st_mtime == before
+
+
+def test_a_mask_that_does_not_fit_the_image_is_refused(files, capsys):
+    with pytest.raises(SystemExit) as e:
+        quality.main(["--image", str(files / "img.tif"), "--mask", str(files / "small.tif")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "the mask" in err and "(50, 96)" in err and "(96, 96)" in err
+    with pytest.raises(SystemExit):
+        quality.main(["--image", str(files / "img.tif"), "--style", "planes-m4", "--mask", str(files / "mask.tif")])
+    assert "--style planes-m4 is for stacks" in capsys.readouterr().err
