@@ -44,6 +44,7 @@ import argparse
 import datetime
 import fnmatch
 import json
+import re
 import statistics
 import sys
 import time
@@ -226,6 +227,8 @@ def main(argv=None) -> int:
             ap.error(str(e))
         stack = custom.truth.ndim == 3
         style = args.style or ("planes-m4" if stack else "lines-m4")
+        if not re.fullmatch(r"lines-m\d+|blobs|planes-m\d+", style):
+            ap.error(f"--style {style}: lines-mN, blobs or planes-mN")
         if stack != style.startswith("planes-m"):
             ap.error(f"--style {style} is for {'2D images' if stack else 'stacks'}")
         cases = [Case("custom", style, dims=3 if stack else 2)]

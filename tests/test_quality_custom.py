@@ -50,3 +50,6 @@ def test_a_mask_that_does_not_fit_the_image_is_refused(files, capsys):
     with pytest.raises(SystemExit):
         quality.main(["--image", str(files / "img.tif"), "--style", "planes-m4", "--mask", str(files / "mask.tif")])
     assert "--style planes-m4 is for stacks" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        quality.main(["--image", str(files / "img.tif"), "--style", "dots", "--mask", str(files / "mask.tif")])
+    assert "--style dots: lines-mN, blobs or planes-mN" in capsys.readouterr().err
