@@ -93,7 +93,7 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
                                patch=self.patch, batch_size=self.batch, total_steps=p.steps,
                                time_limit=p.time_limit, train_pixels=self.train_pixels,
                                val_pixels=self.val_pixels, classes=p.classes,
-                               pooling=describe_pooling(p.model.meta), advice=self.advice)
+                               pooling=describe_pooling(p.model.meta), advice=p.advice)
         except BaseException:
             self._reapply_prior_threshold()
             raise

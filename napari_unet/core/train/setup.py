@@ -55,6 +55,7 @@ class _Plan:
     painted: dict
     keep_better: bool = False
     spacing: tuple[float, ...] | None = None     # the voxel size (dims=3): pooling and patch per axis
+    advice: str = ""   # a note on the paint when training starts (labels.scarce_paint)
 
 
 def uses_channels_last(dev: torch.device, dims: int) -> bool:
@@ -214,7 +215,8 @@ def make_plan(images: Any, labels: Any, cfg: TrainConfig) -> _Plan:
                  cfg.time_limit, cfg.batch_size, patch_t, cfg.lr, cfg.val_fraction,
                  bool(unpainted_is_background), cfg.checkpoint, cfg.checkpoint_every, seed, cfg.stop,
                  cfg.preview, cfg.preview_every, cfg.augment, cfg.dice_weight, cfg.weight_decay,
-                 painted, bool(cfg.keep_better), spacing)
+                 painted, bool(cfg.keep_better), spacing,
+                 scarce_paint({v: int(total[v]) for v in painted_values}, the_model.meta.get("class_names")))
 
 
 class Setup:
@@ -284,11 +286,6 @@ class Setup:
                 v.val, v.train = v.train, np.zeros_like(v.train)
         counts = find_centres(vols, p.classes, rng)
         self.train_pixels = int(counts[:, 1:].sum())
-        per_class: dict = {}   # all the paint, held-out strokes included
-        for im in p.painted["images"]:
-            for k, v in im["painted"].items():
-                per_class[k] = per_class.get(k, 0) + v
-        self.advice = scarce_paint(per_class, model.meta.get("class_names"))
         if sum(counts[:, c].sum() > 0 for c in range(1, p.classes + 1)) < 2:
             raise UserError("fewer than two classes keep paint for training after the validation split")
         # where the data lives: on the GPU when it fits in a quarter of the free memory
