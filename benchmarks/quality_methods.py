@@ -62,41 +62,40 @@ def load_image(name: str, data: Path, quick: bool = False) -> Image:
     """The benchmark image ``name`` (see ``IMAGES``); ``quick`` crops it."""
     from napari_unet.core.synthetic import make_nuclei
 
-    if name in PROBES:
-        import renderings as R
-
+    if name.startswith("bbbc039"):   # the real nuclei, as they are or rendered
         img, inst = _read(data, REAL_FILES["bbbc039"])
         img, inst = _crop(img, quick), _crop(inst.astype(np.int32), quick)
-        if name.startswith("bbbc039-zoom"):
-            img, inst = R.zoom(img, inst, 2.0 if name == "bbbc039-zoom2" else 0.5)
-        elif name == "bbbc039-lowlight":
-            img = R.render_lowlight(img)
-        else:
-            img = R.render_shading(img)
-        return Image(name, PROBES[name], img, np.where(inst > 0, 2, 1).astype(np.uint8), inst)
-    if name in ("bbbc039-he", "bbbc039-phase"):
-        from renderings import render_he, render_phase
+        if name in PROBES:
+            import renderings as R
 
-        img, inst = _read(data, REAL_FILES["bbbc039"])
-        img, inst = _crop(img, quick), _crop(inst.astype(np.int32), quick)
+            if name.startswith("bbbc039-zoom"):
+                img, inst = R.zoom(img, inst, 2.0 if name == "bbbc039-zoom2" else 0.5)
+            elif name == "bbbc039-lowlight":
+                img = R.render_lowlight(img)
+            else:
+                img = R.render_shading(img)
         truth = np.where(inst > 0, 2, 1).astype(np.uint8)
+        if name in PROBES:
+            return Image(name, PROBES[name], img, truth, inst)
         if name == "bbbc039-he":
+            from renderings import render_he
+
             return Image(name, "BBBC039 nuclei rendered as H&E brightfield (RGB; proxy)",
                          render_he(img), truth, inst, channel_axis=-1)
-        return Image(name, "BBBC039 nuclei rendered as phase contrast (proxy)", render_phase(img),
-                     truth, inst)
-    if name in ("bbbc039", "bbbc039-3class"):
-        img, inst = _read(data, REAL_FILES["bbbc039"])
-        img, inst = _crop(img, quick), _crop(inst.astype(np.int32), quick)
-        truth = np.where(inst > 0, 2, 1).astype(np.uint8)
+        if name == "bbbc039-phase":
+            from renderings import render_phase
+
+            return Image(name, "BBBC039 nuclei rendered as phase contrast (proxy)", render_phase(img),
+                         truth, inst)
         if name == "bbbc039":
             return Image(name, "BBBC039 U2OS nuclei (fluorescence)", img, truth, inst)
-        # 3 classes: dim and bright nuclei, split at the median of the nuclei's mean intensity
-        ids = np.unique(inst[inst > 0])
-        means = ndi.mean(img.astype(np.float64), inst, ids)
-        bright = ids[means > np.median(means)]
-        truth[np.isin(inst, bright)] = 3
-        return Image(name, "BBBC039, dim/bright nuclei (3 classes)", img, truth, inst)
+        if name == "bbbc039-3class":
+            # 3 classes: dim and bright nuclei, split at the median of the nuclei's mean intensity
+            ids = np.unique(inst[inst > 0])
+            means = ndi.mean(img.astype(np.float64), inst, ids)
+            bright = ids[means > np.median(means)]
+            truth[np.isin(inst, bright)] = 3
+            return Image(name, "BBBC039, dim/bright nuclei (3 classes)", img, truth, inst)
     if name == "em":
         img, mask = _read(data, REAL_FILES["em"])
         truth = (_crop(mask, quick) > 0).astype(np.uint8) + 1  # 2 = membrane
