@@ -34,9 +34,9 @@ Usage (from the repository root)::
     python benchmarks/quality.py --only em,bbbc039/interactive --time-limit 60
     python benchmarks/quality.py --image cells.tif --mask cells_mask.tif   # your own image, the
                                                     # same way (lines-m4; stacks: planes-m4)
-    python benchmarks/quality.py --probes --only 'bbbc039-lowlight,bbbc039-shading,bbbc039-zoom*' --out /tmp/p.md
-                                                    # BBBC039 under other acquisitions
-                                                    # (renderings.py; information rows)
+    python benchmarks/quality.py --probes --only 'bbbc039-lowlight,bbbc039-shading,bbbc039-zoom*,bbbc039-dic' --out /tmp/p.md
+                                                    # BBBC039 under other acquisitions and as
+                                                    # DIC (renderings.py; information rows)
 """
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def all_cases(quick: bool, probes: bool = False) -> list[Case]:
     cases += [Case(name, "lines-m4", counted=False) for name in ("bbbc039-he", "bbbc039-phase")]
     # a real RGB histology image with a proxy truth (quality_methods._ihc_tissue): information
     cases.append(Case("ihc", "lines-m4", counted=False))
-    if probes:   # BBBC039 under other acquisitions (renderings.py): information rows
+    if probes:   # BBBC039 under other acquisitions, and as DIC (renderings.py): information rows
         cases += [Case(name, "lines-m4", counted=False) for name in PROBES]
     cases.append(Case("bbbc039", "interactive"))
     return cases
@@ -202,7 +202,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     ap.add_argument("--probes", action="store_true",
                     help="also BBBC039 under other acquisitions (few photons, uneven light, twice and "
-                         "half the magnification; information rows, ~5 min each)")
+                         "half the magnification) and as DIC relief; information rows, ~5 min each")
     ap.add_argument("--image", type=Path, help="your own image (TIFF) instead of the benchmark's: "
                     "checked the same way against --mask")
     ap.add_argument("--mask", type=Path, help="its truth (TIFF, 0 = background, objects > 0)")

@@ -17,12 +17,13 @@ REAL_FILES = {
     "ovule3d": "plantseg_ovule3d",
 }
 
-# BBBC039 under other acquisitions (renderings.py; quality.py --probes): information rows
+# BBBC039 under other acquisitions, and as DIC (renderings.py; quality.py --probes): information rows
 PROBES = {
     "bbbc039-lowlight": "BBBC039 at ~20 photons (shot and read noise; proxy)",
     "bbbc039-shading": "BBBC039 under uneven illumination and a background ramp (proxy)",
     "bbbc039-zoom2": "BBBC039 at twice the magnification (nuclei ~60 px; proxy)",
     "bbbc039-zoom05": "BBBC039 at half the magnification (nuclei ~15 px; proxy)",
+    "bbbc039-dic": "BBBC039 nuclei rendered as DIC (relief, no brighter or darker; proxy)",
 }
 
 
@@ -72,6 +73,8 @@ def load_image(name: str, data: Path, quick: bool = False) -> Image:
                 img, inst = R.zoom(img, inst, 2.0 if name == "bbbc039-zoom2" else 0.5)
             elif name == "bbbc039-lowlight":
                 img = R.render_lowlight(img)
+            elif name == "bbbc039-dic":
+                img = R.render_dic(img)
             else:
                 img = R.render_shading(img)
         truth = np.where(inst > 0, 2, 1).astype(np.uint8)

@@ -21,6 +21,11 @@ Acquisition probes (``quality.py --probes``), the same truth unless said:
   additive ramp of background light across X: one global threshold cannot fit it. float32.
 - ``zoom2`` / ``zoom05``: twice / half the pixel size's magnification (objects ~60 px / ~15 px
   across; the truth resampled by nearest neighbour), bilinear resampling of the image.
+- ``dic``: differential interference contrast. The optical path is the smoothed nucleus signal;
+  the image is its difference across a 1.4-px shear along the diagonal (relief: one side of
+  each nucleus bright, the other dark, the interior the background's grey), a slow illumination
+  field and shot noise. Neither brighter nor darker than the background: no threshold separates
+  them.
 """
 from __future__ import annotations
 
@@ -80,6 +85,15 @@ def render_shading(img: np.ndarray) -> np.ndarray:
     vignette = 0.3 + 0.7 * np.exp(-((yy - 0.2 * h) ** 2 + (xx - 0.2 * w) ** 2) / (2 * (0.6 * max(h, w)) ** 2))
     span = float(np.percentile(img, 99.5) - np.percentile(img, 1))
     return (img.astype(np.float64) * vignette + 0.25 * span * xx / w).astype(np.float32)
+
+
+def render_dic(img: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(Y, X) fluorescence nuclei -> (Y, X) uint16 DIC-like relief image."""
+    rng = np.random.default_rng(seed)
+    path = ndi.gaussian_filter(np.clip(_unit(img), 0, 1.2), 1.5)
+    relief = ndi.shift(path, (0.7, 0.7), order=1) - ndi.shift(path, (-0.7, -0.7), order=1)
+    inten = 0.5 + 1.2 * relief + 0.04 * _field(img.shape, 40, rng)
+    return rng.poisson(np.clip(inten, 0.01, None) * 300.0).astype(np.uint16)
 
 
 def zoom(img: np.ndarray, instances: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,7 @@
 """The quality benchmark's other modalities and acquisitions (benchmarks/renderings.py): H&E
 brightfield and phase contrast rendered from a fluorescence image keep the objects where they
 were and look like those modalities (nuclei purple on pink; dark nuclei with bright halos),
-reproducibly; the acquisition probes (few photons, uneven light, zoom) do what they say."""
+reproducibly; DIC shows nuclei as relief, neither brighter nor darker; the acquisition probes (few photons, uneven light, zoom) do what they say."""
 from __future__ import annotations
 
 import sys
@@ -12,7 +12,7 @@ import pytest
 from scipy import ndimage as ndi
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from renderings import render_he, render_lowlight, render_phase, render_shading, zoom  # noqa: E402
+from renderings import render_dic, render_he, render_lowlight, render_phase, render_shading, zoom  # noqa: E402
 
 from napari_unet.core.synthetic import make_nuclei  # noqa: E402
 
@@ -47,6 +47,23 @@ def test_phase_has_dark_nuclei_with_bright_halos(nuclei):
     assert ph[core].mean() < 0.85 * ph[far].mean()
     assert ph[halo].mean() > ph[far].mean()
     np.testing.assert_array_equal(ph, render_phase(img, seed=0).astype(float))
+
+
+def test_dic_shows_each_nucleus_as_relief_lit_on_one_side_with_the_background_grey_inside(nuclei):
+    img, fg = nuclei
+    dic = render_dic(img, seed=0).astype(float)
+    assert dic.shape == img.shape and dic.min() >= 0
+    core = ndi.binary_erosion(fg, iterations=3)
+    far = ndi.binary_erosion(~fg, iterations=8)
+    # the shear runs along the diagonal: the rim towards +Y+X is lit, the opposite rim shaded
+    ring = ndi.binary_dilation(fg, iterations=2) & ~ndi.binary_erosion(fg, iterations=2)
+    shade = ring & ~np.roll(np.roll(fg, 3, 0), 3, 1)       # no object 3 px up-left: the top-left rim
+    lit = ring & ~np.roll(np.roll(fg, -3, 0), -3, 1)       # none 3 px down-right: the bottom-right rim
+    assert dic[lit].mean() > dic[far].mean() + 0.1 * dic[far].mean()
+    assert dic[shade].mean() < dic[far].mean() - 0.1 * dic[far].mean()
+    # no threshold: the interior sits at the background's level, within 10%
+    assert abs(dic[core].mean() - dic[far].mean()) < 0.1 * dic[far].mean()
+    np.testing.assert_array_equal(dic, render_dic(img, seed=0).astype(float))
 
 
 def test_acquisition_probes_keep_the_objects_and_change_what_they_claim(nuclei):

@@ -358,3 +358,56 @@ def test_the_boundary_moves_onto_the_edge_without_carving_holes_in_the_objects(m
     monkeypatch.setattr(calibration, "EDGE_NEW_HOLES", True)       # as up to the seventeenth session
     carved = choose_threshold(flux_scores(prob[None], lap, valid, polarity=-1.0))
     assert carved > 0.96 and iou(carved) < 0.9
+
+
+class _FixedOdds(torch.nn.Module):
+    """A 'model' whose foreground probability on every crop is ``prob`` (logits of two classes)."""
+
+    def __init__(self, prob):
+        super().__init__()
+        p = torch.as_tensor(prob).clamp(1e-4, 1 - 1e-4)
+        self.register_buffer("logit", torch.log(p / (1 - p)))
+
+    def forward(self, x):
+        lg = self.logit.expand(x.shape[0], *self.logit.shape)
+        return torch.stack([torch.zeros_like(lg), lg], 1)
+
+
+def _nuclei_seen_two_ways(n=128):
+    """Blurred discs as fluorescence (brighter than the background) and as DIC relief (the
+    difference of the blurred discs across a diagonal shear: one side lit, the other shaded, the
+    interior at the background's grey); a probability whose 0.5 lies 2 px outside each disc
+    (the gap the strokes left); strokes along each disc's middle and in the far background."""
+    from scipy import ndimage as ndi
+
+    yy, xx = np.mgrid[:n, :n]
+    sd = np.full((n, n), np.inf, np.float32)
+    for cy, cx in [(32, 32), (32, 96), (96, 32), (96, 96)]:
+        sd = np.minimum(sd, np.hypot(yy - cy, xx - cx) - 15)
+    fluo = ndi.gaussian_filter((sd < 0).astype(np.float32), 1.5)
+    relief = 0.5 + ndi.shift(fluo, (1, 1), order=1) - ndi.shift(fluo, (-1, -1), order=1)
+    prob = (1 / (1 + np.exp(sd - 2.0))).astype(np.float32)
+    paint = np.zeros((n, n), np.uint8)
+    paint[(sd < -4) & (np.abs(yy % 64 - 32) <= 1)] = 2
+    paint[(sd > 10) & (np.abs(xx - 64) <= 1)] = 1
+    return fluo, relief.astype(np.float32), prob, paint
+
+
+def test_objects_neither_brighter_nor_darker_keep_the_networks_boundary():
+    """The flux is signed by the objects' polarity. DIC relief has none (a painted object pixel
+    is brighter than a painted background pixel about half the time): its Laplacian's zero
+    crossings are not the objects' boundaries, and the calibration keeps 0.5 without scoring.
+    The same discs in fluorescence are calibrated as before."""
+    from napari_unet.core.train.calibration import MIN_POLARITY, brighter_share, edge_threshold
+
+    fluo, relief, prob, paint = _nuclei_seen_two_ways()
+    obj, bg = paint == 2, paint == 1
+    assert brighter_share(fluo[obj], fluo[bg]) > 0.99 and brighter_share(fluo[bg], fluo[obj]) < 0.01
+    assert abs(brighter_share(relief[obj], relief[bg]) - 0.5) < MIN_POLARITY
+    model = _FixedOdds(prob)
+    kw = dict(to_dev=lambda t: t, autocast=dict(device_type="cpu", enabled=False), batch=1)
+    y = torch.as_tensor(paint[None].astype(np.int64))
+    th, scores = edge_threshold(model, torch.as_tensor(fluo[None, None]), y, **kw)
+    assert len(scores) == len(THRESHOLDS) and th > 0.5          # fluorescence: moved onto the edge
+    th, scores = edge_threshold(model, torch.as_tensor(relief[None, None]), y, **kw)
+    assert (th, scores) == (0.5, [])                            # relief: no polarity, no flux

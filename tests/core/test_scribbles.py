@@ -481,3 +481,40 @@ def test_keep_better_with_nothing_new_painted_also_asks_the_image_edges(data2d, 
     assert len(calls) == 2 and fin.kept_previous and "follow the image's edges no better" in fin.message
     for k, v in fin.model.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_the_regulariser_sits_out_objects_neither_brighter_nor_darker_than_the_background(data2d, monkeypatch):
+    """The edge-aware regulariser's affinities are intensity differences. Seen as DIC relief (each
+    nucleus lit on one side and shaded on the other, its inside at the background's grey), the
+    painted objects are neither brighter nor darker than the painted background, the edges along
+    the shear show no difference, and training runs without it (the appearance prior stays);
+    the same nuclei in fluorescence are regularised, and ``REG_NEEDS_POLARITY`` off brings it back."""
+    from scipy import ndimage as ndi
+
+    import napari_unet.core.train as tr
+    import napari_unet.core.train.loop as loop
+    from napari_unet.core.losses import AppearancePrior
+
+    img, sem, strokes = data2d
+    path = ndi.gaussian_filter(img.astype(np.float32) / img.max(), 1.5)
+    relief = 0.5 + ndi.shift(path, (0.7, 0.7), order=1) - ndi.shift(path, (-0.7, -0.7), order=1)
+    potts, prior = [], []
+    real_potts, real_prior = loop.edge_aware_potts, AppearancePrior.__call__
+
+    def spy_potts(*a):
+        potts.append(1)
+        return real_potts(*a)
+
+    def spy_prior(self, *a):
+        prior.append(1)
+        return real_prior(self, *a)
+
+    monkeypatch.setattr(loop, "edge_aware_potts", spy_potts)
+    monkeypatch.setattr(AppearancePrior, "__call__", spy_prior)
+    runs = {}
+    for name, image, needs in [("fluorescence", img, True), ("relief", relief, True), ("relief, off", relief, False)]:
+        monkeypatch.setattr(tr, "REG_NEEDS_POLARITY", needs)
+        potts.clear(), prior.clear()
+        train(image, strokes, steps=2, **TINY)
+        runs[name] = (len(potts), len(prior))
+    assert runs == {"fluorescence": (2, 2), "relief": (0, 2), "relief, off": (2, 2)}

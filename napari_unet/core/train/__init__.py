@@ -55,6 +55,9 @@ REG_RAMP = float(os.environ.get("NAPARI_UNET_REG_RAMP", 0.25))
 # regulariser's ramp) and its gate (px): at 900 steps it kept EM membranes from spreading over
 # the cytoplasm (docs/quality.md, 2026-12-02, fourth session); 0: off
 APPEARANCE_WEIGHT = float(os.environ.get("NAPARI_UNET_APPEARANCE", 1.0))
+# the edge-aware regulariser only where the paint shows the objects brighter or darker than the
+# background (setup._paint_has_polarity; calibration.MIN_POLARITY); the appearance prior stays
+REG_NEEDS_POLARITY = os.environ.get("NAPARI_UNET_REG_NEEDS_POLARITY", "1") == "1"
 APPEARANCE_GATE = int(os.environ.get("NAPARI_UNET_APPEARANCE_GATE", 2))
 # its contrast feature's half-width (px; intensity minus its mean over a 15-px square, so that
 # shading does not pass for an object; 0: intensity only) and the posterior under which the
@@ -118,5 +121,5 @@ from .tuning import ThreadTuner, _adamw  # noqa: E402,F401
 
 __all__ = ["iter_train", "train", "TrainConfig", "default_architecture", "default_patch_batch",
            "ThreadTuner", "DEFAULT_LR", "FINETUNE_LR_FACTOR", "EMA_DECAY", "ENTROPY_WEIGHT", "REG_WEIGHT", "REG_WEIGHT_3D",
-           "REG_RAMP", "REG_DILATIONS", "REG_DILATIONS_3D", "ANCHOR_WEIGHT", "APPEARANCE_WEIGHT",
+           "REG_RAMP", "REG_NEEDS_POLARITY", "REG_DILATIONS", "REG_DILATIONS_3D", "ANCHOR_WEIGHT", "APPEARANCE_WEIGHT",
            "APPEARANCE_GATE", "APPEARANCE_CONTRAST", "APPEARANCE_CONFIDENCE", "APPEARANCE_MARGIN", "APPEARANCE_GATE_OBJECTS"]

@@ -284,6 +284,7 @@ class Setup:
             val_vols = build_volumes(p.val_pairs, dims=dims, crop=crop, norm=norm, context=context)
             for v in val_vols:
                 v.val, v.train = v.train, np.zeros_like(v.train)
+        self.potts_weight = self.reg_weight if _paint_has_polarity(vols) else 0.0
         counts = find_centres(vols, p.classes, rng)
         self.train_pixels = int(counts[:, 1:].sum())
         if sum(counts[:, c].sum() > 0 for c in range(1, p.classes + 1)) < 2:
@@ -365,3 +366,24 @@ class Setup:
         self.opt = _adamw(list(model.parameters()), lr=p.lr, weight_decay=p.weight_decay)
         self.scaler = (torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None)
         self.precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp]
+
+
+def _paint_has_polarity(vols) -> bool:
+    """Whether the painted objects are brighter or darker than the painted background in the
+    normalised image (channel mean): :func:`calibration.brighter_share` at least
+    ``calibration.MIN_POLARITY`` from 0.5 (True without both kinds of paint, or with
+    ``REG_NEEDS_POLARITY`` off). The edge-aware regulariser's affinities are the image's
+    intensity differences; where the objects are neither (DIC relief: lit on one side, shaded on
+    the other, the interior at the background's grey), the edges that run along the shear show
+    no difference, and the regulariser carried the objects across them into the background."""
+    from .calibration import MIN_POLARITY, brighter_share
+
+    if not _pkg().REG_NEEDS_POLARITY:
+        return True
+    obj, bg = [], []
+    for v in vols:
+        img = v.image.mean(0)
+        obj.append(img[v.train >= 2])
+        bg.append(img[v.train == 1])
+    obj, bg = np.concatenate(obj), np.concatenate(bg)
+    return not (obj.size and bg.size) or abs(brighter_share(obj, bg) - 0.5) >= MIN_POLARITY
