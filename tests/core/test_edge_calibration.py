@@ -411,3 +411,23 @@ def test_objects_neither_brighter_nor_darker_keep_the_networks_boundary():
     assert len(scores) == len(THRESHOLDS) and th > 0.5          # fluorescence: moved onto the edge
     th, scores = edge_threshold(model, torch.as_tensor(relief[None, None]), y, **kw)
     assert (th, scores) == (0.5, [])                            # relief: no polarity, no flux
+
+
+def test_polarity_is_read_per_object_class():
+    """Each painted object class against the painted background: all brighter +1, all darker -1;
+    a class with no polarity, or classes on both sides (bright nuclei and dark vacuoles), give
+    None, so one sign of the flux never moves the boundary of a class it does not fit."""
+    from napari_unet.core.train.calibration import class_contrasts, paint_polarity
+
+    rng = np.random.default_rng(0)
+    paint = np.repeat(np.array([1, 2, 3], np.uint8), 500)
+    bg = rng.normal(0.5, 0.05, 500)
+    def img(c2, c3):
+        return np.concatenate([bg, rng.normal(c2, 0.05, 500), rng.normal(c3, 0.05, 500)])
+    assert paint_polarity(img(0.9, 0.7), paint) == 1.0
+    assert paint_polarity(img(0.1, 0.3), paint) == -1.0
+    assert paint_polarity(img(0.9, 0.1), paint) is None                # both sides
+    assert paint_polarity(img(0.9, 0.5), paint) is None                # class 3: no polarity
+    shares = class_contrasts(img(0.9, 0.1), paint)
+    assert shares[0] > 0.99 and shares[1] < 0.01
+    assert class_contrasts(img(0.9, 0.1), np.where(paint == 1, 0, paint)) == []   # no background paint

@@ -222,8 +222,7 @@ def _object_odds_of(model: torch.nn.Module, x: torch.Tensor, *, to_dev, autocast
 def _flux_inputs(x: torch.Tensor, y: torch.Tensor, shape) -> tuple:
     """For the crops ``x`` with their paint ``y``: the crops as a NumPy array, their channel
     mean, the pixels scored (``shape``, away from the crops' borders, where there is less
-    context), the objects' polarity (+1 brighter than the painted background, -1 darker; None
-    without both kinds of paint, or when the paint shows neither: :data:`MIN_POLARITY`) and the painted object and background masks."""
+    context), the objects' polarity (:func:`paint_polarity`) and the painted object and background masks."""
     xs = x.float().cpu().numpy()
     valid = np.zeros(shape, bool)
     m = [max(1, n // 8) for n in shape[-2:]]
@@ -231,12 +230,28 @@ def _flux_inputs(x: torch.Tensor, y: torch.Tensor, shape) -> tuple:
     paint = y.cpu().numpy()
     obj, bg = paint >= 2, paint == 1
     img = xs.mean(1)
-    polarity = None
-    if obj.any() and bg.any():
-        brighter = brighter_share(img[obj], img[bg])
-        if abs(brighter - 0.5) >= MIN_POLARITY:
-            polarity = 1.0 if brighter > 0.5 else -1.0
-    return xs, img, valid, polarity, obj, bg
+    return xs, img, valid, paint_polarity(img, paint), obj, bg
+
+
+def class_contrasts(img: np.ndarray, paint: np.ndarray) -> list[float]:
+    """Per painted object class (value >= 2 in ``paint``): :func:`brighter_share` of its painted
+    pixels of ``img`` against the painted background's (value 1); empty without background paint."""
+    bg = img[paint == 1]
+    if not bg.size:
+        return []
+    return [brighter_share(img[paint == c], bg) for c in np.unique(paint[paint >= 2])]
+
+
+def paint_polarity(img: np.ndarray, paint: np.ndarray) -> float | None:
+    """+1 when every painted object class is brighter than the painted background (at least
+    :data:`MIN_POLARITY` past a coin's 0.5, :func:`class_contrasts`), -1 when every one is darker,
+    None otherwise (no paint of either kind, a class with no polarity, or classes of both)."""
+    shares = class_contrasts(img, paint)
+    if shares and all(v >= 0.5 + MIN_POLARITY for v in shares):
+        return 1.0
+    if shares and all(v <= 0.5 - MIN_POLARITY for v in shares):
+        return -1.0
+    return None
 
 
 def brighter_share(a: np.ndarray, b: np.ndarray, most: int = 20000) -> float:

@@ -369,21 +369,18 @@ class Setup:
 
 
 def _paint_has_polarity(vols) -> bool:
-    """Whether the painted objects are brighter or darker than the painted background in the
-    normalised image (channel mean): :func:`calibration.brighter_share` at least
-    ``calibration.MIN_POLARITY`` from 0.5 (True without both kinds of paint, or with
+    """Whether every painted object class is brighter or darker than the painted background in
+    the normalised image's channel mean (:func:`calibration.class_contrasts`, at least
+    ``calibration.MIN_POLARITY`` from 0.5; True without both kinds of paint, or with
     ``REG_NEEDS_POLARITY`` off). The edge-aware regulariser's affinities are the image's
-    intensity differences; where the objects are neither (DIC relief: lit on one side, shaded on
-    the other, the interior at the background's grey), the edges that run along the shear show
-    no difference, and the regulariser carried the objects across them into the background."""
-    from .calibration import MIN_POLARITY, brighter_share
+    intensity differences; where a class is neither (DIC relief: lit on one side, shaded on the
+    other, the inside at the background's grey), the edges that run along the shear show no
+    difference, and the regulariser carried the objects across them into the background."""
+    from .calibration import MIN_POLARITY, class_contrasts
 
     if not _pkg().REG_NEEDS_POLARITY:
         return True
-    obj, bg = [], []
-    for v in vols:
-        img = v.image.mean(0)
-        obj.append(img[v.train >= 2])
-        bg.append(img[v.train == 1])
-    obj, bg = np.concatenate(obj), np.concatenate(bg)
-    return not (obj.size and bg.size) or abs(brighter_share(obj, bg) - 0.5) >= MIN_POLARITY
+    painted = [v.train > 0 for v in vols]           # only the painted pixels: stacks can be large
+    img = np.concatenate([v.image[:, m].mean(0) for v, m in zip(vols, painted)])
+    paint = np.concatenate([v.train[m] for v, m in zip(vols, painted)])
+    return all(abs(v - 0.5) >= MIN_POLARITY for v in class_contrasts(img, paint))
