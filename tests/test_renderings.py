@@ -1,7 +1,8 @@
 """The quality benchmark's other modalities and acquisitions (benchmarks/renderings.py): H&E
 brightfield and phase contrast rendered from a fluorescence image keep the objects where they
 were and look like those modalities (nuclei purple on pink; dark nuclei with bright halos),
-reproducibly; DIC shows nuclei as relief, neither brighter nor darker; the acquisition probes (few photons, uneven light, zoom) do what they say."""
+reproducibly; DIC shows nuclei as relief, neither brighter nor darker; the acquisition probes
+(few photons, uneven light, zoom) do what they say."""
 from __future__ import annotations
 
 import sys
