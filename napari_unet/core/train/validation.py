@@ -139,7 +139,7 @@ class ValidationMixin:
 
     def _flux_evidence(self) -> tuple | None:
         """calibration.flux_evidence on the calibration crops; None without those crops, with the
-        gradient criterion or without both kinds of paint."""
+        gradient criterion or without a polarity in the paint (calibration.paint_polarity)."""
         from .calibration import CRITERION, flux_evidence
 
         if getattr(self, "calset", None) is None or CRITERION != "flux":
