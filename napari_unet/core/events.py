@@ -27,7 +27,7 @@ class TrainStarted:
     val_pixels: int        # painted pixels held out for validation
     classes: int
     pooling: str = ""      # anisotropic models: e.g. "pooled Z x2, Y x8, X x8 (voxel 3x1x1)"
-    advice: str = ""       # a note on the paint (labels.scarce_paint), "" when there is none
+    advice: str = ""       # notes on the paint (labels.scarce_paint; no polarity), "" when there are none
 
 
 @dataclass(frozen=True)

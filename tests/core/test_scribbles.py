@@ -511,10 +511,16 @@ def test_the_regulariser_sits_out_objects_neither_brighter_nor_darker_than_the_b
 
     monkeypatch.setattr(loop, "edge_aware_potts", spy_potts)
     monkeypatch.setattr(AppearancePrior, "__call__", spy_prior)
-    runs = {}
+    from napari_unet.core.events import TrainStarted
+
+    runs, notes = {}, {}
     for name, image, needs in [("fluorescence", img, True), ("relief", relief, True), ("relief, off", relief, False)]:
         monkeypatch.setattr(tr, "REG_NEEDS_POLARITY", needs)
         potts.clear(), prior.clear()
-        train(image, strokes, steps=2, **TINY)
+        events = list(iter_train(image, strokes, steps=2, **TINY))
         runs[name] = (len(potts), len(prior))
+        notes[name] = next(ev.advice for ev in events if isinstance(ev, TrainStarted))
     assert runs == {"fluorescence": (2, 2), "relief": (0, 2), "relief, off": (2, 2)}
+    # the user is told when training starts (the CLI's "note:", the Train widget's orange line)
+    assert notes["relief"].startswith("the painted objects are neither brighter nor darker")
+    assert notes["fluorescence"] == notes["relief, off"] == ""

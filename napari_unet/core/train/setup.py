@@ -285,6 +285,8 @@ class Setup:
             for v in val_vols:
                 v.val, v.train = v.train, np.zeros_like(v.train)
         self.potts_weight = self.reg_weight if _paint_has_polarity(vols) else 0.0
+        if self.reg_weight > 0 and not self.potts_weight:   # said when training starts
+            p.advice = "; ".join(filter(None, (p.advice, NO_POLARITY_NOTE)))
         counts = find_centres(vols, p.classes, rng)
         self.train_pixels = int(counts[:, 1:].sum())
         if sum(counts[:, c].sum() > 0 for c in range(1, p.classes + 1)) < 2:
@@ -366,6 +368,11 @@ class Setup:
         self.opt = _adamw(list(model.parameters()), lr=p.lr, weight_decay=p.weight_decay)
         self.scaler = (torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None)
         self.precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp]
+
+
+NO_POLARITY_NOTE = ("the painted objects are neither brighter nor darker than the painted background "
+                    "(as in DIC): their boundaries come from the network alone, not from the image's "
+                    "edges; paint the background where it meets them")
 
 
 def _paint_has_polarity(vols) -> bool:
