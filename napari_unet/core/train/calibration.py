@@ -40,10 +40,11 @@ more than two classes the boundary moved is the background's against all object 
 (:func:`object_odds`), which keep their order among themselves.
 
 The flux needs a polarity: objects brighter or darker than the background. Where the paint shows
-neither (a painted object pixel is brighter than a painted background pixel about as often as
-not: DIC's relief, lit on one side and shaded on the other with the interior at the background's
-grey), the Laplacian's zero crossings are not the objects' boundaries, and 0.5 stays
-(:data:`MIN_POLARITY`; nineteenth session).
+neither for a class (one of its painted pixels is brighter than a painted background pixel about
+as often as not: DIC's relief, lit on one side and shaded on the other with the interior at the
+background's grey), the Laplacian's zero crossings are not the objects' boundaries, and 0.5
+stays; so it does when painted classes lie on both sides, which would each want the other sign
+(:func:`paint_polarity`, :data:`MIN_POLARITY`; nineteenth session).
 """
 from __future__ import annotations
 
@@ -278,7 +279,7 @@ def edge_threshold(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
         scores = edge_scores(p, _plane_gradient(xs), valid)
     else:
         if polarity is None:
-            return 0.5, []                # no polarity (both kinds of paint, one brighter): keep 0.5
+            return 0.5, []                # no polarity in the paint (paint_polarity): keep 0.5
         scores = flux_scores(p, _plane_laplacian(img), valid, polarity)
     recall = [float((p[obj] > th).mean()) if obj.any() else math.nan for th in THRESHOLDS]
     bg_recall = [float((p[bg] <= th).mean()) if bg.any() else math.nan for th in THRESHOLDS]

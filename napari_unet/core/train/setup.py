@@ -385,7 +385,7 @@ def _paint_has_polarity(vols) -> bool:
     difference, and the regulariser carried the objects across them into the background."""
     from .calibration import MIN_POLARITY, class_contrasts
 
-    if not _pkg().REG_NEEDS_POLARITY:
+    if not _pkg().REG_NEEDS_POLARITY or not vols:
         return True
     painted = [v.train > 0 for v in vols]           # only the painted pixels: stacks can be large
     img = np.concatenate([v.image[:, m].mean(0) for v, m in zip(vols, painted)])
