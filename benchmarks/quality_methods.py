@@ -24,6 +24,7 @@ PROBES = {
     "bbbc039-zoom2": "BBBC039 at twice the magnification (nuclei ~60 px; proxy)",
     "bbbc039-zoom05": "BBBC039 at half the magnification (nuclei ~15 px; proxy)",
     "bbbc039-dic": "BBBC039 nuclei rendered as DIC (relief, no brighter or darker; proxy)",
+    "bbbc039-uneven": "BBBC039, each nucleus at its own brightness (a 50-fold range; proxy)",
 }
 
 
@@ -75,6 +76,8 @@ def load_image(name: str, data: Path, quick: bool = False) -> Image:
                 img = R.render_lowlight(img)
             elif name == "bbbc039-dic":
                 img = R.render_dic(img)
+            elif name == "bbbc039-uneven":
+                img = R.render_uneven(img, inst)
             else:
                 img = R.render_shading(img)
         truth = np.where(inst > 0, 2, 1).astype(np.uint8)

@@ -26,6 +26,11 @@ Acquisition probes (``quality.py --probes``), the same truth unless said:
   each nucleus bright, the other dark, the interior the background's grey), a slow illumination
   field and shot noise. Neither brighter nor darker than the background: no threshold separates
   them.
+- ``uneven``: each nucleus at its own brightness, a factor drawn from a log-normal (sigma 0.9,
+  clipped to 0.08-4: a 50-fold range, as in transfected cells, the cell cycle or staining that
+  reaches some nuclei less): the excess of the smoothed signal over the background, scaled within
+  6 px of each nucleus; the noise stays as it was. One global threshold, and any score that adds
+  up intensity, is ruled by the bright nuclei.
 """
 from __future__ import annotations
 
@@ -94,6 +99,24 @@ def render_dic(img: np.ndarray, seed: int = 0) -> np.ndarray:
     relief = ndi.shift(path, (0.7, 0.7), order=1) - ndi.shift(path, (-0.7, -0.7), order=1)
     inten = 0.5 + 1.2 * relief + 0.04 * _field(img.shape, 40, rng)
     return rng.poisson(np.clip(inten, 0.01, None) * 300.0).astype(np.uint16)
+
+
+def render_uneven(img: np.ndarray, instances: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(Y, X) fluorescence nuclei -> the same scene with each nucleus at its own brightness
+    (``instances``: their labels); the image's dtype."""
+    from skimage.segmentation import expand_labels
+
+    rng = np.random.default_rng(seed)
+    ids = np.unique(instances[instances > 0])
+    gain = np.ones(int(instances.max()) + 1)
+    gain[ids] = np.clip(rng.lognormal(0.0, 0.9, ids.size), 0.08, 4.0)
+    x = img.astype(np.float64)
+    bg = float(np.median(x[instances == 0]))
+    signal = np.clip(ndi.gaussian_filter(x, 1.0) - bg, 0, None)
+    out = x + (gain[expand_labels(instances, 6)] - 1.0) * signal
+    if img.dtype.kind in "ui":
+        return np.clip(np.rint(out), 0, np.iinfo(img.dtype).max).astype(img.dtype)
+    return out.astype(img.dtype)
 
 
 def zoom(img: np.ndarray, instances: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:

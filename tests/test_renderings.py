@@ -1,7 +1,8 @@
 """The quality benchmark's other modalities and acquisitions (benchmarks/renderings.py): H&E
 brightfield and phase contrast rendered from a fluorescence image keep the objects where they
 were and look like those modalities (nuclei purple on pink; dark nuclei with bright halos),
-reproducibly; DIC shows nuclei as relief, neither brighter nor darker; the acquisition probes
+reproducibly; DIC shows nuclei as relief, neither brighter nor darker; each nucleus can be given
+its own brightness; the acquisition probes
 (few photons, uneven light, zoom) do what they say."""
 from __future__ import annotations
 
@@ -13,9 +14,16 @@ import pytest
 from scipy import ndimage as ndi
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from renderings import render_dic, render_he, render_lowlight, render_phase, render_shading, zoom  # noqa: E402
+from renderings import (render_dic, render_he, render_lowlight, render_phase, render_shading,  # noqa: E402
+                        render_uneven, zoom)
 
 from napari_unet.core.synthetic import make_nuclei  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def nuclei_and_labels():
+    img, _, inst = make_nuclei((160, 160), seed=3)
+    return img, inst
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +101,17 @@ def test_acquisition_probes_keep_the_objects_and_change_what_they_claim(nuclei):
     assert abs(inst.mean() - fg.mean()) < 0.01
     small, inst_s = zoom(img, fg.astype(np.int32), 0.5)
     assert small.shape == (h // 2, w // 2) and set(np.unique(inst_s)) <= {0, 1}
+
+
+def test_uneven_gives_each_nucleus_its_own_brightness_and_leaves_the_background(nuclei_and_labels):
+    img, inst = nuclei_and_labels
+    out = render_uneven(img, inst, seed=0)
+    assert out.shape == img.shape and out.dtype == img.dtype
+    np.testing.assert_array_equal(out, render_uneven(img, inst, seed=0))
+    far = ndi.distance_transform_edt(inst == 0) > 8
+    np.testing.assert_array_equal(out[far], img[far])      # the background as it was
+    ids = np.unique(inst[inst > 0])
+    bg = float(np.median(img[inst == 0]))
+    ratio = (ndi.mean(out.astype(float), inst, ids) - bg) / (ndi.mean(img.astype(float), inst, ids) - bg)
+    assert ratio.min() < 0.5 and ratio.max() > 2           # dimmer and brighter than they were
+    assert ratio.max() / ratio.min() > 5

@@ -45,6 +45,11 @@ as often as not: DIC's relief, lit on one side and shaded on the other with the 
 background's grey), the Laplacian's zero crossings are not the objects' boundaries, and 0.5
 stays; so it does when painted classes lie on both sides, which would each want the other sign
 (:func:`paint_polarity`, :data:`MIN_POLARITY`; nineteenth session).
+
+Each object's flux counts in units of its own contrast (:func:`contrast_weights`): nuclei whose
+brightness spans a 50-fold range (transfection, the cell cycle, uneven staining) have Laplacians
+as far apart, and summed in the image's units the bright ones chose the threshold for all, one
+that trimmed their blurred rims and cut the dim ones short (twentieth session).
 """
 from __future__ import annotations
 
@@ -77,6 +82,12 @@ MIN_UNPAINTED = 0.1        # dense paint (less unpainted than this share of the 
 MIN_POLARITY = float(os.environ.get("NAPARI_UNET_EDGE_MIN_POLARITY", 0.2))
 # holes a threshold above 0.5 carves inside objects count in its flux (up to the seventeenth session)
 EDGE_NEW_HOLES = os.environ.get("NAPARI_UNET_EDGE_NEW_HOLES", "0") == "1"
+# each object's flux in units of its own contrast (:func:`contrast_weights`); "0": in the image's
+# units, where the brightest objects decide for all (up to the nineteenth session)
+EDGE_PER_OBJECT = os.environ.get("NAPARI_UNET_EDGE_PER_OBJECT", "1") == "1"
+# an object's contrast counts as at least this share of the median object's (a faint speck's
+# weight stays bounded: its Laplacian is mostly noise)
+MIN_CONTRAST_SHARE = 0.25
 
 
 def _per_plane(img: np.ndarray, filt: Callable, sigma: float) -> np.ndarray:
@@ -104,7 +115,7 @@ def _plane_laplacian(img: np.ndarray, sigma: float = 1.0) -> np.ndarray:
 
 
 def flux_scores(fg_prob: np.ndarray, lap: np.ndarray, valid: np.ndarray, polarity: float,
-                thresholds=THRESHOLDS) -> list[float]:
+                thresholds=THRESHOLDS, weights: np.ndarray | None = None) -> list[float]:
     """For each threshold: the outward flux of the image's gradient through the region's boundary,
     i.e. minus the Laplacian ``lap`` summed over the region's ``valid`` pixels, times
     ``polarity`` (+1: objects brighter than the background, -1: darker), per valid pixel.
@@ -114,9 +125,13 @@ def flux_scores(fg_prob: np.ndarray, lap: np.ndarray, valid: np.ndarray, polarit
     holes it would carve inside an object (its lighter nuclei, in a stained tissue region) are not
     evidence for it. They would be: every lighter spot inside a dark region has a negative
     Laplacian, and a textured region's flux rose with every spot carved, up to the threshold
-    where the objects fall apart (IHC glands, docs/quality.md). ``EDGE_NEW_HOLES`` counts them."""
+    where the objects fall apart (IHC glands, docs/quality.md). ``EDGE_NEW_HOLES`` counts them.
+
+    ``weights`` (per pixel, e.g. :func:`contrast_weights`) scale each pixel's share."""
     n = max(1, int(valid.sum()))
     signed = np.where(valid, -polarity * lap, 0.0)
+    if weights is not None:
+        signed = signed * weights
     base_bg = None if EDGE_NEW_HOLES else fg_prob <= 0.5
     out = []
     for th in thresholds:
@@ -125,6 +140,43 @@ def flux_scores(fg_prob: np.ndarray, lap: np.ndarray, valid: np.ndarray, polarit
             region = without_new_holes(region, base_bg)
         out.append(float(signed[region].sum()) / n)
     return out
+
+
+def contrast_weights(fg_prob: np.ndarray, img: np.ndarray, polarity: float,
+                     lowest: float = min(THRESHOLDS)) -> np.ndarray:
+    """Per pixel, one over the contrast of the object it belongs to, so that :func:`flux_scores`
+    counts every object's flux in units of its own contrast: a nucleus ten times dimmer than its
+    neighbour has a Laplacian ten times weaker, and summed in the image's units the bright
+    objects decide the threshold for all (a threshold that trims their blurred rims cut the dim
+    ones in half; BBBC039 with each nucleus at its own brightness, docs/quality.md).
+
+    The objects are the components, in each YX plane, of the widest region any threshold makes
+    (``fg_prob > lowest``), so every threshold is weighed alike. An object's contrast is
+    ``polarity`` times the mean of ``img`` over its core (``fg_prob > 0.5``; all of it without
+    one) minus the mean over a 2-px ring outside it, at least :data:`MIN_CONTRAST_SHARE` of the
+    median over the objects' pixels. Pixels outside every object weigh 1 (no threshold includes them)."""
+    from scipy import ndimage as ndi
+
+    wide = fg_prob > lowest
+    lab, n = ndi.label(wide, _plane_structure(fg_prob.ndim))
+    weights = np.ones(fg_prob.shape)
+    if n == 0:
+        return weights
+    def mean_of(where: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+        """The mean of ``img`` per object over the pixels ``where`` labels it (0: none)."""
+        count = np.bincount(where.ravel(), minlength=n + 1)[1:]
+        total = np.bincount(where.ravel(), weights=img.ravel(), minlength=n + 1)[1:]
+        return np.where(count > 0, total / np.maximum(count, 1), fallback)
+
+    whole = mean_of(lab, np.zeros(n))
+    inside = mean_of(np.where(fg_prob > 0.5, lab, 0), whole)
+    plane = _plane_structure(fg_prob.ndim, full=True)
+    grown = ndi.grey_dilation(ndi.grey_dilation(lab, footprint=plane), footprint=plane)
+    around = mean_of(np.where(wide, 0, grown), inside)
+    contrast = polarity * (inside - around)
+    floor = MIN_CONTRAST_SHARE * max(float(np.median(contrast[lab[wide] - 1])), 1e-6)
+    per = np.concatenate([[1.0], 1.0 / np.maximum(contrast, floor)])
+    return per[lab]
 
 
 def without_new_holes(fg: np.ndarray, base_bg: np.ndarray) -> np.ndarray:
@@ -280,7 +332,8 @@ def edge_threshold(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
     else:
         if polarity is None:
             return 0.5, []                # no polarity in the paint (paint_polarity): keep 0.5
-        scores = flux_scores(p, _plane_laplacian(img), valid, polarity)
+        weights = contrast_weights(p, img, polarity) if EDGE_PER_OBJECT else None
+        scores = flux_scores(p, _plane_laplacian(img), valid, polarity, weights=weights)
     recall = [float((p[obj] > th).mean()) if obj.any() else math.nan for th in THRESHOLDS]
     bg_recall = [float((p[bg] <= th).mean()) if bg.any() else math.nan for th in THRESHOLDS]
     return choose_threshold(scores, recall=recall, bg_recall=bg_recall), scores
