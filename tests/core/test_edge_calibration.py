@@ -116,6 +116,21 @@ def test_every_object_counts_in_units_of_its_own_contrast():
     assert old >= 0.8 and iou(old) < iou(th) - 0.05
 
 
+def test_in_a_stack_an_objects_dim_top_and_bottom_planes_weigh_as_the_object():
+    """Blurred along Z, an object's first and last planes are a dim cross-section of it; they are
+    the same object, not dim ones of their own to be counted several times over."""
+    prob = np.zeros((1, 7, 24, 48), np.float32)
+    img = np.zeros_like(prob)
+    for x0, level in ((4, 1.0), (28, 0.3)):                    # a bright and a dim ball, side by side
+        prob[0, 1:6, 6:18, x0:x0 + 12] = 0.9
+        img[0, 2:5, 6:18, x0:x0 + 12] = level
+        img[0, (1, 5), 6:18, x0:x0 + 12] = 0.2 * level        # their Z-blurred caps
+    w = contrast_weights(prob, img, polarity=1.0)[0]
+    for x in (10, 34):
+        assert w[1, 12, x] == w[3, 12, x] == w[5, 12, x]
+    assert 3.0 < w[3, 12, 34] / w[3, 12, 10] < 3.7             # the dim ball weighs 1 / 0.3 times more
+
+
 def _dim_rimmed_nuclei(n=128, inside=1.0):
     """Four nuclei, brighter in the centre than at the rim (blurred), two of them 3 px apart,
     and a probability whose 0.5 stops ``inside`` px short of every rim (a network that left the

@@ -150,15 +150,20 @@ def contrast_weights(fg_prob: np.ndarray, img: np.ndarray, polarity: float,
     objects decide the threshold for all (a threshold that trims their blurred rims cut the dim
     ones in half; BBBC039 with each nucleus at its own brightness, docs/quality.md).
 
-    The objects are the components, in each YX plane, of the widest region any threshold makes
-    (``fg_prob > lowest``), so every threshold is weighed alike. An object's contrast is
+    The objects are the components of the widest region any threshold makes (``fg_prob >
+    lowest``; 4-connected in the plane, and along Z in stacks ``(N, Z, Y, X)``, where an object's
+    top and bottom planes are a dim, Z-blurred cross-section of it), so every threshold is weighed
+    alike. An object's contrast is
     ``polarity`` times the mean of ``img`` over its core (``fg_prob > 0.5``; all of it without
     one) minus the mean over a 2-px ring outside it, at least :data:`MIN_CONTRAST_SHARE` of the
     median over the objects' pixels. Pixels outside every object weigh 1 (no threshold includes them)."""
     from scipy import ndimage as ndi
 
     wide = fg_prob > lowest
-    lab, n = ndi.label(wide, _plane_structure(fg_prob.ndim))
+    connect = _plane_structure(fg_prob.ndim)
+    if fg_prob.ndim >= 4:      # (N, Z, Y, X): an object's planes are one object (its dim caps too)
+        connect[(1,) * (fg_prob.ndim - 3) + (slice(None), 1, 1)] = True
+    lab, n = ndi.label(wide, connect)
     weights = np.ones(fg_prob.shape)
     if n == 0:
         return weights
