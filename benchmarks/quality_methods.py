@@ -25,6 +25,7 @@ PROBES = {
     "bbbc039-zoom05": "BBBC039 at half the magnification (nuclei ~15 px; proxy)",
     "bbbc039-dic": "BBBC039 nuclei rendered as DIC (relief, no brighter or darker; proxy)",
     "bbbc039-uneven": "BBBC039, each nucleus at its own brightness (a 50-fold range; proxy)",
+    "bbbc039-phase2": "BBBC039 rendered as phase contrast at twice the magnification (proxy)",
 }
 
 
@@ -72,6 +73,9 @@ def load_image(name: str, data: Path, quick: bool = False) -> Image:
 
             if name.startswith("bbbc039-zoom"):
                 img, inst = R.zoom(img, inst, 2.0 if name == "bbbc039-zoom2" else 0.5)
+            elif name == "bbbc039-phase2":
+                img, inst = R.zoom(img, inst, 2.0)
+                img = R.render_phase(img)
             elif name == "bbbc039-lowlight":
                 img = R.render_lowlight(img)
             elif name == "bbbc039-dic":

@@ -371,8 +371,9 @@ class Setup:
 
 
 NO_POLARITY_NOTE = ("the painted objects are neither brighter nor darker than the painted background "
-                    "(as in DIC): their boundaries come from the network alone, not from the image's "
-                    "edges; paint the background where it meets them")
+                    "(as in DIC): their boundaries come from the network and, at the end, the "
+                    "strongest edges near them, not from their brightness; paint the background "
+                    "where it meets them")
 
 
 def _paint_has_polarity(vols) -> bool:
