@@ -26,6 +26,8 @@ Acquisition probes (``quality.py --probes``), the same truth unless said:
   each nucleus bright, the other dark, the interior the background's grey), a slow illumination
   field and shot noise. Neither brighter nor darker than the background: no threshold separates
   them.
+- ``phase2``: ``phase`` at twice the magnification (nuclei ~60 px): the shade-off leaves their
+  interior near the background's grey, so the paint shows no polarity.
 - ``uneven``: each nucleus at its own brightness, a factor drawn from a log-normal (sigma 0.9,
   clipped to 0.08-4: a 50-fold range, as in transfected cells, the cell cycle or staining that
   reaches some nuclei less): the excess of the smoothed signal over the background, scaled within

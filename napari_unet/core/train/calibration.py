@@ -158,10 +158,10 @@ def contrast_weights(fg_prob: np.ndarray, img: np.ndarray, polarity: float,
     The objects are the components of the widest region any threshold makes (``fg_prob >
     lowest``; 4-connected in the plane, and along Z in stacks ``(N, Z, Y, X)``, where an object's
     top and bottom planes are a dim, Z-blurred cross-section of it), so every threshold is weighed
-    alike. An object's contrast is
-    ``polarity`` times the mean of ``img`` over its core (``fg_prob > 0.5``; all of it without
-    one) minus the mean over a 2-px ring outside it, at least :data:`MIN_CONTRAST_SHARE` of the
-    median over the objects' pixels. Pixels outside every object weigh 1 (no threshold includes them)."""
+    alike. An object's contrast is ``polarity`` times the mean of ``img`` over its core
+    (``fg_prob > 0.5``; all of it without one) minus the mean over a 2-px ring outside it, at
+    least :data:`MIN_CONTRAST_SHARE` of the median over the objects' pixels. Pixels outside
+    every object weigh 1 (no threshold includes them)."""
     from scipy import ndimage as ndi
 
     wide = fg_prob > lowest
@@ -172,6 +172,7 @@ def contrast_weights(fg_prob: np.ndarray, img: np.ndarray, polarity: float,
     weights = np.ones(fg_prob.shape)
     if n == 0:
         return weights
+
     def mean_of(where: np.ndarray, fallback: np.ndarray) -> np.ndarray:
         """The mean of ``img`` per object over the pixels ``where`` labels it (0: none)."""
         count = np.bincount(where.ravel(), minlength=n + 1)[1:]

@@ -286,7 +286,8 @@ class Setup:
                 v.val, v.train = v.train, np.zeros_like(v.train)
         self.potts_weight = self.reg_weight if _paint_has_polarity(vols) else 0.0
         if self.reg_weight > 0 and not self.potts_weight:   # said when training starts
-            p.advice = "; ".join(filter(None, (p.advice, NO_POLARITY_NOTE)))
+            note = NO_POLARITY_NOTE if dims == 2 else NO_POLARITY_NOTE_STACK
+            p.advice = "; ".join(filter(None, (p.advice, note)))
         counts = find_centres(vols, p.classes, rng)
         self.train_pixels = int(counts[:, 1:].sum())
         if sum(counts[:, c].sum() > 0 for c in range(1, p.classes + 1)) < 2:
@@ -374,6 +375,10 @@ NO_POLARITY_NOTE = ("the painted objects are neither brighter nor darker than th
                     "(as in DIC): their boundaries come from the network and, at the end, the "
                     "strongest edges near them, not from their brightness; paint the background "
                     "where it meets them")
+# stacks keep the network's boundary (calibration.NO_POLARITY is 2D only)
+NO_POLARITY_NOTE_STACK = ("the painted objects are neither brighter nor darker than the painted "
+                          "background (as in DIC): their boundaries come from the network alone, not "
+                          "from the image's edges; paint the background where it meets them")
 
 
 def _paint_has_polarity(vols) -> bool:
