@@ -495,6 +495,8 @@ def test_objects_without_polarity_are_moved_onto_their_strongest_edges(monkeypat
     th, scores = edge_threshold(*args, **kw)
     iou = _iou_at(prob, truth)
     assert len(scores) == len(THRESHOLDS) and th > 0.5 and iou(th) > iou(0.5) + 0.15
+    no_background = torch.as_tensor(np.where(paint == 1, 0, paint)[None].astype(np.int64))
+    assert edge_threshold(*args[:2], no_background, **kw) == (0.5, [])   # no polarity to read
     monkeypatch.setattr(calibration, "NO_POLARITY", "keep")    # the nineteenth session's rule
     assert edge_threshold(*args, **kw) == (0.5, [])
 

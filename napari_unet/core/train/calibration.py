@@ -338,9 +338,9 @@ def edge_threshold(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
     paint must stay), and the edge score of each threshold."""
     p = _object_odds_of(model, x, to_dev=to_dev, autocast=autocast, batch=batch)
     xs, img, valid, polarity, obj, bg = _flux_inputs(x, y, p.shape)
-    # without a polarity, 2D crops are scored by the mean gradient; stacks keep 0.5 (the mean
-    # gradient cuts away an object's dim, Z-blurred top and bottom planes, the module's notes)
-    if CRITERION == "gradient" or (polarity is None and NO_POLARITY == "gradient" and p.ndim < 4):
+    # both kinds of paint, no polarity: the mean gradient in 2D (stacks keep 0.5: module notes)
+    no_sign = polarity is None and obj.any() and bg.any() and NO_POLARITY == "gradient" and p.ndim < 4
+    if CRITERION == "gradient" or no_sign:
         scores = edge_scores(p, _plane_gradient(xs), valid)
     else:
         if polarity is None:

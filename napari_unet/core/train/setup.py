@@ -371,14 +371,13 @@ class Setup:
         self.precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp]
 
 
-NO_POLARITY_NOTE = ("the painted objects are neither brighter nor darker than the painted background "
-                    "(as in DIC): their boundaries come from the network and, at the end, the "
-                    "strongest edges near them, not from their brightness; paint the background "
-                    "where it meets them")
+_NO_POLARITY = ("the painted objects are neither brighter nor darker than the painted background "
+                "(as in DIC): their boundaries come from the network{}; paint the background where "
+                "it meets them")
+NO_POLARITY_NOTE = _NO_POLARITY.format(" and, at the end, the strongest edges near them, not from "
+                                       "their brightness")
 # stacks keep the network's boundary (calibration.NO_POLARITY is 2D only)
-NO_POLARITY_NOTE_STACK = ("the painted objects are neither brighter nor darker than the painted "
-                          "background (as in DIC): their boundaries come from the network alone, not "
-                          "from the image's edges; paint the background where it meets them")
+NO_POLARITY_NOTE_STACK = _NO_POLARITY.format(" alone, not from the image's edges")
 
 
 def _paint_has_polarity(vols) -> bool:
