@@ -202,7 +202,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     ap.add_argument("--probes", action="store_true",
                     help="also BBBC039 under other acquisitions (few photons, uneven light, twice and "
-                         "half the magnification, each nucleus at its own brightness), as DIC relief "
+                         "half and a third of the magnification, each nucleus at its own brightness), as DIC "
                          "and as phase contrast at twice the magnification; information rows, ~5 min each")
     ap.add_argument("--image", type=Path, help="your own image (TIFF) instead of the benchmark's: "
                     "checked the same way against --mask")

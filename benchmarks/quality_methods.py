@@ -23,6 +23,7 @@ PROBES = {
     "bbbc039-shading": "BBBC039 under uneven illumination and a background ramp (proxy)",
     "bbbc039-zoom2": "BBBC039 at twice the magnification (nuclei ~60 px; proxy)",
     "bbbc039-zoom05": "BBBC039 at half the magnification (nuclei ~15 px; proxy)",
+    "bbbc039-zoom033": "BBBC039 at a third of the magnification (nuclei ~10 px; proxy)",
     "bbbc039-dic": "BBBC039 nuclei rendered as DIC (relief, no brighter or darker; proxy)",
     "bbbc039-uneven": "BBBC039, each nucleus at its own brightness (a 50-fold range; proxy)",
     "bbbc039-phase2": "BBBC039 rendered as phase contrast at twice the magnification (proxy)",
@@ -72,7 +73,7 @@ def load_image(name: str, data: Path, quick: bool = False) -> Image:
             import renderings as R
 
             if name.startswith("bbbc039-zoom"):
-                img, inst = R.zoom(img, inst, 2.0 if name == "bbbc039-zoom2" else 0.5)
+                img, inst = R.zoom(img, inst, {"bbbc039-zoom2": 2.0, "bbbc039-zoom05": 0.5}.get(name, 1 / 3))
             elif name == "bbbc039-phase2":
                 img, inst = R.zoom(img, inst, 2.0)
                 img = R.render_phase(img)

@@ -19,8 +19,9 @@ Acquisition probes (``quality.py --probes``), the same truth unless said:
   noise plus Gaussian read noise (2 counts): a dim, short exposure. float32.
 - ``shading``: uneven illumination (a Gaussian vignette falling to 30% at the far corner) plus an
   additive ramp of background light across X: one global threshold cannot fit it. float32.
-- ``zoom2`` / ``zoom05``: twice / half the pixel size's magnification (objects ~60 px / ~15 px
-  across; the truth resampled by nearest neighbour), bilinear resampling of the image.
+- ``zoom2`` / ``zoom05`` / ``zoom033``: twice / half / a third of the pixel size's magnification
+  (objects ~60 / ~15 / ~10 px across; the truth resampled by nearest neighbour), bilinear
+  resampling of the image.
 - ``dic``: differential interference contrast. The optical path is the smoothed nucleus signal;
   the image is its difference across a 1.4-px shear along the diagonal (relief: one side of
   each nucleus bright, the other dark, the interior the background's grey), a slow illumination

@@ -15,11 +15,11 @@ peak that texture inside objects pulls inwards: it chose thresholds that cut obj
 (BBBC039 at 80 steps 0.7 where the best is 0.65; blobs 0.75 against 0.5; docs/quality.md).
 
 Thresholds on both sides of 0.5 are tried: the object class mostly spreads into the gap the
-strokes leave around it (EM membranes, the sixth session's figures), but a network can also stop
-short of a dim rim (synthetic nuclei: a 1-px rim of false negatives around every object, 300
-steps 0.912 -> 0.941 at 0.2; fourteenth session). A lower threshold does not gain by merging
-objects across a darker gap: the gap's pixels subtract from the flux.
-``NAPARI_UNET_EDGE_TWO_SIDED=0`` tries 0.5 and up only (up to the fourteenth session).
+strokes leave around it (EM membranes), but a network can also stop short of a dim rim
+(synthetic nuclei, 300 steps: 0.912 -> 0.941 at 0.2; fourteenth session), by as far as 0.02 on
+nuclei ~10 px across (0.872 at 0.5, 0.931 at 0.02; twenty-first session). A lower threshold
+does not gain by merging objects across a darker gap: the gap's pixels subtract from the flux.
+``NAPARI_UNET_EDGE_TWO_SIDED=0``: 0.5 and up only; ``NAPARI_UNET_EDGE_LOWEST=0.1``: down to 0.1.
 
 A threshold moves boundaries; it does not carve. Holes that a threshold above 0.5 opens inside
 the objects (0.5's objects have none there) are filled back before its flux is summed: in a
@@ -65,6 +65,8 @@ import torch
 THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99)
 if os.environ.get("NAPARI_UNET_EDGE_TWO_SIDED", "1") == "1":   # also grow the objects
     THRESHOLDS = THRESHOLDS + (0.45, 0.4, 0.35, 0.3, 0.2, 0.1)
+    LOWEST = float(os.environ.get("NAPARI_UNET_EDGE_LOWEST", 0.01))   # (module notes)
+    THRESHOLDS = THRESHOLDS + tuple(t for t in (0.05, 0.03, 0.02, 0.01) if t >= LOWEST)
 # "flux" (default): the image's Laplacian summed over the region; "gradient": the mean gradient
 # magnitude along the contour (up to the thirteenth session; kept to compare)
 CRITERION = os.environ.get("NAPARI_UNET_EDGE_CRITERION", "flux")
@@ -104,16 +106,14 @@ def _per_plane(img: np.ndarray, filt: Callable, sigma: float) -> np.ndarray:
 
 
 def _plane_gradient(x: np.ndarray, sigma: float = 1.0) -> np.ndarray:
-    """Gradient magnitude in the YX plane (Gaussian derivatives) of the channel mean of
-    ``x`` ``(N, C, *spatial)``: ``(N, *spatial)``."""
+    """Gradient magnitude in the YX plane of the channel mean of ``x`` ``(N, C, *spatial)``."""
     from scipy import ndimage as ndi
 
     return _per_plane(x.mean(1), ndi.gaussian_gradient_magnitude, sigma)
 
 
 def _plane_laplacian(img: np.ndarray, sigma: float = 1.0) -> np.ndarray:
-    """Laplacian of Gaussian in the YX plane of ``img`` ``(N, *spatial)`` (the crops' channel
-    mean, which the flux's polarity is read from too)."""
+    """Laplacian of Gaussian in the YX plane of ``img`` ``(N, *spatial)`` (the crops' channel mean)."""
     from scipy import ndimage as ndi
 
     return _per_plane(img, ndi.gaussian_laplace, sigma)
@@ -284,9 +284,9 @@ def _object_odds_of(model: torch.nn.Module, x: torch.Tensor, *, to_dev, autocast
 
 
 def _flux_inputs(x: torch.Tensor, y: torch.Tensor, shape) -> tuple:
-    """For the crops ``x`` with their paint ``y``: the crops as a NumPy array, their channel
-    mean, the pixels scored (``shape``, away from the crops' borders, where there is less
-    context), the objects' polarity (:func:`paint_polarity`) and the painted object and background masks."""
+    """For the crops ``x`` with their paint ``y``: the crops (NumPy), their channel mean, the pixels
+    scored (``shape``, away from the crops' borders), the objects' polarity and the painted object
+    and background masks."""
     xs = x.float().cpu().numpy()
     valid = np.zeros(shape, bool)
     m = [max(1, n // 8) for n in shape[-2:]]
