@@ -206,6 +206,7 @@ def test_regulariser_compares_the_neighbours_set_for_the_image_dimensionality(da
     real = loop.edge_aware_potts
     monkeypatch.setattr(loop, "edge_aware_potts", spy)
     monkeypatch.setattr(tr, "REG_DILATIONS", (1, 2))
+    monkeypatch.setattr(tr, "REG_LONG_STEPS", 0)          # the longest pairs throughout
     train(img, strokes, steps=2, **TINY)
     assert seen and all(s == {1, 2} for s in seen)
     seen.clear()
@@ -213,9 +214,32 @@ def test_regulariser_compares_the_neighbours_set_for_the_image_dimensionality(da
     stack = np.stack([img] * 8)
     paint = np.zeros(stack.shape, np.uint8)
     paint[::4] = strokes
-    train(stack, paint, dims=3, steps=2, base_channels=4, depth=2, patch=(8, 32, 32), batch_size=2,
+    monkeypatch.setattr(tr, "REG_LONG_STEPS", 2)          # stacks keep theirs whatever the step
+    train(stack, paint, dims=3, steps=5, base_channels=4, depth=2, patch=(8, 32, 32), batch_size=2,
           device="cpu")
-    assert seen and all(s == {1, 3} for s in seen)
+    assert len(seen) == 5 and all(s == {1, 3} for s in seen)
+
+
+def test_in_2d_the_longest_pairs_leave_after_the_first_steps(data2d, monkeypatch):
+    """The 4-px pairs speed up a short run's convergence but act as a curvature flow that shrinks
+    small objects (nuclei ~10 px across come out ~1 px short), so a 2D run drops them after its
+    first ``REG_LONG_STEPS`` steps."""
+    import napari_unet.core.train as tr
+    import napari_unet.core.train.loop as loop
+
+    img, sem, strokes = data2d
+    seen = []
+
+    def spy(probs, image, offsets):
+        seen.append({max(abs(v) for v in o) for o in offsets})
+        return real(probs, image, offsets)
+
+    real = loop.edge_aware_potts
+    monkeypatch.setattr(loop, "edge_aware_potts", spy)
+    monkeypatch.setattr(tr, "REG_RAMP", 0.0)             # the regulariser from the first step
+    monkeypatch.setattr(tr, "REG_LONG_STEPS", 3)
+    train(img, strokes, steps=6, **TINY)
+    assert seen == [{1, 2, 4}] * 3 + [{1, 2}] * 3
 
 
 def _bands(width: int = 64, dark: tuple[int, int] = (28, 36)) -> tuple[torch.Tensor, torch.Tensor]:

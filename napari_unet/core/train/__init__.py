@@ -108,6 +108,10 @@ KINDS_FROM_PAINT = os.environ.get("NAPARI_UNET_KINDS", "1") == "1"
 # 1, 2, 4 (docs/quality.md). 3D: 1 px alone cost 0.036 on the synthetic stack
 REG_DILATIONS = tuple(int(v) for v in os.environ.get("NAPARI_UNET_REG_DIL", "1,2,4").split(","))
 REG_DILATIONS_3D = tuple(int(v) for v in os.environ.get("NAPARI_UNET_REG_DIL_3D", "1,2,4").split(","))
+# 2D: the longest pairs for a run's first REG_LONG_STEPS steps only, the convergence they speed up;
+# after, they shrink small objects no more (nuclei ~10 px across, 900 steps: ... ; twenty-first
+# session). 0: the longest pairs throughout
+REG_LONG_STEPS = int(os.environ.get("NAPARI_UNET_REG_LONG_STEPS", 300))
 # 3D on a CPU: train channels-last-3d, as prediction does (oneDNN's 3D convolutions, their
 # backward pass above all, are faster in that layout): 1.24x the steps per second on the
 # synthetic stack (benchmarks/train_memory_format.py, median of 3 alternating pairs), the same
@@ -121,5 +125,5 @@ from .tuning import ThreadTuner, _adamw  # noqa: E402,F401
 
 __all__ = ["iter_train", "train", "TrainConfig", "default_architecture", "default_patch_batch",
            "ThreadTuner", "DEFAULT_LR", "FINETUNE_LR_FACTOR", "EMA_DECAY", "ENTROPY_WEIGHT", "REG_WEIGHT", "REG_WEIGHT_3D",
-           "REG_RAMP", "REG_NEEDS_POLARITY", "REG_DILATIONS", "REG_DILATIONS_3D", "ANCHOR_WEIGHT", "APPEARANCE_WEIGHT",
+           "REG_RAMP", "REG_NEEDS_POLARITY", "REG_DILATIONS", "REG_DILATIONS_3D", "REG_LONG_STEPS", "ANCHOR_WEIGHT", "APPEARANCE_WEIGHT",
            "APPEARANCE_GATE", "APPEARANCE_CONTRAST", "APPEARANCE_CONFIDENCE", "APPEARANCE_MARGIN", "APPEARANCE_GATE_OBJECTS"]

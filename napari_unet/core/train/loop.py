@@ -146,7 +146,8 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
                         ramp = 1.0 if (self.start_state is not None or _pkg().REG_RAMP <= 0) else \
                             min(1.0, max(frac / _pkg().REG_RAMP, step / (_pkg().REG_RAMP * 1600)))
                         probs = torch.softmax(logits.float(), 1)
-                        potts = (self.potts_weight * ramp) * edge_aware_potts(probs, x, self.reg_offsets) \
+                        offs = self.reg_offsets_late if 0 < _pkg().REG_LONG_STEPS <= step else self.reg_offsets
+                        potts = (self.potts_weight * ramp) * edge_aware_potts(probs, x, offs) \
                             if self.potts_weight else 0.0    # none without the paint's polarity (set-up)
                         loss = loss + potts + (
                             0.0 if self.appearance is None else _pkg().APPEARANCE_WEIGHT * ramp * self.appearance(probs, x, y))

@@ -256,6 +256,8 @@ class Setup:
         check_training_memory(batch, patch, meta["base_channels"], p.classes,
                               available_memory(dev), describe_device(dev))
         self.reg_offsets = neighbour_offsets(dims, _pkg().REG_DILATIONS if dims == 2 else _pkg().REG_DILATIONS_3D)
+        short = tuple(d for d in _pkg().REG_DILATIONS if d < max(_pkg().REG_DILATIONS))   # 2D, late (loop)
+        self.reg_offsets_late = neighbour_offsets(2, short) if dims == 2 and short else self.reg_offsets
         self.reg_weight = _pkg().REG_WEIGHT if dims == 2 else _pkg().REG_WEIGHT_3D
         self.appearance = AppearancePrior(p.classes, meta["in_channels"], dev, gate=_pkg().APPEARANCE_GATE,
                                           contrast=_pkg().APPEARANCE_CONTRAST,
