@@ -190,21 +190,28 @@ def test_continuing_anchors_on_the_starting_model_and_a_fresh_run_does_not(data2
     assert seen[0] < 1e-5 and max(seen[1:]) > seen[0]
 
 
-def test_regulariser_compares_the_neighbours_set_for_the_image_dimensionality(data2d, monkeypatch):
-    """2D runs use ``REG_DILATIONS``, stacks ``REG_DILATIONS_3D`` (both 1, 2, 4 px by default,
-    set apart so each can be tuned): each pair of the regulariser is one of those."""
-    import napari_unet.core.train as tr
+def _spy_pair_distances(monkeypatch) -> list:
+    """The regulariser's pair distances (px) at each of its calls during training, as a list
+    that fills as training runs."""
     import napari_unet.core.train.loop as loop
 
-    img, sem, strokes = data2d
-    seen = []
+    seen, real = [], loop.edge_aware_potts
 
     def spy(probs, image, offsets):
         seen.append({max(abs(v) for v in o) for o in offsets})
         return real(probs, image, offsets)
 
-    real = loop.edge_aware_potts
     monkeypatch.setattr(loop, "edge_aware_potts", spy)
+    return seen
+
+
+def test_regulariser_compares_the_neighbours_set_for_the_image_dimensionality(data2d, monkeypatch):
+    """2D runs use ``REG_DILATIONS``, stacks ``REG_DILATIONS_3D`` (both 1, 2, 4 px by default,
+    set apart so each can be tuned): each pair of the regulariser is one of those."""
+    import napari_unet.core.train as tr
+
+    img, sem, strokes = data2d
+    seen = _spy_pair_distances(monkeypatch)
     monkeypatch.setattr(tr, "REG_DILATIONS", (1, 2))
     monkeypatch.setattr(tr, "REG_LONG_STEPS", 0)          # the longest pairs throughout
     train(img, strokes, steps=2, **TINY)
@@ -225,17 +232,9 @@ def test_in_2d_the_longest_pairs_leave_after_the_first_steps(data2d, monkeypatch
     small objects (nuclei ~10 px across come out ~1 px short), so a 2D run drops them after its
     first ``REG_LONG_STEPS`` steps."""
     import napari_unet.core.train as tr
-    import napari_unet.core.train.loop as loop
 
     img, sem, strokes = data2d
-    seen = []
-
-    def spy(probs, image, offsets):
-        seen.append({max(abs(v) for v in o) for o in offsets})
-        return real(probs, image, offsets)
-
-    real = loop.edge_aware_potts
-    monkeypatch.setattr(loop, "edge_aware_potts", spy)
+    seen = _spy_pair_distances(monkeypatch)
     monkeypatch.setattr(tr, "REG_RAMP", 0.0)             # the regulariser from the first step
     monkeypatch.setattr(tr, "REG_LONG_STEPS", 3)
     train(img, strokes, steps=6, **TINY)
