@@ -110,7 +110,7 @@ REG_DILATIONS = tuple(int(v) for v in os.environ.get("NAPARI_UNET_REG_DIL", "1,2
 REG_DILATIONS_3D = tuple(int(v) for v in os.environ.get("NAPARI_UNET_REG_DIL_3D", "1,2,4").split(","))
 # 2D: the longest pairs for a run's first REG_LONG_STEPS steps only, whose convergence they speed
 # up; after that they would shrink small objects (nuclei ~10 px across, 900 steps: 0.930 -> 0.941;
-# phase contrast, 600 steps: -0.004 to -0.006; docs/quality.md, twenty-first session). 0: the
+# phase contrast, 600 steps: -0.004 to -0.009; docs/quality.md, twenty-first session). 0: the
 # longest pairs throughout
 REG_LONG_STEPS = int(os.environ.get("NAPARI_UNET_REG_LONG_STEPS", 300))
 # 3D on a CPU: train channels-last-3d, as prediction does (oneDNN's 3D convolutions, their
