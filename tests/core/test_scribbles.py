@@ -547,3 +547,11 @@ def test_the_regulariser_sits_out_objects_neither_brighter_nor_darker_than_the_b
     # the user is told when training starts (the CLI's "note:", the Train widget's orange line)
     assert notes["relief"].startswith("the painted objects are neither brighter nor darker")
     assert notes["fluorescence"] == notes["relief, off"] == ""
+    # in 2D the calibration moves such boundaries onto the strongest edges, and the note says so;
+    # with the calibration off it does not, and neither does the note
+    assert "strongest edges near them" in notes["relief"]
+    monkeypatch.setattr(tr, "REG_NEEDS_POLARITY", True)
+    monkeypatch.setattr(tr, "EDGE_CALIBRATION", False)
+    events = list(iter_train(relief, strokes, steps=2, **TINY))
+    alone = next(ev.advice for ev in events if isinstance(ev, TrainStarted))
+    assert "from the network alone" in alone and "strongest edges" not in alone

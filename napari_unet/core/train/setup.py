@@ -20,7 +20,7 @@ from ..errors import UserError, UserTypeError, option
 from ..labels import scarce_paint
 from ..limits import check_class_count, check_training_memory
 from ..losses import AppearancePrior, neighbour_offsets
-from .calibration import MIN_UNPAINTED, carried_threshold, shift_head
+from .calibration import MIN_UNPAINTED, NO_POLARITY, carried_threshold, shift_head
 from ..model import UNet, build_model, model_meta, replace_head
 from .config import TrainConfig, _check_int, _patch_arg, _pkg, default_architecture, default_patch_batch
 from .tuning import _adamw
@@ -288,7 +288,8 @@ class Setup:
                 v.val, v.train = v.train, np.zeros_like(v.train)
         self.potts_weight = self.reg_weight if _paint_has_polarity(vols) else 0.0
         if self.reg_weight > 0 and not self.potts_weight:   # said when training starts
-            note = NO_POLARITY_NOTE if dims == 2 else NO_POLARITY_NOTE_STACK
+            edges = dims == 2 and _pkg().EDGE_CALIBRATION and NO_POLARITY == "gradient"   # (calibration)
+            note = NO_POLARITY_NOTE if edges else NO_POLARITY_NOTE_ALONE
             p.advice = "; ".join(filter(None, (p.advice, note)))
         counts = find_centres(vols, p.classes, rng)
         self.train_pixels = int(counts[:, 1:].sum())
@@ -378,8 +379,7 @@ _NO_POLARITY = ("the painted objects are neither brighter nor darker than the pa
                 "it meets them")
 NO_POLARITY_NOTE = _NO_POLARITY.format(" and, at the end, the strongest edges near them, not from "
                                        "their brightness")
-# stacks keep the network's boundary (calibration.NO_POLARITY is 2D only)
-NO_POLARITY_NOTE_STACK = _NO_POLARITY.format(" alone, not from the image's edges")
+NO_POLARITY_NOTE_ALONE = _NO_POLARITY.format(" alone, not from the image's edges")  # stacks; no fallback
 
 
 def _paint_has_polarity(vols) -> bool:
