@@ -80,8 +80,10 @@ class TrainWidget(TrainEvents, ModelActions, TrainLifecycle, QWidget):
         self.keep_better.setToolTip(
             "At the end of a continued run, score the new and the previous weights on all the "
             "paint (your corrections included) and keep the one that fits it better; with "
-            "nothing new painted, the new weights must fit it better and put the boundaries "
-            "clearly closer to the image's edges to be kept. 'Revert' swaps to the other one "
+            "nothing new painted, the new weights must either fit it better and put the "
+            "boundaries clearly closer to the image's edges, or give a clearly steadier "
+            "prediction (the mirrored image's agreeing with it) while fitting the paint nearly "
+            "as well. 'Revert' swaps to the other one "
             "(the run's own weights when the previous model was kept); untick this box to "
             "always take the new weights.")
 

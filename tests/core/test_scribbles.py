@@ -103,7 +103,10 @@ def test_keep_better_keeps_the_previous_model_when_a_run_makes_it_worse(data2d):
     assert fin.model.meta["training"]["total_steps"] == 40 and other.meta["training"]["total_steps"] == 48
 
 
-def test_keep_better_takes_the_new_weights_when_they_fit_the_paint_better(data2d):
+def test_keep_better_takes_the_new_weights_when_they_fit_the_paint_better(data2d, monkeypatch):
+    import napari_unet.core.train as tr
+
+    monkeypatch.setattr(tr, "STEADY_GAIN", 0.0)   # the fit and the edges decide (steadiness: below)
     img, sem, strokes = data2d
     base = train(img, strokes, steps=2, **TINY)
     events = list(iter_train(img, strokes, model=base, steps=40, keep_better=True,
@@ -482,8 +485,12 @@ def test_training_runs_the_appearance_prior_and_its_weight_turns_it_off(data2d, 
 
 def test_keep_better_with_nothing_new_painted_also_asks_the_image_edges(data2d, monkeypatch):
     """Same paint, a better fit to it: the new weights are taken only if their boundaries follow
-    the image's edges clearly better (their region's flux) than the previous model's."""
+    the image's edges clearly better (their region's flux) than the previous model's (a clearly
+    steadier prediction, the other way in, is off here: tested below)."""
+    import napari_unet.core.train as tr
     from napari_unet.core.train import calibration
+
+    monkeypatch.setattr(tr, "STEADY_GAIN", 0.0)
 
     img, sem, strokes = data2d
     base = train(img, strokes, steps=2, **TINY)
@@ -504,6 +511,49 @@ def test_keep_better_with_nothing_new_painted_also_asks_the_image_edges(data2d, 
     assert len(calls) == 2 and fin.kept_previous and "follow the image's edges no better" in fin.message
     for k, v in fin.model.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_keep_better_with_nothing_new_painted_takes_a_clearly_steadier_prediction(data2d, monkeypatch):
+    """Same paint: new weights whose prediction agrees with the mirrored crops' clearly better
+    (a model still settling) are taken even when they fit the strokes a little less well and
+    their edges are no better; a smaller gain, or a fit much worse, keeps the previous model."""
+    import dataclasses
+
+    import napari_unet.core.train as tr
+    from napari_unet.core.train import calibration
+    from napari_unet.core.train.validation import ValidationMixin
+
+    img, sem, strokes = data2d
+    base = train(img, strokes, steps=2, **TINY)
+    opts = {k: v for k, v in TINY.items() if k not in ("base_channels", "depth")}
+    real_validate = ValidationMixin._validate
+    monkeypatch.setattr(calibration, "region_flux", lambda *a, **k: 1.0)   # edges: no gain
+
+    def continued(agreement_gain, fit_change):
+        calls = []
+
+        def staged(self, step, vs=None):
+            v = real_validate(self, step, vs)
+            if vs is None or vs is not self.paintset:
+                return v
+            calls.append(v)
+            if len(calls) == 1:         # the new weights, scored first
+                return dataclasses.replace(v, agreement=0.9 + agreement_gain, mean_iou=0.9 + fit_change)
+            return dataclasses.replace(v, agreement=0.9, mean_iou=0.9)
+        monkeypatch.setattr(ValidationMixin, "_validate", staged)
+        fin = list(iter_train(img, strokes, model=copy.deepcopy(base), steps=6, keep_better=True, **opts))[-1]
+        assert len(calls) == 2
+        return fin
+
+    fin = continued(0.01, -0.005)
+    assert not fin.kept_previous and "clearly steadier (mirror agreement 0.910 against 0.900" in fin.message
+    fin = continued(0.005, +0.01)          # a better fit, a small gain in steadiness, no better edges
+    assert fin.kept_previous and "no steadier (mirror agreement 0.905 against 0.900)" in fin.message
+    fin = continued(0.05, -0.05)           # steadier, but fits the strokes much worse
+    assert fin.kept_previous and "fits the painted strokes better" in fin.message
+    monkeypatch.setattr(tr, "STEADY_GAIN", 0.0)                            # off: the edges decide
+    fin = continued(0.01, +0.01)
+    assert fin.kept_previous and "follow the image's edges no better" in fin.message
 
 
 def test_the_regulariser_sits_out_objects_neither_brighter_nor_darker_than_the_background(data2d, monkeypatch):

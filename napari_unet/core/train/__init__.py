@@ -96,6 +96,12 @@ ANCHOR_WEIGHT = float(os.environ.get("NAPARI_UNET_ANCHOR", 1.0))
 # boundaries must also follow the image's edges clearly better (their region's flux,
 # calibration.region_flux, above the previous model's by calibration.MIN_GAIN, relative)
 KEEP_BETTER_EDGES = os.environ.get("NAPARI_UNET_KEEP_BETTER_EDGES", "1") == "1"
+# ... or, whatever the edges say, if their prediction is clearly steadier: its agreement with that of
+# the mirrored crops (Validation.agreement) up by STEADY_GAIN, the fit to the paint down by at most
+# STEADY_SLACK. Continuations on the same strokes (docs/quality.md, twenty-second session): a gain
+# of 0.008-0.027 came with +0.008 to +0.033 IoU, one of 0.0055 or less with -0.021 to +0.012. 0: off
+STEADY_GAIN = float(os.environ.get("NAPARI_UNET_STEADY_GAIN", 0.0075))
+STEADY_SLACK = 0.01
 # more than two classes: when the paint shows them as kinds of object (each painted object one
 # class; postprocess.classes_are_kinds on the model's own objects around the paint), the model's
 # record says so (meta["one_class_per_object"]) and predictions give each object one class

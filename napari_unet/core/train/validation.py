@@ -88,6 +88,11 @@ class ValidationMixin:
         model.load_state_dict(self.start_state)
         old = self._validate(step, self.paintset)
         scores = None if old is None else (float(old.mean_iou), float(new.mean_iou))
+        steadier = self._steadier(old, new) if getattr(self, "same_paint", False) else ""
+        if steadier:
+            model.load_state_dict(trained)
+            return False, (f"nothing new was painted and the new weights' prediction is clearly "
+                           f"steadier ({steadier})"), scores
         if old is not None and old.mean_iou > new.mean_iou + 1e-3:
             return True, (f"kept the previous model: it fits the painted strokes better "
                           f"(IoU {old.mean_iou:.3f} against {new.mean_iou:.3f} for the new weights)"), scores
@@ -115,13 +120,28 @@ class ValidationMixin:
                                   f"new weights fit the painted strokes better (IoU {new.mean_iou:.3f} "
                                   f"against {old.mean_iou:.3f}), their boundaries follow the image's "
                                   f"edges no better (edge flux {flux_new:.4g} against "
-                                  f"{flux_old:.4g})"), scores
+                                  f"{flux_old:.4g}) and their prediction is no steadier (mirror "
+                                  f"agreement {new.agreement:.3f} against {old.agreement:.3f})"), scores
                 edges = f", edge flux {flux_new:.4g} against {flux_old:.4g}"
         model.load_state_dict(trained)
         if old is None:
             return False, "", None
         return False, (f"the new weights fit the painted strokes at least as well as the previous "
                        f"model (IoU {new.mean_iou:.3f} against {old.mean_iou:.3f}{edges})"), scores
+
+    @staticmethod
+    def _steadier(old: Validation | None, new: Validation) -> str:
+        """Nothing new painted: whether the new weights' prediction agrees with that of the
+        mirrored crops clearly better than the previous model's (by ``STEADY_GAIN``, mean IoU over
+        all pixels of the crops) while fitting the paint nearly as well (``STEADY_SLACK``): a
+        model still settling. Returns the comparison for the message, or "" if not."""
+        gain, slack = _pkg().STEADY_GAIN, _pkg().STEADY_SLACK
+        if old is None or gain <= 0 or not (np.isfinite(old.agreement) and np.isfinite(new.agreement)):
+            return ""
+        if new.agreement < old.agreement + gain or new.mean_iou < old.mean_iou - slack:
+            return ""
+        return (f"mirror agreement {new.agreement:.3f} against {old.agreement:.3f}; IoU on the "
+                f"painted strokes {new.mean_iou:.3f} against {old.mean_iou:.3f}")
 
     def _discarded_model(self) -> torch.nn.Module:
         """The run's own weights that keep_better set aside, as a finished model (on the CPU,
