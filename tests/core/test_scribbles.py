@@ -554,6 +554,7 @@ def test_keep_better_with_nothing_new_painted_takes_a_clearly_steadier_predictio
     monkeypatch.setattr(tr, "STEADY_GAIN", 0.0)                            # off: the edges decide
     fin = continued(0.01, +0.01)
     assert fin.kept_previous and "follow the image's edges no better" in fin.message
+    assert "steadier" not in fin.message
 
 
 def test_the_regulariser_sits_out_objects_neither_brighter_nor_darker_than_the_background(data2d, monkeypatch):

@@ -116,12 +116,13 @@ class ValidationMixin:
 
                 if flux_new <= flux_old + MIN_GAIN * abs(flux_old):
                     model.load_state_dict(self.start_state)
+                    steady = (f" and their prediction is no steadier (mirror agreement {new.agreement:.3f} "
+                              f"against {old.agreement:.3f})") if _pkg().STEADY_GAIN > 0 else ""
                     return True, (f"kept the previous model: nothing new was painted and, although the "
                                   f"new weights fit the painted strokes better (IoU {new.mean_iou:.3f} "
                                   f"against {old.mean_iou:.3f}), their boundaries follow the image's "
                                   f"edges no better (edge flux {flux_new:.4g} against "
-                                  f"{flux_old:.4g}) and their prediction is no steadier (mirror "
-                                  f"agreement {new.agreement:.3f} against {old.agreement:.3f})"), scores
+                                  f"{flux_old:.4g}){steady}"), scores
                 edges = f", edge flux {flux_new:.4g} against {flux_old:.4g}"
         model.load_state_dict(trained)
         if old is None:
@@ -136,7 +137,8 @@ class ValidationMixin:
         all pixels of the crops) while fitting the paint nearly as well (``STEADY_SLACK``): a
         model still settling. Returns the comparison for the message, or "" if not."""
         gain, slack = _pkg().STEADY_GAIN, _pkg().STEADY_SLACK
-        if old is None or gain <= 0 or not (np.isfinite(old.agreement) and np.isfinite(new.agreement)):
+        vals = (0.0,) if old is None else (old.agreement, new.agreement, old.mean_iou, new.mean_iou)
+        if old is None or gain <= 0 or not np.all(np.isfinite(vals)):
             return ""
         if new.agreement < old.agreement + gain or new.mean_iou < old.mean_iou - slack:
             return ""
