@@ -547,6 +547,7 @@ def test_keep_better_with_nothing_new_painted_takes_a_clearly_steadier_predictio
 
     fin = continued(0.01, -0.005)
     assert not fin.kept_previous and "clearly steadier (mirror agreement 0.910 against 0.900" in fin.message
+    assert fin.discarded is None and fin.model.meta["training"]["total_steps"] == 8   # the run's own weights
     fin = continued(0.005, +0.01)          # a better fit, a small gain in steadiness, no better edges
     assert fin.kept_previous and "no steadier (mirror agreement 0.905 against 0.900)" in fin.message
     fin = continued(0.05, -0.05)           # steadier, but fits the strokes much worse
