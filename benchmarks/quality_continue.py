@@ -1,7 +1,7 @@
 """Continuing with nothing new painted: does keep-better keep the right weights?
 
-For each image: the interactive simulation's first strokes (``strokes.lines``, 10% of the
-objects, background lines 4 px away), ``--round0`` fixed steps; its corrections
+For each image: the interactive simulation's first strokes
+(``quality_interactive.first_strokes``), ``--round0`` fixed steps; its corrections
 (``strokes.corrections``), ``--round1`` steps from that model; then, from the round-1 model,
 one continuation per training seed on the **same** strokes (``--steps`` steps,
 ``keep_better=True``). Each continuation scores both weights against the truth (the kept one
@@ -23,10 +23,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 import strokes as S
-from quality_methods import load_image, ours, score
+from quality_interactive import first_strokes
+from quality_methods import load_image, ours, predicted_labels, score
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +58,6 @@ def _record_signals(seen: dict) -> None:
 def continuations(name: str, data: Path, seeds: list[int], *, round0: int, round1: int, steps: int,
                   stroke_seed: int, log=None) -> list[dict]:
     import napari_unet
-    from napari_unet.core.postprocess import probabilities_to_labels, suggests_one_class_per_object
 
     log = log or (lambda *a: print(*a, flush=True))
     im = load_image(name, data)
@@ -67,12 +65,9 @@ def continuations(name: str, data: Path, seeds: list[int], *, round0: int, round
         raise SystemExit(f"{name}: 2D images only")
 
     def iou_of(model):
-        probs = napari_unet.predict(model, im.img, device="cpu", channel_axis=im.options.get("channel_axis"))
-        lab = probabilities_to_labels(probs, one_class_per_object=suggests_one_class_per_object(model.meta))
-        return score(lab.astype(np.uint8), im.truth)
+        return score(predicted_labels(model, im.img, im.options.get("channel_axis"))[0], im.truth)
 
-    strokes = S.lines(im.truth, stroke_seed, margin=4, fraction=0.1, instances=im.instances,
-                      thin=im.thin, n_background=8)
+    strokes = first_strokes(im, stroke_seed)
     r0 = ours(im.img, strokes, dims=2, steps=round0, seed=0, **im.options)
     strokes, _ = S.corrections(r0.labels, im.truth, strokes, n=8)
     r1 = ours(im.img, strokes, dims=2, steps=round1, init=r0.model, seed=0, **im.options)

@@ -17,6 +17,12 @@ import strokes as S
 from quality_methods import Image, ours, score
 
 
+def first_strokes(im: Image, seed: int) -> np.ndarray:
+    """Round 0's strokes: lines through 10% of the objects, 8 background lines 4 px away."""
+    return S.lines(im.truth, seed, margin=4, fraction=0.1, instances=im.instances, thin=im.thin,
+                   n_background=8)
+
+
 def simulate(im: Image, *, round_time: float | None, rounds: int = 3, n_new: int = 8, seed: int = 1,
              round_steps: int | None = None, train_seed: int = 0, log=print) -> list[dict]:
     """Run the simulation on ``im``; one dict per round: round, new_strokes, painted (px),
@@ -25,8 +31,7 @@ def simulate(im: Image, *, round_time: float | None, rounds: int = 3, n_new: int
     machine's load, so that runs can go side by side); ``train_seed`` seeds the training."""
     if im.truth.ndim != 2:
         raise ValueError("the interactive simulation paints 2D images only")
-    strokes = S.lines(im.truth, seed, margin=4, fraction=0.1, instances=im.instances,
-                      thin=im.thin, n_background=8)
+    strokes = first_strokes(im, seed)
     out, model, new = [], None, 0
     for r in range(rounds + 1):
         if r > 0:

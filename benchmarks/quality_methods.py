@@ -269,12 +269,18 @@ def ours(img, strokes, *, dims: int, time_limit: float | None = None, steps: int
     if getattr(last, "reason", None) in ("nan", "error"):
         raise RuntimeError(f"training ended with {last.reason}: {getattr(last, 'message', '')}")
     model = last.model
-    probs = napari_unet.predict(model, img, device="cpu", channel_axis=options.get("channel_axis"))
-    # the labels Predict gives by default: argmax, each object one class where the model's
-    # training found each painted object of one class (more than two classes)
-    from napari_unet.core.postprocess import probabilities_to_labels, suggests_one_class_per_object
-
-    labels = probabilities_to_labels(probs, one_class_per_object=suggests_one_class_per_object(model.meta))
-    labels = labels.astype(np.uint8)
+    labels, probs = predicted_labels(model, img, options.get("channel_axis"))
     return Run(labels, model, int(getattr(last, "step", 0)), secs,
                bool(getattr(last, "kept_previous", False)), getattr(last, "message", ""), probs)
+
+
+def predicted_labels(model, img, channel_axis: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``napari_unet.predict`` on the CPU, then the labels Predict gives by default (uint8):
+    argmax, each object one class where the model's training found each painted object of one
+    class (more than two classes). Returns (labels, probabilities)."""
+    import napari_unet
+    from napari_unet.core.postprocess import probabilities_to_labels, suggests_one_class_per_object
+
+    probs = napari_unet.predict(model, img, device="cpu", channel_axis=channel_axis)
+    labels = probabilities_to_labels(probs, one_class_per_object=suggests_one_class_per_object(model.meta))
+    return labels.astype(np.uint8), probs

@@ -137,8 +137,9 @@ class ValidationMixin:
         all pixels of the crops) while fitting the paint nearly as well (``STEADY_SLACK``): a
         model still settling. Returns the comparison for the message, or "" if not."""
         gain, slack = _pkg().STEADY_GAIN, _pkg().STEADY_SLACK
-        vals = (0.0,) if old is None else (old.agreement, new.agreement, old.mean_iou, new.mean_iou)
-        if old is None or gain <= 0 or not np.all(np.isfinite(vals)):
+        if old is None or gain <= 0:
+            return ""
+        if not np.all(np.isfinite((old.agreement, new.agreement, old.mean_iou, new.mean_iou))):
             return ""
         if new.agreement < old.agreement + gain or new.mean_iou < old.mean_iou - slack:
             return ""
