@@ -167,6 +167,59 @@ def test_no_edge_gain_keeps_one_half():
     assert choose_threshold([float("nan")] * len(THRESHOLDS)) == 0.5
 
 
+def test_a_reference_threshold_stays_unless_another_is_clearly_better():
+    """A continued model's own threshold is the reference: flat edges keep it, not 0.5."""
+    from napari_unet.core.train.calibration import MIN_GAIN, RECALL_TOL
+
+    n, i5 = len(THRESHOLDS), THRESHOLDS.index(0.55)
+    flat = [1.0] * n
+    assert choose_threshold(flat) == 0.5 and choose_threshold(flat, reference=0.8) == 0.8
+    small = list(flat)
+    small[i5] = 1.0 + MIN_GAIN / 2                      # under MIN_GAIN over the reference
+    assert choose_threshold(small, reference=0.8) == 0.8
+    clear = list(flat)
+    clear[i5] = 1.0 + 3 * MIN_GAIN                      # clearly better: it moves
+    assert choose_threshold(clear, reference=0.8) == 0.55
+    recall = [0.9] * n
+    recall[i5] = 0.9 - 2 * RECALL_TOL                   # ... unless it loses the reference's paint
+    assert choose_threshold(clear, recall=recall, reference=0.8) == 0.8
+    recall = [0.9] * n
+    recall[THRESHOLDS.index(0.8)] = 0.9 - 2 * RECALL_TOL  # a reference that loses 0.5's paint: 0.5
+    assert choose_threshold(flat, recall=recall, reference=0.8) == 0.5
+    assert choose_threshold(clear, recall=recall, reference=0.8) == 0.55
+    assert choose_threshold([float("nan")] * n, reference=0.8) == 0.8
+    assert choose_threshold(flat, reference=0.123) == 0.5   # not on the grid: 0.5
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_continuing_keeps_the_models_threshold_where_the_edges_do_not_choose(keep, monkeypatch):
+    """A correction round on a model calibrated at 0.8 whose edges score every threshold alike
+    keeps 0.8 (its head shifted again, the record saying so); switched off, it falls to 0.5."""
+    from napari_unet.core.synthetic import make_nuclei
+
+    img, sem, _ = make_nuclei((96, 96), seed=0)
+    sparse = np.zeros_like(sem)
+    sparse[::8] = sem[::8]
+    m = train(img, sparse, steps=4, device="cpu", seed=0, base_channels=4, depth=2)
+    trained_bias = m.head.bias.detach().clone()     # whatever this run chose, from its trained head
+    if m.meta["edge_threshold"] is not None:
+        shift_head(m, 1.0 - m.meta["edge_threshold"])
+        trained_bias = m.head.bias.detach().clone()
+    shift_head(m, 0.8)
+    m.meta["edge_threshold"] = 0.8
+    monkeypatch.setattr(calibration, "flux_scores", lambda *a, **k: [1.0] * len(THRESHOLDS))
+    monkeypatch.setattr(calibration, "CONTINUE_KEEPS_THRESHOLD", keep)
+    monkeypatch.setattr(calibration, "RECALL_TOL", 1.0)    # a 4-step model's paint at 0.8: not the point here
+    again = train(img, sparse, model=m, steps=2, lr=1e-12, device="cpu", seed=0)
+    assert again.meta["edge_threshold"] == (0.8 if keep else None)
+    assert again.meta["training"]["edge_threshold"] == (0.8 if keep else 0.5)
+    expected = build_model(dims=2, base_channels=4, depth=2)    # the trained head, shifted to 0.8 or not
+    expected.head.bias.data.copy_(trained_bias)
+    if keep:
+        shift_head(expected, 0.8)
+    assert torch.allclose(again.head.bias, expected.head.bias, atol=1e-5)
+
+
 def test_shift_head_makes_argmax_a_threshold():
     torch.manual_seed(0)
     model = build_model(dims=2, classes=2, base_channels=4, depth=2)

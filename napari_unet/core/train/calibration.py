@@ -30,14 +30,13 @@ image of glands: 0.99 chosen, IoU 0.872 where 0.5 gives 0.938; seventeenth sessi
 
 The threshold goes into the head's bias, so the model's argmax, its probability maps and
 everything downstream agree; the model's metadata records it (``meta["edge_threshold"]``). A run
-that continues such a model undoes the shift first and chooses again at the end: shifts applied
-on top of shifts shrank the nuclei round after round in the interactive simulation. Skipped when
-the paint leaves no gap (dense labels). Stacks are calibrated plane by plane (the Laplacian in
-YX) with the flux; with the mean gradient they are not (``EDGE_CALIBRATION_STACKS``): blurred
-along Z, an object's top and bottom planes show a dim cross-section whose in-plane edges lie
-inside it, and a mean along the contour rose as a higher threshold cut those planes away. With
-more than two classes the boundary moved is the background's against all object classes
-(:func:`object_odds`), which keep their order among themselves.
+that continues such a model undoes the shift first and chooses again at the end (shifts on top of
+shifts shrank the nuclei round after round), keeping its own unless another is clearly better
+(twenty-third session). Skipped when the paint leaves no gap (dense labels). Stacks are
+calibrated plane by plane (the Laplacian in YX) with the flux; with the mean gradient they are
+not (``EDGE_CALIBRATION_STACKS``: a Z-blurred object's dim top and bottom planes were cut away
+to raise the mean along the contour). With more than two classes the background's boundary
+against all object classes moves (:func:`object_odds`); they keep their order among themselves.
 
 The flux needs a polarity: objects brighter or darker than the background. Where the paint shows
 neither for a class (one of its painted pixels is brighter than a painted background pixel about
@@ -47,10 +46,9 @@ stays; so it does when painted classes lie on both sides, which would each want 
 (:func:`paint_polarity`, :data:`MIN_POLARITY`; nineteenth session). In 2D the mean gradient along
 the contour, which needs no polarity, scores them instead (:data:`NO_POLARITY`; twentieth session).
 
-Each object's flux counts in units of its own contrast (:func:`contrast_weights`): nuclei whose
-brightness spans a 50-fold range (transfection, the cell cycle, uneven staining) have Laplacians
-as far apart, and summed in the image's units the bright ones chose the threshold for all, one
-that trimmed their blurred rims and cut the dim ones short (twentieth session).
+Each object's flux counts in units of its own contrast (:func:`contrast_weights`): summed in the
+image's units, bright nuclei among dim ones (a 50-fold range) chose a threshold that trimmed
+their rims and cut the dim ones short (twentieth session).
 """
 from __future__ import annotations
 
@@ -67,18 +65,17 @@ if os.environ.get("NAPARI_UNET_EDGE_TWO_SIDED", "1") == "1":   # also grow the o
     THRESHOLDS = THRESHOLDS + (0.45, 0.4, 0.35, 0.3, 0.2, 0.1)
     LOWEST = float(os.environ.get("NAPARI_UNET_EDGE_LOWEST", 0.01))   # (module notes)
     THRESHOLDS = THRESHOLDS + tuple(t for t in (0.05, 0.03, 0.02, 0.01) if t >= LOWEST)
-# "flux" (default): the image's Laplacian summed over the region; "gradient": the mean gradient
-# magnitude along the contour (up to the thirteenth session; kept to compare)
+# "flux": the Laplacian summed over the region; "gradient": the mean gradient along the contour
 CRITERION = os.environ.get("NAPARI_UNET_EDGE_CRITERION", "flux")
-MIN_GAIN = 0.01            # a relative gain in edge strength below this keeps 0.5
-# the object's own paint must stay: a threshold may lose at most this share of the painted
-# object pixels that 0.5 keeps (it would otherwise cut away weak parts of the object, whose
-# removal raises the mean edge strength of what is left)
+MIN_GAIN = 0.01            # a relative gain in edge strength below this keeps 0.5 (or the reference)
+# a continued model keeps its threshold unless another is clearly better (0: 0.5 in every run)
+CONTINUE_KEEPS_THRESHOLD = os.environ.get("NAPARI_UNET_EDGE_KEEP_PRIOR", "1") == "1"
+# a threshold may lose at most this share of the painted object (and background) pixels that the
+# reference keeps (cutting weak parts of an object away raises the mean edge strength left)
 RECALL_TOL = float(os.environ.get("NAPARI_UNET_EDGE_RECALL_TOL", 0.04))
 MIN_UNPAINTED = 0.1        # dense paint (less unpainted than this share of the crops): nothing to do
-# the flux is signed by the objects' polarity, read from the paint: a painted object pixel must be
-# brighter (or darker) than a painted background pixel with a probability at least this far from
-# a coin's 0.5 (:func:`brighter_share`), or the objects have no polarity and 0.5 stays. Every
+# the flux is signed by the objects' polarity, read from the paint: an object pixel brighter (or
+# darker) than a background pixel with a probability this far from 0.5 (:func:`brighter_share`). Every
 # benchmark case is 0.385 or more from it (EM membranes painted with dots, the least: 0.115); DIC
 # relief (each object lit on one side, shaded on the other, its interior the background's grey)
 # 0.016, where the flux had moved the boundary to 0.97 and cut the objects short (0.652 -> 0.627)
@@ -87,13 +84,11 @@ MIN_POLARITY = float(os.environ.get("NAPARI_UNET_EDGE_MIN_POLARITY", 0.2))
 # thresholds by the mean gradient magnitude along the contour (which needs none; in 2D); "keep"
 # keeps 0.5 (the nineteenth session). DIC at 500 steps 0.645 -> 0.684 (twentieth session)
 NO_POLARITY = os.environ.get("NAPARI_UNET_EDGE_NO_POLARITY", "gradient")
-# holes a threshold above 0.5 carves inside objects count in its flux (up to the seventeenth session)
-EDGE_NEW_HOLES = os.environ.get("NAPARI_UNET_EDGE_NEW_HOLES", "0") == "1"
+EDGE_NEW_HOLES = os.environ.get("NAPARI_UNET_EDGE_NEW_HOLES", "0") == "1"   # (to the 17th session)
 # each object's flux in units of its own contrast (:func:`contrast_weights`); "0": in the image's
 # units, where the brightest objects decide for all (up to the nineteenth session)
 EDGE_PER_OBJECT = os.environ.get("NAPARI_UNET_EDGE_PER_OBJECT", "1") == "1"
-# an object's contrast counts as at least this share of the median object's (a faint speck's
-# weight stays bounded: its Laplacian is mostly noise)
+# an object's contrast counts as at least this share of the median object's (a faint speck's flux is noise)
 MIN_CONTRAST_SHARE = 0.25
 
 
@@ -235,19 +230,23 @@ def edge_scores(fg_prob: np.ndarray, grad: np.ndarray, valid: np.ndarray,
 
 
 def choose_threshold(scores: list[float], thresholds=THRESHOLDS, recall: list[float] | None = None,
-                     bg_recall: list[float] | None = None) -> float:
-    """The threshold of the best score (``thresholds[0]`` is 0.5), if it beats 0.5's by
-    ``MIN_GAIN`` (relative), among those that keep the painted object pixels (``recall``, per
-    threshold) and the painted background pixels (``bg_recall``) within ``RECALL_TOL`` of 0.5's."""
-    if not scores or not math.isfinite(scores[0]):
-        return 0.5
-    def keeps(r: list[float] | None, i: int) -> bool:
+                     bg_recall: list[float] | None = None, reference: float = 0.5) -> float:
+    """The best score's threshold if it beats the ``reference``'s by ``MIN_GAIN`` (relative), among
+    those keeping the painted object (``recall``, per threshold) and background (``bg_recall``)
+    pixels within ``RECALL_TOL`` of 0.5's; else the reference: 0.5, or a continued model's own
+    threshold if it keeps them too (``CONTINUE_KEEPS_THRESHOLD``: rounds do not move boundaries
+    back to 0.5 where the edges barely prefer one threshold, as on nuclei)."""
+    def keeps(r: list[float] | None, i: int) -> bool:   # against 0.5's, whatever the reference
         return r is None or not math.isfinite(r[0]) or r[i] >= r[0] - RECALL_TOL
 
-    allowed = [keeps(recall, i) and keeps(bg_recall, i) for i in range(len(scores))]
+    allowed = [keeps(recall, i) and keeps(bg_recall, i) for i in range(len(thresholds))]
+    r0 = thresholds.index(reference) if reference in thresholds and allowed[thresholds.index(reference)] else 0
+    if not scores or not math.isfinite(scores[r0]):
+        return float(thresholds[r0])
     best = max(range(len(scores)), key=lambda i: scores[i] if math.isfinite(scores[i]) and allowed[i]
                else -math.inf)
-    return float(thresholds[best]) if scores[best] > scores[0] + MIN_GAIN * abs(scores[0]) else 0.5
+    gain = scores[best] > scores[r0] + MIN_GAIN * abs(scores[r0])
+    return float(thresholds[best] if gain else thresholds[r0])
 
 
 def object_odds(probs: torch.Tensor) -> torch.Tensor:
@@ -332,10 +331,11 @@ def brighter_share(a: np.ndarray, b: np.ndarray, most: int = 20000) -> float:
 
 
 def edge_threshold(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, to_dev,
-                   autocast: dict, batch: int) -> tuple[float, list[float]] | None:
+                   autocast: dict, batch: int, reference: float = 0.5) -> tuple[float, list[float]] | None:
     """The edge-aligned threshold between the background and the objects (:func:`object_odds`)
     for ``model`` on the crops ``x`` ``(N, C, *patch)`` with their paint ``y`` (the objects'
-    paint must stay), and the edge score of each threshold."""
+    paint must stay), and the edge score of each threshold; ``reference``: the threshold kept
+    unless another is clearly better (:func:`choose_threshold`)."""
     p = _object_odds_of(model, x, to_dev=to_dev, autocast=autocast, batch=batch)
     xs, img, valid, polarity, obj, bg = _flux_inputs(x, y, p.shape)
     # both kinds of paint, no polarity: the mean gradient in 2D (stacks keep 0.5: module notes)
@@ -344,12 +344,12 @@ def edge_threshold(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
         scores = edge_scores(p, _plane_gradient(xs), valid)
     else:
         if polarity is None:
-            return 0.5, []                # no polarity in the paint (paint_polarity): keep 0.5
+            return reference, []          # no polarity in the paint (paint_polarity): keep the reference
         weights = contrast_weights(p, img, polarity) if EDGE_PER_OBJECT else None
         scores = flux_scores(p, _plane_laplacian(img), valid, polarity, weights=weights)
     recall = [float((p[obj] > th).mean()) if obj.any() else math.nan for th in THRESHOLDS]
     bg_recall = [float((p[bg] <= th).mean()) if bg.any() else math.nan for th in THRESHOLDS]
-    return choose_threshold(scores, recall=recall, bg_recall=bg_recall), scores
+    return choose_threshold(scores, recall=recall, bg_recall=bg_recall, reference=reference), scores
 
 
 def flux_evidence(x: torch.Tensor, y: torch.Tensor) -> tuple[np.ndarray, np.ndarray, float] | None:

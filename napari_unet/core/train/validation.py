@@ -190,11 +190,13 @@ class ValidationMixin:
         if self._stopped():  # no time to choose: the threshold the model came with
             self._reapply_prior_threshold()
             return
-        from .calibration import edge_threshold, shift_head
+        from .calibration import CONTINUE_KEEPS_THRESHOLD, THRESHOLDS, edge_threshold, shift_head
 
         amp = dict(device_type=self.p.dev.type, dtype=self.amp, enabled=self.amp is not None)
+        prior = getattr(self, "prior_threshold", None)
+        ref = prior if CONTINUE_KEEPS_THRESHOLD and prior in THRESHOLDS else 0.5
         found = edge_threshold(self.p.model, self.calset.x, self.calset.y, to_dev=self._to_dev,
-                               autocast=amp, batch=max(1, self.batch * 2))
+                               autocast=amp, batch=max(1, self.batch * 2), reference=ref)
         if found is None:
             return
         self.edge_threshold = found[0]
