@@ -70,8 +70,8 @@ CRITERION = os.environ.get("NAPARI_UNET_EDGE_CRITERION", "flux")
 MIN_GAIN = 0.01            # a relative gain in edge strength below this keeps 0.5 (or the reference)
 # a continued model keeps its threshold unless another is clearly better (0: 0.5 in every run)
 CONTINUE_KEEPS_THRESHOLD = os.environ.get("NAPARI_UNET_EDGE_KEEP_PRIOR", "1") == "1"
-# a threshold may lose at most this share of the painted object (and background) pixels that the
-# reference keeps (cutting weak parts of an object away raises the mean edge strength left)
+# a threshold (the reference too) may lose at most this share of the painted object (and background)
+# pixels that 0.5 keeps (cutting weak parts of an object away raises the mean edge strength left)
 RECALL_TOL = float(os.environ.get("NAPARI_UNET_EDGE_RECALL_TOL", 0.04))
 MIN_UNPAINTED = 0.1        # dense paint (less unpainted than this share of the crops): nothing to do
 # the flux is signed by the objects' polarity, read from the paint: an object pixel brighter (or
