@@ -240,7 +240,7 @@ def choose_threshold(scores: list[float], thresholds=THRESHOLDS, recall: list[fl
         return r is None or not math.isfinite(r[0]) or r[i] >= r[0] - RECALL_TOL
 
     allowed = [keeps(recall, i) and keeps(bg_recall, i) for i in range(len(thresholds))]
-    r0 = thresholds.index(reference) if reference in thresholds and allowed[thresholds.index(reference)] else 0
+    r0 = next((i for i, t in enumerate(thresholds) if t == reference and allowed[i]), 0)
     if not scores or not math.isfinite(scores[r0]):
         return float(thresholds[r0])
     best = max(range(len(scores)), key=lambda i: scores[i] if math.isfinite(scores[i]) and allowed[i]

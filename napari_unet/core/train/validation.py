@@ -88,7 +88,8 @@ class ValidationMixin:
         model.load_state_dict(self.start_state)
         old = self._validate(step, self.paintset)
         scores = None if old is None else (float(old.mean_iou), float(new.mean_iou))
-        steadier = self._steadier(old, new) if getattr(self, "same_paint", False) else ""
+        same_paint = getattr(self, "same_paint", False)   # nothing painted since the starting model
+        steadier = self._steadier(old, new) if same_paint else ""
         if steadier:
             model.load_state_dict(trained)
             return False, (f"nothing new was painted and the new weights' prediction is clearly "
@@ -97,12 +98,12 @@ class ValidationMixin:
             return True, (f"kept the previous model: it fits the painted strokes better "
                           f"(IoU {old.mean_iou:.3f} against {new.mean_iou:.3f} for the new weights)"), scores
         # nothing new painted and no better fit: the pixels nobody painted would move at random
-        if old is not None and getattr(self, "same_paint", False) and new.mean_iou <= old.mean_iou + 1e-3:
+        if old is not None and same_paint and new.mean_iou <= old.mean_iou + 1e-3:
             return True, (f"kept the previous model: nothing new was painted and the new weights fit "
                           f"the painted strokes no better (IoU {new.mean_iou:.3f} against "
                           f"{old.mean_iou:.3f})"), scores
         edges = ""
-        if old is not None and getattr(self, "same_paint", False) and _pkg().KEEP_BETTER_EDGES:
+        if old is not None and same_paint and _pkg().KEEP_BETTER_EDGES:
             # nothing new painted, a better fit: fitting the same strokes better can still move the
             # boundaries nobody painted (every such round measured lost 0.003-0.012 IoU); the new
             # weights must also put them clearly closer to the image's edges (a relative gain in
