@@ -29,13 +29,17 @@ def first_strokes(im: Image, seed: int) -> np.ndarray:
                    n_background=8)
 
 
-def round_detail(run, truth: np.ndarray, before: np.ndarray | None, new: np.ndarray | None) -> dict:
+def round_detail(run, truth: np.ndarray, before: np.ndarray | None, new: np.ndarray | None,
+                 strokes: np.ndarray | None = None) -> dict:
     """What one round did: ``run`` (``quality_methods.Run``) against ``truth``; ``before``: the
-    previous round's labels and ``new``: the pixels its corrections painted (None in round 0)."""
+    previous round's labels and ``new``: the pixels its corrections painted (None in round 0)
+    in ``strokes`` (the round's paint: ``new_px``, those pixels by class)."""
     from scipy import ndimage as ndi
 
     obj, true_obj = run.labels > 1, truth > 1
     out = dict(false_pos=int(np.count_nonzero(obj & ~true_obj)), false_neg=int(np.count_nonzero(~obj & true_obj)))
+    if new is not None and strokes is not None:
+        out["new_px"] = {int(c): int(n) for c, n in zip(*np.unique(strokes[new], return_counts=True))}
     if new is not None and before is not None:
         dist = ndi.distance_transform_edt(~new) if new.any() else np.full(truth.shape, np.inf)
         right, was = run.labels == truth, before == truth
@@ -82,9 +86,7 @@ def simulate(im: Image, *, round_time: float | None, rounds: int = 3, n_new: int
                    painted_pct=100.0 * np.count_nonzero(strokes) / strokes.size,
                    iou=score(run.labels, im.truth), steps=run.steps, seconds=run.seconds,
                    kept_previous=run.kept_previous)
-        detail = round_detail(run, im.truth, before, added)
-        if added is not None:
-            detail["new_px"] = {int(c): int(n) for c, n in zip(*np.unique(strokes[added], return_counts=True))}
+        detail = round_detail(run, im.truth, before, added, strokes)
         row.update(detail)
         out.append(row)
         log(f"[{im.name}/interactive] round {r}: +{new} strokes, {row['painted']} px painted "

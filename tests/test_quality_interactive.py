@@ -32,7 +32,11 @@ def test_round_detail_reads_the_weights_back_at_other_thresholds_and_places_the_
     before[26:28, 30:33] = 1                 # next to it: turned right too
     new = np.zeros(truth.shape, bool)
     new[25, 30:35] = True
-    d = QI.round_detail(run, truth, before, new)
+    strokes = np.zeros(truth.shape, np.uint8)
+    strokes[25, 30:35] = 2
+    strokes[5, 5:9] = 1                      # painted in an earlier round
+    d = QI.round_detail(run, truth, before, new, strokes)
+    assert d["new_px"] == {2: 5}
     assert d["false_pos"] == int(((labels == 2) & (truth == 1)).sum())
     assert d["false_neg"] == int(((labels == 1) & (truth == 2)).sum())
     assert np.isclose(d["iou_at"][0.7], score(labels, truth))            # the chosen one, read back
