@@ -46,8 +46,10 @@ def round_detail(run, truth: np.ndarray, before: np.ndarray | None, new: np.ndar
         for name, lo, hi in (("near", 0, 10), ("mid", 10, 30), ("far", 30, np.inf)):
             zone = (dist >= lo) & (dist < hi)
             out[name] = (int(np.count_nonzero(right & ~was & zone)), int(np.count_nonzero(~right & was & zone)))
-    t = (getattr(run.model, "meta", {}) or {}).get("edge_threshold") or 0.5
     if run.probs is not None and run.probs.shape[0] == 2:
+        from napari_unet.core.train.calibration import carried_threshold
+
+        t = carried_threshold(run.model) or 0.5    # the shift the model's head carries
         p = np.clip(run.probs[1].astype(np.float64), 1e-7, 1 - 1e-7)   # back to the trained head's
         raw = 1 / (1 + (1 - p) / p * (1 - t) / t)
         out["iou_at"] = {th: score(np.where(raw > th, 2, 1).astype(np.uint8), truth)

@@ -26,7 +26,7 @@ def test_round_detail_reads_the_weights_back_at_other_thresholds_and_places_the_
     odds = (raw / (1 - raw)) / (t / (1 - t))  # what the shifted head gives, as predict returns it
     p = odds / (1 + odds)
     labels = np.where(p > 0.5, 2, 1).astype(np.uint8)
-    run = Run(labels, SimpleNamespace(meta={"edge_threshold": t}), 5, 1.0, probs=np.stack([1 - p, p]))
+    run = Run(labels, SimpleNamespace(meta={"classes": 2, "edge_threshold": t}), 5, 1.0, probs=np.stack([1 - p, p]))
     before = labels.copy()
     before[0:5, 0:5] = 2                     # far from the new paint: turned right since
     before[26:28, 30:33] = 1                 # next to it: turned right too
