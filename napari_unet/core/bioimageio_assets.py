@@ -125,7 +125,12 @@ def default_description(meta: dict) -> str:
 
 
 def architecture_text(meta: dict) -> str:
-    return (f"U-Net, {meta['dims']}D, {meta['depth']} poolings (input sizes multiples of {meta['grid']}), "
+    stem = ""
+    if meta.get("stem"):
+        stem = ("fixed filters in front (the image, and at Gaussian sigmas "
+                + ", ".join("x".join(f"{v:g}" for v in s) for s in meta["stem"])
+                + " voxels its smoothing, gradient magnitude and Hessian eigenvalues), ")
+    return (f"U-Net, {meta['dims']}D, {stem} {meta['depth']} poolings (input sizes multiples of {meta['grid']}), "
             f"{meta['base_channels']} channels at full resolution doubling per level, two 3x3 "
             "convolutions + BatchNorm + ReLU per block, transposed-convolution upsampling, "
             f"1x1 head with {meta['classes']} logits; receptive field {meta.get('receptive_field')} px.")

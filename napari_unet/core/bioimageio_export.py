@@ -76,10 +76,10 @@ def architecture_source() -> str:
         consts.append(f"{name} = {{" + ", ".join(f"{k}: nn.{v.__name__}" for k, v in table.items()) + "}")
     return "\n".join([
         '"""The napari-unet U-Net (generated from napari_unet/core/model.py by napari-unet export)."""',
-        "from __future__ import annotations", "", "from typing import Any", "",
-        "import torch", "from torch import nn", "",
+        "from __future__ import annotations", "", "import math", "from typing import Any", "",
+        "import torch", "import torch.nn.functional as F", "from torch import nn", "",
         "UserError = ValueError", "UserTypeError = TypeError", "", *consts, "", "",
-        inspect.getsource(m.ConvBlock), "", inspect.getsource(m.UNet)])
+        inspect.getsource(m.ConvBlock), "", inspect.getsource(m.FilterStem), "", inspect.getsource(m.UNet)])
 
 
 def architecture_kwargs(meta: dict) -> dict[str, Any]:
@@ -88,6 +88,8 @@ def architecture_kwargs(meta: dict) -> dict[str, Any]:
 
     if not is_isotropic(meta.get("pooling")):  # anisotropic voxels: the per-axis schedule
         kw["pooling"] = [[int(f) for f in level] for level in meta["pooling"]]
+    if meta.get("stem"):   # fixed filters in front of the first layer (model.FilterStem)
+        kw["stem"] = [[float(v) for v in scale] for scale in meta["stem"]]
     return kw
 
 

@@ -67,7 +67,10 @@ def bytes_per_voxel(meta: dict, itemsize: int = 4) -> float:
         skips += base * 2 ** lvl / shrink
         if lvl < depth:
             shrink *= math.prod(pooling[lvl])
-    chans = skips + 4 * base + 3 * meta["classes"] + meta["in_channels"]
+    cin = meta["in_channels"]
+    if meta.get("stem"):   # the fixed filters' responses, and the smoothed image being differentiated
+        cin = cin * (1 + len(meta["stem"]) * (2 + dims)) + 3
+    chans = skips + 4 * base + 3 * meta["classes"] + cin
     return chans * itemsize * (1.2 if dims == 2 else 1.1)
 
 

@@ -126,6 +126,18 @@ REG_LONG_STEPS = int(os.environ.get("NAPARI_UNET_REG_LONG_STEPS", 300))
 # on a GPU)
 CHANNELS_LAST_3D_CPU = os.environ.get("NAPARI_UNET_CHANNELS_LAST_3D", "1") == "1"
 
+# a fresh model gets fixed filters in front of its first layer (model.FilterStem: the image's
+# smoothing, gradient magnitude and Hessian eigenvalues at these sigmas, in units of the finest
+# voxel side). 3D, 250 fixed steps, seed 0: synthetic stack 0.746 -> 0.821; ovule 0.621 -> 0.624,
+# its best threshold 0.636 -> 0.676 (docs/quality.md, twenty-fifth session). "": none
+def _sigmas(name: str, default: str) -> tuple[float, ...] | None:
+    v = os.environ.get(name, default).strip()
+    return tuple(float(s) for s in v.split(",")) if v else None
+
+
+STEM_3D = _sigmas("NAPARI_UNET_STEM_3D", "1,2,4")
+STEM_2D = _sigmas("NAPARI_UNET_STEM_2D", "")
+
 from .config import TrainConfig, default_architecture, default_patch_batch  # noqa: E402
 from .loop import iter_train, train  # noqa: E402
 from .tuning import ThreadTuner, _adamw  # noqa: E402,F401
@@ -133,4 +145,4 @@ from .tuning import ThreadTuner, _adamw  # noqa: E402,F401
 __all__ = ["iter_train", "train", "TrainConfig", "default_architecture", "default_patch_batch",
            "ThreadTuner", "DEFAULT_LR", "FINETUNE_LR_FACTOR", "EMA_DECAY", "ENTROPY_WEIGHT", "REG_WEIGHT", "REG_WEIGHT_3D",
            "REG_RAMP", "REG_NEEDS_POLARITY", "REG_DILATIONS", "REG_DILATIONS_3D", "REG_LONG_STEPS", "ANCHOR_WEIGHT", "APPEARANCE_WEIGHT",
-           "APPEARANCE_GATE", "APPEARANCE_CONTRAST", "APPEARANCE_CONFIDENCE", "APPEARANCE_MARGIN", "APPEARANCE_GATE_OBJECTS"]
+           "STEM_2D", "STEM_3D", "APPEARANCE_GATE", "APPEARANCE_CONTRAST", "APPEARANCE_CONFIDENCE", "APPEARANCE_MARGIN", "APPEARANCE_GATE_OBJECTS"]

@@ -207,7 +207,7 @@ def make_plan(images: Any, labels: Any, cfg: TrainConfig) -> _Plan:
                 the_model = build_model(dims, cin, classes,
                                         b0 if base_channels is None else base_channels,
                                         d0 if depth is None else depth, class_names=class_names,
-                                        spacing=spacing)
+                                        spacing=spacing, stem=_pkg().STEM_3D if dims == 3 else _pkg().STEM_2D)
     painted = {"images": [{"shape": list(p.image.shape[1:]),
                            "painted": {str(v): int(p.counts[v]) for v in range(1, len(p.counts)) if p.counts[v]}}
                           for p in pairs]}

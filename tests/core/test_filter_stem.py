@@ -1,0 +1,132 @@
+"""The fixed filter stem (model.FilterStem): right responses, inside the halo, saved, exported,
+and on by default for fresh 3D models."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_unet import build_model, load_model, predict, save_model, train
+from napari_unet.core.model import FilterStem, model_from_state
+
+
+def _stem(dims, sigmas=(1.0, 2.0)):
+    return FilterStem(dims, [[s] * dims for s in sigmas])
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_closed_form_eigenvalues_match_lapack(dims):
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(500, dims, dims, generator=g, dtype=torch.float64)
+    a = a + a.transpose(1, 2)
+    upper = [a[:, i, j] for i in range(dims) for j in range(i, dims)]
+    got = torch.stack(_stem(dims)._eigvals(upper), -1)
+    assert torch.allclose(got, torch.linalg.eigvalsh(a), atol=1e-9)
+    # repeated eigenvalues (a multiple of the identity) do not give NaN
+    eye = [torch.full((3,), 2.0, dtype=torch.float64) if i == j else torch.zeros(3, dtype=torch.float64)
+           for i in range(dims) for j in range(i, dims)]
+    assert torch.allclose(torch.stack(_stem(dims)._eigvals(eye), -1), torch.full((3, dims), 2.0, dtype=torch.float64))
+
+
+def test_responses_name_ridges_sheets_and_blobs():
+    """A bright line (2D), a bright sheet and a bright ball (3D): the Hessian's eigenvalues at
+    their centre say which (one strongly negative for a ridge or sheet, all for a ball)."""
+    stem = _stem(2, (2.0,))
+    img = torch.zeros(1, 1, 41, 41)
+    img[0, 0, :, 20] = 1.0                                      # a vertical line
+    f = stem(img)[0]                                            # image, smooth, |grad|, l1, l2
+    assert f.shape[0] == stem.channels(1) == 5
+    l1, l2 = f[3, 20, 20], f[4, 20, 20]
+    assert l1 < -0.05 and abs(l2) < 0.1 * abs(l1)
+    assert abs(f[3, 20, 2]) < 0.01 * abs(l1)                    # far from the line: flat
+    assert f[2, 20, 20] < 0.1 * f[2, 20, 18]                    # no gradient on the crest, some on its flank
+
+    stem3 = _stem(3, (1.5,))
+    sheet = torch.zeros(1, 1, 21, 21, 21)
+    sheet[0, 0, 10] = 1.0
+    e = stem3(sheet)[0, 3:6, 10, 10, 10]                        # ascending
+    assert e[0] < -0.05 and abs(e[1]) < 0.1 * abs(e[0]) and abs(e[2]) < 0.1 * abs(e[0])
+    zz, yy, xx = torch.meshgrid(*[torch.arange(21.0)] * 3, indexing="ij")
+    ball = (((zz - 10) ** 2 + (yy - 10) ** 2 + (xx - 10) ** 2) <= 4).float()[None, None]
+    e = stem3(ball)[0, 3:6, 10, 10, 10]
+    assert (e < -0.05).all()
+
+
+@pytest.fixture(scope="module")
+def stem3d():
+    torch.manual_seed(3)
+    m = build_model(3, 1, 2, 4, 2, stem=(1, 2))
+    m.train()
+    with torch.no_grad():   # running statistics away from (0, 1)
+        for _ in range(2):
+            m(torch.randn(2, 1, 8, 24, 24) * 2 + 1)
+    return m.eval()
+
+
+def test_the_halo_covers_the_stem(stem3d):
+    meta = stem3d.meta
+    assert meta["stem"] == [[1.0, 1.0, 1.0], [2.0, 2.0, 2.0]]
+    plain = build_model(3, 1, 2, 4, 2)
+    assert meta["receptive_field"] == plain.meta["receptive_field"] + 2 * stem3d.stem.radius()[0]
+    m = stem3d.double()
+    try:
+        x = torch.randn(1, 1, 12, 12, 64, dtype=torch.float64, requires_grad=True)
+        (g,) = torch.autograd.grad(m(x)[0, :, 6, 6, 32].sum(), x)
+        nz = torch.nonzero(g[0, 0].abs().sum((0, 1))).flatten()
+        reach = max(32 - int(nz.min()), int(nz.max()) - 32)
+        assert reach > plain.meta["receptive_field"] // 2    # the stem widens what a voxel sees...
+        assert reach <= meta["halo"]                         # ...and the halo still covers it
+    finally:
+        stem3d.float()
+
+
+@pytest.mark.parametrize("shape,tile", [((13, 37, 29), (8, 16, 16)), ((9, 40, 21), 8)])
+def test_tiling_with_a_stem_is_seamless(stem3d, rng, shape, tile):
+    img = rng.gamma(2.0, 50.0, shape).astype(np.float32)
+    whole = predict(stem3d, img, tile=None, device="cpu")
+    tiled = predict(stem3d, img, tile=tile, device="cpu")
+    assert np.abs(whole - tiled).max() <= 1e-4
+
+
+def test_anisotropic_voxels_get_one_physical_scale():
+    m = build_model(3, 1, 2, 4, 2, spacing=(2.0, 0.5, 0.5), stem=(1, 2))
+    assert m.meta["stem"] == [[0.25, 1.0, 1.0], [0.5, 2.0, 2.0]]
+    assert m.meta["halo_axes"][0] < m.meta["halo_axes"][1]
+    for bad, err in (((0, 1), ValueError), ((float("nan"),), ValueError), ("wide", TypeError), ((), ValueError)):
+        with pytest.raises(err):
+            build_model(3, 1, 2, 4, 2, stem=bad)
+
+
+def test_saved_exported_and_older_models(tmp_path, stem3d, rng):
+    from napari_unet.core.bioimageio_export import _check_architecture, architecture_kwargs, architecture_source
+
+    img = rng.normal(size=(8, 24, 24)).astype(np.float32)
+    back = load_model(save_model(stem3d, tmp_path / "stem.pt"))
+    assert back.meta["stem"] == stem3d.meta["stem"] and back.stem is not None
+    np.testing.assert_array_equal(predict(back, img, tile=None, device="cpu"),
+                                  predict(stem3d, img, tile=None, device="cpu"))
+    assert architecture_kwargs(stem3d.meta)["stem"] == stem3d.meta["stem"]
+    _check_architecture(architecture_source(), stem3d, stem3d.meta)   # raises if it differs
+    traced = torch.jit.trace(stem3d, torch.randn(1, 1, 8, 16, 16), check_trace=False)
+    x = torch.randn(1, 1, 8, 24, 24)
+    assert torch.allclose(traced(x), stem3d(x), atol=1e-5)
+    # a model saved before stems existed has no "stem" key and none is made
+    old = build_model(3, 1, 2, 4, 2)
+    del old.meta["stem"]
+    again = model_from_state(old.meta, old.state_dict())
+    assert again.stem is None
+
+
+def test_fresh_3d_models_get_the_stem_2d_ones_do_not(rng):
+    img = rng.normal(size=(8, 32, 32)).astype(np.float32)
+    lab = np.zeros(img.shape, np.uint8)
+    img[:, :, 16:] += 3
+    lab[:, 4:28, 4:12] = 1
+    lab[:, 4:28, 20:28] = 2
+    m3 = train(img, lab, dims=3, steps=2, device="cpu", base_channels=4, depth=2, patch=(8, 16, 16))
+    assert m3.meta["stem"] and m3.stem is not None
+    m2 = train(img[0], lab[0], dims=2, steps=2, device="cpu", base_channels=4, depth=2)
+    assert m2.meta.get("stem") is None and m2.stem is None
+    # continuing keeps the model as it is
+    m3b = train(img, lab, dims=3, steps=1, device="cpu", model=m3, patch=(8, 16, 16))
+    assert m3b.meta["stem"] == m3.meta["stem"]
