@@ -153,9 +153,9 @@ class UNet(nn.Module):
                  base_channels: int = 32, depth: int = 4, *, norm: bool = True,
                  pool: str = "max", pooling: Any = None, stem: Any = None):
         super().__init__()
-        self.stem = None if stem is None else FilterStem(dims, stem)
         if dims not in (1, 2, 3):
             raise UserError(f"dims must be 2 or 3, got {dims!r}")
+        self.stem = None if stem is None else FilterStem(dims, stem)
         self.dims = dims
         self.depth = depth
         if pooling is None:
