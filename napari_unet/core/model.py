@@ -45,10 +45,11 @@ class ConvBlock(nn.Sequential):
 class FilterStem(nn.Module):
     """Fixed (not trained) filters in front of the first layer: per input channel, the channel
     itself and, at each scale, its Gaussian smoothing, gradient magnitude and Hessian eigenvalues
-    (ascending), derivatives scale-normalised. These are the responses a random forest classifies
-    pixels with (ridges: thin walls and membranes; blobs; edges). A small network trained from a
-    few strokes for a few hundred steps does not learn them reliably on its own: with them a 3D
-    model from planes painted one in six placed the boundaries where the image has them (docs/quality.md).
+    (ascending), derivatives scale-normalised: the responses a random forest classifies pixels
+    with (ridges such as thin walls and membranes, blobs, edges), given to the network instead of
+    learnt. Off by default (``build_model(stem=...)``; training: ``train.STEM_3D`` /
+    ``STEM_2D``): at equal training time it helped a synthetic stack but not the real ovule
+    stack (docs/quality.md, twenty-fifth session).
 
     ``sigmas``: one sequence per scale with one Gaussian sigma per spatial axis, in voxels (an
     anisotropic stack's coarse axis gets a smaller one, so that each scale has one physical size).

@@ -117,16 +117,23 @@ def test_saved_exported_and_older_models(tmp_path, stem3d, rng):
     assert again.stem is None
 
 
-def test_fresh_3d_models_get_the_stem_2d_ones_do_not(rng):
+def test_training_builds_the_stem_it_is_told_to(rng, monkeypatch):
+    import napari_unet.core.train as T
+
     img = rng.normal(size=(8, 32, 32)).astype(np.float32)
     lab = np.zeros(img.shape, np.uint8)
     img[:, :, 16:] += 3
     lab[:, 4:28, 4:12] = 1
     lab[:, 4:28, 20:28] = 2
-    m3 = train(img, lab, dims=3, steps=2, device="cpu", base_channels=4, depth=2, patch=(8, 16, 16))
-    assert m3.meta["stem"] and m3.stem is not None
-    m2 = train(img[0], lab[0], dims=2, steps=2, device="cpu", base_channels=4, depth=2)
-    assert m2.meta.get("stem") is None and m2.stem is None
-    # continuing keeps the model as it is
-    m3b = train(img, lab, dims=3, steps=1, device="cpu", model=m3, patch=(8, 16, 16))
-    assert m3b.meta["stem"] == m3.meta["stem"]
+    opts = dict(steps=2, device="cpu", base_channels=4, depth=2)
+    plain = train(img, lab, dims=3, patch=(8, 16, 16), **opts)          # the default: none
+    assert plain.meta["stem"] is None and plain.stem is None
+    monkeypatch.setattr(T, "STEM_3D", (1.0, 2.0))
+    m3 = train(img, lab, dims=3, patch=(8, 16, 16), **opts)
+    assert m3.meta["stem"] == [[1.0] * 3, [2.0] * 3] and m3.stem is not None
+    m2 = train(img[0], lab[0], dims=2, **opts)                           # STEM_2D is separate
+    assert m2.meta["stem"] is None and m2.stem is None
+    # continuing keeps the model as it is, whatever the setting
+    monkeypatch.setattr(T, "STEM_3D", None)
+    again = train(img, lab, dims=3, steps=1, device="cpu", model=m3, patch=(8, 16, 16))
+    assert again.meta["stem"] == m3.meta["stem"] and again.stem is not None

@@ -128,14 +128,18 @@ CHANNELS_LAST_3D_CPU = os.environ.get("NAPARI_UNET_CHANNELS_LAST_3D", "1") == "1
 
 # a fresh model gets fixed filters in front of its first layer (model.FilterStem: the image's
 # smoothing, gradient magnitude and Hessian eigenvalues at these sigmas, in units of the finest
-# voxel side). 3D, 250 fixed steps, seed 0: synthetic stack 0.746 -> 0.821; ovule 0.621 -> 0.624,
-# its best threshold 0.636 -> 0.676 (docs/quality.md, twenty-fifth session). "": none
+# voxel side) when set, e.g. "1,2,4"; "": none (the default). Measured (docs/quality.md,
+# twenty-fifth session): 3D at equal training time the synthetic stack gains (120 s: 0.813 ->
+# 0.848) but the real ovule does not (0.610 -> 0.600; 700 against 525 fixed steps, seeds 1, 2:
+# 0.606 -> 0.608, 0.611 -> 0.612), for 1.32x the training step and 1.48x the 3D prediction
+# (benchmarks/stem_cost.py); 2D at 600 steps: EM dots +0.027 to +0.042, EM lines -0.017 (two
+# seeds), synthetic nuclei -0.008, phase contrast -0.013
 def _sigmas(name: str, default: str) -> tuple[float, ...] | None:
     v = os.environ.get(name, default).strip()
     return tuple(float(s) for s in v.split(",")) if v else None
 
 
-STEM_3D = _sigmas("NAPARI_UNET_STEM_3D", "1,2,4")
+STEM_3D = _sigmas("NAPARI_UNET_STEM_3D", "")
 STEM_2D = _sigmas("NAPARI_UNET_STEM_2D", "")
 
 from .config import TrainConfig, default_architecture, default_patch_batch  # noqa: E402
