@@ -130,7 +130,7 @@ def architecture_text(meta: dict) -> str:
         stem = ("fixed filters in front (the image, and at Gaussian sigmas "
                 + ", ".join("x".join(f"{v:g}" for v in s) for s in meta["stem"])
                 + " voxels its smoothing, gradient magnitude and Hessian eigenvalues), ")
-    return (f"U-Net, {meta['dims']}D, {stem} {meta['depth']} poolings (input sizes multiples of {meta['grid']}), "
+    return (f"U-Net, {meta['dims']}D, {stem}{meta['depth']} poolings (input sizes multiples of {meta['grid']}), "
             f"{meta['base_channels']} channels at full resolution doubling per level, two 3x3 "
             "convolutions + BatchNorm + ReLU per block, transposed-convolution upsampling, "
             f"1x1 head with {meta['classes']} logits; receptive field {meta.get('receptive_field')} px.")

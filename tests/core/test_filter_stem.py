@@ -98,6 +98,7 @@ def test_anisotropic_voxels_get_one_physical_scale():
 
 
 def test_saved_exported_and_older_models(tmp_path, stem3d, rng):
+    from napari_unet.core.bioimageio_assets import architecture_text
     from napari_unet.core.bioimageio_export import _check_architecture, architecture_kwargs, architecture_source
 
     img = rng.normal(size=(8, 24, 24)).astype(np.float32)
@@ -107,6 +108,8 @@ def test_saved_exported_and_older_models(tmp_path, stem3d, rng):
                                   predict(stem3d, img, tile=None, device="cpu"))
     assert architecture_kwargs(stem3d.meta)["stem"] == stem3d.meta["stem"]
     _check_architecture(architecture_source(), stem3d, stem3d.meta)   # raises if it differs
+    assert "Hessian eigenvalues" in architecture_text(stem3d.meta)     # the package's description says so
+    assert "U-Net, 3D, 2 poolings" in architecture_text(build_model(3, 1, 2, 4, 2).meta)
     traced = torch.jit.trace(stem3d, torch.randn(1, 1, 8, 16, 16), check_trace=False)
     x = torch.randn(1, 1, 8, 24, 24)
     assert torch.allclose(traced(x), stem3d(x), atol=1e-5)
