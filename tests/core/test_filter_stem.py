@@ -129,13 +129,21 @@ def test_training_builds_the_stem_it_is_told_to(rng, monkeypatch):
     lab[:, 4:28, 4:12] = 1
     lab[:, 4:28, 20:28] = 2
     opts = dict(steps=2, device="cpu", base_channels=4, depth=2)
-    plain = train(img, lab, dims=3, patch=(8, 16, 16), **opts)          # the default: none
+    default = train(img, lab, dims=3, patch=(8, 16, 16), **opts)        # the default: 1, 2, 4 in 3D
+    assert default.meta["stem"] == [[1.0] * 3, [2.0] * 3, [4.0] * 3] and default.stem is not None
+    # ... and trains without the losses on unpainted pixels, which a 3D model without it keeps
+    assert default.meta["training"]["regulariser"] == {"edge_aware": 0.0, "appearance": 0.0}
+    monkeypatch.setattr(T, "STEM_3D", None)
+    plain = train(img, lab, dims=3, patch=(8, 16, 16), **opts)
     assert plain.meta["stem"] is None and plain.stem is None
+    assert plain.meta["training"]["regulariser"] == {"edge_aware": T.REG_WEIGHT_3D, "appearance": T.APPEARANCE_WEIGHT}
+    assert T.REG_WEIGHT_3D > 0 and T.APPEARANCE_WEIGHT > 0
     monkeypatch.setattr(T, "STEM_3D", (1.0, 2.0))
     m3 = train(img, lab, dims=3, patch=(8, 16, 16), **opts)
     assert m3.meta["stem"] == [[1.0] * 3, [2.0] * 3] and m3.stem is not None
     m2 = train(img[0], lab[0], dims=2, **opts)                           # STEM_2D is separate
     assert m2.meta["stem"] is None and m2.stem is None
+    assert m2.meta["training"]["regulariser"]["edge_aware"] == T.REG_WEIGHT > 0
     # continuing keeps the model as it is, whatever the setting
     monkeypatch.setattr(T, "STEM_3D", None)
     again = train(img, lab, dims=3, steps=1, device="cpu", model=m3, patch=(8, 16, 16))

@@ -225,6 +225,7 @@ def test_regulariser_compares_the_neighbours_set_for_the_image_dimensionality(da
     paint = np.zeros(stack.shape, np.uint8)
     paint[::4] = strokes
     monkeypatch.setattr(tr, "REG_LONG_STEPS", 2)          # stacks keep theirs whatever the step
+    monkeypatch.setattr(tr, "STEM_3D", None)              # (a 3D model with the stem has no regulariser)
     train(stack, paint, dims=3, steps=5, base_channels=4, depth=2, patch=(8, 32, 32), batch_size=2,
           device="cpu")
     assert len(seen) == 5 and all(s == {1, 3} for s in seen)

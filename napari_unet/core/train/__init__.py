@@ -50,6 +50,8 @@ REG_WEIGHT = float(os.environ.get("NAPARI_UNET_REG", 3.0))
 # 3D: measured on the ovule stack (thin cell-boundary sheets, painted on every 6th plane) the
 # full weight cost 0.06 IoU against none and 1.0 cost 0.017 (benchmarks/quality.py)
 REG_WEIGHT_3D = float(os.environ.get("NAPARI_UNET_REG_3D", os.environ.get("NAPARI_UNET_REG", 1.0)))
+# ... and for a 3D model with fixed filters in front (STEM_3D, below): none
+REG_WEIGHT_3D_STEM = float(os.environ.get("NAPARI_UNET_REG_3D_STEM", 0.0))
 REG_RAMP = float(os.environ.get("NAPARI_UNET_REG_RAMP", 0.25))
 # the appearance prior on the unpainted pixels (losses.AppearancePrior): its weight (with the
 # regulariser's ramp) and its gate (px): at 900 steps it kept EM membranes from spreading over
@@ -128,18 +130,22 @@ CHANNELS_LAST_3D_CPU = os.environ.get("NAPARI_UNET_CHANNELS_LAST_3D", "1") == "1
 
 # a fresh model gets fixed filters in front of its first layer (model.FilterStem: the image's
 # smoothing, gradient magnitude and Hessian eigenvalues at these sigmas, in units of the finest
-# voxel side) when set, e.g. "1,2,4"; "": none (the default). Measured (docs/quality.md,
-# twenty-fifth session): 3D at equal training time the synthetic stack gains (120 s: 0.813 ->
-# 0.848) but the real ovule does not (0.610 -> 0.600; 700 against 525 fixed steps, seeds 1, 2:
-# 0.606 -> 0.608, 0.611 -> 0.612), for 1.32x the training step and 1.48x the 3D prediction
-# (benchmarks/stem_cost.py); 2D at 600 steps: EM dots +0.027 to +0.042, EM lines -0.017 (two
-# seeds), synthetic nuclei -0.008, phase contrast -0.013
+# voxel side), e.g. "1,2,4"; "": none. 3D: on by default, and a 3D model with the stem trains
+# without the regulariser and the appearance prior (REG_WEIGHT_3D_STEM): the filters give the
+# network the image's edges and ridges, and the regulariser only widened the thin boundaries of
+# the ovule stack. 120 s, idle (docs/quality.md, twenty-sixth session): the real ovule 0.601 ->
+# 0.648 and the synthetic stack 0.805 -> 0.857 (250 fixed steps, three seeds: the ovule +0.023 to
+# +0.044; the stem alone or no regulariser alone at most +0.015); a 3D step costs 1.32x with the stem and
+# about the same without the regulariser, a 3D prediction 1.48x (benchmarks/stem_cost.py).
+# 2D: off. At 600 steps it gave EM dots +0.027 to +0.042 but EM lines -0.017 (two seeds),
+# synthetic nuclei -0.008, phase contrast -0.013; without the 2D regulariser EM lines fell to
+# 0.511 and BBBC039 to 0.902 (twenty-fifth and twenty-sixth sessions)
 def _sigmas(name: str, default: str) -> tuple[float, ...] | None:
     v = os.environ.get(name, default).strip()
     return tuple(float(s) for s in v.split(",")) if v else None
 
 
-STEM_3D = _sigmas("NAPARI_UNET_STEM_3D", "")
+STEM_3D = _sigmas("NAPARI_UNET_STEM_3D", "1,2,4")
 STEM_2D = _sigmas("NAPARI_UNET_STEM_2D", "")
 
 from .config import TrainConfig, default_architecture, default_patch_batch  # noqa: E402
@@ -147,6 +153,6 @@ from .loop import iter_train, train  # noqa: E402
 from .tuning import ThreadTuner, _adamw  # noqa: E402,F401
 
 __all__ = ["iter_train", "train", "TrainConfig", "default_architecture", "default_patch_batch",
-           "ThreadTuner", "DEFAULT_LR", "FINETUNE_LR_FACTOR", "EMA_DECAY", "ENTROPY_WEIGHT", "REG_WEIGHT", "REG_WEIGHT_3D",
+           "ThreadTuner", "DEFAULT_LR", "FINETUNE_LR_FACTOR", "EMA_DECAY", "ENTROPY_WEIGHT", "REG_WEIGHT", "REG_WEIGHT_3D", "REG_WEIGHT_3D_STEM",
            "REG_RAMP", "REG_NEEDS_POLARITY", "REG_DILATIONS", "REG_DILATIONS_3D", "REG_LONG_STEPS", "ANCHOR_WEIGHT", "APPEARANCE_WEIGHT",
            "STEM_2D", "STEM_3D", "APPEARANCE_GATE", "APPEARANCE_CONTRAST", "APPEARANCE_CONFIDENCE", "APPEARANCE_MARGIN", "APPEARANCE_GATE_OBJECTS"]

@@ -9,6 +9,7 @@ import torch
 
 from ..device import describe_device
 from ..events import Validation
+from .config import _pkg
 
 
 class ProvenanceMixin:
@@ -50,6 +51,10 @@ class ProvenanceMixin:
             "init": "continued" if p.continued else p.init_source,
             "stop_reason": reason,
             "edge_threshold": getattr(self, "edge_threshold", None),
+            # the weights of the losses on the unpainted pixels (0: off; a 3D model with the stem has none)
+            "regulariser": {"edge_aware": float(getattr(self, "potts_weight", 0.0) or 0.0),
+                            "appearance": float(_pkg().APPEARANCE_WEIGHT)
+                            if getattr(self, "appearance", None) is not None else 0.0},
             "kinds": getattr(self, "kinds", None),
             "validation": None if val is None else {
                 "step": val.step, "loss": val.loss, "mean_iou": val.mean_iou,

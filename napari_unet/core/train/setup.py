@@ -258,7 +258,8 @@ class Setup:
         self.reg_offsets = neighbour_offsets(dims, _pkg().REG_DILATIONS if dims == 2 else _pkg().REG_DILATIONS_3D)
         short = tuple(d for d in _pkg().REG_DILATIONS if d < max(_pkg().REG_DILATIONS))   # 2D, late (loop)
         self.reg_offsets_late = neighbour_offsets(2, short) if dims == 2 and short else self.reg_offsets
-        self.reg_weight = _pkg().REG_WEIGHT if dims == 2 else _pkg().REG_WEIGHT_3D
+        w3 = _pkg().REG_WEIGHT_3D_STEM if meta.get("stem") else _pkg().REG_WEIGHT_3D   # (__init__)
+        self.reg_weight = _pkg().REG_WEIGHT if dims == 2 else w3
         self.appearance = AppearancePrior(p.classes, meta["in_channels"], dev, gate=_pkg().APPEARANCE_GATE,
                                           contrast=_pkg().APPEARANCE_CONTRAST,
                                           confidence=_pkg().APPEARANCE_CONFIDENCE,
@@ -325,8 +326,7 @@ class Setup:
         if p.keep_better and same_head:
             self.paintset = crops_around_paint()
             self.start_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
-            # nothing painted since the starting model was trained (the same images and counts per
-            # class): a tie on the paint keeps it (validation.py)
+            # nothing painted since the starting model was trained (same images, counts per class): a tie keeps it
             before = (model.meta.get("training") or {}).get("data")
             self.same_paint = before is not None and before == p.painted["images"]
         # a head that carries an edge calibration (calibration.py) trains from its trained bias:
