@@ -148,3 +148,4 @@ def test_training_builds_the_stem_it_is_told_to(rng, monkeypatch):
     monkeypatch.setattr(T, "STEM_3D", None)
     again = train(img, lab, dims=3, steps=1, device="cpu", model=m3, patch=(8, 16, 16))
     assert again.meta["stem"] == m3.meta["stem"] and again.stem is not None
+    assert again.meta["training"]["regulariser"]["edge_aware"] == 0.0   # the model's stem decides

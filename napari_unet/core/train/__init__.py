@@ -134,9 +134,10 @@ CHANNELS_LAST_3D_CPU = os.environ.get("NAPARI_UNET_CHANNELS_LAST_3D", "1") == "1
 # without the regulariser and the appearance prior (REG_WEIGHT_3D_STEM): the filters give the
 # network the image's edges and ridges, and the regulariser only widened the thin boundaries of
 # the ovule stack. 120 s, idle (docs/quality.md, twenty-sixth session): the real ovule 0.601 ->
-# 0.648 and the synthetic stack 0.805 -> 0.857 (250 fixed steps, four seeds: the ovule +0.017 to
-# +0.044; the stem alone or no regulariser alone at most +0.015); a 3D step costs 1.32x with the stem and
-# about the same without the regulariser, a 3D prediction 1.48x (benchmarks/stem_cost.py).
+# 0.648 and the synthetic stack 0.805 -> 0.857 (250 fixed steps, four seeds: the ovule +0.017
+# to +0.044; the stem alone or no regulariser alone at most +0.015); a 3D step costs 1.32x with
+# the stem and about the same without the regulariser, a 3D prediction 1.48x
+# (benchmarks/stem_cost.py). A model keeps what it was built with when it continues.
 # 2D: off. At 600 steps it gave EM dots +0.027 to +0.042 but EM lines -0.017 (two seeds),
 # synthetic nuclei -0.008, phase contrast -0.013; without the 2D regulariser EM lines fell to
 # 0.511 and BBBC039 to 0.902 (twenty-fifth and twenty-sixth sessions)
