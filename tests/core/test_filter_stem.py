@@ -149,3 +149,14 @@ def test_training_builds_the_stem_it_is_told_to(rng, monkeypatch):
     again = train(img, lab, dims=3, steps=1, device="cpu", model=m3, patch=(8, 16, 16))
     assert again.meta["stem"] == m3.meta["stem"] and again.stem is not None
     assert again.meta["training"]["regulariser"]["edge_aware"] == 0.0   # the model's stem decides
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_the_prediction_memory_estimate_counts_every_channel_the_stem_adds(dims):
+    """``tiling.bytes_per_voxel`` (torch-free) writes the stem's channel count again from the
+    model's metadata: it must not fall behind :meth:`FilterStem.channels`."""
+    from napari_unet.core.tiling import bytes_per_voxel
+
+    stem = build_model(dims, 2, 2, 8, 2, stem=(1, 2, 4))
+    as_wide = build_model(dims, stem.stem.channels(2), 2, 8, 2)   # its first layer's input, as an image
+    assert bytes_per_voxel(stem.meta) >= bytes_per_voxel(as_wide.meta)
