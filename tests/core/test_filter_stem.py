@@ -141,9 +141,13 @@ def test_training_builds_the_stem_it_is_told_to(rng, monkeypatch):
     monkeypatch.setattr(T, "STEM_3D", (1.0, 2.0))
     m3 = train(img, lab, dims=3, patch=(8, 16, 16), **opts)
     assert m3.meta["stem"] == [[1.0] * 3, [2.0] * 3] and m3.stem is not None
-    m2 = train(img[0], lab[0], dims=2, **opts)                           # STEM_2D is separate
-    assert m2.meta["stem"] is None and m2.stem is None
+    m2 = train(img[0], lab[0], dims=2, **opts)                           # STEM_2D is separate: 1, 2
+    assert m2.meta["stem"] == [[1.0] * 2, [2.0] * 2] and m2.stem is not None
+    # ... and a 2D model keeps the regulariser with it (without it BBBC039 and EM lines fell)
     assert m2.meta["training"]["regulariser"]["edge_aware"] == T.REG_WEIGHT > 0
+    monkeypatch.setattr(T, "STEM_2D", None)
+    p2 = train(img[0], lab[0], dims=2, **opts)
+    assert p2.meta["stem"] is None and p2.stem is None
     # continuing keeps the model as it is, whatever the setting
     monkeypatch.setattr(T, "STEM_3D", None)
     again = train(img, lab, dims=3, steps=1, device="cpu", model=m3, patch=(8, 16, 16))

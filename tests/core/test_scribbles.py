@@ -117,9 +117,14 @@ def test_keep_better_takes_the_new_weights_when_they_fit_the_paint_better(data2d
     assert fin.discarded is None
 
 
-def test_keep_better_keeps_the_previous_model_on_a_tie_when_nothing_new_was_painted(data2d):
+def test_keep_better_keeps_the_previous_model_on_a_tie_when_nothing_new_was_painted(data2d, monkeypatch):
     """Continuing with the same paint and no better fit to it: the previous model stays (the
     unpainted pixels would only move at random); one new stroke and the same tie: the new weights."""
+    import napari_unet.core.train as tr
+
+    # a tie needs the run's BatchNorm re-estimate (3 random batches here) to leave the prediction
+    # as it was; the filter stem's Hessian responses vary between so few crops enough to move it
+    monkeypatch.setattr(tr, "STEM_2D", None)
     img, sem, strokes = data2d
     base = train(img, strokes, steps=40, **TINY)
     before = {k: v.clone() for k, v in base.state_dict().items()}
