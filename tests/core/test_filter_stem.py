@@ -1,5 +1,5 @@
 """The fixed filter stem (model.FilterStem): right responses, inside the halo, saved, exported,
-and on by default for fresh 3D models."""
+and on by default for fresh models (2D and 3D)."""
 from __future__ import annotations
 
 import numpy as np
@@ -86,6 +86,25 @@ def test_tiling_with_a_stem_is_seamless(stem3d, rng, shape, tile):
     whole = predict(stem3d, img, tile=None, device="cpu")
     tiled = predict(stem3d, img, tile=tile, device="cpu")
     assert np.abs(whole - tiled).max() <= 1e-4
+
+
+def test_a_2d_rgb_model_with_the_default_stem_tiles_seamlessly(rng):
+    """The 2D default (1, 2 px, per channel of an RGB image) predicts a tiled image as it
+    predicts the whole one, the channels read from the last axis."""
+    import napari_unet.core.train as T
+
+    torch.manual_seed(5)
+    m = build_model(2, 3, 2, 8, 2, stem=T.STEM_2D)
+    assert m.stem is not None and m.encoders[0][0].in_channels == m.stem.channels(3) == 3 * 9
+    m.train()
+    with torch.no_grad():   # running statistics away from (0, 1)
+        for _ in range(2):
+            m(torch.randn(2, 3, 32, 32) * 2 + 1)
+    m.eval()
+    img = rng.gamma(2.0, 50.0, (45, 61, 3)).astype(np.float32)
+    whole = predict(m, img, tile=None, device="cpu", channel_axis=-1)
+    tiled = predict(m, img, tile=16, device="cpu", channel_axis=-1)
+    assert whole.shape == (2, 45, 61) and np.abs(whole - tiled).max() <= 1e-4
 
 
 def test_anisotropic_voxels_get_one_physical_scale():
