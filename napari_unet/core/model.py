@@ -47,10 +47,10 @@ class FilterStem(nn.Module):
     itself and, at each scale, its Gaussian smoothing, gradient magnitude and Hessian eigenvalues
     (ascending), derivatives scale-normalised: the responses a random forest classifies pixels
     with (ridges such as thin walls and membranes, blobs, edges), given to the network instead of
-    learnt. ``build_model(stem=...)``; training builds it for every fresh model by default: in
-    3D at sigmas 1, 2, 4 (``train.STEM_3D``, and trains such a model without the regulariser:
-    the real ovule stack 0.601 -> 0.648 at 120 s), in 2D at 1, 2 with the regulariser
-    (``train.STEM_2D``; docs/quality.md, twenty-fifth to twenty-seventh sessions).
+    learnt. ``build_model(stem=...)``; training builds it for a fresh 3D model by default
+    (``train.STEM_3D``, and trains such a model without the regulariser: the real ovule stack
+    0.601 -> 0.648 at 120 s) but not for a 2D one (``train.STEM_2D``; docs/quality.md,
+    twenty-fifth to twenty-seventh sessions).
 
     ``sigmas``: one sequence per scale with one Gaussian sigma per spatial axis, in voxels (an
     anisotropic stack's coarse axis gets a smaller one, so that each scale has one physical size).

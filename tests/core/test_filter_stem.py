@@ -1,5 +1,5 @@
 """The fixed filter stem (model.FilterStem): right responses, inside the halo, saved, exported,
-and on by default for fresh models (2D and 3D)."""
+and on by default for fresh 3D models."""
 from __future__ import annotations
 
 import numpy as np
@@ -88,13 +88,11 @@ def test_tiling_with_a_stem_is_seamless(stem3d, rng, shape, tile):
     assert np.abs(whole - tiled).max() <= 1e-4
 
 
-def test_a_2d_rgb_model_with_the_default_stem_tiles_seamlessly(rng):
-    """The 2D default (1, 2 px, per channel of an RGB image) predicts a tiled image as it
-    predicts the whole one, the channels read from the last axis."""
-    import napari_unet.core.train as T
-
+def test_a_2d_rgb_model_with_a_stem_tiles_seamlessly(rng):
+    """A 2D stem (1, 2 px, per channel of an RGB image) predicts a tiled image as it predicts
+    the whole one, the channels read from the last axis."""
     torch.manual_seed(5)
-    m = build_model(2, 3, 2, 8, 2, stem=T.STEM_2D)
+    m = build_model(2, 3, 2, 8, 2, stem=(1, 2))
     assert m.stem is not None and m.encoders[0][0].in_channels == m.stem.channels(3) == 3 * 9
     m.train()
     with torch.no_grad():   # running statistics away from (0, 1)
@@ -160,13 +158,14 @@ def test_training_builds_the_stem_it_is_told_to(rng, monkeypatch):
     monkeypatch.setattr(T, "STEM_3D", (1.0, 2.0))
     m3 = train(img, lab, dims=3, patch=(8, 16, 16), **opts)
     assert m3.meta["stem"] == [[1.0] * 3, [2.0] * 3] and m3.stem is not None
-    m2 = train(img[0], lab[0], dims=2, **opts)                           # STEM_2D is separate: 1, 2
+    p2 = train(img[0], lab[0], dims=2, **opts)                           # STEM_2D is separate: off
+    assert p2.meta["stem"] is None and p2.stem is None
+    assert p2.meta["training"]["regulariser"]["edge_aware"] == T.REG_WEIGHT > 0
+    monkeypatch.setattr(T, "STEM_2D", (1.0, 2.0))
+    m2 = train(img[0], lab[0], dims=2, **opts)
     assert m2.meta["stem"] == [[1.0] * 2, [2.0] * 2] and m2.stem is not None
     # ... and a 2D model keeps the regulariser with it (without it BBBC039 and EM lines fell)
-    assert m2.meta["training"]["regulariser"]["edge_aware"] == T.REG_WEIGHT > 0
-    monkeypatch.setattr(T, "STEM_2D", None)
-    p2 = train(img[0], lab[0], dims=2, **opts)
-    assert p2.meta["stem"] is None and p2.stem is None
+    assert m2.meta["training"]["regulariser"]["edge_aware"] == T.REG_WEIGHT
     # continuing keeps the model as it is, whatever the setting
     monkeypatch.setattr(T, "STEM_3D", None)
     again = train(img, lab, dims=3, steps=1, device="cpu", model=m3, patch=(8, 16, 16))

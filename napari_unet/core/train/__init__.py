@@ -138,18 +138,19 @@ CHANNELS_LAST_3D_CPU = os.environ.get("NAPARI_UNET_CHANNELS_LAST_3D", "1") == "1
 # to +0.044; the stem alone or no regulariser alone at most +0.015); a 3D step costs 1.32x with
 # the stem and about the same without the regulariser, a 3D prediction 1.48x
 # (benchmarks/stem_cost.py). A model keeps what it was built with when it continues.
-# 2D: on at sigmas 1 and 2, with the 2D regulariser kept (without it EM lines fell to 0.511 and
-# BBBC039 to 0.902). At 600 fixed steps (docs/quality.md, twenty-seventh session) the real cases
-# gain: EM dots +0.024 / +0.048 (two seeds), EM lines +0.001 to +0.028, three classes +0.031,
-# H&E +0.012, BBBC039 +0.002 / +0.003; the synthetic nuclei lose 0.015 and phase contrast 0.007.
-# At 1, 2, 4 (twenty-fifth session) EM lines lost 0.017: the 4-px scale is what cost them
+# 2D: off. At 1, 2, 4 (600 steps) EM dots gained 0.027-0.042 but EM lines-m4 lost 0.017, the
+# synthetic nuclei 0.008 and phase contrast 0.013; without the 2D regulariser EM lines fell to
+# 0.511 and BBBC039 to 0.902 (twenty-fifth and twenty-sixth sessions). At 1, 2 with the
+# regulariser (twenty-seventh session) the 600-step runs gained (EM dots +0.024 / +0.048, three
+# classes +0.031 / +0.080), but in 120-s runs EM lines-m2 fell under its bar (0.622 -> 0.586; at
+# 1,000 fixed steps -0.024 / -0.004) while EM dots stayed under its own (0.536 -> 0.553)
 def _sigmas(name: str, default: str) -> tuple[float, ...] | None:
     v = os.environ.get(name, default).strip()
     return tuple(float(s) for s in v.split(",")) if v else None
 
 
 STEM_3D = _sigmas("NAPARI_UNET_STEM_3D", "1,2,4")
-STEM_2D = _sigmas("NAPARI_UNET_STEM_2D", "1,2")
+STEM_2D = _sigmas("NAPARI_UNET_STEM_2D", "")
 
 from .config import TrainConfig, default_architecture, default_patch_batch  # noqa: E402
 from .loop import iter_train, train  # noqa: E402
