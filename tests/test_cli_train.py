@@ -150,14 +150,8 @@ def test_rgb_and_multichannel_files_train_and_predict_without_channel_axis(files
         np.testing.assert_array_equal(stack_labels, np.stack([labels] * 3))
         inst = tifffile.imread(tmp_path / "spred" / "he_stack_instances.tif")
         assert inst.shape == stack_labels.shape and inst.max() > 0
-        # every object goes through all three planes; a pixel where two touching objects tie in
-        # the watershed may go to either in another plane (the flooding order), nothing more
-        ids = [set(np.unique(inst[z])) for z in range(3)]
-        assert ids[0] == ids[1] == ids[2] and ids[0] - {0} == set(range(1, int(inst.max()) + 1))
-        for z in (1, 2):
-            differ = inst[z] != inst[0]
-            assert differ.sum() <= 0.001 * differ.size
-            assert not (differ & ((inst[z] == 0) | (inst[0] == 0))).any()   # the same foreground
+        np.testing.assert_array_equal(inst[0], inst[1])
+        np.testing.assert_array_equal(inst[0], inst[2])
 
 
 def test_a_shape_that_leaves_the_channels_in_doubt_is_one_line_asking_for_channel_axis(files, tmp_path, capsys):
