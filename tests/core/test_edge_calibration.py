@@ -463,6 +463,57 @@ def test_the_boundary_moves_onto_the_edge_without_carving_holes_in_the_objects(m
     assert carved > 0.96 and iou(carved) < 0.9
 
 
+def _gland_among_other_dark_nuclei(n=128):
+    """A dark stained region, and other cells as dark (the tissue's blue-stained nuclei in an IHC
+    image) below it; a probability whose 0.5 lies 2 px inside the region (the network stopped
+    short of its edge) and that gives the other cells 0.015 (not the painted class)."""
+    from scipy import ndimage as ndi
+
+    yy, xx = np.mgrid[:n, :n]
+    region = (yy >= 24) & (yy < 80) & (xx >= 24) & (xx < 104)
+    others = np.zeros((n, n), bool)
+    for cx in range(20, 110, 14):
+        others |= (yy - 104) ** 2 + (xx - cx) ** 2 <= 16
+    img = ndi.gaussian_filter(np.where(region, 0.3, np.where(others, 0.2, 1.0)), 1.0).astype(np.float32)
+    outside = ndi.distance_transform_edt(~region) - ndi.distance_transform_edt(region)
+    prob = np.where(others, 0.015, 1 / (1 + np.exp(outside + 2.0))).astype(np.float32)
+    return img, region, others, prob
+
+
+def test_a_lower_threshold_grows_the_objects_and_adds_none(monkeypatch):
+    """Below 0.5 only the objects the network found at 0.5 are scored, grown: cells as dark as
+    the objects, which the network put at 0.015, have strong edges of their own, and when they
+    counted the flux took the grid's lowest threshold to take them in."""
+    from napari_unet.core.train import calibration
+
+    img, region, others, prob = _gland_among_other_dark_nuclei()
+    lap, valid = _plane_laplacian(img[None]), np.ones((1,) + img.shape, bool)
+    w = contrast_weights(prob[None], img[None], -1.0)
+    iou = _iou_at(prob, region)
+    th = choose_threshold(flux_scores(prob[None], lap, valid, -1.0, weights=w))
+    assert 0.015 < th < 0.5 and iou(th) > 0.99 > 0.9 > iou(0.5)
+    monkeypatch.setattr(calibration, "EDGE_NEW_OBJECTS", True)      # as up to the twenty-seventh session
+    taken = choose_threshold(flux_scores(prob[None], lap, valid, -1.0, weights=w))
+    assert taken < 0.015 and (prob[others] > taken).all() and iou(taken) < 0.85
+
+
+def test_an_objects_dim_caps_in_a_stack_are_its_growth_not_new_objects():
+    """In a stack ``(N, Z, Y, X)`` the planes a lower threshold adds above and below an object
+    grow it (one object along Z, as its contrast counts); crops ``(N, Y, X)`` never join."""
+    from napari_unet.core.train.flux_regions import grown_only
+
+    fg = np.zeros((1, 7, 16, 32), bool)
+    fg[0, 1:6, 4:12, 2:10] = True                  # an object, its caps at planes 1 and 5
+    fg[0, 3, 4:12, 20:28] = True                   # another only the lower threshold makes
+    core = np.zeros_like(fg)
+    core[0, 2:5, 5:11, 3:9] = True                 # the object at 0.5
+    kept = grown_only(fg, core)
+    assert kept[0, 1:6, 4:12, 2:10].all() and not kept[..., 16:].any()
+    crops = np.stack([fg[0, 3], fg[0, 3]])         # the same pixels in a second crop, without a core
+    kept = grown_only(crops, np.stack([core[0, 3], np.zeros_like(core[0, 3])]))
+    assert kept[0, 4:12, 2:10].all() and not kept[1].any() and not kept[0, :, 16:].any()
+
+
 class _FixedOdds(torch.nn.Module):
     """A 'model' whose foreground probability on every crop is ``prob`` (logits of two classes)."""
 

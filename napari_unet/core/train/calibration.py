@@ -26,7 +26,10 @@ the objects (0.5's objects have none there) are filled back before its flux is s
 dark stained tissue region every lighter nucleus has a negative Laplacian, and when those holes
 counted the flux rose with each nucleus cut out, up to where the region fell apart (an IHC
 image of glands: 0.99 chosen, IoU 0.872 where 0.5 gives 0.938; seventeenth session).
-``NAPARI_UNET_EDGE_NEW_HOLES=1`` counts them again.
+``NAPARI_UNET_EDGE_NEW_HOLES=1`` counts them again. Nor does a threshold under 0.5 add objects:
+only 0.5's objects, grown, are scored (the same IHC image, 1,000 steps: 0.02 chosen for the
+tissue's blue-stained nuclei, IoU 0.921 -> 0.942; twenty-eighth session;
+``NAPARI_UNET_EDGE_NEW_OBJECTS=1`` counts them again).
 
 The threshold goes into the head's bias, so the model's argmax, its probability maps and
 everything downstream agree; the model's metadata records it (``meta["edge_threshold"]``). A run
@@ -59,6 +62,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .flux_regions import grown_only, object_structure, plane_structure, without_new_holes
+
 # 0.5 first: the network's own boundary, which the others must beat by MIN_GAIN
 THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99)
 if os.environ.get("NAPARI_UNET_EDGE_TWO_SIDED", "1") == "1":   # also grow the objects
@@ -85,6 +90,8 @@ MIN_POLARITY = float(os.environ.get("NAPARI_UNET_EDGE_MIN_POLARITY", 0.2))
 # keeps 0.5 (the nineteenth session). DIC at 500 steps 0.645 -> 0.684 (twentieth session)
 NO_POLARITY = os.environ.get("NAPARI_UNET_EDGE_NO_POLARITY", "gradient")
 EDGE_NEW_HOLES = os.environ.get("NAPARI_UNET_EDGE_NEW_HOLES", "0") == "1"   # (to the 17th session)
+# "1": objects that only a threshold under 0.5 makes count too (:func:`.flux_regions.grown_only`)
+EDGE_NEW_OBJECTS = os.environ.get("NAPARI_UNET_EDGE_NEW_OBJECTS", "0") == "1"   # (to the 27th)
 # each object's flux in units of its own contrast (:func:`contrast_weights`); "0": in the image's
 # units, where the brightest objects decide for all (up to the nineteenth session)
 EDGE_PER_OBJECT = os.environ.get("NAPARI_UNET_EDGE_PER_OBJECT", "1") == "1"
@@ -126,6 +133,9 @@ def flux_scores(fg_prob: np.ndarray, lap: np.ndarray, valid: np.ndarray, polarit
     evidence for it. They would be: every lighter spot inside a dark region has a negative
     Laplacian, and a textured region's flux rose with every spot carved, up to the threshold
     where the objects fall apart (IHC glands, docs/quality.md). ``EDGE_NEW_HOLES`` counts them.
+    Below 0.5 the region is 0.5's objects grown (:func:`grown_only`): objects that only the lower
+    threshold makes are things the network put on the other side of 0.5, whatever their edges say
+    (other cells as dark as the objects). ``EDGE_NEW_OBJECTS`` counts them.
 
     ``weights`` (per pixel, e.g. :func:`contrast_weights`) scale each pixel's share."""
     n = max(1, int(valid.sum()))
@@ -133,11 +143,14 @@ def flux_scores(fg_prob: np.ndarray, lap: np.ndarray, valid: np.ndarray, polarit
     if weights is not None:
         signed = signed * weights
     base_bg = None if EDGE_NEW_HOLES else fg_prob <= 0.5
+    core = None if EDGE_NEW_OBJECTS else fg_prob > 0.5
     out = []
     for th in thresholds:
         region = fg_prob > th
         if base_bg is not None and th > 0.5:
             region = without_new_holes(region, base_bg)
+        if core is not None and th < 0.5:
+            region = grown_only(region, core)
         out.append(float(signed[region].sum()) / n)
     return out
 
@@ -160,10 +173,7 @@ def contrast_weights(fg_prob: np.ndarray, img: np.ndarray, polarity: float,
     from scipy import ndimage as ndi
 
     wide = fg_prob > lowest
-    connect = _plane_structure(fg_prob.ndim)
-    if fg_prob.ndim >= 4:      # (N, Z, Y, X): an object's planes are one object (its dim caps too)
-        connect[(1,) * (fg_prob.ndim - 3) + (slice(None), 1, 1)] = True
-    lab, n = ndi.label(wide, connect)
+    lab, n = ndi.label(wide, object_structure(fg_prob.ndim))
     weights = np.ones(fg_prob.shape)
     if n == 0:
         return weights
@@ -176,7 +186,7 @@ def contrast_weights(fg_prob: np.ndarray, img: np.ndarray, polarity: float,
 
     whole = mean_of(lab, np.zeros(n))
     inside = mean_of(np.where(fg_prob > 0.5, lab, 0), whole)
-    plane = _plane_structure(fg_prob.ndim, full=True)
+    plane = plane_structure(fg_prob.ndim, full=True)
     grown = ndi.grey_dilation(ndi.grey_dilation(lab, footprint=plane), footprint=plane)
     around = mean_of(np.where(wide, 0, grown), inside)
     contrast = polarity * (inside - around)
@@ -185,40 +195,13 @@ def contrast_weights(fg_prob: np.ndarray, img: np.ndarray, polarity: float,
     return per[lab]
 
 
-def without_new_holes(fg: np.ndarray, base_bg: np.ndarray) -> np.ndarray:
-    """``fg`` with the holes it has and ``~base_bg`` does not filled back: the background
-    components (in each YX plane, 4-connected objects) that meet no pixel of ``base_bg``."""
-    from scipy import ndimage as ndi
-
-    lab, n = ndi.label(~fg, _plane_structure(fg.ndim, full=True))
-    if n == 0:
-        return fg
-    keep = np.zeros(n + 1, bool)
-    keep[lab[base_bg]] = True     # label 0 there is fg: not background
-    keep[0] = False
-    return ~keep[lab]
-
-
-def _plane_structure(ndim: int, full: bool = False) -> np.ndarray:
-    """4-connectivity (``full``: 8) in the YX plane, nothing across Z (or N), for arrays of
-    ``ndim`` axes."""
-    s = np.zeros((3,) * ndim, bool)
-    c = (1,) * (ndim - 2)
-    if full:   # 8-connected in the plane (the complement of 4-connected objects)
-        s[c + (slice(None), slice(None))] = True
-        return s
-    s[c + (1, slice(None))] = True
-    s[c + (slice(None), 1)] = True
-    return s
-
-
 def edge_scores(fg_prob: np.ndarray, grad: np.ndarray, valid: np.ndarray,
                 thresholds=THRESHOLDS) -> list[float]:
     """For each threshold: the mean of ``grad`` over the object's inner contour and over its
     outer contour (YX neighbours), averaged, over the ``valid`` pixels (NaN without contour)."""
     from scipy import ndimage as ndi
 
-    st = _plane_structure(fg_prob.ndim)
+    st = plane_structure(fg_prob.ndim)
     out = []
     for th in thresholds:
         fg = fg_prob > th
