@@ -484,8 +484,6 @@ def test_a_lower_threshold_grows_the_objects_and_adds_none(monkeypatch):
     """Below 0.5 only the objects the network found at 0.5 are scored, grown: cells as dark as
     the objects, which the network put at 0.015, have strong edges of their own, and when they
     counted the flux took the grid's lowest threshold to take them in."""
-    from napari_unet.core.train import calibration
-
     img, region, others, prob = _gland_among_other_dark_nuclei()
     lap, valid = _plane_laplacian(img[None]), np.ones((1,) + img.shape, bool)
     w = contrast_weights(prob[None], img[None], -1.0)

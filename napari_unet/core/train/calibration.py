@@ -142,8 +142,9 @@ def flux_scores(fg_prob: np.ndarray, lap: np.ndarray, valid: np.ndarray, polarit
     signed = np.where(valid, -polarity * lap, 0.0)
     if weights is not None:
         signed = signed * weights
-    base_bg = None if EDGE_NEW_HOLES else fg_prob <= 0.5
-    core = None if EDGE_NEW_OBJECTS else fg_prob > 0.5
+    half = fg_prob > 0.5                       # the network's own objects
+    base_bg = None if EDGE_NEW_HOLES else ~half
+    core = None if EDGE_NEW_OBJECTS else half
     out = []
     for th in thresholds:
         region = fg_prob > th
