@@ -70,17 +70,6 @@ def bare_loop(model, x, y, steps, dev, amp, channels_last, lr=2e-3):
     return steps / (time.perf_counter() - t)
 
 
-def fresh_like(model):
-    """A copy of ``model`` (its architecture, fixed filters included) with new initial weights."""
-    import copy
-
-    m = copy.deepcopy(model).train()
-    for mod in m.modules():
-        if hasattr(mod, "reset_parameters"):
-            mod.reset_parameters()
-    return m
-
-
 def trainer_rate(img, lab, steps, **kw):
     from napari_unet.core.events import TrainFinished, TrainStarted, TrainStep
     from napari_unet.core.train import iter_train
@@ -119,6 +108,7 @@ def main(argv=None) -> int:
     import torch
 
     from napari_unet.core.device import autocast_dtype, describe_device, resolve_device
+    from napari_unet.core.model import model_from_meta
     from napari_unet.core.synthetic import make_nuclei, make_strokes
 
     if args.threads:
@@ -156,7 +146,7 @@ def main(argv=None) -> int:
     y = torch.randint(0, meta["classes"] + 1, (batch_n,) + tuple(patch_t), generator=g).to(dev)
 
     # steps per round from a quick estimate
-    probe = fresh_like(model).to(dev)
+    probe = model_from_meta(meta).to(dev)
     if channels_last:
         probe = probe.to(memory_format=fmt)
     r0 = bare_loop(probe, x, y, 3, dev, amp, channels_last)
@@ -165,7 +155,7 @@ def main(argv=None) -> int:
     print(f"{'round':>5} {'bare steps/s':>13} {'trainer steps/s':>16} {'ratio':>7}", flush=True)
     for r in range(args.rounds):
         torch.manual_seed(r)
-        m = fresh_like(model).to(dev)
+        m = model_from_meta(meta).to(dev)
         if channels_last:
             m = m.to(memory_format=fmt)
         b = bare_loop(m, x, y, steps, dev, amp, channels_last)

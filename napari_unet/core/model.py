@@ -16,7 +16,7 @@ from torch import nn
 from .errors import UserError, UserTypeError
 
 __all__ = ["ConvBlock", "FilterStem", "UNet", "measure_receptive_field", "receptive_field",
-           "default_class_names", "build_model", "model_meta", "model_from_state", "replace_head"]
+           "default_class_names", "build_model", "model_meta", "model_from_meta", "model_from_state", "replace_head"]
 
 MODEL_FORMAT = "napari-unet-model"
 MODEL_FORMAT_VERSION = 1
@@ -358,13 +358,19 @@ def model_meta(model: nn.Module) -> dict[str, Any]:
     return meta
 
 
-def model_from_state(meta: dict[str, Any], state: dict[str, torch.Tensor]) -> UNet:
-    """Rebuild a model from its metadata and state dict (as saved by ``save_model``)."""
+def model_from_meta(meta: dict[str, Any]) -> UNet:
+    """A freshly initialised network of the architecture ``meta`` describes (a model's metadata)."""
     model = UNet(meta["dims"], meta["in_channels"], meta["classes"], meta["base_channels"],
                  meta["depth"], pooling=meta.get("pooling"),   # no "pooling": saved before schedules
                  stem=meta.get("stem"))                        # no "stem": saved before stems
-    model.load_state_dict(state, strict=True)
     model.meta = dict(meta)
+    return model
+
+
+def model_from_state(meta: dict[str, Any], state: dict[str, torch.Tensor]) -> UNet:
+    """Rebuild a model from its metadata and state dict (as saved by ``save_model``)."""
+    model = model_from_meta(meta)
+    model.load_state_dict(state, strict=True)
     return model.eval()
 
 
