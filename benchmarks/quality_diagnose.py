@@ -117,6 +117,8 @@ def appearance(im, strokes) -> tuple[np.ndarray, list[dict]]:
 
 
 def _number(text: str):
+    if "," in text:      # a tuple, e.g. spacing=0.235,0.15,0.15
+        return tuple(_number(t) for t in text.split(","))
     for kind in (int, float):
         try:
             return kind(text)
@@ -141,7 +143,8 @@ def main(argv=None) -> int:
                     help="forest: take apart the random forest's labels (the benchmark's settings) "
                          "instead; appearance: the appearance prior's posterior on its own")
     ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                    help="a training option of napari_unet.iter_train (integers, floats or text), "
+                    help="a training option of napari_unet.iter_train (integers, floats, text, or "
+                         "comma-separated tuples such as spacing=0.235,0.15,0.15), "
                          "e.g. depth=2; repeatable")
     args = ap.parse_args(argv)
     name, _, style = args.case.partition("/")

@@ -54,3 +54,14 @@ def test_main_passes_training_options_and_refuses_malformed_ones(capsys):
         assert e.value.code == 2
     with pytest.raises(Exception, match="depth"):   # the library names the option it refuses
         main(["synth2d/lines-m4", "--quick", "--steps", "2", "--threads", "1", "--option", "depth=0"])
+
+
+def test_main_takes_a_tuple_option_such_as_the_voxel_size(capsys):
+    import json
+
+    from quality_diagnose import main
+
+    assert main(["synth3d/planes-m4", "--quick", "--steps", "2", "--threads", "1",
+                 "--option", "spacing=2,1,1", "--option", "base_channels=4"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["spacing"] == [2, 1, 1] and row["dims"] == 3 and row["steps"] == 2
