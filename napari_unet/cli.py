@@ -83,7 +83,7 @@ def add_train_parser(sub) -> None:
     p.add_argument("--batch-size", type=_batch_arg, default="auto",
                    help="patches per training step: auto (from the device and patch size) or N")
     p.add_argument("--patch", type=_patch_cli_arg, default="auto", help="patch size: auto, N or ZxYxX")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 1e-3 2D, 2e-3 3D, 5e-4 continuing)")
     p.add_argument("--classes", type=int, default=None,
                    help="number of classes K (default: the highest painted label value)")
     p.add_argument("--class-names", default=None, help="comma-separated names, class 1 first")

@@ -42,7 +42,21 @@ def test_config_is_checked_once_and_normalised(tmp_path):
         TrainConfig(steps=1, val_fraction=0.9).checked()
     cfg = TrainConfig(steps=1, device="cpu", augment=False, checkpoint=str(tmp_path / "m.pt")).checked()
     assert cfg.device.type == "cpu" and cfg.augment is None and cfg.checkpoint == tmp_path / "m.pt"
-    assert cfg.lr > 0  # the default learning rate filled in
+    assert cfg.lr is None  # a fresh run's default depends on dims, known from the data
+    assert TrainConfig(steps=1, device="cpu", lr=3e-4).checked().lr == 3e-4
+    with pytest.raises(ValueError, match="lr must be positive"):
+        TrainConfig(steps=1, lr=0).checked()
+
+
+def test_default_learning_rate_by_dims_and_continuation(data):
+    img, strokes = data
+    fresh = train(img, strokes, steps=1, seed=0, **TINY)
+    assert fresh.meta["training"]["lr"] == 1e-3  # 2D
+    again = train(img, strokes, model=fresh, steps=1, seed=0, **TINY)
+    assert again.meta["training"]["lr"] == 5e-4  # continuing: a quarter of 2e-3
+    stack, marks = np.stack([img] * 4), np.stack([strokes] * 4)
+    assert train(stack, marks, dims=3, steps=1, seed=0, **TINY).meta["training"]["lr"] == 2e-3
+    assert train(img, strokes, steps=1, lr=4e-4, seed=0, **TINY).meta["training"]["lr"] == 4e-4
 
 
 def test_config_object_and_overrides_train_the_same(data, tmp_path):

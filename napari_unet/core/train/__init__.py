@@ -30,10 +30,13 @@ import os
 
 from ..losses import sparse_loss  # noqa: F401  (looked up here by the loop: tests patch it)
 
-DEFAULT_LR = 2e-3
-# lr when continuing (model=/init=): a quarter of a fresh run's. At half, 280-step correction rounds
-# on BBBC039 dropped by 0.001-0.003 in late rounds (3 seeds of 4); at a quarter, by under 0.0005
-# (1 seed of 4) with the same final IoU (docs/quality.md, eighth session)
+DEFAULT_LR = 2e-3  # a fresh 3D run's peak learning rate
+# a fresh 2D run's: at 1e-3 the EM line cases gained 0.013 on average at 120 s and the worst of
+# three seeds at 1,080 steps 0.610 -> 0.625; 3D at 250 steps lost (docs/quality.md, 31st session)
+DEFAULT_LR_2D = 1e-3
+# lr when continuing (model=/init=), 2D or 3D: DEFAULT_LR times this (5e-4). At half, 280-step
+# correction rounds on BBBC039 dropped by 0.001-0.003 in late rounds (3 seeds of 4); at a quarter,
+# by under 0.0005 (1 seed of 4) with the same final IoU (docs/quality.md, eighth session)
 FINETUNE_LR_FACTOR = float(os.environ.get("NAPARI_UNET_FINETUNE_LR", 0.25))
 EMIT_INTERVAL = 0.1          # seconds between TrainStep events (each step when slower)
 VAL_MIN_INTERVAL = 15.0      # seconds between validations (at least)
@@ -162,6 +165,6 @@ from .loop import iter_train, train  # noqa: E402
 from .tuning import ThreadTuner, _adamw  # noqa: E402,F401
 
 __all__ = ["iter_train", "train", "TrainConfig", "default_architecture", "default_patch_batch",
-           "ThreadTuner", "DEFAULT_LR", "FINETUNE_LR_FACTOR", "EMA_DECAY", "ENTROPY_WEIGHT", "REG_WEIGHT", "REG_WEIGHT_3D", "REG_WEIGHT_3D_STEM",
+           "ThreadTuner", "DEFAULT_LR", "DEFAULT_LR_2D", "FINETUNE_LR_FACTOR", "EMA_DECAY", "ENTROPY_WEIGHT", "REG_WEIGHT", "REG_WEIGHT_3D", "REG_WEIGHT_3D_STEM",
            "REG_RAMP", "REG_NEEDS_POLARITY", "REG_DILATIONS", "REG_DILATIONS_3D", "REG_LONG_STEPS", "ANCHOR_WEIGHT", "APPEARANCE_WEIGHT",
            "STEM_2D", "STEM_3D", "APPEARANCE_GATE", "APPEARANCE_CONTRAST", "APPEARANCE_CONFIDENCE", "APPEARANCE_MARGIN", "APPEARANCE_GATE_OBJECTS"]

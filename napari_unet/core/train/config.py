@@ -152,9 +152,9 @@ class TrainConfig:
             if isinstance(batch_size, str):
                 raise UserError(f"batch_size must be 'auto' or a positive integer, got {batch_size!r}")
             batch_size = _check_int("batch_size", batch_size, allow_none=False)
-        if lr is None:  # continuing or fine-tuning: a gentler step, the weights are already good
-            lr = _pkg().DEFAULT_LR * (_pkg().FINETUNE_LR_FACTOR if (model is not None or init is not None) else 1.0)
-        lr = _check_float("lr", lr, allow_none=False)
+        if lr is None and (model is not None or init is not None):
+            lr = _pkg().DEFAULT_LR * _pkg().FINETUNE_LR_FACTOR  # a gentler step: the weights are good
+        lr = _check_float("lr", lr)  # None: a fresh run's default, by dims (see default_lr)
         val_fraction = _check_float("val_fraction", val_fraction, positive=False, allow_none=False)
         if not 0 <= val_fraction <= 0.5:
             raise UserError(f"val_fraction must be between 0 and 0.5, got {val_fraction}")
@@ -187,6 +187,13 @@ class TrainConfig:
             val_fraction=val_fraction, checkpoint_every=checkpoint_every, preview_every=preview_every,
             dice_weight=dice_weight, weight_decay=weight_decay, seed=seed, augment=augment,
             checkpoint=checkpoint, device=dev)
+
+
+def default_lr(lr: float | None, dims: int) -> float:
+    """The peak learning rate: ``lr`` when given, else a fresh run's default for ``dims``."""
+    if lr is not None:
+        return lr
+    return _pkg().DEFAULT_LR_2D if dims == 2 else _pkg().DEFAULT_LR
 
 
 def options_signature(func: Callable) -> Any:

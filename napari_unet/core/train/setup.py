@@ -22,7 +22,7 @@ from ..limits import check_class_count, check_training_memory
 from ..losses import AppearancePrior, neighbour_offsets
 from .calibration import MIN_UNPAINTED, NO_POLARITY, carried_threshold, shift_head
 from ..model import UNet, build_model, model_meta, replace_head
-from .config import TrainConfig, _check_int, _patch_arg, _pkg, default_architecture, default_patch_batch
+from .config import TrainConfig, _check_int, _patch_arg, _pkg, default_architecture, default_lr, default_patch_batch
 from .tuning import _adamw
 
 
@@ -212,7 +212,7 @@ def make_plan(images: Any, labels: Any, cfg: TrainConfig) -> _Plan:
                            "painted": {str(v): int(p.counts[v]) for v in range(1, len(p.counts)) if p.counts[v]}}
                           for p in pairs]}
     return _Plan(pairs, val_pairs, dims, classes, the_model, init_source, continued, dev, cfg.steps,
-                 cfg.time_limit, cfg.batch_size, patch_t, cfg.lr, cfg.val_fraction,
+                 cfg.time_limit, cfg.batch_size, patch_t, default_lr(cfg.lr, dims), cfg.val_fraction,
                  bool(unpainted_is_background), cfg.checkpoint, cfg.checkpoint_every, seed, cfg.stop,
                  cfg.preview, cfg.preview_every, cfg.augment, cfg.dice_weight, cfg.weight_decay,
                  painted, bool(cfg.keep_better), spacing,
