@@ -32,7 +32,9 @@ from ..losses import sparse_loss  # noqa: F401  (looked up here by the loop: tes
 
 DEFAULT_LR = 2e-3  # a fresh 3D run's peak learning rate
 # a fresh 2D run's: at 1e-3 the EM line cases gained 0.013 on average at 120 s and the worst of
-# three seeds at 1,080 steps 0.610 -> 0.625; 3D at 250 steps lost (docs/quality.md, 31st session)
+# three seeds at 1,080 steps 0.610 -> 0.625; 3D at 250 steps lost (docs/quality.md, 31st session).
+# The whole table: 13 of 15 pass (12 at 2e-3); BBBC039's fixed-step correction rounds swing by up
+# to 0.007 (0.0014 at 2e-3; 32nd session)
 DEFAULT_LR_2D = 1e-3
 # lr when continuing (model=/init=), 2D or 3D: DEFAULT_LR times this (5e-4). At half, 280-step
 # correction rounds on BBBC039 dropped by 0.001-0.003 in late rounds (3 seeds of 4); at a quarter,
