@@ -42,7 +42,7 @@ def test_config_is_checked_once_and_normalised(tmp_path):
         TrainConfig(steps=1, val_fraction=0.9).checked()
     cfg = TrainConfig(steps=1, device="cpu", augment=False, checkpoint=str(tmp_path / "m.pt")).checked()
     assert cfg.device.type == "cpu" and cfg.augment is None and cfg.checkpoint == tmp_path / "m.pt"
-    assert cfg.lr is None  # a fresh run's default depends on dims, known from the data
+    assert cfg.lr is None  # the default depends on dims (known from the data) and on continuing
     assert TrainConfig(steps=1, device="cpu", lr=3e-4).checked().lr == 3e-4
     with pytest.raises(ValueError, match="lr must be positive"):
         TrainConfig(steps=1, lr=0).checked()

@@ -152,9 +152,7 @@ class TrainConfig:
             if isinstance(batch_size, str):
                 raise UserError(f"batch_size must be 'auto' or a positive integer, got {batch_size!r}")
             batch_size = _check_int("batch_size", batch_size, allow_none=False)
-        if lr is None and (model is not None or init is not None):
-            lr = _pkg().DEFAULT_LR * _pkg().FINETUNE_LR_FACTOR  # a gentler step: the weights are good
-        lr = _check_float("lr", lr)  # None: a fresh run's default, by dims (see default_lr)
+        lr = _check_float("lr", lr)  # None: the default, once the data say 2D or 3D (default_lr)
         val_fraction = _check_float("val_fraction", val_fraction, positive=False, allow_none=False)
         if not 0 <= val_fraction <= 0.5:
             raise UserError(f"val_fraction must be between 0 and 0.5, got {val_fraction}")
@@ -189,10 +187,13 @@ class TrainConfig:
             checkpoint=checkpoint, device=dev)
 
 
-def default_lr(lr: float | None, dims: int) -> float:
-    """The peak learning rate: ``lr`` when given, else a fresh run's default for ``dims``."""
+def default_lr(lr: float | None, dims: int, continuing: bool) -> float:
+    """The peak learning rate: ``lr`` when given; else, continuing a model (``model=`` or
+    ``init=``), a gentler step, the weights being good already; else a fresh run's for ``dims``."""
     if lr is not None:
         return lr
+    if continuing:
+        return _pkg().DEFAULT_LR * _pkg().FINETUNE_LR_FACTOR
     return _pkg().DEFAULT_LR_2D if dims == 2 else _pkg().DEFAULT_LR
 
 

@@ -212,8 +212,8 @@ def make_plan(images: Any, labels: Any, cfg: TrainConfig) -> _Plan:
                            "painted": {str(v): int(p.counts[v]) for v in range(1, len(p.counts)) if p.counts[v]}}
                           for p in pairs]}
     return _Plan(pairs, val_pairs, dims, classes, the_model, init_source, continued, dev, cfg.steps,
-                 cfg.time_limit, cfg.batch_size, patch_t, default_lr(cfg.lr, dims), cfg.val_fraction,
-                 bool(unpainted_is_background), cfg.checkpoint, cfg.checkpoint_every, seed, cfg.stop,
+                 cfg.time_limit, cfg.batch_size, patch_t, default_lr(cfg.lr, dims, continued or init is not None),
+                 cfg.val_fraction, bool(unpainted_is_background), cfg.checkpoint, cfg.checkpoint_every, seed, cfg.stop,
                  cfg.preview, cfg.preview_every, cfg.augment, cfg.dice_weight, cfg.weight_decay,
                  painted, bool(cfg.keep_better), spacing,
                  scarce_paint({v: int(total[v]) for v in painted_values}, the_model.meta.get("class_names")))
