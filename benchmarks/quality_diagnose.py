@@ -24,14 +24,21 @@ Usage (from the repository root)::
     python benchmarks/quality_diagnose.py ovule3d/planes-m4 --steps 400 --dims 2
     python benchmarks/quality_diagnose.py em/blobs --method forest
     python benchmarks/quality_diagnose.py em/lines-m4 --method appearance
+    python benchmarks/quality_diagnose.py bbbc039-zoom033/lines-m4 --steps 600 --threads 1 --flux
 
 ``--method appearance`` takes apart what the appearance prior (``losses.AppearancePrior``, its
 histograms filled from every painted pixel at once, no augmentation) says on its own: its
 argmax labels, and its posterior by signed distance to the truth's objects (negative: inside).
+
+``--flux`` adds the edge calibration's inputs to the row (``calibration``: the reference, the edge
+score and painted-object recall per threshold, the threshold chosen): on nuclei the flux is often
+a plateau, and a threshold that an oracle prefers may score under ``calibration.MIN_GAIN`` above
+0.5 (docs/quality.md).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -127,6 +134,35 @@ def _number(text: str):
     return text
 
 
+@contextlib.contextmanager
+def _recording_calibration(on: bool):
+    """While a run trains: each call of ``calibration.choose_threshold`` (the end-of-run edge
+    calibration) appended to the yielded list as {reference, chosen, scores, recall} (per
+    threshold, rounded); nothing recorded when not ``on``."""
+    from napari_unet.core.train import calibration
+
+    choices: list[dict] = []
+    if not on:
+        yield choices
+        return
+    original = calibration.choose_threshold
+
+    def recording(scores, thresholds=calibration.THRESHOLDS, recall=None, bg_recall=None, reference=0.5):
+        chosen = original(scores, thresholds, recall=recall, bg_recall=bg_recall, reference=reference)
+        order = sorted(range(len(thresholds)), key=lambda i: thresholds[i])
+        choices.append(dict(reference=reference, chosen=chosen,
+                            scores={f"{thresholds[i]:g}": round(float(scores[i]), 6) for i in order},
+                            recall=None if recall is None else
+                            {f"{thresholds[i]:g}": round(float(recall[i]), 4) for i in order}))
+        return chosen
+
+    calibration.choose_threshold = recording
+    try:
+        yield choices
+    finally:
+        calibration.choose_threshold = original
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("case", help="IMAGE/STYLE as in quality.py --list, e.g. em/blobs")
@@ -146,6 +182,10 @@ def main(argv=None) -> int:
                     help="a training option of napari_unet.iter_train (integers, floats, text, or "
                          "comma-separated tuples such as spacing=0.235,0.15,0.15), "
                          "e.g. depth=2; repeatable")
+    ap.add_argument("--flux", action="store_true",
+                    help="also record the edge calibration's choice (calibration.choose_threshold's "
+                         "reference, edge score and painted-object recall per threshold, the threshold "
+                         "chosen): why a run kept 0.5 where another threshold scores better")
     args = ap.parse_args(argv)
     name, _, style = args.case.partition("/")
     if not style or style == "interactive":
@@ -185,7 +225,8 @@ def main(argv=None) -> int:
         return 0
     ious = []
     for seed in seeds:
-        run = ours(im.img, strokes, dims=dims, steps=args.steps, seed=seed, **im.options, **options)
+        with _recording_calibration(args.flux) as choices:
+            run = ours(im.img, strokes, dims=dims, steps=args.steps, seed=seed, **im.options, **options)
         if args.save:
             np.savez_compressed(args.save, probs=run.probs.astype(np.float16), truth=im.truth, strokes=strokes)
         row = dict(case=args.case, steps=args.steps, seed=seed, dims=dims, **options,
@@ -195,6 +236,8 @@ def main(argv=None) -> int:
         if im.classes > 2:   # what Predict gives by default (each object one class where chosen)
             row.update(labels_iou=round(score(run.labels, im.truth), 4),
                        kinds=(run.model.meta.get("training") or {}).get("kinds"))
+        if args.flux:
+            row["calibration"] = choices
         ious.append(row["iou"])
         print(json.dumps(row), flush=True)
     if len(seeds) > 1:   # single-seed differences on thin classes are inside this spread

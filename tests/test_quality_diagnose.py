@@ -65,3 +65,27 @@ def test_main_takes_a_tuple_option_such_as_the_voxel_size(capsys):
                  "--option", "spacing=2,1,1", "--option", "base_channels=4"]) == 0
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert row["spacing"] == [2, 1, 1] and row["dims"] == 3 and row["steps"] == 2
+
+
+def test_main_records_the_edge_calibrations_choice(capsys):
+    """--flux: the row carries what the end-of-run calibration weighed (one choice for a fresh
+    run: the reference 0.5, a score per threshold, the painted recall) and the threshold it chose,
+    which is the one the model records; the library's function is put back afterwards."""
+    import json
+
+    from napari_unet.core.train import calibration
+    from quality_diagnose import main
+
+    original = calibration.choose_threshold
+    assert main(["synth2d/lines-m4", "--quick", "--steps", "3", "--threads", "1", "--flux"]) == 0
+    assert calibration.choose_threshold is original
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    (choice,) = row["calibration"]
+    assert choice["reference"] == 0.5
+    assert set(choice["scores"]) == {f"{t:g}" for t in calibration.THRESHOLDS}
+    assert set(choice["recall"]) == set(choice["scores"])
+    assert choice["chosen"] == (row["edge_threshold"] or 0.5)
+    assert choice["chosen"] in calibration.THRESHOLDS
+    # without --flux the row has no such key
+    assert main(["synth2d/lines-m4", "--quick", "--steps", "3", "--threads", "1"]) == 0
+    assert "calibration" not in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
