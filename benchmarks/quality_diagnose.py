@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -146,11 +147,15 @@ def _recording_calibration(on: bool):
         yield choices
         return
     original = calibration.choose_threshold
+    signature = inspect.signature(original)
 
-    def recording(scores, thresholds=calibration.THRESHOLDS, recall=None, bg_recall=None, reference=0.5):
-        chosen = original(scores, thresholds, recall=recall, bg_recall=bg_recall, reference=reference)
+    def recording(*args, **kwargs):
+        chosen = original(*args, **kwargs)
+        call = signature.bind(*args, **kwargs)
+        call.apply_defaults()            # the library's own defaults, not a copy of them here
+        scores, thresholds, recall = (call.arguments[k] for k in ("scores", "thresholds", "recall"))
         order = sorted(range(len(thresholds)), key=lambda i: thresholds[i])
-        choices.append(dict(reference=reference, chosen=chosen,
+        choices.append(dict(reference=call.arguments["reference"], chosen=chosen,
                             scores={f"{thresholds[i]:g}": round(float(scores[i]), 6) for i in order},
                             recall=None if recall is None else
                             {f"{thresholds[i]:g}": round(float(recall[i]), 4) for i in order}))
