@@ -31,9 +31,9 @@ histograms filled from every painted pixel at once, no augmentation) says on its
 argmax labels, and its posterior by signed distance to the truth's objects (negative: inside).
 
 ``--flux`` adds the edge calibration's inputs to the row (``calibration``: the reference, the edge
-score and painted-object recall per threshold, the threshold chosen): on nuclei the flux is often
-a plateau, and a threshold that an oracle prefers may score under ``calibration.MIN_GAIN`` above
-0.5 (docs/quality.md).
+score and the painted object's and background's recall per threshold, the threshold chosen): on
+nuclei the flux is often a plateau, and a threshold that an oracle prefers may score under
+``calibration.MIN_GAIN`` above 0.5 (docs/quality.md).
 """
 from __future__ import annotations
 
@@ -138,8 +138,8 @@ def _number(text: str):
 @contextlib.contextmanager
 def _recording_calibration(on: bool):
     """While a run trains: each call of ``calibration.choose_threshold`` (the end-of-run edge
-    calibration) appended to the yielded list as {reference, chosen, scores, recall} (per
-    threshold, rounded); nothing recorded when not ``on``."""
+    calibration) appended to the yielded list as {reference, chosen, scores, recall, bg_recall}
+    (per threshold, rounded); nothing recorded when not ``on``."""
     from napari_unet.core.train import calibration
 
     choices: list[dict] = []
@@ -153,12 +153,16 @@ def _recording_calibration(on: bool):
         chosen = original(*args, **kwargs)
         call = signature.bind(*args, **kwargs)
         call.apply_defaults()            # the library's own defaults, not a copy of them here
-        scores, thresholds, recall = (call.arguments[k] for k in ("scores", "thresholds", "recall"))
+        scores, thresholds = call.arguments["scores"], call.arguments["thresholds"]
         order = sorted(range(len(thresholds)), key=lambda i: thresholds[i])
+
+        def per_threshold(values, digits):
+            return None if values is None else {f"{thresholds[i]:g}": round(float(values[i]), digits)
+                                                for i in order}
         choices.append(dict(reference=call.arguments["reference"], chosen=chosen,
-                            scores={f"{thresholds[i]:g}": round(float(scores[i]), 6) for i in order},
-                            recall=None if recall is None else
-                            {f"{thresholds[i]:g}": round(float(recall[i]), 4) for i in order}))
+                            scores=per_threshold(scores, 6),
+                            recall=per_threshold(call.arguments["recall"], 4),
+                            bg_recall=per_threshold(call.arguments["bg_recall"], 4)))
         return chosen
 
     calibration.choose_threshold = recording
@@ -189,8 +193,8 @@ def main(argv=None) -> int:
                          "e.g. depth=2; repeatable")
     ap.add_argument("--flux", action="store_true",
                     help="also record the edge calibration's choice (calibration.choose_threshold's "
-                         "reference, edge score and painted-object recall per threshold, the threshold "
-                         "chosen): why a run kept 0.5 where another threshold scores better")
+                         "reference, edge score and painted object and background recall per "
+                         "threshold, the threshold chosen): why a run kept 0.5 where another threshold scores better")
     args = ap.parse_args(argv)
     name, _, style = args.case.partition("/")
     if not style or style == "interactive":

@@ -69,7 +69,7 @@ def test_main_takes_a_tuple_option_such_as_the_voxel_size(capsys):
 
 def test_main_records_the_edge_calibrations_choice(capsys):
     """--flux: the row carries what the end-of-run calibration weighed (one choice for a fresh
-    run: the reference 0.5, a score per threshold, the painted recall) and the threshold it chose,
+    run: the reference 0.5, a score per threshold, the painted object's and background's recall) and the threshold it chose,
     which is the one the model records; the library's function is put back afterwards."""
     import json
 
@@ -83,7 +83,8 @@ def test_main_records_the_edge_calibrations_choice(capsys):
     (choice,) = row["calibration"]
     assert choice["reference"] == 0.5
     assert set(choice["scores"]) == {f"{t:g}" for t in calibration.THRESHOLDS}
-    assert set(choice["recall"]) == set(choice["scores"])
+    assert set(choice["recall"]) == set(choice["scores"]) == set(choice["bg_recall"])
+    assert all(0.0 <= v <= 1.0 for v in choice["bg_recall"].values())
     assert choice["chosen"] == (row["edge_threshold"] or 0.5)
     assert choice["chosen"] in calibration.THRESHOLDS
     # without --flux the row has no such key
