@@ -191,6 +191,49 @@ def test_a_reference_threshold_stays_unless_another_is_clearly_better():
     assert choose_threshold(flat, reference=0.123) == 0.5   # not on the grid: 0.5
 
 
+def test_a_fresh_run_takes_the_strongest_edges_and_ties_keep_one_half():
+    """No margin (FRESH_MIN_GAIN): a threshold whose edges score 0.2% above 0.5's wins (the flat
+    top of the flux on nuclei, docs/quality.md); an exact tie keeps 0.5; the recall limits hold."""
+    from napari_unet.core.train.calibration import FRESH_MIN_GAIN, MIN_GAIN, RECALL_TOL
+
+    n, i3 = len(THRESHOLDS), THRESHOLDS.index(0.3)
+    assert FRESH_MIN_GAIN < MIN_GAIN
+    top = [1.0] * n
+    top[i3] = 1.002
+    assert choose_threshold(top) == 0.5                              # a continued model's margin
+    assert choose_threshold(top, min_gain=FRESH_MIN_GAIN) == 0.3
+    assert choose_threshold([1.0] * n, min_gain=FRESH_MIN_GAIN) == 0.5
+    bg = [0.9] * n
+    bg[i3] = 0.9 - 2 * RECALL_TOL                                    # 0.3 loses painted background
+    assert choose_threshold(top, bg_recall=bg, min_gain=FRESH_MIN_GAIN) == 0.5
+
+
+@pytest.mark.parametrize("continued", [False, True])
+def test_only_a_continued_model_needs_clearly_stronger_edges_to_move(continued, monkeypatch):
+    """Through ``train``: edges that score 0.3 a little (under MIN_GAIN) above 0.5 move a fresh
+    run's boundary there; a run continuing a model (a correction round) keeps its threshold."""
+    import napari_unet.core.train as t
+    from napari_unet.core.synthetic import make_nuclei
+    from napari_unet.core.train.calibration import MIN_GAIN
+
+    img, sem, _ = make_nuclei((96, 96), seed=0)
+    sparse = np.zeros_like(sem)
+    sparse[::8] = sem[::8]
+    m = None
+    if continued:
+        monkeypatch.setattr(t, "EDGE_CALIBRATION", False)
+        m = train(img, sparse, steps=4, device="cpu", seed=0, base_channels=4, depth=2)
+        monkeypatch.setattr(t, "EDGE_CALIBRATION", True)
+        assert m.meta["edge_threshold"] is None                       # carries 0.5
+    top = [1.0] * len(THRESHOLDS)
+    top[THRESHOLDS.index(0.3)] = 1.0 + MIN_GAIN / 4
+    monkeypatch.setattr(calibration, "flux_scores", lambda *a, **k: list(top))
+    monkeypatch.setattr(calibration, "RECALL_TOL", 1.0)    # a 4-step model's paint: not the point here
+    out = train(img, sparse, model=m, steps=2 if continued else 4, device="cpu", seed=0,
+                base_channels=4, depth=2)
+    assert out.meta["training"]["edge_threshold"] == (0.5 if continued else 0.3)
+
+
 @pytest.mark.parametrize("keep", [True, False])
 def test_continuing_keeps_the_models_threshold_where_the_edges_do_not_choose(keep, monkeypatch):
     """A correction round on a model calibrated at 0.8 whose edges score every threshold alike

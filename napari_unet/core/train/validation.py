@@ -191,13 +191,17 @@ class ValidationMixin:
         if self._stopped():  # no time to choose: the threshold the model came with
             self._reapply_prior_threshold()
             return
-        from .calibration import CONTINUE_KEEPS_THRESHOLD, THRESHOLDS, edge_threshold, shift_head
+        from .calibration import (CONTINUE_KEEPS_THRESHOLD, CONTINUE_MIN_GAIN, FRESH_MIN_GAIN, THRESHOLDS,
+                                  edge_threshold, shift_head)
 
         amp = dict(device_type=self.p.dev.type, dtype=self.amp, enabled=self.amp is not None)
         prior = getattr(self, "prior_threshold", None)
         ref = prior if CONTINUE_KEEPS_THRESHOLD and prior in THRESHOLDS else 0.5
+        # a continued model (its head trained before, whatever threshold it carries) moves only for
+        # clearly stronger edges; a fresh run takes the strongest (calibration.FRESH_MIN_GAIN)
+        gain = CONTINUE_MIN_GAIN if getattr(self, "continues_head", False) else FRESH_MIN_GAIN
         found = edge_threshold(self.p.model, self.calset.x, self.calset.y, to_dev=self._to_dev,
-                               autocast=amp, batch=max(1, self.batch * 2), reference=ref)
+                               autocast=amp, batch=max(1, self.batch * 2), reference=ref, min_gain=gain)
         if found is None:
             return
         self.edge_threshold = found[0]
