@@ -332,7 +332,7 @@ class Setup:
         # a head that carries an edge calibration (calibration.py) trains from its trained bias:
         # the shift is undone here and chosen afresh at the end (the carried one the reference to
         # beat), so that shifts do not compound round after round (keep-better's starting weights keep theirs)
-        self.prior_threshold, self.continues_head = (carried_threshold(model) if same_head else None), same_head
+        self.prior_threshold = carried_threshold(model) if same_head else None
         self.threshold_chosen = False  # set once this run's threshold is decided (validation.py)
         if self.prior_threshold is not None:
             shift_head(model, 1.0 - self.prior_threshold)

@@ -107,13 +107,13 @@ class ValidationMixin:
             # nothing new painted, a better fit: fitting the same strokes better can still move the
             # boundaries nobody painted (every such round measured lost 0.003-0.012 IoU); the new
             # weights must also put them clearly closer to the image's edges (a relative gain in
-            # flux above MIN_GAIN, under which the calibration too keeps its default)
+            # flux above MIN_GAIN, the flux's resolution between two models)
             evidence = self._flux_evidence()          # the image's side, once for both weights
             flux_old = self._region_flux(evidence)
             model.load_state_dict(trained)
             flux_new = self._region_flux(evidence)
             if flux_old is not None and flux_new is not None:
-                from .calibration import MIN_GAIN   # the flux's resolution, as the calibration's
+                from .calibration import MIN_GAIN   # the flux's resolution
 
                 if flux_new <= flux_old + MIN_GAIN * abs(flux_old):
                     model.load_state_dict(self.start_state)
@@ -191,17 +191,13 @@ class ValidationMixin:
         if self._stopped():  # no time to choose: the threshold the model came with
             self._reapply_prior_threshold()
             return
-        from .calibration import (CONTINUE_KEEPS_THRESHOLD, CONTINUE_MIN_GAIN, FRESH_MIN_GAIN, THRESHOLDS,
-                                  edge_threshold, shift_head)
+        from .calibration import CONTINUE_KEEPS_THRESHOLD, THRESHOLDS, edge_threshold, shift_head
 
         amp = dict(device_type=self.p.dev.type, dtype=self.amp, enabled=self.amp is not None)
         prior = getattr(self, "prior_threshold", None)
         ref = prior if CONTINUE_KEEPS_THRESHOLD and prior in THRESHOLDS else 0.5
-        # a continued model (its head trained before, whatever threshold it carries) moves only for
-        # clearly stronger edges; a fresh run takes the strongest (calibration.FRESH_MIN_GAIN)
-        gain = CONTINUE_MIN_GAIN if getattr(self, "continues_head", False) else FRESH_MIN_GAIN
         found = edge_threshold(self.p.model, self.calset.x, self.calset.y, to_dev=self._to_dev,
-                               autocast=amp, batch=max(1, self.batch * 2), reference=ref, min_gain=gain)
+                               autocast=amp, batch=max(1, self.batch * 2), reference=ref)
         if found is None:
             return
         self.edge_threshold = found[0]
