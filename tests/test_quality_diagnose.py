@@ -69,8 +69,9 @@ def test_main_takes_a_tuple_option_such_as_the_voxel_size(capsys):
 
 def test_main_records_the_edge_calibrations_choice(capsys):
     """--flux: the row carries what the end-of-run calibration weighed (one choice for a fresh
-    run: the reference 0.5, a score per threshold, the painted object's and background's recall) and the threshold it chose,
-    which is the one the model records; the library's function is put back afterwards."""
+    run: the reference 0.5, a score per threshold, the painted object's and background's recall)
+    and the threshold it chose, which is the one the model records; the library's function is put
+    back afterwards."""
     import json
 
     from napari_unet.core.train import calibration
