@@ -38,8 +38,9 @@ shifts shrank the nuclei round after round), keeping its own where the edges sco
 higher (twenty-third session; up to the thirty-third, "clearly higher": by 1%). Skipped when the
 paint leaves no gap (dense labels). Stacks are calibrated plane by plane (the Laplacian in YX)
 with the flux; with the mean gradient they are not (``EDGE_CALIBRATION_STACKS``: a Z-blurred
-object's dim top and bottom planes were cut away to raise the mean along the contour). With more than two classes the background's boundary
-against all object classes moves (:func:`object_odds`); they keep their order among themselves.
+object's dim top and bottom planes were cut away to raise the mean along the contour). With
+more than two classes the background's boundary against all object classes moves
+(:func:`object_odds`); they keep their order among themselves.
 
 The flux needs a polarity: objects brighter or darker than the background. Where the paint shows
 neither for a class (one of its painted pixels is brighter than a painted background pixel about
