@@ -32,8 +32,8 @@ argmax labels, and its posterior by signed distance to the truth's objects (nega
 
 ``--flux`` adds the edge calibration's inputs to the row (``calibration``: the reference, the edge
 score and the painted object's and background's recall per threshold, the threshold chosen): on
-nuclei the flux is often a plateau, and a threshold that an oracle prefers may score under
-``calibration.MIN_GAIN`` above 0.5 (docs/quality.md).
+nuclei the flux is often a plateau, where the threshold an oracle prefers and the one the flux
+chooses can differ (docs/quality.md).
 """
 from __future__ import annotations
 
@@ -194,7 +194,7 @@ def main(argv=None) -> int:
     ap.add_argument("--flux", action="store_true",
                     help="also record the edge calibration's choice (calibration.choose_threshold's "
                          "reference, edge score and painted object and background recall per "
-                         "threshold, the threshold chosen): why a run kept 0.5 where another threshold scores better")
+                         "threshold, the threshold chosen): why a run chose its threshold")
     args = ap.parse_args(argv)
     name, _, style = args.case.partition("/")
     if not style or style == "interactive":
