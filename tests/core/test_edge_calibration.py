@@ -172,17 +172,18 @@ def test_a_reference_threshold_stays_unless_another_is_clearly_better():
     margin (``min_gain``, ``NAPARI_UNET_EDGE_MIN_GAIN``) another must beat it by that much."""
     from napari_unet.core.train.calibration import RECALL_TOL
 
-    MIN_GAIN = 0.01                                    # the rule up to the thirty-third session
+    margin = 0.01                                      # the rule up to the thirty-third session
 
     n, i5 = len(THRESHOLDS), THRESHOLDS.index(0.55)
     flat = [1.0] * n
     assert choose_threshold(flat) == 0.5 and choose_threshold(flat, reference=0.8) == 0.8
     small = list(flat)
-    small[i5] = 1.0 + MIN_GAIN / 2                      # under MIN_GAIN over the reference
-    assert choose_threshold(small, reference=0.8, min_gain=MIN_GAIN) == 0.8
+    small[i5] = 1.0 + margin / 2                        # under the margin over the reference
+    assert choose_threshold(small, reference=0.8, min_gain=margin) == 0.8
     assert choose_threshold(small, reference=0.8) == 0.55   # no margin (the default): the best edges
     clear = list(flat)
-    clear[i5] = 1.0 + 3 * MIN_GAIN                      # clearly better: it moves
+    clear[i5] = 1.0 + 3 * margin                        # clearly better: it moves, margin or not
+    assert choose_threshold(clear, reference=0.8, min_gain=margin) == 0.55
     assert choose_threshold(clear, reference=0.8) == 0.55
     recall = [0.9] * n
     recall[i5] = 0.9 - 2 * RECALL_TOL                   # ... unless it loses the reference's paint
