@@ -5,7 +5,8 @@ Round 0: lines through 10% of the objects (skeleton segments for a thin class) a
 background lines kept 4 px from any object; ``round_time`` seconds of training. Each later
 round adds ``n_new`` strokes with :func:`strokes.corrections` (one stroke of the true class
 along each of the wrong regions with the most room for a 3-px brush; 1-px rims along borders
-are not painted) and continues from the previous model
+are not painted, nor pixels already painted: where the paint is still wrong the user goes to
+the next errors) and continues from the previous model
 (``init=`` it, keeping the better of the two when the API offers ``keep_better``), for
 ``round_time`` seconds again. 2D images only.
 

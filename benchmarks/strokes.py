@@ -279,17 +279,20 @@ def corrections(pred, sem, strokes, *, n=8, min_size=10, length=30) -> tuple[np.
     """New strokes where a 2D prediction is most wrong, as a user paints from the error overlay
     with a 3-px brush: only where the brush fits inside a region where the prediction misses the
     true class (a 1-px rim along an object's border is not paintable without painting over right
-    pixels, and no one paints it). For each of the ``n`` regions with the most room for the
-    brush (at least ``min_size`` px in all and 3 brush positions), a stroke of that class along
-    the skeleton of those positions from the innermost pixel (up to ``length`` px, clipped to
-    the region). Returns (the strokes with the corrections added, the number of strokes added)."""
+    pixels, and no one paints it). Pixels already painted do not count: where a model still gets
+    its paint wrong (a kept previous model, paint not yet learned) the user has painted there
+    already and goes to the next errors, rather than repeating the stroke. For each of the ``n``
+    regions with the most room for the brush (at least ``min_size`` px in all and 3 brush
+    positions), a stroke of that class along the skeleton of those positions from the innermost
+    pixel (up to ``length`` px, clipped to the region). Returns (the strokes with the corrections
+    added, the number of strokes added; each adds paint)."""
     from skimage.morphology import skeletonize
 
     out = strokes.copy()
     regions = []
     brush = np.ones((3, 3), bool)
     for c in np.unique(sem):
-        wrong = (sem == c) & (pred != c)
+        wrong = (sem == c) & (pred != c) & (strokes == 0)
         comp, k = ndi.label(wrong)
         if k:
             sizes = np.bincount(comp.ravel(), minlength=k + 1)

@@ -121,3 +121,28 @@ def test_corrections_skip_errors_too_thin_for_the_brush(nuclei):
     new, added = S.corrections(pred, sem, start, n=5)
     assert added == 1
     assert np.all(missed[new > 0]) and np.all(new[new > 0] == 2)
+
+
+def test_corrections_go_to_the_next_errors_where_the_paint_is_still_wrong(nuclei):
+    """A model that still gets a painted region wrong (a kept previous model, paint not yet
+    learned): the next round does not repeat the stroke there; it paints the next errors, and
+    every stroke it counts adds paint."""
+    sem, inst = nuclei
+    sizes = np.bincount(inst[inst > 0])
+    two = np.argsort(sizes)[::-1][:2]
+    pred = sem.copy()
+    pred[np.isin(inst, two)] = 1                        # the two largest nuclei missed
+    first, added = S.corrections(pred, sem, np.zeros_like(sem), n=1)
+    assert added == 1
+    hit = set(np.unique(inst[first > 0]))
+    assert len(hit) == 1 and hit <= set(two)
+    again, added = S.corrections(pred, sem, first, n=1)    # the same prediction again
+    assert added == 1
+    new = (again != first)
+    assert new.any() and not np.any(new & (first > 0))      # nothing repainted
+    assert set(np.unique(inst[new])) == set(two) - hit and np.all(again[new] == 2)
+    assert np.array_equal(again[first > 0], first[first > 0])
+    # a region painted all over adds nothing and is not counted
+    full = np.where(inst > 0, 2, 0).astype(np.uint8)
+    done, added = S.corrections(pred, sem, full, n=3)
+    assert added == 0 and np.array_equal(done, full)
