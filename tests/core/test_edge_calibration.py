@@ -188,12 +188,34 @@ def test_a_reference_threshold_stays_unless_another_is_clearly_better():
     recall = [0.9] * n
     recall[i5] = 0.9 - 2 * RECALL_TOL                   # ... unless it loses the reference's paint
     assert choose_threshold(clear, recall=recall, reference=0.8) == 0.8
-    recall = [0.9] * n
-    recall[THRESHOLDS.index(0.8)] = 0.9 - 2 * RECALL_TOL  # a reference that loses 0.5's paint: 0.5
-    assert choose_threshold(flat, recall=recall, reference=0.8) == 0.5
-    assert choose_threshold(clear, recall=recall, reference=0.8) == 0.55
     assert choose_threshold([float("nan")] * n, reference=0.8) == 0.8
     assert choose_threshold(flat, reference=0.123) == 0.5   # not on the grid: 0.5
+
+
+def test_a_carried_threshold_stays_allowed_when_new_paint_lowers_its_recall(monkeypatch):
+    """Strokes painted since a model's threshold was chosen lie where it was wrong, and the new
+    weights give them low probabilities: the paint's recall at the carried threshold falls past
+    the limit. It stays allowed (CARRIED_ALLOWED), so it stays unless other edges beat it; every
+    other threshold is still judged against 0.5's paint. Switched off: judged like the rest, so
+    the boundary falls back to 0.5 (the rule up to the thirty-fifth session)."""
+    from napari_unet.core.train import calibration
+    from napari_unet.core.train.calibration import RECALL_TOL
+
+    n, i8, i9 = len(THRESHOLDS), THRESHOLDS.index(0.8), THRESHOLDS.index(0.9)
+    flat = [1.0] * n
+    recall = [0.95] * n
+    recall[i8] = recall[i9] = 0.95 - 2 * RECALL_TOL     # past the limit at 0.8 and 0.9
+    assert choose_threshold(flat, recall=recall, reference=0.8) == 0.8
+    higher = list(flat)
+    higher[i9] = 2.0                                     # better edges where the paint is lost
+    assert choose_threshold(higher, recall=recall, reference=0.8) == 0.8
+    clear = list(flat)
+    clear[THRESHOLDS.index(0.55)] = 1.1                  # better edges within the limit: moves
+    assert choose_threshold(clear, recall=recall, reference=0.8) == 0.55
+    assert choose_threshold(higher, recall=recall) == 0.5    # a fresh run: 0.5's limit holds
+    monkeypatch.setattr(calibration, "CARRIED_ALLOWED", False)
+    assert choose_threshold(flat, recall=recall, reference=0.8) == 0.5
+    assert choose_threshold(clear, recall=recall, reference=0.8) == 0.55
 
 
 def test_the_strongest_edges_win_and_ties_keep_the_reference():

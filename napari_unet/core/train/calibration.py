@@ -74,20 +74,21 @@ if os.environ.get("NAPARI_UNET_EDGE_TWO_SIDED", "1") == "1":   # also grow the o
 # "flux": the Laplacian summed over the region; "gradient": the mean gradient along the contour
 CRITERION = os.environ.get("NAPARI_UNET_EDGE_CRITERION", "flux")
 # the margin (relative) by which a threshold's edges must beat the reference's, 0.5 or a continued
-# model's own: none, the strongest edges win and an exact tie keeps the reference. The network's 0.5
-# in the gap the strokes leave is not evidence, and a 1% margin kept 0.5 on the flat top that the
-# flux has on nuclei, short of their rims (synthetic nuclei 0.926 at 0.5, 0.945 at the flux's peak
-# 0.2; small nuclei 0.912 -> 0.934; never lower in 34 paired 2D runs), and kept a correction round
-# at its carried threshold while training moved the map's best one down (BBBC039 rounds at fixed
-# steps 0.952 -> 0.947 with the margin, 0.953 -> 0.952 without; thirty-fourth session,
-# docs/quality.md). 0.01: the rule of the thirteenth to the thirty-third session
+# model's own: none, the strongest edges win and an exact tie keeps the reference. A 1% margin kept
+# 0.5 on the flux's flat top on nuclei, short of their rims (small nuclei 0.912 -> 0.934 without;
+# never lower in 34 paired 2D runs), and held correction rounds at a carried threshold training had
+# moved past (34th session, docs/quality.md). 0.01: the rule of the 13th to the 33rd session
 EDGE_MIN_GAIN = float(os.environ.get("NAPARI_UNET_EDGE_MIN_GAIN", 0.0))
 MIN_GAIN = 0.01            # the flux's resolution where keep-better compares two models (validation.py)
 # a continued model's own threshold is the reference, kept on a tie (0: 0.5 in every run)
 CONTINUE_KEEPS_THRESHOLD = os.environ.get("NAPARI_UNET_EDGE_KEEP_PRIOR", "1") == "1"
-# a threshold (the reference too) may lose at most this share of the painted object (and background)
-# pixels that 0.5 keeps (cutting weak parts of an object away raises the mean edge strength left)
+# a threshold may lose at most this share of the painted object (and background) pixels that 0.5
+# keeps (without it EM's flux climbs to 0.99 and cuts the membranes away: a round 0.548 -> 0.346)
 RECALL_TOL = float(os.environ.get("NAPARI_UNET_EDGE_RECALL_TOL", 0.04))
+# a continued model's own threshold stays allowed: it met the limit when chosen, and the strokes
+# painted since lie where that model was wrong and the new weights least sure, which pulled EM's
+# boundary down round after round (0.9 -> 0.6; 36th session, docs/quality.md). "0": judged too
+CARRIED_ALLOWED = os.environ.get("NAPARI_UNET_EDGE_CARRIED_ALLOWED", "1") == "1"
 MIN_UNPAINTED = 0.1        # dense paint (less unpainted than this share of the crops): nothing to do
 # the flux is signed by the objects' polarity, read from the paint: an object pixel brighter (or
 # darker) than a background pixel with a probability this far from 0.5 (:func:`brighter_share`). Every
@@ -228,15 +229,17 @@ def choose_threshold(scores: list[float], thresholds=THRESHOLDS, recall: list[fl
                      min_gain: float | None = None) -> float:
     """The best score's threshold if it beats the ``reference``'s by ``min_gain`` (relative), among
     those keeping the painted object (``recall``, per threshold) and background (``bg_recall``)
-    pixels within ``RECALL_TOL`` of 0.5's; else the reference: 0.5, or a continued model's own
-    threshold if it keeps them too (``CONTINUE_KEEPS_THRESHOLD``: rounds do not move boundaries
-    back to 0.5 where the edges score them alike). ``min_gain`` defaults to :data:`EDGE_MIN_GAIN`
+    pixels within ``RECALL_TOL`` of 0.5's, and the reference itself (:data:`CARRIED_ALLOWED`);
+    else the reference: 0.5, or a continued model's own threshold (``CONTINUE_KEEPS_THRESHOLD``:
+    rounds do not move boundaries back to 0.5 where the edges score them alike). ``min_gain`` defaults to :data:`EDGE_MIN_GAIN`
     (none: the best score wins, an exact tie keeps the reference)."""
     min_gain = EDGE_MIN_GAIN if min_gain is None else min_gain
     def keeps(r: list[float] | None, i: int) -> bool:   # against 0.5's, whatever the reference
         return r is None or not math.isfinite(r[0]) or r[i] >= r[0] - RECALL_TOL
 
     allowed = [keeps(recall, i) and keeps(bg_recall, i) for i in range(len(thresholds))]
+    if CARRIED_ALLOWED and reference in thresholds:   # (0.5 keeps 0.5's paint anyway)
+        allowed[list(thresholds).index(reference)] = True
     r0 = next((i for i, t in enumerate(thresholds) if t == reference and allowed[i]), 0)
     if not scores or not math.isfinite(scores[r0]):
         return float(thresholds[r0])
