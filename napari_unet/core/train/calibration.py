@@ -229,18 +229,18 @@ def choose_threshold(scores: list[float], thresholds=THRESHOLDS, recall: list[fl
                      min_gain: float | None = None) -> float:
     """The best score's threshold if it beats the ``reference``'s by ``min_gain`` (relative), among
     those keeping the painted object (``recall``, per threshold) and background (``bg_recall``)
-    pixels within ``RECALL_TOL`` of 0.5's, and the reference itself (:data:`CARRIED_ALLOWED`);
-    else the reference: 0.5, or a continued model's own threshold (``CONTINUE_KEEPS_THRESHOLD``:
-    rounds do not move boundaries back to 0.5 where the edges score them alike). ``min_gain`` defaults to :data:`EDGE_MIN_GAIN`
-    (none: the best score wins, an exact tie keeps the reference)."""
+    pixels within ``RECALL_TOL`` of 0.5's, and the reference (:data:`CARRIED_ALLOWED`); else the
+    reference: 0.5, or a continued model's own (``CONTINUE_KEEPS_THRESHOLD``). ``min_gain`` defaults
+    to :data:`EDGE_MIN_GAIN` (none: the best score wins, an exact tie keeps the reference)."""
     min_gain = EDGE_MIN_GAIN if min_gain is None else min_gain
     def keeps(r: list[float] | None, i: int) -> bool:   # against 0.5's, whatever the reference
         return r is None or not math.isfinite(r[0]) or r[i] >= r[0] - RECALL_TOL
 
     allowed = [keeps(recall, i) and keeps(bg_recall, i) for i in range(len(thresholds))]
-    if CARRIED_ALLOWED and reference in thresholds:   # (0.5 keeps 0.5's paint anyway)
-        allowed[list(thresholds).index(reference)] = True
-    r0 = next((i for i, t in enumerate(thresholds) if t == reference and allowed[i]), 0)
+    ref = next((i for i, t in enumerate(thresholds) if t == reference), None)
+    if CARRIED_ALLOWED and ref is not None:   # (0.5 keeps 0.5's paint anyway)
+        allowed[ref] = True
+    r0 = ref if ref is not None and allowed[ref] else 0
     if not scores or not math.isfinite(scores[r0]):
         return float(thresholds[r0])
     best = max(range(len(scores)), key=lambda i: scores[i] if math.isfinite(scores[i]) and allowed[i]
