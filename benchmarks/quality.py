@@ -233,6 +233,10 @@ def main(argv=None) -> int:
         if stack != style.startswith("planes-m"):
             ap.error(f"--style {style} is for {'2D images' if stack else 'stacks'}")
         cases = [Case("custom", style, dims=3 if stack else 2)]
+        if args.interactive:
+            if stack:
+                ap.error("--interactive paints 2D images only; --image is a stack")
+            cases.append(Case("custom", "interactive"))
     else:
         cases = select(all_cases(args.quick, args.probes), args.only, args.interactive)
     if args.list or not cases:

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tifffile
 
@@ -53,3 +54,25 @@ def test_a_mask_that_does_not_fit_the_image_is_refused(files, capsys):
     with pytest.raises(SystemExit):
         quality.main(["--image", str(files / "img.tif"), "--style", "dots", "--mask", str(files / "mask.tif")])
     assert "--style dots: lines-mN, blobs or planes-mN" in capsys.readouterr().err
+
+
+def test_your_own_image_gets_the_interactive_simulation_when_asked(files, tmp_path):
+    rc = quality.main(["--image", str(files / "img.tif"), "--mask", str(files / "mask.tif"),
+                       "--time-limit", "2", "--interactive", "--round-steps", "3", "--rounds", "1",
+                       "--threads", "1", "--json", str(tmp_path / "r.json")])
+    assert rc == 0
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert [r["case"] for r in res["rows"]] == ["custom/lines-m4"]
+    (title, rounds), = res["interactive"].items()
+    assert "img.tif" in title and [r["round"] for r in rounds] == [0, 1]
+    assert rounds[1]["painted"] > rounds[0]["painted"] and rounds[0]["steps"] == 3
+
+
+def test_the_interactive_simulation_refuses_a_stack(files, tmp_path, capsys):
+    stack = np.stack([tifffile.imread(files / "img.tif")] * 4)
+    tifffile.imwrite(tmp_path / "s.tif", stack)
+    tifffile.imwrite(tmp_path / "m.tif", np.stack([tifffile.imread(files / "mask.tif")] * 4))
+    with pytest.raises(SystemExit) as e:
+        quality.main(["--image", str(tmp_path / "s.tif"), "--mask", str(tmp_path / "m.tif"), "--interactive"])
+    assert e.value.code == 2
+    assert "--interactive paints 2D images only" in capsys.readouterr().err
