@@ -275,7 +275,9 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
         if not kept_previous and getattr(self, "edge_threshold", None) not in (None, 0.5):
             where = (f"objects where their odds against the background exceed {self.edge_threshold:g}"
                      if p.classes > 2 else f"class 2 above {self.edge_threshold:g} of the trained probability")
-            note = f"boundary moved onto the image's edges ({where})"
+            note = (f"decision matched to the dense mask's class shares ({where}; training balances "
+                    "the classes)" if getattr(self, "threshold_from", "") == "shares"
+                    else f"boundary moved onto the image's edges ({where})")
             message = f"{message}; {note}" if message else note
         if self.valset is not None and reason in ("steps", "time") and step > 0 \
                 and not self._stopped():

@@ -184,8 +184,17 @@ class ValidationMixin:
 
     def _calibrate_edges(self) -> None:
         """Sparse paint: move the background/object boundary onto the image's edges (calibration.py);
-        the threshold chosen is kept in ``edge_threshold`` (recorded in the model's metadata)."""
-        self.edge_threshold = None
+        a dense mask: match it to the mask's class shares (:meth:`_dense_share`). The threshold
+        chosen is kept in ``edge_threshold`` (recorded in the model's metadata)."""
+        self.edge_threshold, self.threshold_from = None, ""
+        share = self._dense_share()
+        if share is not None:   # a dense mask: objects where their odds beat the background's share
+            from .calibration import shift_head
+
+            self.edge_threshold, self.threshold_chosen, self.threshold_from = share, True, "shares"
+            shift_head(self.p.model, share)
+            self.p.model.meta["edge_threshold"] = share  # what the head carries (setup undoes it)
+            return
         if getattr(self, "calset", None) is None:
             return
         if self._stopped():  # no time to choose: the threshold the model came with
@@ -205,6 +214,22 @@ class ValidationMixin:
         if found[0] != 0.5:
             shift_head(self.p.model, found[0])
             self.p.model.meta["edge_threshold"] = found[0]  # what the head carries (setup undoes it)
+
+    def _dense_share(self) -> float | None:
+        """With :data:`DENSE_PRIOR`, a run on a dense mask (at most ``MIN_UNPAINTED`` of its pixels
+        unpainted): the background's share of the painted pixels (within 0.01-0.99), the
+        threshold on :func:`calibration.object_odds` at which the class-balanced head's decision
+        follows the mask's shares (objects against the background; object classes keep their
+        order); else None (strokes, whose proportions say nothing of the image's)."""
+        from .calibration import MIN_UNPAINTED
+
+        pairs = self.p.pairs
+        total = sum(pr.labels.size for pr in pairs)
+        painted = sum(int(pr.counts[1:].sum()) for pr in pairs)
+        if not _pkg().DENSE_PRIOR or not painted or painted < (1 - MIN_UNPAINTED) * total:
+            return None
+        background = sum(int(pr.counts[1]) for pr in pairs if len(pr.counts) > 1)
+        return round(min(max(background / painted, 0.01), 0.99), 4)
 
     def _decide_kinds(self) -> str | None:
         """More than two classes: whether the paint shows them as kinds of object (each painted
