@@ -339,9 +339,9 @@ class Setup:
         model.meta["edge_threshold"] = None
         # the end-of-run edge calibration (calibration.py) looks at crops around all of the paint
         self.calset = None
-        # (dense paint leaves no gap to place a boundary in)
+        # (dense paint leaves no gap to place a boundary in; validation._dense_share reads it)
         painted = sum(int(pr.counts[1:].sum()) for pr in p.pairs)
-        dense = painted >= (1 - MIN_UNPAINTED) * sum(pr.labels.size for pr in p.pairs)
+        self.dense = dense = painted >= (1 - MIN_UNPAINTED) * sum(pr.labels.size for pr in p.pairs)
         # (stacks: not unless EDGE_CALIBRATION_STACKS; a 2D model on a stack's planes alike)
         stack = any(pr.labels.ndim == 3 for pr in p.pairs)
         if _pkg().EDGE_CALIBRATION and not dense and (_pkg().EDGE_CALIBRATION_STACKS or not stack):

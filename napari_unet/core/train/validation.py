@@ -216,18 +216,16 @@ class ValidationMixin:
             self.p.model.meta["edge_threshold"] = found[0]  # what the head carries (setup undoes it)
 
     def _dense_share(self) -> float | None:
-        """With :data:`DENSE_PRIOR`, a run on a dense mask (at most ``MIN_UNPAINTED`` of its pixels
-        unpainted): the background's share of the painted pixels (within 0.01-0.99), the
-        threshold on :func:`calibration.object_odds` at which the class-balanced head's decision
-        follows the mask's shares (objects against the background; object classes keep their
-        order); else None (strokes, whose proportions say nothing of the image's)."""
-        from .calibration import MIN_UNPAINTED
-
-        pairs = self.p.pairs
-        total = sum(pr.labels.size for pr in pairs)
-        painted = sum(int(pr.counts[1:].sum()) for pr in pairs)
-        if not _pkg().DENSE_PRIOR or not painted or painted < (1 - MIN_UNPAINTED) * total:
+        """With :data:`DENSE_PRIOR`, a run on a dense mask (``self.dense``, set up where the edge
+        calibration stands aside for it: at most ``MIN_UNPAINTED`` of its pixels unpainted): the
+        background's share of the painted pixels (within 0.01-0.99), the threshold on
+        :func:`calibration.object_odds` at which the class-balanced head's decision follows the
+        mask's shares (objects against the background; object classes keep their order); else
+        None (strokes, whose proportions say nothing of the image's)."""
+        if not _pkg().DENSE_PRIOR or not getattr(self, "dense", False):
             return None
+        pairs = self.p.pairs
+        painted = sum(int(pr.counts[1:].sum()) for pr in pairs)
         background = sum(int(pr.counts[1]) for pr in pairs if len(pr.counts) > 1)
         return round(min(max(background / painted, 0.01), 0.99), 4)
 
