@@ -16,8 +16,11 @@ __all__ = ["sparse_loss", "confusion_counts", "neighbour_offsets", "edge_aware_p
 
 
 def sparse_loss(logits: torch.Tensor, target: torch.Tensor, *, dice_weight: float = 0.5,
-                entropy_weight: float = 0.0, eps: float = 1.0) -> torch.Tensor:
+                entropy_weight: float = 0.0, eps: float = 1.0, balanced: bool = True) -> torch.Tensor:
     """Class-balanced cross-entropy (+ ``dice_weight`` x soft Dice) over painted pixels only.
+
+    ``balanced=False``: every painted pixel weighs the same in the cross-entropy (a dense mask,
+    whose class shares are the image's); the Dice term stays per class.
 
     ``logits``: ``(N, K, *spatial)``; ``target``: ``(N, *spatial)`` integers 0..K (0 ignored).
     Returns a scalar; 0 (with a gradient) when nothing in the batch is painted.
@@ -37,7 +40,8 @@ def sparse_loss(logits: torch.Tensor, target: torch.Tensor, *, dice_weight: floa
     sums, counts = sums[:k], counts[:k]
     present = (counts > 0).float()
     n_present = present.sum().clamp_min(1.0)
-    ce = (sums / counts.clamp_min(1.0) * present).sum() / n_present
+    ce = (sums / counts.clamp_min(1.0) * present).sum() / n_present if balanced else \
+        sums.sum() / counts.sum().clamp_min(1.0)
     probs = logp.exp()
     if entropy_weight > 0:
         # entropy minimisation on unpainted pixels (Grandvalet & Bengio 2005): moves decision

@@ -31,15 +31,17 @@ def find_centres(vols: list[Volume], classes: int, rng: np.random.Generator) -> 
 class PatchSampler(Augmenter):
     """Class-balanced random patches from :class:`Volume` s, augmented on ``device``.
 
-    Each sample: pick a class present in the training paint (uniformly), a painted pixel of
-    that class (volumes weighted by their paint), centre a crop on it with jitter, then
+    Each sample: pick a class present in the training paint (uniformly; with ``by_share``, that
+    share of the picks by the class's share of the paint instead, as a dense mask's classes come
+    in the image), a painted pixel of that class (volumes weighted by their paint), centre a crop
+    on it with jitter, then
     resample the crop to the patch size with a random flip/rotation/scale (one grid_sample
     for image and labels; 90-degree rotations and flips land exactly on pixel centres).
     """
 
     def __init__(self, vols: list[Volume], counts: np.ndarray, *, dims: int, patch: tuple[int, ...],
                  crop: tuple[int, ...], device: torch.device, data_device: torch.device,
-                 augment: AugmentConfig | None, seed: int):
+                 augment: AugmentConfig | None, seed: int, by_share: float = 0.0):
         self.vols = vols
         self.dims = dims
         self.patch = tuple(patch)
@@ -53,6 +55,8 @@ class PatchSampler(Augmenter):
         self.classes = counts.shape[1] - 1
         self.present = [c for c in range(1, self.classes + 1) if counts[:, c].sum() > 0]
         self.vol_p = {c: counts[:, c] / counts[:, c].sum() for c in self.present}
+        paint = np.array([counts[:, c].sum() for c in self.present], np.float64)
+        self.class_p = by_share * paint / paint.sum() + (1 - by_share) / len(self.present) if by_share else None
         for v in vols:
             if v.tensor is None:
                 v.tensor = torch.from_numpy(v.image).to(data_device)
@@ -67,7 +71,8 @@ class PatchSampler(Augmenter):
     def _origins(self, n: int) -> list[tuple[int, tuple[int, ...]]]:
         out = []
         rng = self.rng
-        cls = rng.choice(self.present, size=n)
+        cls = rng.choice(self.present, size=n, p=self.class_p) if self.class_p is not None else \
+            rng.choice(self.present, size=n)   # (the same draws as before by_share existed)
         sp = len(self.crop)
         for c in cls:
             vi = int(rng.choice(len(self.vols), p=self.vol_p[c]))

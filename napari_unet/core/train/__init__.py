@@ -90,14 +90,21 @@ APPEARANCE_MARGIN = int(os.environ.get("NAPARI_UNET_APPEARANCE_MARGIN", 0))
 # (docs/quality.md, ninth session); BBBC039 at 80 steps 0.874/0.854 -> 0.913/0.913, 3 classes at
 # 300 steps 0.674/0.665 -> 0.681/0.671 (eleventh session). 0: off
 EDGE_CALIBRATION = os.environ.get("NAPARI_UNET_EDGE_CALIBRATION", "1") == "1"
-# a run on a dense mask (at most calibration.MIN_UNPAINTED of it unpainted) ends with its head
-# matched to the mask's class shares (validation._dense_share; the logit adjustment of Menon et
-# al. 2021): training balances the classes (batches centred on each class in turn, a balanced
-# loss), right for strokes, whose proportions say nothing, but a dense mask's are the image's,
-# and a rare class was predicted 2-4x too often. 600 steps, seed 0, IoU as trained -> adjusted:
-# EM mitochondria 0.354 -> 0.447 and 0.244 -> 0.339, ISBI membranes 0.652 -> 0.675, BBBC039
-# 0.953 -> 0.961 (docs/quality.md, thirty-seventh session). 0: off
-DENSE_PRIOR = os.environ.get("NAPARI_UNET_DENSE_PRIOR", "1") == "1"
+# a run on a dense mask (at most calibration.MIN_UNPAINTED of it unpainted) trains on the mask's
+# own class shares: strokes' proportions say nothing, so their training balances the classes
+# (batches centred on each class in turn, each class weighing the same in the cross-entropy), but
+# a dense mask's proportions are the image's, and balancing them had a rare class predicted 2-4x
+# too often. "shares": patches centred on painted pixels whose class is drawn by its share of the
+# paint (DENSE_EVEN_SHARE of them on each class in turn, as nnU-Net oversamples foreground, so that
+# a rare class is still seen) and a cross-entropy in which every painted pixel counts the same (the
+# Dice term stays per class). 600 steps, IoU against "shift": EM mitochondria of two sections
+# 0.447 -> 0.623 and 0.339 -> 0.565 (seed 1 0.624), 3 classes 0.899 -> 0.925; ISBI membranes,
+# BBBC039 and IHC (two seeds) within 0.003, H&E 0.943 -> 0.935
+# (docs/quality.md, thirty-eighth session). "shift": balanced training, then the head shifted to
+# the mask's class shares (validation._dense_share; the logit adjustment of Menon et al. 2021;
+# thirty-seventh session); "balanced": as strokes
+DENSE_TRAINING = os.environ.get("NAPARI_UNET_DENSE_TRAINING", "shares")
+DENSE_EVEN_SHARE = float(os.environ.get("NAPARI_UNET_DENSE_EVEN_SHARE", 1 / 3))
 # Stacks (3 spatial axes; 3D models and 2D models on their planes alike) with the flux criterion
 # (calibration.CRITERION): the region's Laplacian sum does not gain by cutting away the dim, Z-blurred
 # planes near an object's top and bottom, as the mean edge strength did (it chose 0.85-0.9 on the
@@ -175,6 +182,6 @@ from .loop import iter_train, train  # noqa: E402
 from .tuning import ThreadTuner, _adamw  # noqa: E402,F401
 
 __all__ = ["iter_train", "train", "TrainConfig", "default_architecture", "default_patch_batch",
-           "ThreadTuner", "DENSE_PRIOR", "DEFAULT_LR", "DEFAULT_LR_2D", "FINETUNE_LR_FACTOR", "EMA_DECAY", "ENTROPY_WEIGHT", "REG_WEIGHT", "REG_WEIGHT_3D", "REG_WEIGHT_3D_STEM",
+           "ThreadTuner", "DENSE_TRAINING", "DENSE_EVEN_SHARE", "DEFAULT_LR", "DEFAULT_LR_2D", "FINETUNE_LR_FACTOR", "EMA_DECAY", "ENTROPY_WEIGHT", "REG_WEIGHT", "REG_WEIGHT_3D", "REG_WEIGHT_3D_STEM",
            "REG_RAMP", "REG_NEEDS_POLARITY", "REG_DILATIONS", "REG_DILATIONS_3D", "REG_LONG_STEPS", "ANCHOR_WEIGHT", "APPEARANCE_WEIGHT",
            "STEM_2D", "STEM_3D", "APPEARANCE_GATE", "APPEARANCE_CONTRAST", "APPEARANCE_CONFIDENCE", "APPEARANCE_MARGIN", "APPEARANCE_GATE_OBJECTS"]

@@ -141,7 +141,8 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
                     y = y.to(dev, non_blocking=True)
                     with torch.autocast(dev.type, dtype=self.amp, enabled=self.amp is not None):
                         logits = model(x)
-                    loss = _pkg().sparse_loss(logits, y, dice_weight=p.dice_weight, entropy_weight=_pkg().ENTROPY_WEIGHT)
+                    loss = _pkg().sparse_loss(logits, y, dice_weight=p.dice_weight, entropy_weight=_pkg().ENTROPY_WEIGHT,
+                                            balanced=self.balanced)
                     if self.reg_weight > 0:  # the regulariser and the appearance prior (losses)
                         ramp = 1.0 if (self.start_state is not None or _pkg().REG_RAMP <= 0) else \
                             min(1.0, max(frac / _pkg().REG_RAMP, step / (_pkg().REG_RAMP * 1600)))
@@ -272,6 +273,9 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
         if kinds:  # the status line says it too: it changes what Predict does by default
             message = f"{message}; {kinds}" if message else kinds
             detail = f"{detail}; {kinds}" if detail else kinds
+        if ended and not kept_previous and not getattr(self, "balanced", True):   # said, as a threshold is
+            note = "a full mask: trained on its class shares, so the decision follows them"
+            message = f"{message}; {note}" if message else note
         if not kept_previous and getattr(self, "edge_threshold", None) not in (None, 0.5):
             where = (f"objects where their odds against the background exceed {self.edge_threshold:g}"
                      if p.classes > 2 else f"class 2 above {self.edge_threshold:g} of the trained probability")

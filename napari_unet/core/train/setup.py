@@ -298,16 +298,17 @@ class Setup:
             raise UserError("fewer than two classes keep paint for training after the validation split")
         # where the data lives: on the GPU when it fits in a quarter of the free memory
         nbytes = sum(v.image.nbytes + v.train.nbytes * 2 for v in vols)
-        if dev.type == "cuda" and nbytes < 0.25 * available_memory(dev):
-            data_dev = dev
-        else:
-            data_dev = torch.device("cpu")
+        data_dev = dev if dev.type == "cuda" and nbytes < 0.25 * available_memory(dev) else torch.device("cpu")
         self.aug_dev = dev if dev.type in ("cuda", "cpu") else torch.device("cpu")
         if data_dev.type == "cpu":
             self.aug_dev = torch.device("cpu") if dev.type != "cuda" else dev
+        # a dense mask trains on its class shares (DENSE_TRAINING; no gap to place a boundary in either)
+        self.dense = dense = sum(int(pr.counts[1:].sum()) for pr in p.pairs) >= \
+            (1 - MIN_UNPAINTED) * sum(pr.labels.size for pr in p.pairs)
+        self.balanced = not (dense and _pkg().DENSE_TRAINING == "shares")   # the loss (loop, validation)
         self.sampler = PatchSampler(vols, counts, dims=dims, patch=patch, crop=crop,
                                     device=self.aug_dev, data_device=data_dev, augment=p.augment,
-                                    seed=p.seed)
+                                    seed=p.seed, by_share=0.0 if self.balanced else 1 - _pkg().DENSE_EVEN_SHARE)
         max_crops = 128 if dev.type == "cuda" else 32
         self.valset: ValSet | None = build_valset(val_vols, patch=patch, block=block,
                                                   max_crops=max_crops, rng=rng,
@@ -339,9 +340,6 @@ class Setup:
         model.meta["edge_threshold"] = None
         # the end-of-run edge calibration (calibration.py) looks at crops around all of the paint
         self.calset = None
-        # (dense paint leaves no gap to place a boundary in; validation._dense_share reads it)
-        painted = sum(int(pr.counts[1:].sum()) for pr in p.pairs)
-        self.dense = dense = painted >= (1 - MIN_UNPAINTED) * sum(pr.labels.size for pr in p.pairs)
         # (stacks: not unless EDGE_CALIBRATION_STACKS; a 2D model on a stack's planes alike)
         stack = any(pr.labels.ndim == 3 for pr in p.pairs)
         if _pkg().EDGE_CALIBRATION and not dense and (_pkg().EDGE_CALIBRATION_STACKS or not stack):

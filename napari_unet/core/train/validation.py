@@ -41,7 +41,8 @@ class ValidationMixin:
                     y = vs.y[s:s + bs].to(self.p.dev, non_blocking=True)
                     with torch.autocast(self.p.dev.type, dtype=self.amp, enabled=self.amp is not None):
                         logits = model(x)
-                    loss_sum += _pkg().sparse_loss(logits, y, dice_weight=self.p.dice_weight) * x.shape[0]
+                    loss_sum += _pkg().sparse_loss(logits, y, dice_weight=self.p.dice_weight,
+                                                    balanced=self.balanced) * x.shape[0]
                     conf += confusion_counts(logits.float(), y)
                     # stability over all pixels: the prediction of the mirrored crop, mirrored back
                     flip = tuple(range(2, x.ndim))
@@ -184,7 +185,8 @@ class ValidationMixin:
 
     def _calibrate_edges(self) -> None:
         """Sparse paint: move the background/object boundary onto the image's edges (calibration.py);
-        a dense mask: match it to the mask's class shares (:meth:`_dense_share`). The threshold
+        a dense mask: nothing (it trains on its class shares), or with ``DENSE_TRAINING`` "shift"
+        match the balanced head to them (:meth:`_dense_share`). The threshold
         chosen is kept in ``edge_threshold`` (recorded in the model's metadata)."""
         self.edge_threshold, self.threshold_from = None, ""
         share = self._dense_share()
@@ -216,13 +218,13 @@ class ValidationMixin:
             self.p.model.meta["edge_threshold"] = found[0]  # what the head carries (setup undoes it)
 
     def _dense_share(self) -> float | None:
-        """With :data:`DENSE_PRIOR`, a run on a dense mask (``self.dense``, set up where the edge
+        """With :data:`DENSE_TRAINING` "shift", a run on a dense mask (``self.dense``, set up where the edge
         calibration stands aside for it: at most ``MIN_UNPAINTED`` of its pixels unpainted): the
         background's share of the painted pixels (within 0.01-0.99), the threshold on
         :func:`calibration.object_odds` at which the class-balanced head's decision follows the
         mask's shares (objects against the background; object classes keep their order); else
         None (strokes, whose proportions say nothing of the image's)."""
-        if not _pkg().DENSE_PRIOR or not getattr(self, "dense", False):
+        if _pkg().DENSE_TRAINING != "shift" or not getattr(self, "dense", False):
             return None
         pairs = self.p.pairs
         painted = sum(int(pr.counts[1:].sum()) for pr in pairs)
