@@ -104,7 +104,9 @@ EDGE_CALIBRATION = os.environ.get("NAPARI_UNET_EDGE_CALIBRATION", "1") == "1"
 # the mask's class shares (validation._dense_share; the logit adjustment of Menon et al. 2021;
 # thirty-seventh session); "balanced": as strokes
 DENSE_TRAINING = os.environ.get("NAPARI_UNET_DENSE_TRAINING", "shares")
-DENSE_EVEN_SHARE = float(os.environ.get("NAPARI_UNET_DENSE_EVEN_SHARE", 1 / 3))
+if DENSE_TRAINING not in ("shares", "shift", "balanced"):   # a typo must not quietly change training
+    raise ValueError(f"NAPARI_UNET_DENSE_TRAINING must be shares, shift or balanced, not {DENSE_TRAINING!r}")
+DENSE_EVEN_SHARE = min(max(float(os.environ.get("NAPARI_UNET_DENSE_EVEN_SHARE", 1 / 3)), 0.0), 1.0)
 # Stacks (3 spatial axes; 3D models and 2D models on their planes alike) with the flux criterion
 # (calibration.CRITERION): the region's Laplacian sum does not gain by cutting away the dim, Z-blurred
 # planes near an object's top and bottom, as the mean edge strength did (it chose 0.85-0.9 on the
