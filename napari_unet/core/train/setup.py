@@ -303,8 +303,8 @@ class Setup:
         if data_dev.type == "cpu":
             self.aug_dev = torch.device("cpu") if dev.type != "cuda" else dev
         # a dense mask trains on its class shares (DENSE_TRAINING; no gap to place a boundary in either)
-        self.dense = dense = sum(int(pr.counts[1:].sum()) for pr in p.pairs) >= \
-            (1 - MIN_UNPAINTED) * sum(pr.labels.size for pr in p.pairs)
+        self.painted_px = sum(int(pr.counts[1:].sum()) for pr in p.pairs)   # (validation._dense_share too)
+        self.dense = dense = self.painted_px >= (1 - MIN_UNPAINTED) * sum(pr.labels.size for pr in p.pairs)
         self.balanced = not (dense and _pkg().DENSE_TRAINING == "shares")   # the loss (loop, validation)
         self.sampler = PatchSampler(vols, counts, dims=dims, patch=patch, crop=crop,
                                     device=self.aug_dev, data_device=data_dev, augment=p.augment,

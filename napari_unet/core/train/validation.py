@@ -218,18 +218,16 @@ class ValidationMixin:
             self.p.model.meta["edge_threshold"] = found[0]  # what the head carries (setup undoes it)
 
     def _dense_share(self) -> float | None:
-        """With :data:`DENSE_TRAINING` "shift", a run on a dense mask (``self.dense``, set up where the edge
-        calibration stands aside for it: at most ``MIN_UNPAINTED`` of its pixels unpainted): the
+        """With :data:`DENSE_TRAINING` "shift", a run on a dense mask (``self.dense``, set up with the
+        sampler, which it changes: at most ``MIN_UNPAINTED`` of its pixels unpainted): the
         background's share of the painted pixels (within 0.01-0.99), the threshold on
         :func:`calibration.object_odds` at which the class-balanced head's decision follows the
         mask's shares (objects against the background; object classes keep their order); else
         None (strokes, whose proportions say nothing of the image's)."""
         if _pkg().DENSE_TRAINING != "shift" or not getattr(self, "dense", False):
             return None
-        pairs = self.p.pairs
-        painted = sum(int(pr.counts[1:].sum()) for pr in pairs)
-        background = sum(int(pr.counts[1]) for pr in pairs if len(pr.counts) > 1)
-        return round(min(max(background / painted, 0.01), 0.99), 4)
+        background = sum(int(pr.counts[1]) for pr in self.p.pairs if len(pr.counts) > 1)
+        return round(min(max(background / self.painted_px, 0.01), 0.99), 4)
 
     def _decide_kinds(self) -> str | None:
         """More than two classes: whether the paint shows them as kinds of object (each painted
