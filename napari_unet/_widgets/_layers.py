@@ -59,8 +59,9 @@ def full_data(layer: Any) -> Any:
 
 
 def is_image(layer: Any) -> bool:
-    """A user image (not one of our probability/preview/uncertainty layers)."""
-    return type(layer).__name__ == "Image" and role(layer) in (None, "image")
+    """A user image (not one of our probability/preview/uncertainty layers). ``__class__``, not
+    ``type()``: napari hands a plugin's viewer the active layer behind a proxy."""
+    return layer.__class__.__name__ == "Image" and role(layer) in (None, "image")
 
 
 def find_role(layers: Iterable[Any], image_name: str, wanted: str) -> Any | None:

@@ -1,7 +1,8 @@
 """The Train widget's model actions (a mixin): the model line, Save, Load and Revert.
 
-Expects ``self.state`` (the viewer's ModelState), ``self.model_label``, ``self.revert_btn`` and
-``self.is_running()`` from the widget."""
+Expects ``self.state`` (the viewer's ModelState), ``self.model_label``, ``self.revert_btn``,
+``self.is_running()``, and for the preview ``self.viewer``, ``self.preview`` (PreviewSource),
+``self.live_preview``, ``self.device`` and ``self._update_preview_source`` from the widget."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +10,9 @@ from typing import Any
 
 from qtpy.QtWidgets import QFileDialog
 
-from ._common import UserError, show_info, user_action
+from . import _layers
+from ._common import UserError, show_info, start_worker, user_action
+from ._preview import show_preview
 
 
 class ModelActions:
@@ -28,6 +31,37 @@ class ModelActions:
         if not self.state.revert():
             raise UserError("Nothing to revert to: continue training a model first.")
         show_info(f"Model: {self.state.describe()}")
+        self.refresh_preview()
+
+    def refresh_preview(self) -> Any:
+        """The preview layer of the slice on screen showed another model (before Revert or
+        Load): predict it again with the current one, in the background. Returns the worker, or
+        None when there is no preview layer to update (or live preview is off)."""
+        model = self.state.model
+        if model is None or not self.live_preview.isChecked() or self.is_running():
+            return None
+        self.preview.dims = int(model.meta.get("dims", 2))
+        self._update_preview_source()
+        item = self.preview()
+        if item is None or _layers.find_role(self.viewer.layers, item[0][0], "preview") is None:
+            return None
+        key, image = item
+        device = self.device.currentText()
+
+        def job():
+            from napari_unet.core.predict import PredictDone, iter_predict
+
+            ca = 0 if model.meta.get("in_channels", 1) > 1 else None   # the source's channels come first
+            for ev in iter_predict(model, image, device=device, channel_axis=ca):
+                if isinstance(ev, PredictDone):
+                    return ev.probabilities
+                yield
+
+        def shown(probabilities: Any) -> None:
+            if self.state.model is model and not self.is_running():   # nothing newer since
+                show_preview(self.viewer, key, probabilities)
+
+        return start_worker(job, returned=shown)
 
     @user_action
     def save_model(self, path: str | None = None) -> Path | None:
@@ -54,4 +88,5 @@ class ModelActions:
         model = load_model(path)
         self.state.set(model, f"loaded from {Path(path).name}")
         show_info(f"Loaded model {Path(path).name}")
+        self.refresh_preview()
         return model

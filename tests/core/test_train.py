@@ -146,6 +146,47 @@ def test_preview_events(data2d):
     assert np.allclose(prev[0].probabilities.sum(0), 1, atol=1e-4)
 
 
+def _last_preview_matches_the_model(events, image):
+    """The last Preview comes after the last training step and is the handed-back model's
+    prediction of the preview image (not the last step's weights, before averaging and the
+    edge calibration, or the weights keep-better set aside)."""
+    last = max(i for i, e in enumerate(events) if isinstance(e, Preview))
+    assert last > max(i for i, e in enumerate(events) if isinstance(e, TrainStep))
+    want = predict(events[-1].model, image, tile=256, device="cpu")
+    assert np.abs(events[last].probabilities - want).max() < 1e-4
+    return events[last]
+
+
+def test_the_last_preview_shows_the_model_handed_back(data2d):
+    img, sem, strokes = data2d
+    image = img[:80, :96]
+    events = run(iter_train(img, strokes, steps=8, preview=lambda: ("k", image), preview_every=1e-3,
+                            **TINY))
+    # previews after each step, then one of the result
+    assert sum(isinstance(e, Preview) for e in events) > 2
+    assert _last_preview_matches_the_model(events, image).step == 8
+    first = events[-1].model
+    # continued with keep-better, whichever weights it keeps
+    events = run(iter_train(img, strokes, steps=6, model=first, keep_better=True,
+                            preview=lambda: ("k", image), preview_every=1e6, **TINY))
+    _last_preview_matches_the_model(events, image)
+
+
+def test_a_stopped_run_still_previews_the_model_it_keeps(data2d):
+    img, sem, strokes = data2d
+    image = img[:64, :64]
+    stop = threading.Event()
+    gen = iter_train(img, strokes, steps=400, stop=stop, preview=lambda: ("k", image), preview_every=1e6,
+                     **TINY)
+    events = []
+    for ev in gen:
+        events.append(ev)
+        if isinstance(ev, TrainStep) and ev.step >= 3:
+            stop.set()
+    assert events[-1].reason == "stopped" and events[-1].step < 400
+    _last_preview_matches_the_model(events, image)
+
+
 # ----------------------------------------------------------------------------- stopping
 
 def test_stop_event_stops_at_the_next_step_and_keeps_weights(data2d):

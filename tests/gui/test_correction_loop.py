@@ -2,6 +2,8 @@
 the whole history, and previews never hide or deselect the painting."""
 from __future__ import annotations
 
+import numpy as np
+
 from napari_unet._widgets._state import model_state
 
 HANG_MS = 180_000  # only catches hangs
@@ -44,12 +46,27 @@ def test_continue_keeps_the_previous_model_and_the_history(viewer, dock, qtbot):
     kept = "kept the previous model" in state.source
     same = [bool((v == sd_first[k]).all()) for k, v in second.state_dict().items()]
     assert all(same) if kept else not all(same)
+    # the preview shows the model the run handed back, and after Revert the one reverted to
+    preview = next(la for la in viewer.layers if la.name == "nuclei 2d preview")
+    assert _shows(preview, second, viewer)
     w.revert()
     assert state.model is not second and state.previous[0] is second
     reverted = [bool((v == sd_first[k]).all()) for k, v in state.model.state_dict().items()]
     assert not all(reverted) if kept else all(reverted)
+    if not kept:   # the two models differ: the preview must change to the first one's
+        assert not _shows(preview, state.model, viewer)
+        qtbot.waitUntil(lambda: _shows(preview, state.model, viewer), timeout=HANG_MS)
     w.revert()  # and forward again
     assert state.model is second
+    qtbot.waitUntil(lambda: _shows(preview, second, viewer), timeout=HANG_MS)
+
+
+def _shows(preview, model, viewer) -> bool:
+    """The preview layer holds ``model``'s foreground probability of the sample image."""
+    from napari_unet.core.predict import predict
+
+    image = next(la for la in viewer.layers if la.name == "nuclei 2d").data
+    return float(np.abs(preview.data - (1.0 - predict(model, image, device="cpu")[0])).max()) < 1e-3
 
 
 def test_preview_and_results_stay_under_the_painting(viewer, dock, qtbot):

@@ -129,3 +129,36 @@ def test_docked_one_by_one_the_widgets_fit_a_laptop_screen(make_napari_viewer, q
         inner = scroll.widget()
         assert not scroll.horizontalScrollBar().isVisible()
         assert scroll.viewport().width() >= inner.minimumSizeHint().width()
+
+
+def test_revert_and_load_predict_the_preview_again(viewer, dock, qtbot, tmp_path):
+    """The preview layer showed the model being replaced: Revert and Load predict the slice on
+    screen again with the model now current (in the background)."""
+    from napari_unet._widgets._preview import preview_layer
+    from napari_unet.core.events import TrainFinished
+    from napari_unet.core.io import save_model
+    from napari_unet.core.model import build_model
+    from napari_unet.core.predict import predict
+
+    image = viewer.add_image(np.random.default_rng(0).random((48, 64)).astype(np.float32), name="cells")
+    w = dock("Train")
+    preview = preview_layer(viewer, image)
+    viewer.layers.selection.active = image
+    first, second = build_model(base_channels=4, depth=1), build_model(base_channels=4, depth=1)
+
+    def shows(model) -> bool:
+        want = 1.0 - predict(model, image.data, device="cpu")[0]
+        return float(np.abs(preview.data - want).max()) < 1e-4
+
+    assert not shows(first) and not shows(second)   # two random networks: different previews
+    w._previous = (first, "trained 10 steps")
+    w._on_event(TrainFinished("steps", 12, second, message="m"))
+    w.revert()
+    assert model_state(viewer).model is first
+    qtbot.waitUntil(lambda: shows(first), timeout=60_000)
+    path = save_model(second, tmp_path / "second.pt")
+    w.load_model(str(path))
+    qtbot.waitUntil(lambda: shows(second), timeout=60_000)
+    w.live_preview.setChecked(False)    # off: the preview is left as it is
+    w.revert()
+    assert w.refresh_preview() is None and shows(second)

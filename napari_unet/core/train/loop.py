@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import torch
 
 from ..device import describe_device
-from ..events import Checkpoint, Preview, TrainFinished, TrainStarted, TrainStep, Validation
+from ..events import Checkpoint, TrainFinished, TrainStarted, TrainStep, Validation
 from ..losses import anchor_kl, edge_aware_potts
 from ..model import UNet
 from ..pooling import describe_pooling
@@ -56,33 +56,6 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
         if self.channels_last:
             x = x.contiguous(memory_format=self.memory_format)
         return x
-
-    def _preview(self, step: int) -> Preview | None:
-        from ..predict import PredictDone, iter_predict
-
-        try:
-            res = self.p.preview()
-        except Exception as e:  # the caller's callable: never kill training for it
-            warnings.warn(f"preview callable failed: {e}", RuntimeWarning)
-            return None
-        if res is None:
-            return None
-        key, image = res
-        tile = "auto" if self.p.dev.type == "cuda" else 256
-        # a multi-channel model's preview image comes channels first (the caller's contract)
-        ca = 0 if self.p.model.meta.get("in_channels", 1) > 1 else None
-        gen = iter_predict(self.p.model, image, tile=tile, device=self.p.dev, channel_axis=ca)
-        try:
-            for ev in gen:
-                if self._stopped():
-                    return None
-                if isinstance(ev, PredictDone):
-                    return Preview(step, ev.probabilities, key)
-        except (ValueError, TypeError) as e:
-            warnings.warn(f"preview image cannot be predicted: {e}", RuntimeWarning)
-        finally:
-            gen.close()
-        return None
 
     # -- the generator
     def run(self) -> Iterator:
@@ -283,17 +256,22 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
                     "the classes)" if getattr(self, "threshold_from", "") == "shares"
                     else f"boundary moved onto the image's edges ({where})")
             message = f"{message}; {note}" if message else note
+        last = []   # the final validation, and the preview of the weights handed back (averaged,
+        # edge-calibrated, or the previous ones keep-better kept), not of the last step's
         if self.valset is not None and reason in ("steps", "time") and step > 0 \
                 and not self._stopped():
             v = self._validate(step)
-            if v is not None:
-                last_val = v
-                try:
-                    yield v
-                except GeneratorExit:  # closed at the very end: still leave a finished model
-                    self._finalise(step, time.perf_counter() - t0, reason, last_val,
-                                   kept_previous=kept_previous)
-                    raise
+            last_val = v if v is not None else last_val
+            last.append(v)
+        if p.preview is not None and ended:
+            last.append(self._preview(step, final=True))
+        for ev in last:
+            try:
+                if ev is not None:
+                    yield ev
+            except GeneratorExit:  # closed at the very end: still leave a finished model
+                self._finalise(step, time.perf_counter() - t0, reason, last_val, kept_previous=kept_previous)
+                raise
         elapsed = time.perf_counter() - t0
         if self._finalise(step, elapsed, reason, last_val, kept_previous=kept_previous):
             yield Checkpoint(step, str(p.checkpoint))
@@ -336,7 +314,8 @@ def iter_train(images: Any, labels: Any, config: TrainConfig | None = None, **op
     ``val_images``/``val_labels`` are given. ``checkpoint``: a model path written atomically
     every ``checkpoint_every`` seconds and at the end. ``stop``: a ``threading.Event``.
     ``preview``: a callable returning ``None`` or ``(key, image)``, predicted with the current
-    weights every ``preview_every`` seconds. ``keep_better``: when continuing (``model=``) or
+    weights every ``preview_every`` seconds, and once more at the end (after a Stop too) with the
+    weights the run hands back, so the last Preview shows the model kept. ``keep_better``: when continuing (``model=``) or
     fine-tuning with the same classes (``init=``), score the starting and the trained weights
     on all the paint (training and held-out strokes, new corrections included) at the end and
     keep the starting weights if they fit it better (``TrainFinished.kept_previous``), so a

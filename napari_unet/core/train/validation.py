@@ -1,17 +1,19 @@
 """Validation during training: loss, IoU and Dice on the held-out paint, the mirror-agreement
 and uncertainty signals on all pixels of the crops, keep_better (score the starting and the
 trained weights on all the paint, keep the better), and the BatchNorm re-estimation that
-precedes them at the end of a run."""
+precedes them at the end of a run; the previews (the caller's image with the weights as they
+are, during the run and once more at its end)."""
 from __future__ import annotations
 
 import math
 import time
+import warnings
 
 import numpy as np
 import torch
 
 from ..data import ValSet
-from ..events import Validation
+from ..events import Preview, Validation
 from ..losses import confusion_counts
 from .config import _pkg
 
@@ -74,6 +76,36 @@ class ValidationMixin:
         agreement = float(np.mean(inter[union > 0] / union[union > 0])) if (union > 0).any() else float("nan")
         uncertain = float(unsure) / max(1, total_px)
         return Validation(step, loss, iou, dice, mi, md, agreement, uncertain)
+
+    def _preview(self, step: int, final: bool = False) -> Preview | None:
+        """The caller's preview image (``p.preview()``) predicted with the weights as they are;
+        None when there is none, it fails, or a stop comes first (``final``: the run's end,
+        predicted whatever the stop, so that the preview shows the weights handed back)."""
+        from ..predict import PredictDone, iter_predict
+
+        try:
+            res = self.p.preview()
+        except Exception as e:  # the caller's callable: never kill training for it
+            warnings.warn(f"preview callable failed: {e}", RuntimeWarning)
+            return None
+        if res is None:
+            return None
+        key, image = res
+        tile = "auto" if self.p.dev.type == "cuda" else 256
+        # a multi-channel model's preview image comes channels first (the caller's contract)
+        ca = 0 if self.p.model.meta.get("in_channels", 1) > 1 else None
+        gen = iter_predict(self.p.model, image, tile=tile, device=self.p.dev, channel_axis=ca)
+        try:
+            for ev in gen:
+                if self._stopped() and not final:
+                    return None
+                if isinstance(ev, PredictDone):
+                    return Preview(step, ev.probabilities, key)
+        except (ValueError, TypeError) as e:
+            warnings.warn(f"preview image cannot be predicted: {e}", RuntimeWarning)
+        finally:
+            gen.close()
+        return None
 
     def _keep_better(self, step: int) -> tuple[bool, str, tuple[float, float] | None]:
         """Score the trained and the starting weights on all the paint; restore the starting
