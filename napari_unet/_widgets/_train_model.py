@@ -52,14 +52,24 @@ class ModelActions:
             from napari_unet.core.predict import PredictDone, iter_predict
 
             ca = 0 if model.meta.get("in_channels", 1) > 1 else None   # the source's channels come first
-            for ev in iter_predict(model, image, device=device, channel_axis=ca):
-                if isinstance(ev, PredictDone):
-                    return ev.probabilities
-                yield
+            try:
+                for ev in iter_predict(model, image, device=device, channel_axis=ca):
+                    if isinstance(ev, PredictDone):
+                        return ev.probabilities
+                    yield
+            except (ValueError, TypeError):   # a model for other images (dims, channels)
+                return None
 
         def shown(probabilities: Any) -> None:
-            if self.state.model is model and not self.is_running():   # nothing newer since
+            if self.state.model is not model or self.is_running():   # something newer since
+                return
+            if probabilities is not None:
                 show_preview(self.viewer, key, probabilities)
+                return
+            layer = _layers.find_role(self.viewer.layers, key[0], "preview")
+            if layer is not None:   # the other model's preview must not stay: none for this one
+                layer.data[...] = 0
+                layer.refresh()
 
         return start_worker(job, returned=shown)
 

@@ -7,6 +7,7 @@ import torch
 
 from napari_unet import build_model
 from napari_unet.core.events import Preview, TrainFinished, TrainStarted, TrainStep
+from napari_unet.core.predict import predict
 from napari_unet.core.synthetic import make_nuclei, make_strokes
 from napari_unet.core.train_process import iter_train_process
 
@@ -33,6 +34,10 @@ def test_events_preview_and_in_place_continuation(data):
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
     previews = [e for e in events if isinstance(e, Preview)]
     assert previews and previews[0].key == "slice" and previews[0].probabilities.shape == (2, 64, 64)
+    # the last one, after the last step, is of the model handed back (here: continued in place)
+    assert Preview in kinds[max(i for i, k in enumerate(kinds) if k is TrainStep):]
+    want = predict(model, img[:64, :64], device="cpu")
+    assert np.abs(previews[-1].probabilities - want).max() < 1e-4
 
 
 def test_stop_event_stops_and_keeps_a_model(data):

@@ -162,3 +162,21 @@ def test_revert_and_load_predict_the_preview_again(viewer, dock, qtbot, tmp_path
     w.live_preview.setChecked(False)    # off: the preview is left as it is
     w.revert()
     assert w.refresh_preview() is None and shows(second)
+
+
+def test_loading_a_model_for_other_images_clears_the_preview(viewer, dock, qtbot, tmp_path, notes):
+    """A 3D model loaded while a 2D image's preview is shown: that preview was another model's
+    and this one cannot predict the image, so the preview is emptied, without an error."""
+    from napari_unet._widgets._preview import preview_layer
+    from napari_unet.core.io import save_model
+    from napari_unet.core.model import build_model
+
+    image = viewer.add_image(np.ones((48, 64), np.float32), name="cells")
+    w = dock("Train")
+    preview = preview_layer(viewer, image)
+    preview.data[...] = 0.5
+    viewer.layers.selection.active = image
+    path = save_model(build_model(dims=3, base_channels=4, depth=1), tmp_path / "m3d.pt")
+    w.load_model(str(path))
+    qtbot.waitUntil(lambda: not preview.data.any(), timeout=60_000)
+    assert not any(level == "error" for level, _ in notes)
