@@ -59,7 +59,9 @@ class TrainEvents:
                 "stopped": "stopped: the model so far is kept",
                 "nan": "stopped: the loss became NaN", "error": "failed"}.get(ev.reason, ev.reason)
         # the notification stays one short sentence; the details go to the status line
-        self.status.setText(f"{text} (step {ev.step})" + (f": {ev.detail}" if ev.detail else ""))
+        # keep-better kept the previous model: Revert takes the run's own weights (set aside)
+        aside = " (Revert takes the new weights after all)" if ev.kept_previous and ev.discarded is not None else ""
+        self.status.setText(f"{text} (step {ev.step})" + (f": {ev.detail}{aside}" if ev.detail else ""))
         self.status.setToolTip(ev.message)
         if ev.reason == "error":
             show_error(f"Training failed: {ev.message}")

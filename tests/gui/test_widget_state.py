@@ -103,6 +103,7 @@ def test_revert_after_keep_better_kept_the_previous_model_takes_the_new_weights(
     w._on_event(TrainFinished("steps", 12, kept, message="m", kept_previous=True,
                               detail="kept the previous model: it fits better", discarded=new))
     assert state.model is kept and state.previous[0] is new and "not kept" in state.previous[1]
+    assert w.status.text().endswith("it fits better (Revert takes the new weights after all)")
     assert w.revert_btn.isEnabled()
     w.revert()
     assert state.model is new and state.previous[0] is kept
