@@ -172,6 +172,24 @@ def test_the_last_preview_shows_the_model_handed_back(data2d):
     _last_preview_matches_the_model(events, image)
 
 
+def test_a_preview_that_fails_never_costs_the_run(data2d, monkeypatch):
+    """The preview image cannot be predicted (here: out of memory), the final one included:
+    a warning, and the run still ends with its model."""
+    import napari_unet.core.predict as predict_module
+
+    img, sem, strokes = data2d
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("the probabilities do not fit in RAM")
+
+    monkeypatch.setattr(predict_module, "iter_predict", no_memory)
+    with pytest.warns(RuntimeWarning, match="preview image cannot be predicted"):
+        events = run(iter_train(img, strokes, steps=4, preview=lambda: ("k", img), preview_every=1e-3,
+                                **TINY))
+    assert events[-1].reason == "steps" and events[-1].model is not None
+    assert not any(isinstance(e, Preview) for e in events)
+
+
 def test_a_stopped_run_still_previews_the_model_it_keeps(data2d):
     img, sem, strokes = data2d
     image = img[:64, :64]

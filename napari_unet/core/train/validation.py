@@ -94,17 +94,20 @@ class ValidationMixin:
         tile = "auto" if self.p.dev.type == "cuda" else 256
         # a multi-channel model's preview image comes channels first (the caller's contract)
         ca = 0 if self.p.model.meta.get("in_channels", 1) > 1 else None
-        gen = iter_predict(self.p.model, image, tile=tile, device=self.p.dev, channel_axis=ca)
+        gen = None
         try:
+            gen = iter_predict(self.p.model, image, tile=tile, device=self.p.dev, channel_axis=ca)
             for ev in gen:
                 if self._stopped() and not final:
                     return None
                 if isinstance(ev, PredictDone):
                     return Preview(step, ev.probabilities, key)
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, MemoryError, RuntimeError) as e:  # (RuntimeError: torch's)
+            # a preview never costs the run, least of all the final one, after the training
             warnings.warn(f"preview image cannot be predicted: {e}", RuntimeWarning)
         finally:
-            gen.close()
+            if gen is not None:
+                gen.close()
         return None
 
     def _keep_better(self, step: int) -> tuple[bool, str, tuple[float, float] | None]:
