@@ -314,11 +314,11 @@ def iter_train(images: Any, labels: Any, config: TrainConfig | None = None, **op
     ``val_images``/``val_labels`` are given. ``checkpoint``: a model path written atomically
     every ``checkpoint_every`` seconds and at the end. ``stop``: a ``threading.Event``.
     ``preview``: a callable returning ``None`` or ``(key, image)``, predicted with the current
-    weights every ``preview_every`` seconds, and once more at the end (after a Stop too) with the
-    weights the run hands back, so the last Preview shows the model kept. ``keep_better``: when continuing (``model=``) or
-    fine-tuning with the same classes (``init=``), score the starting and the trained weights
-    on all the paint (training and held-out strokes, new corrections included) at the end and
-    keep the starting weights if they fit it better (``TrainFinished.kept_previous``), so a
+    weights every ``preview_every`` seconds, and once more at the end (after a Stop too) with
+    the weights the run hands back, so the last Preview shows the model kept.
+    ``keep_better``: when continuing (``model=``) or fine-tuning with the same classes
+    (``init=``), score the starting and the trained weights on all the paint (training and
+    held-out strokes, new corrections included) at the end and keep the starting weights if they fit it better (``TrainFinished.kept_previous``), so a
     correction round never makes the model worse on what was painted. ``spacing``: the voxel
     size (``dims`` numbers, Z, Y, X): a new model pools an axis only while its spacing is below
     twice the finest (:mod:`napari_unet.core.pooling`), and the default patch is thinner along a
