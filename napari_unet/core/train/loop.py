@@ -261,14 +261,15 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
         if self.valset is not None and reason in ("steps", "time") and step > 0 \
                 and not self._stopped():
             v = self._validate(step)
-            last_val = v if v is not None else last_val
-            last.append(v)
-        if p.preview is not None and ended:
-            last.append(self._preview(step, final=True))
+            if v is not None:
+                last_val = v
+                last.append(v)
+        pv = self._preview(step, final=True) if p.preview is not None and ended else None
+        if pv is not None:
+            last.append(pv)
         for ev in last:
             try:
-                if ev is not None:
-                    yield ev
+                yield ev
             except GeneratorExit:  # closed at the very end: still leave a finished model
                 self._finalise(step, time.perf_counter() - t0, reason, last_val, kept_previous=kept_previous)
                 raise
@@ -318,8 +319,9 @@ def iter_train(images: Any, labels: Any, config: TrainConfig | None = None, **op
     the weights the run hands back, so the last Preview shows the model kept.
     ``keep_better``: when continuing (``model=``) or fine-tuning with the same classes
     (``init=``), score the starting and the trained weights on all the paint (training and
-    held-out strokes, new corrections included) at the end and keep the starting weights if they fit it better (``TrainFinished.kept_previous``), so a
-    correction round never makes the model worse on what was painted. ``spacing``: the voxel
+    held-out strokes, new corrections included) at the end and keep the starting weights if
+    they fit it better (``TrainFinished.kept_previous``), so a correction round never makes
+    the model worse on what was painted. ``spacing``: the voxel
     size (``dims`` numbers, Z, Y, X): a new model pools an axis only while its spacing is below
     twice the finest (:mod:`napari_unet.core.pooling`), and the default patch is thinner along a
     coarse axis (same voxel count); a continued or fine-tuned model keeps its own pooling.
