@@ -121,6 +121,18 @@ def make_strokes(im, style: str, seed: int = 1) -> np.ndarray:
     raise ValueError(style)
 
 
+def custom_style(stack: bool, style: str | None) -> str:
+    """The stroke style for your own image or stack (``--image``): ``style``, or lines-m4 for a
+    2D image and planes-m4 for a stack; ValueError naming the problem for a style that is not one
+    or does not fit the data."""
+    style = style or ("planes-m4" if stack else "lines-m4")
+    if not re.fullmatch(r"lines-m\d+|blobs|planes-m\d+", style):
+        raise ValueError(f"--style {style}: lines-mN, blobs or planes-mN")
+    if stack != style.startswith("planes-m"):
+        raise ValueError(f"--style {style} is for {'2D images' if stack else 'stacks'}")
+    return style
+
+
 def fmt(x, signed=False) -> str:
     if x is None or (isinstance(x, float) and np.isnan(x)):
         return "n/a"
@@ -224,14 +236,10 @@ def main(argv=None) -> int:
             ap.error("--image and --mask go together")
         try:
             custom = custom_image(args.image, args.mask, args.channel_axis)
+            stack = custom.truth.ndim == 3
+            style = custom_style(stack, args.style)
         except (OSError, ValueError) as e:
             ap.error(str(e))
-        stack = custom.truth.ndim == 3
-        style = args.style or ("planes-m4" if stack else "lines-m4")
-        if not re.fullmatch(r"lines-m\d+|blobs|planes-m\d+", style):
-            ap.error(f"--style {style}: lines-mN, blobs or planes-mN")
-        if stack != style.startswith("planes-m"):
-            ap.error(f"--style {style} is for {'2D images' if stack else 'stacks'}")
         cases = [Case("custom", style, dims=3 if stack else 2)]
         if args.interactive:
             if stack:

@@ -25,6 +25,12 @@ Usage (from the repository root)::
     python benchmarks/quality_diagnose.py em/blobs --method forest
     python benchmarks/quality_diagnose.py em/lines-m4 --method appearance
     python benchmarks/quality_diagnose.py bbbc039-zoom033/lines-m4 --steps 600 --threads 1 --flux
+    python benchmarks/quality_diagnose.py --image cells.tif --mask cells_mask.tif --steps 600
+    python benchmarks/quality_diagnose.py --image he.tif --mask he_mask.tif --channel-axis -1 --style blobs
+
+``--image``/``--mask`` take apart your own image and its truth mask, painted as
+``quality.py --image --mask`` paints them (``--style``: lines-m4 by default, planes-m4 for a
+stack); the row's case reads ``custom/STYLE``.
 
 ``--method appearance`` takes apart what the appearance prior (``losses.AppearancePrior``, its
 histograms filled from every painted pixel at once, no augmentation) says on its own: its
@@ -47,8 +53,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from quality import make_strokes
-from quality_methods import load_image, ours, random_forest, rf_features, score
+from quality import custom_style, make_strokes
+from quality_methods import custom_image, load_image, ours, random_forest, rf_features, score
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -174,7 +180,13 @@ def _recording_calibration(on: bool):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("case", help="IMAGE/STYLE as in quality.py --list, e.g. em/blobs")
+    ap.add_argument("case", nargs="?", help="IMAGE/STYLE as in quality.py --list, e.g. em/blobs "
+                                            "(or --image and --mask)")
+    ap.add_argument("--image", type=Path, help="your own image (TIFF) instead of a case")
+    ap.add_argument("--mask", type=Path, help="its truth mask (TIFF; 0 = background)")
+    ap.add_argument("--channel-axis", type=int, help="the image's colour/channel axis (-1 for RGB)")
+    ap.add_argument("--style", help="with --image: lines-mN, blobs (2D) or planes-mN (stacks); "
+                                    "default lines-m4 / planes-m4")
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--seed", default="0",
                     help="training seed, or several (0,1,2): one line each, then their mean and spread")
@@ -196,13 +208,27 @@ def main(argv=None) -> int:
                          "reference, edge score and painted object and background recall per "
                          "threshold, the threshold chosen): why a run chose its threshold")
     args = ap.parse_args(argv)
-    name, _, style = args.case.partition("/")
-    if not style or style == "interactive":
-        ap.error("give IMAGE/STYLE, e.g. em/blobs (not the interactive simulation)")
+    if args.image or args.mask:
+        if not (args.image and args.mask) or args.case:
+            ap.error("--image and --mask go together, instead of a case")
+        if args.quick:
+            ap.error("--quick crops the benchmark's own images, not --image")
+        try:
+            im = custom_image(args.image, args.mask, args.channel_axis)
+            style = custom_style(im.truth.ndim == 3, args.style)
+        except (OSError, ValueError) as e:
+            ap.error(str(e))
+        args.case = f"custom/{style}"
+    else:
+        if args.style or args.channel_axis is not None:
+            ap.error("--style and --channel-axis go with --image (a case names its style)")
+        name, _, style = (args.case or "").partition("/")
+        if not style or style == "interactive":
+            ap.error("give IMAGE/STYLE, e.g. em/blobs (not the interactive simulation), or --image and --mask")
+        im = load_image(name, args.data, quick=args.quick)
     import torch
 
     torch.set_num_threads(args.threads)
-    im = load_image(name, args.data, quick=args.quick)
     strokes = make_strokes(im, style)
     try:
         seeds = [int(v) for v in str(args.seed).split(",")]

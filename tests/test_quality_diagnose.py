@@ -91,3 +91,40 @@ def test_main_records_the_edge_calibrations_choice(capsys):
     # without --flux the row has no such key
     assert main(["synth2d/lines-m4", "--quick", "--steps", "3", "--threads", "1"]) == 0
     assert "calibration" not in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_main_takes_apart_your_own_image_and_refuses_what_does_not_fit(tmp_path, capsys):
+    """--image/--mask: the image is painted as quality.py --image paints it (lines-m4 by default,
+    the style asked for otherwise) and the row names it custom/STYLE; a mask of another shape, a
+    style for stacks on a 2D image, a case as well, or --style without --image are refused in one
+    line (exit 2) before any training."""
+    import json
+
+    import pytest
+    import tifffile
+    from quality_diagnose import main
+
+    from napari_unet.core.synthetic import make_nuclei
+
+    img, _, inst = make_nuclei((96, 96), seed=2)
+    tifffile.imwrite(tmp_path / "img.tif", img)
+    tifffile.imwrite(tmp_path / "mask.tif", inst.astype("uint16"))
+    tifffile.imwrite(tmp_path / "small.tif", inst[:50].astype("uint16"))
+    own = ["--image", str(tmp_path / "img.tif"), "--mask", str(tmp_path / "mask.tif")]
+    assert main([*own, "--steps", "2", "--threads", "1", "--option", "base_channels=4"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["case"] == "custom/lines-m4" and row["steps"] == 2 and 0.0 <= row["iou"] <= 1.0
+    assert main([*own, "--style", "blobs", "--method", "forest", "--threads", "1"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["case"] == "custom/blobs" and row["method"] == "forest" and row["iou"] > 0.3
+    for bad, says in ((["--image", str(tmp_path / "img.tif"), "--mask", str(tmp_path / "small.tif")], "shape"),
+                      ([*own, "--style", "planes-m4"], "stacks"),
+                      ([*own, "--style", "dots"], "lines-mN"),
+                      ([*own, "synth2d/lines-m4"], "instead of a case"),
+                      (["--image", str(tmp_path / "img.tif")], "go together"),
+                      (["synth2d/lines-m4", "--style", "blobs"], "go with --image"),
+                      ([*own, "--quick"], "--quick")):
+        with pytest.raises(SystemExit) as e:
+            main(bad)
+        assert e.value.code == 2
+        assert says in capsys.readouterr().err, bad
