@@ -132,19 +132,28 @@ def test_in_a_stack_an_objects_dim_top_and_bottom_planes_weigh_as_the_object():
     assert 3.0 < w[3, 12, 34] / w[3, 12, 10] < 3.7             # the dim ball weighs 1 / 0.3 times more
 
 
+def _discs(n, discs, level):
+    """An ``n`` x ``n`` image of discs ``(cy, cx, r)`` on 0.1, each pixel inside at ``level(d, r)``
+    (``d``: its signed distance to the rim, negative inside), and the signed distance to the
+    nearest rim."""
+    yy, xx = np.mgrid[:n, :n]
+    img = np.full((n, n), 0.1, np.float32)
+    sd = np.full((n, n), np.inf, np.float32)
+    for cy, cx, r in discs:
+        d = np.hypot(yy - cy, xx - cx) - r
+        sd = np.minimum(sd, d)
+        img[d < 0] = level(d[d < 0], r)
+    return img, sd
+
+
 def _dim_rimmed_nuclei(n=128, inside=1.0):
     """Four nuclei, brighter in the centre than at the rim (blurred), two of them 3 px apart,
     and a probability whose 0.5 stops ``inside`` px short of every rim (a network that left the
     dim rim out); at 0.1 it bridges the pair."""
     from scipy import ndimage as ndi
 
-    yy, xx = np.mgrid[:n, :n]
-    img = np.full((n, n), 0.1, np.float32)
-    sd = np.full((n, n), np.inf, np.float32)
-    for cy, cx, r in [(32, 32, 14), (32, 96, 12), (96, 30, 13), (96, 59, 13)]:
-        d = np.hypot(yy - cy, xx - cx) - r
-        sd = np.minimum(sd, d)
-        img[d < 0] = np.clip(0.9 - 0.4 * (1 + d[d < 0] / r), 0.3, 1.0)
+    img, sd = _discs(n, [(32, 32, 14), (32, 96, 12), (96, 30, 13), (96, 59, 13)],
+                     lambda d, r: np.clip(0.9 - 0.4 * (1 + d / r), 0.3, 1.0))
     prob = 1 / (1 + np.exp(sd + inside))
     return ndi.gaussian_filter(img, 1.2), sd < 0, prob.astype(np.float32)
 
@@ -745,14 +754,7 @@ def test_a_confident_swell_beyond_0_99_is_trimmed_to_the_edge():
     against 1,801 false negatives): the grid reaches above 0.99, and the edges choose there."""
     from scipy import ndimage as ndi
 
-    n = 96
-    yy, xx = np.mgrid[:n, :n]
-    img = np.full((n, n), 0.1, np.float32)
-    sd = np.full((n, n), np.inf, np.float32)
-    for cy, cx, r in [(20, 20, 6), (20, 60, 5), (60, 24, 6), (64, 70, 7)]:
-        d = np.hypot(yy - cy, xx - cx) - r
-        sd = np.minimum(sd, d)
-        img[d < 0] = 0.9
+    img, sd = _discs(96, [(20, 20, 6), (20, 60, 5), (60, 24, 6), (64, 70, 7)], lambda d, r: 0.9)
     img = ndi.gaussian_filter(img, 1.0)
     truth = sd < 0
     prob = (1 / (1 + np.exp(2.0 * (sd - 3.0)))).astype(np.float32)   # 0.9975 at the true edge
