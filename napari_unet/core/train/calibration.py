@@ -20,15 +20,8 @@ strokes leave around it (EM membranes), but a network can also stop short of a d
 nuclei ~10 px across (0.872 at 0.5, 0.931 at 0.02; twenty-first session). A lower threshold
 does not gain by merging objects across a darker gap: the gap's pixels subtract from the flux.
 ``NAPARI_UNET_EDGE_TWO_SIDED=0``: 0.5 and up only; ``NAPARI_UNET_EDGE_LOWEST=0.1``: down to 0.1.
-
-Upwards the grid goes past 0.99, to 0.995, 0.998 and 0.999. Small nuclei with a 4-px unpainted
-band around them can come out swollen by 2-4 px with odds above 100 to 1 in that band: on a real
-H&E tile (CPM-15 image03, 170 nuclei ~12 px across, lines 4 px from any nucleus, 600 steps) the
-flux still rose steeply at 0.99, the top of the grid then (2,649 against 2,196 at 0.98), which
-left 22,305 false-positive pixels against 1,801 false negatives (IoU 0.606); with the grid
-extended it takes 0.998 (IoU 0.707; forty-first session). The paint-recall limit
-(:data:`RECALL_TOL`) keeps such thresholds from cutting into the painted objects (there 0.999
-lost 13% of them and was not allowed). ``NAPARI_UNET_EDGE_HIGHEST=0.99``: the grid before.
+Upwards the grid reaches 0.999: small nuclei can swell 2-4 px into the strokes' gap with odds
+above 100 to 1 (real H&E, 600 steps: 0.99 chosen, IoU 0.606; 0.998, 0.707; forty-first session).
 
 A threshold moves boundaries; it does not carve. Holes that a threshold above 0.5 opens inside
 the objects (0.5's objects have none there) are filled back before its flux is summed: in a
@@ -75,10 +68,9 @@ import torch
 from .flux_regions import grown_only, object_structure, plane_structure, without_new_holes
 
 # 0.5 first: the network's own boundary (or a continued model's own threshold), which wins ties
-THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99)
-# above 0.99: a swell that confident (module notes); NAPARI_UNET_EDGE_HIGHEST=0.99: the grid before
-HIGHEST = float(os.environ.get("NAPARI_UNET_EDGE_HIGHEST", 0.999))
-THRESHOLDS = THRESHOLDS + tuple(t for t in (0.995, 0.998, 0.999) if t <= HIGHEST)
+HIGHEST = float(os.environ.get("NAPARI_UNET_EDGE_HIGHEST", 0.999))   # 0.99: the grid before (notes)
+THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99) + tuple(
+    t for t in (0.995, 0.998, 0.999) if t <= HIGHEST)
 if os.environ.get("NAPARI_UNET_EDGE_TWO_SIDED", "1") == "1":   # also grow the objects
     THRESHOLDS = THRESHOLDS + (0.45, 0.4, 0.35, 0.3, 0.2, 0.1)
     LOWEST = float(os.environ.get("NAPARI_UNET_EDGE_LOWEST", 0.01))   # (module notes)
@@ -86,10 +78,8 @@ if os.environ.get("NAPARI_UNET_EDGE_TWO_SIDED", "1") == "1":   # also grow the o
 # "flux": the Laplacian summed over the region; "gradient": the mean gradient along the contour
 CRITERION = os.environ.get("NAPARI_UNET_EDGE_CRITERION", "flux")
 # the margin (relative) by which a threshold's edges must beat the reference's, 0.5 or a continued
-# model's own: none, the strongest edges win and an exact tie keeps the reference. A 1% margin kept
-# 0.5 on the flux's flat top on nuclei, short of their rims (small nuclei 0.912 -> 0.934 without;
-# never lower in 34 paired 2D runs), and held correction rounds at a carried threshold training had
-# moved past (34th session, docs/quality.md). 0.01: the rule of the 13th to the 33rd session
+# model's own: none, the strongest edges win and an exact tie keeps the reference (a 1% margin, the
+# rule of the 13th to 33rd sessions, kept small nuclei short of their rims: 0.912 -> 0.934 without)
 EDGE_MIN_GAIN = float(os.environ.get("NAPARI_UNET_EDGE_MIN_GAIN", 0.0))
 MIN_GAIN = 0.01            # the flux's resolution where keep-better compares two models (validation.py)
 # a continued model's own threshold is the reference, kept on a tie (0: 0.5 in every run)
@@ -103,10 +93,8 @@ RECALL_TOL = float(os.environ.get("NAPARI_UNET_EDGE_RECALL_TOL", 0.04))
 CARRIED_ALLOWED = os.environ.get("NAPARI_UNET_EDGE_CARRIED_ALLOWED", "1") == "1"
 MIN_UNPAINTED = 0.1        # dense paint (less unpainted than this share of the crops): nothing to do
 # the flux is signed by the objects' polarity, read from the paint: an object pixel brighter (or
-# darker) than a background pixel with a probability this far from 0.5 (:func:`brighter_share`). Every
-# benchmark case is 0.385 or more from it (EM membranes painted with dots, the least: 0.115); DIC
-# relief (each object lit on one side, shaded on the other, its interior the background's grey)
-# 0.016, where the flux had moved the boundary to 0.97 and cut the objects short (0.652 -> 0.627)
+# darker) than a background pixel with a probability this far from 0.5 (:func:`brighter_share`;
+# the benchmark's cases 0.115 or more, DIC relief 0.016: there the flux cut objects, 0.652 -> 0.627)
 MIN_POLARITY = float(os.environ.get("NAPARI_UNET_EDGE_MIN_POLARITY", 0.2))
 # objects without a polarity (paint_polarity None) have no flux to maximise: "gradient" scores their
 # thresholds by the mean gradient magnitude along the contour (which needs none; in 2D); "keep"
