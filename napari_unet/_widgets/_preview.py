@@ -93,3 +93,12 @@ def show_preview(viewer: Any, key: Any, probabilities: np.ndarray) -> Any | None
         layer.data[z0:z1] = fg
     layer.refresh()
     return layer
+
+
+def clear_preview(viewer: Any, key: Any) -> None:
+    """Main thread: empty the image's preview layer, if it has one (a model that cannot predict
+    that image must not leave another model's preview in place)."""
+    layer = None if key is None else _layers.find_role(viewer.layers, key[0], "preview")
+    if layer is not None:
+        layer.data[...] = 0
+        layer.refresh()

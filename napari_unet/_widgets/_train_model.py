@@ -12,7 +12,7 @@ from qtpy.QtWidgets import QFileDialog
 
 from . import _layers
 from ._common import UserError, show_info, start_worker, user_action
-from ._preview import show_preview
+from ._preview import clear_preview, show_preview
 
 
 class ModelActions:
@@ -65,11 +65,8 @@ class ModelActions:
                 return
             if probabilities is not None:
                 show_preview(self.viewer, key, probabilities)
-                return
-            layer = _layers.find_role(self.viewer.layers, key[0], "preview")
-            if layer is not None:   # the other model's preview must not stay: none for this one
-                layer.data[...] = 0
-                layer.refresh()
+            else:   # the other model's preview must not stay: none for this one
+                clear_preview(self.viewer, key)
 
         return start_worker(job, returned=shown)
 
