@@ -13,7 +13,8 @@ IHC image of glands (scikit-image's, RGB) whose truth comes from colour deconvol
 Strokes (``benchmarks/strokes.py``, seeded): ``lines-mN`` (a line along 30% of the objects or
 skeleton segments of a thin class, background lines kept N px from any object, N = 2, 4, 8),
 ``blobs`` (disks in object interiors, a few far background disks), ``planes-m4`` (stacks painted
-on every 6th plane, lines in each). Painted % is in the table.
+on every 6th plane, lines in each; ``planes-m4-everyK``: every K-th, for ``--image`` stacks of a
+few planes, where every 6th paints one). Painted % is in the table.
 
 Methods on the same strokes: Otsu's threshold (multi-Otsu for 3 classes; polarity chosen from
 the strokes), scikit-image's random forest (``fit_segmenter`` on ``multiscale_basic_features``,
@@ -116,8 +117,9 @@ def make_strokes(im, style: str, seed: int = 1) -> np.ndarray:
         return S.lines(im.truth, seed, margin=int(style[7:]), **kw)
     if style == "blobs":
         return S.blobs(im.truth, seed, **kw)
-    if style.startswith("planes-m"):
-        return S.planes(im.truth, seed, step=6, margin=int(style[8:]), **kw)
+    m = re.fullmatch(r"planes-m(\d+)(?:-every(\d+))?", style)
+    if m:   # every 6th plane (issue 9), or every K-th: a stack of a few planes gets more than one
+        return S.planes(im.truth, seed, step=int(m[2] or 6), margin=int(m[1]), **kw)
     raise ValueError(style)
 
 
@@ -126,8 +128,8 @@ def custom_style(stack: bool, style: str | None) -> str:
     2D image and planes-m4 for a stack; ValueError naming the problem for a style that is not one
     or does not fit the data."""
     style = style or ("planes-m4" if stack else "lines-m4")
-    if not re.fullmatch(r"lines-m\d+|blobs|planes-m\d+", style):
-        raise ValueError(f"--style {style}: lines-mN, blobs or planes-mN")
+    if not re.fullmatch(r"lines-m\d+|blobs|planes-m\d+(-every[1-9]\d*)?", style):
+        raise ValueError(f"--style {style}: lines-mN, blobs, planes-mN or planes-mN-everyK")
     if stack != style.startswith("planes-m"):
         raise ValueError(f"--style {style} is for {'2D images' if stack else 'stacks'}")
     return style
@@ -222,7 +224,7 @@ def main(argv=None) -> int:
     ap.add_argument("--channel-axis", type=int, default=None, help="the --image's channel axis (e.g. -1 for RGB)")
     ap.add_argument("--style", default=None,
                     help="strokes for --image: lines-m2/m4/m8, blobs (2D; default lines-m4) or planes-m4 "
-                         "(stacks; their default)")
+                         "(stacks; their default: every 6th plane; planes-m4-every2: every 2nd)")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     args = ap.parse_args(argv)
     args.time_limit = args.time_limit or (20.0 if args.quick else 120.0)

@@ -185,8 +185,8 @@ def main(argv=None) -> int:
     ap.add_argument("--image", type=Path, help="your own image (TIFF) instead of a case")
     ap.add_argument("--mask", type=Path, help="its truth mask (TIFF; 0 = background)")
     ap.add_argument("--channel-axis", type=int, help="the image's colour/channel axis (-1 for RGB)")
-    ap.add_argument("--style", help="with --image: lines-mN, blobs (2D) or planes-mN (stacks); "
-                                    "default lines-m4 / planes-m4")
+    ap.add_argument("--style", help="with --image: lines-mN, blobs (2D) or planes-mN[-everyK] "
+                                    "(stacks); default lines-m4 / planes-m4")
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--seed", default="0",
                     help="training seed, or several (0,1,2): one line each, then their mean and spread")

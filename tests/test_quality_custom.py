@@ -53,7 +53,21 @@ def test_a_mask_that_does_not_fit_the_image_is_refused(files, capsys):
     assert "--style planes-m4 is for stacks" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         quality.main(["--image", str(files / "img.tif"), "--style", "dots", "--mask", str(files / "mask.tif")])
-    assert "--style dots: lines-mN, blobs or planes-mN" in capsys.readouterr().err
+    assert "--style dots: lines-mN, blobs, planes-mN or planes-mN-everyK" in capsys.readouterr().err
+
+
+def test_a_stack_of_a_few_planes_can_be_painted_on_more_of_them():
+    _, sem, inst = make_nuclei((64, 64), seed=3)
+    truth, inst = np.stack([sem] * 5), np.stack([inst] * 5)
+    im = type("Im", (), dict(truth=truth, instances=inst, thin=None))()
+    painted = lambda st: [z for z in range(5) if (st[z] > 0).any()]  # noqa: E731
+    assert quality.custom_style(True, "planes-m4-every2") == "planes-m4-every2"
+    assert painted(quality.make_strokes(im, "planes-m4")) == [3]          # every 6th from the 4th
+    assert painted(quality.make_strokes(im, "planes-m4-every2")) == [1, 3]
+    assert painted(quality.make_strokes(im, "planes-m2-every1")) == [0, 1, 2, 3, 4]
+    for bad in ("planes-m4-every0", "planes-m4-every", "planes-every2"):
+        with pytest.raises(ValueError, match="planes-mN-everyK"):
+            quality.custom_style(True, bad)
 
 
 def test_your_own_image_gets_the_interactive_simulation_when_asked(files, tmp_path):
