@@ -111,14 +111,19 @@ def select(cases: list[Case], only: str | None, interactive: bool) -> list[Case]
                                     for p in pats)]
 
 
+# a stack's stroke style: margin N, and every K-th plane painted (default 6, issue 9; a stack of a
+# few planes gets more than one painted plane with a smaller K)
+PLANES_STYLE = re.compile(r"planes-m(\d+)(?:-every([1-9]\d*))?")
+
+
 def make_strokes(im, style: str, seed: int = 1) -> np.ndarray:
     kw = dict(instances=im.instances, thin=im.thin)
     if style.startswith("lines-m"):
         return S.lines(im.truth, seed, margin=int(style[7:]), **kw)
     if style == "blobs":
         return S.blobs(im.truth, seed, **kw)
-    m = re.fullmatch(r"planes-m(\d+)(?:-every(\d+))?", style)
-    if m:   # every 6th plane (issue 9), or every K-th: a stack of a few planes gets more than one
+    m = PLANES_STYLE.fullmatch(style)
+    if m:
         return S.planes(im.truth, seed, step=int(m[2] or 6), margin=int(m[1]), **kw)
     raise ValueError(style)
 
@@ -128,7 +133,7 @@ def custom_style(stack: bool, style: str | None) -> str:
     2D image and planes-m4 for a stack; ValueError naming the problem for a style that is not one
     or does not fit the data."""
     style = style or ("planes-m4" if stack else "lines-m4")
-    if not re.fullmatch(r"lines-m\d+|blobs|planes-m\d+(-every[1-9]\d*)?", style):
+    if not (re.fullmatch(r"lines-m\d+|blobs", style) or PLANES_STYLE.fullmatch(style)):
         raise ValueError(f"--style {style}: lines-mN, blobs, planes-mN or planes-mN-everyK")
     if stack != style.startswith("planes-m"):
         raise ValueError(f"--style {style} is for {'2D images' if stack else 'stacks'}")
