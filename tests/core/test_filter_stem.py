@@ -148,8 +148,12 @@ def test_training_builds_the_stem_it_is_told_to(rng, monkeypatch):
     opts = dict(steps=2, device="cpu", base_channels=4, depth=2)
     default = train(img, lab, dims=3, patch=(8, 16, 16), **opts)        # the default: 1, 2, 4 in 3D
     assert default.meta["stem"] == [[1.0] * 3, [2.0] * 3, [4.0] * 3] and default.stem is not None
-    # ... and trains without the losses on unpainted pixels, which a 3D model without it keeps
-    assert default.meta["training"]["regulariser"] == {"edge_aware": 0.0, "appearance": 0.0}
+    # ... and trains with the appearance prior and a weaker regulariser than a 3D model without
+    # it (at full weight it widened thin walls; without either, a stack painted on one plane of
+    # five scored under the forest and swung with the seed)
+    assert default.meta["training"]["regulariser"] == {"edge_aware": T.REG_WEIGHT_3D_STEM,
+                                                       "appearance": T.APPEARANCE_WEIGHT}
+    assert 0 < T.REG_WEIGHT_3D_STEM < T.REG_WEIGHT_3D
     monkeypatch.setattr(T, "STEM_3D", None)
     plain = train(img, lab, dims=3, patch=(8, 16, 16), **opts)
     assert plain.meta["stem"] is None and plain.stem is None
@@ -170,7 +174,7 @@ def test_training_builds_the_stem_it_is_told_to(rng, monkeypatch):
     monkeypatch.setattr(T, "STEM_3D", None)
     again = train(img, lab, dims=3, steps=1, device="cpu", model=m3, patch=(8, 16, 16))
     assert again.meta["stem"] == m3.meta["stem"] and again.stem is not None
-    assert again.meta["training"]["regulariser"]["edge_aware"] == 0.0   # the model's stem decides
+    assert again.meta["training"]["regulariser"]["edge_aware"] == T.REG_WEIGHT_3D_STEM   # the model's stem decides
 
 
 @pytest.mark.parametrize("dims", [2, 3])

@@ -60,8 +60,13 @@ REG_WEIGHT = float(os.environ.get("NAPARI_UNET_REG", 3.0))
 # 3D: measured on the ovule stack (thin cell-boundary sheets, painted on every 6th plane) the
 # full weight cost 0.06 IoU against none and 1.0 cost 0.017 (benchmarks/quality.py)
 REG_WEIGHT_3D = float(os.environ.get("NAPARI_UNET_REG_3D", os.environ.get("NAPARI_UNET_REG", 1.0)))
-# ... and for a 3D model with fixed filters in front (STEM_3D, below): none
-REG_WEIGHT_3D_STEM = float(os.environ.get("NAPARI_UNET_REG_3D_STEM", 0.0))
+# ... and for a 3D model with fixed filters in front (STEM_3D, below): 0.3, with the appearance
+# prior. Without either (twenty-sixth to forty-second sessions), a real stack painted on one plane
+# of five (CHO nuclei, brightness falling with depth) scored 0.562 / 0.301 / 0.275 over three
+# seeds at fixed steps; at 0.3 with the prior 0.611 / 0.619 / 0.639. The ovule's thin walls pay
+# 0.008-0.009 (250 steps, two seeds) and the synthetic stack gains 0.006 (docs/quality.md,
+# forty-third session)
+REG_WEIGHT_3D_STEM = float(os.environ.get("NAPARI_UNET_REG_3D_STEM", 0.3))
 REG_RAMP = float(os.environ.get("NAPARI_UNET_REG_RAMP", 0.25))
 # the appearance prior on the unpainted pixels (losses.AppearancePrior): its weight (with the
 # regulariser's ramp) and its gate (px): at 900 steps it kept EM membranes from spreading over
@@ -159,9 +164,9 @@ CHANNELS_LAST_3D_CPU = os.environ.get("NAPARI_UNET_CHANNELS_LAST_3D", "1") == "1
 # a fresh model gets fixed filters in front of its first layer (model.FilterStem: the image's
 # smoothing, gradient magnitude and Hessian eigenvalues at these sigmas, in units of the finest
 # voxel side), e.g. "1,2,4"; "": none. 3D: on by default, and a 3D model with the stem trains
-# without the regulariser and the appearance prior (REG_WEIGHT_3D_STEM): the filters give the
-# network the image's edges and ridges, and the regulariser only widened the thin boundaries of
-# the ovule stack. 120 s, idle (docs/quality.md, twenty-sixth session): the real ovule 0.601 ->
+# with a weaker regulariser (REG_WEIGHT_3D_STEM; none until the forty-third session): the filters give the
+# network the image's edges and ridges, and the regulariser at full weight only widened the thin
+# boundaries of the ovule stack. 120 s, idle (docs/quality.md, twenty-sixth session): the real ovule 0.601 ->
 # 0.648 and the synthetic stack 0.805 -> 0.857 (250 fixed steps, four seeds: the ovule +0.017
 # to +0.044; the stem alone or no regulariser alone at most +0.015); a 3D step costs 1.32x with
 # the stem and about the same without the regulariser, a 3D prediction 1.48x

@@ -51,7 +51,8 @@ class ProvenanceMixin:
             "init": "continued" if p.continued else p.init_source,
             "stop_reason": reason,
             "edge_threshold": getattr(self, "edge_threshold", None),
-            # the weights of the losses on the unpainted pixels (0: off; a 3D model with the stem has none)
+            # the weights of the losses on the unpainted pixels (0: off; a 3D model with the stem
+            # has a weaker regulariser)
             "regulariser": {"edge_aware": float(getattr(self, "potts_weight", 0.0) or 0.0),
                             "appearance": float(_pkg().APPEARANCE_WEIGHT)
                             if getattr(self, "appearance", None) is not None else 0.0},
