@@ -64,8 +64,8 @@ REG_WEIGHT_3D = float(os.environ.get("NAPARI_UNET_REG_3D", os.environ.get("NAPAR
 # prior. Without either (twenty-sixth to forty-second sessions), a real stack painted on one plane
 # of five (CHO nuclei, brightness falling with depth) scored 0.562 / 0.301 / 0.275 over three
 # seeds at fixed steps; at 0.3 with the prior 0.611 / 0.619 / 0.639. The ovule's thin walls pay
-# 0.008-0.009 (250 steps, two seeds) and the synthetic stack gains 0.006 (docs/quality.md,
-# forty-third session)
+# 0.008-0.009 (250 steps, two seeds), the synthetic stack 0.004-0.009 at 450 steps (+0.006 at
+# 250), and a 3D step takes 1.23x as long (docs/quality.md, forty-third session)
 REG_WEIGHT_3D_STEM = float(os.environ.get("NAPARI_UNET_REG_3D_STEM", 0.3))
 REG_RAMP = float(os.environ.get("NAPARI_UNET_REG_RAMP", 0.25))
 # the appearance prior on the unpainted pixels (losses.AppearancePrior): its weight (with the
@@ -164,10 +164,10 @@ CHANNELS_LAST_3D_CPU = os.environ.get("NAPARI_UNET_CHANNELS_LAST_3D", "1") == "1
 # a fresh model gets fixed filters in front of its first layer (model.FilterStem: the image's
 # smoothing, gradient magnitude and Hessian eigenvalues at these sigmas, in units of the finest
 # voxel side), e.g. "1,2,4"; "": none. 3D: on by default, and a 3D model with the stem trains
-# with a weaker regulariser (REG_WEIGHT_3D_STEM; none until the forty-third session): the filters give the
-# network the image's edges and ridges, and the regulariser at full weight only widened the thin
-# boundaries of the ovule stack. 120 s, idle (docs/quality.md, twenty-sixth session): the real ovule 0.601 ->
-# 0.648 and the synthetic stack 0.805 -> 0.857 (250 fixed steps, four seeds: the ovule +0.017
+# with a weaker regulariser (REG_WEIGHT_3D_STEM; none until the forty-third session): the
+# filters give the network the image's edges and ridges, and the regulariser at full weight only
+# widened the thin boundaries of the ovule stack. 120 s, idle (docs/quality.md, twenty-sixth
+# session), with neither loss: the real ovule 0.601 -> 0.648 and the synthetic stack 0.805 -> 0.857 (250 fixed steps, four seeds: the ovule +0.017
 # to +0.044; the stem alone or no regulariser alone at most +0.015); a 3D step costs 1.32x with
 # the stem and about the same without the regulariser, a 3D prediction 1.48x
 # (benchmarks/stem_cost.py). A model keeps what it was built with when it continues.
