@@ -167,10 +167,12 @@ CHANNELS_LAST_3D_CPU = os.environ.get("NAPARI_UNET_CHANNELS_LAST_3D", "1") == "1
 # with a weaker regulariser (REG_WEIGHT_3D_STEM; none until the forty-third session): the
 # filters give the network the image's edges and ridges, and the regulariser at full weight only
 # widened the thin boundaries of the ovule stack. 120 s, idle (docs/quality.md, twenty-sixth
-# session), with neither loss: the real ovule 0.601 -> 0.648 and the synthetic stack 0.805 -> 0.857 (250 fixed steps, four seeds: the ovule +0.017
-# to +0.044; the stem alone or no regulariser alone at most +0.015); a 3D step costs 1.32x with
-# the stem and about the same without the regulariser, a 3D prediction 1.48x
-# (benchmarks/stem_cost.py). A model keeps what it was built with when it continues.
+# session), with neither loss: the real ovule 0.601 -> 0.648 and the synthetic stack 0.805 ->
+# 0.857 (250 fixed steps, four seeds: the ovule +0.017 to +0.044; the stem alone or no
+# regulariser alone at most +0.015); a 3D step costs 1.32x with the stem, a 3D prediction 1.48x
+# (benchmarks/stem_cost.py), and the two losses at REG_WEIGHT_3D_STEM 1.23x on top
+# (benchmarks/train_speed.py --dims 3 --losses default against --losses strokes).
+# A model keeps what it was built with when it continues.
 # 2D: off. At 1, 2, 4 (600 steps) EM dots gained 0.027-0.042 but EM lines-m4 lost 0.017, the
 # synthetic nuclei 0.008 and phase contrast 0.013; without the 2D regulariser EM lines fell to
 # 0.511 and BBBC039 to 0.902 (twenty-fifth and twenty-sixth sessions). At 1, 2 with the
