@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     _, started, model = trainer_rate(img, lab, 3, **kw)
     meta = model.meta
     patch_t, batch_n = started.patch, started.batch_size
-    amp = autocast_dtype(dev)
+    amp = autocast_dtype(dev, training=True)   # the trainer's precision
     from napari_unet.core.train.setup import uses_channels_last
 
     channels_last = uses_channels_last(dev, args.dims)   # the trainer's own choice

@@ -76,10 +76,18 @@ def _warm_up(jobs: "queue.Queue") -> None:
             cpu = torch.device("cpu")
             base, depth = train.default_architecture(cpu, 2)
             (py, px), batch = train.default_patch_batch(cpu, 2)
+            from .device import autocast_dtype
+            from .train.setup import uses_channels_last
+
             model = build_model(2, 1, 2, base, depth)
-            opt = train._adamw(list(model.parameters()))
             x = torch.rand(batch, 1, py, px)
-            logits = model(x)
+            if uses_channels_last(cpu, 2):   # the training's layout and precision (bf16 with AMX)
+                model = model.to(memory_format=torch.channels_last)
+                x = x.contiguous(memory_format=torch.channels_last)
+            opt = train._adamw(list(model.parameters()))
+            amp = autocast_dtype(cpu, training=True)
+            with torch.autocast("cpu", dtype=amp, enabled=amp is not None):
+                logits = model(x)
             y = torch.randint(0, 3, (batch, py, px))
             loss = sparse_loss(logits, y) + edge_aware_potts(
                 torch.softmax(logits.float(), 1), x, neighbour_offsets(2, train.REG_DILATIONS))

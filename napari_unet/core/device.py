@@ -44,11 +44,31 @@ def describe_device(dev: torch.device) -> str:
     return dev.type
 
 
-def autocast_dtype(dev: torch.device) -> torch.dtype | None:
-    """bf16 where the GPU supports it, else fp16 on CUDA; None (fp32) elsewhere."""
-    if dev.type != "cuda":
-        return None
+def cpu_has_amx() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX, Sapphire Rapids and
+    later), where oneDNN's bf16 convolutions beat fp32 ones; elsewhere bf16 is emulated or slower."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except Exception:   # a private probe: any failure means "not known to be there"
+        return False
+
+
+def autocast_dtype(dev: torch.device, *, training: bool = False) -> torch.dtype | None:
+    """bf16 where the GPU supports it, else fp16 on CUDA; training on a CPU with AMX: bf16
+    (``NAPARI_UNET_CPU_BF16=0`` turns it off, ``=1`` forces it); None (fp32) elsewhere.
+
+    On a 2-core Xeon with AMX a 2D training step takes 0.58x the time in bf16 (3D: 0.74x) at the
+    same IoU at fixed steps (docs/quality.md, forty-fourth session). Prediction stays fp32 on
+    a CPU."""
     if os.environ.get("NAPARI_UNET_NO_AMP"):
+        return None
+    if dev.type == "cpu":
+        flag = os.environ.get("NAPARI_UNET_CPU_BF16", "auto")
+        if not training or flag == "0":
+            return None
+        return torch.bfloat16 if flag == "1" or cpu_has_amx() else None
+    if dev.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 

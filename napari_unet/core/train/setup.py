@@ -351,7 +351,7 @@ class Setup:
             if v.val is not None:
                 self.val_pixels += int(np.count_nonzero(v.val))
         # model, optimiser, precision
-        self.amp = autocast_dtype(dev)
+        self.amp = autocast_dtype(dev, training=True)
         self.channels_last = uses_channels_last(dev, dims)
         self.memory_format = torch.channels_last_3d if dims == 3 else torch.channels_last
         if dev.type == "cuda":
