@@ -58,13 +58,15 @@ def autocast_dtype(dev: torch.device, *, training: bool = False) -> torch.dtype 
     """bf16 where the GPU supports it, else fp16 on CUDA; training on a CPU with AMX: bf16
     (``NAPARI_UNET_CPU_BF16=0`` turns it off, ``=1`` forces it); None (fp32) elsewhere.
 
-    On a 2-core Xeon with AMX a 2D training step takes 0.58x the time in bf16 (3D: 0.74x) at the
-    same IoU at fixed steps (docs/quality.md, forty-fourth session). Prediction stays fp32 on
-    a CPU."""
+    On a 2-core Xeon with AMX the trainer makes 1.71x the steps per second in 2D (3D: 1.25x;
+    benchmarks/cpu_precision.py) at the same IoU at fixed steps (docs/quality.md, forty-fourth
+    session). Prediction stays fp32 on a CPU."""
     if os.environ.get("NAPARI_UNET_NO_AMP"):
         return None
     if dev.type == "cpu":
-        flag = os.environ.get("NAPARI_UNET_CPU_BF16", "auto")
+        flag = os.environ.get("NAPARI_UNET_CPU_BF16", "auto").strip().lower()
+        if flag not in ("auto", "0", "1"):   # a typo must not quietly change the precision
+            raise UserError(f"NAPARI_UNET_CPU_BF16 must be auto, 0 or 1, not {flag!r}")
         if not training or flag == "0":
             return None
         return torch.bfloat16 if flag == "1" or cpu_has_amx() else None

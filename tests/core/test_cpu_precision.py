@@ -37,6 +37,12 @@ def test_the_switch_and_the_probe_choose_the_training_precision(flag, amx, expec
     assert device.autocast_dtype(cpu, training=True) is None
 
 
+def test_a_mistyped_switch_is_named(monkeypatch):
+    monkeypatch.setenv("NAPARI_UNET_CPU_BF16", "yes")
+    with pytest.raises(ValueError, match="NAPARI_UNET_CPU_BF16 must be auto, 0 or 1"):
+        device.autocast_dtype(torch.device("cpu"), training=True)
+
+
 def test_the_probe_answers_without_raising():
     assert isinstance(device.cpu_has_amx(), bool)
 
