@@ -36,6 +36,23 @@ def machine() -> str:
             f"{gpu}; torch {torch.__version__}, Python {platform.python_version()}, {platform.system()}")
 
 
+def add_round_arguments(ap, steps: int, data_default) -> None:
+    """The options of the side-by-side trainer benchmarks (alternating rounds of fixed steps)."""
+    ap.add_argument("--data", type=type(data_default), default=data_default)
+    ap.add_argument("--steps", type=int, default=steps, help=f"training steps per round (default {steps})")
+    ap.add_argument("--rounds", type=int, default=3, help="pairs of rounds (default 3)")
+    ap.add_argument("--threads", type=int, default=2)
+
+
+def painted_case(name: str, style: str, data):
+    """A benchmark image of benchmarks/quality.py and its strokes of ``style``: ``(im, strokes)``."""
+    from quality import make_strokes
+    from quality_methods import load_image
+
+    im = load_image(name, data)
+    return im, make_strokes(im, style)
+
+
 def _rss_bytes() -> int:
     """Anonymous resident memory of this process (file-backed memmap pages excluded)."""
     try:

@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import add_round_arguments, machine, painted_case  # noqa: E402
 
 
 def rate(img, strokes, dims: int, steps: int, bf16: bool) -> tuple[float, str]:
@@ -48,25 +50,16 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dims", type=int, default=2, choices=(2, 3),
                     help="2: BBBC039 nuclei, lines-m4; 3: the synthetic stack, planes-m4")
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "real")
-    ap.add_argument("--steps", type=int, default=60, help="training steps per round (default 60)")
-    ap.add_argument("--rounds", type=int, default=3, help="pairs of rounds (default 3)")
-    ap.add_argument("--threads", type=int, default=2)
+    add_round_arguments(ap, 60, ROOT.parent / "shared" / "data" / "real")
     a = ap.parse_args(argv)
     import torch
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _common import machine
-    from quality import make_strokes
-    from quality_methods import load_image
 
     from napari_unet.core.device import cpu_has_amx
 
     os.environ["NAPARI_UNET_NO_THREAD_TUNING"] = "1"   # both arms at the same thread count
     torch.set_num_threads(a.threads)
     name, style = ("bbbc039", "lines-m4") if a.dims == 2 else ("synth3d", "planes-m4")
-    im = load_image(name, a.data)
-    strokes = make_strokes(im, style)
+    im, strokes = painted_case(name, style, a.data)
     print(machine())
     print(f"AMX: {'yes (bf16 is the default here)' if cpu_has_amx() else 'no (bf16 is off by default here; forced for this measurement)'}")
     print(f"{name} {im.img.shape}, {a.dims}D, {a.steps} steps a round, {a.threads} threads")

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import add_round_arguments, painted_case  # noqa: E402
 
 
 def rate(img, strokes, steps: int, channels_last: bool) -> float:
@@ -40,20 +42,12 @@ def rate(img, strokes, steps: int, channels_last: bool) -> float:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--image", default="synth3d", choices=["synth3d", "ovule3d"])
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "real")
-    ap.add_argument("--steps", type=int, default=40, help="training steps per round (default 40)")
-    ap.add_argument("--rounds", type=int, default=3, help="pairs of rounds (default 3)")
-    ap.add_argument("--threads", type=int, default=2)
+    add_round_arguments(ap, 40, ROOT.parent / "shared" / "data" / "real")
     a = ap.parse_args(argv)
     import torch
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from quality import make_strokes
-    from quality_methods import load_image
-
     torch.set_num_threads(a.threads)
-    im = load_image(a.image, a.data)
-    strokes = make_strokes(im, "planes-m4")
+    im, strokes = painted_case(a.image, "planes-m4", a.data)
     print(f"{a.image} {im.img.shape}, {a.steps} steps a round, {a.threads} threads, torch {torch.__version__}")
     ratios = []
     for r in range(a.rounds):
