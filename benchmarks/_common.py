@@ -36,6 +36,27 @@ def machine() -> str:
             f"{gpu}; torch {torch.__version__}, Python {platform.python_version()}, {platform.system()}")
 
 
+def trainer_rate(img, lab, steps, **kw):
+    """``iter_train`` for ``steps`` (+1) steps: ``(steps per second after the first step, its
+    TrainStarted event, the model)``; set-up, the first step and the run's end are left out."""
+    from napari_unet.core.events import TrainFinished, TrainStarted, TrainStep
+    from napari_unet.core.train import iter_train
+
+    last = None
+    started = None
+    for ev in iter_train(img, lab, steps=steps + 1, **kw):
+        if isinstance(ev, TrainStarted):
+            started = ev
+        elif isinstance(ev, TrainStep):
+            if ev.step == 1:
+                t1 = time.perf_counter()  # after the first (warm-up) step, as in the bare loop
+            last = (ev.step, time.perf_counter())
+        elif isinstance(ev, TrainFinished):
+            model = ev.model
+    n, t_end = last
+    return (n - 1) / (t_end - t1), started, model
+
+
 def add_round_arguments(ap, steps: int, data_default) -> None:
     """The options of the side-by-side trainer benchmarks (alternating rounds of fixed steps)."""
     ap.add_argument("--data", type=type(data_default), default=data_default)

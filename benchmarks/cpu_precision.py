@@ -4,8 +4,8 @@ Since the forty-fourth session the trainer trains in bf16 on a CPU with Intel AM
 (``napari_unet.core.device.autocast_dtype``; ``NAPARI_UNET_CPU_BF16=0`` turns it off, ``=1``
 forces it elsewhere). This script trains the same painted image with the trainer's CPU
 defaults in either precision; short rounds alternate (fp32, bf16, fp32, ...) so that load from
-other processes hits both alike. Each round's rate counts the steps after the first one (set-up
-and the first step's one-off costs are left out). Prints each pair and the median of the ratios.
+other processes hits both alike. Each round's rate counts the steps after the first one (set-up,
+the first step's one-off costs and the run's end are left out, as in benchmarks/train_speed.py). Prints each pair and the median of the ratios.
 Where the CPU has no AMX, bf16 is forced for the measurement and will likely be slower: that is
 why it is off there. What bf16 does to quality is measured at fixed steps with
 ``benchmarks/quality_diagnose.py`` (docs/quality.md).
@@ -22,28 +22,17 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import add_round_arguments, machine, painted_case  # noqa: E402
+from _common import add_round_arguments, machine, painted_case, trainer_rate  # noqa: E402
 
 
 def rate(img, strokes, dims: int, steps: int, bf16: bool) -> tuple[float, str]:
-    import napari_unet.core.train as T
-    from napari_unet.core.events import TrainStarted, TrainStep
-
     os.environ["NAPARI_UNET_CPU_BF16"] = "1" if bf16 else "0"
-    t0, n, first, precision = None, 0, 0, "?"
-    for ev in T.iter_train(img, strokes, dims=dims, steps=steps, device="cpu", seed=0):
-        if isinstance(ev, TrainStarted):
-            precision = ev.precision
-        if isinstance(ev, TrainStep):
-            n = ev.step
-            if t0 is None:
-                t0, first = time.perf_counter(), ev.step
-    return (n - first) / (time.perf_counter() - t0), precision
+    r, started, _ = trainer_rate(img, strokes, steps, dims=dims, device="cpu", seed=0)
+    return r, started.precision
 
 
 def main(argv=None) -> int:

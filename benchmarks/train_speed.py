@@ -30,6 +30,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import trainer_rate  # noqa: E402
+
 os.environ["NAPARI_UNET_NO_THREAD_TUNING"] = "1"
 
 
@@ -68,25 +71,6 @@ def bare_loop(model, x, y, steps, dev, amp, channels_last, lr=2e-3):
         loss = one()
     float(loss.detach())  # one sync at the end
     return steps / (time.perf_counter() - t)
-
-
-def trainer_rate(img, lab, steps, **kw):
-    from napari_unet.core.events import TrainFinished, TrainStarted, TrainStep
-    from napari_unet.core.train import iter_train
-
-    last = None
-    started = None
-    for ev in iter_train(img, lab, steps=steps + 1, **kw):
-        if isinstance(ev, TrainStarted):
-            started = ev
-        elif isinstance(ev, TrainStep):
-            if ev.step == 1:
-                t1 = time.perf_counter()  # after the first (warm-up) step, as in the bare loop
-            last = (ev.step, time.perf_counter())
-        elif isinstance(ev, TrainFinished):
-            model = ev.model
-    n, t_end = last
-    return (n - 1) / (t_end - t1), started, model
 
 
 def main(argv=None) -> int:

@@ -58,7 +58,7 @@ def autocast_dtype(dev: torch.device, *, training: bool = False) -> torch.dtype 
     """bf16 where the GPU supports it, else fp16 on CUDA; training on a CPU with AMX: bf16
     (``NAPARI_UNET_CPU_BF16=0`` turns it off, ``=1`` forces it); None (fp32) elsewhere.
 
-    On a 2-core Xeon with AMX the trainer makes 1.71x the steps per second in 2D (3D: 1.25x;
+    On a 2-core Xeon with AMX the trainer makes 1.56x the steps per second in 2D (3D: 1.22x;
     benchmarks/cpu_precision.py) at the same IoU at fixed steps (docs/quality.md, forty-fourth
     session). Prediction stays fp32 on a CPU."""
     if os.environ.get("NAPARI_UNET_NO_AMP"):
