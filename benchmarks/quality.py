@@ -27,7 +27,7 @@ on stacks are information only. The interactive simulation is in ``quality_inter
 
 Usage (from the repository root)::
 
-    python benchmarks/quality.py                    # the full run, writes docs/quality.md:
+    python benchmarks/quality.py                    # the full run, writes docs/quality_run.md:
                                                     # 20 cases + a ceiling per image, 120 s
                                                     # each, 4 interactive rounds of 40 s: ~65 min
                                                     # on 2 idle cores
@@ -58,6 +58,9 @@ import strokes as S
 from quality_methods import PROBES, REAL_FILES, custom_image, load_image, otsu, ours, random_forest, rf_features, score
 
 ROOT = Path(__file__).resolve().parents[1]
+# the first line of every report this script writes: a file named by --out that does not start
+# with it (docs/quality.md, the curated history, or any file of yours) is never replaced
+REPORT_MARK = "<!-- written by benchmarks/quality.py; a run that names this file replaces it -->"
 
 
 @dataclass
@@ -146,10 +149,44 @@ def fmt(x, signed=False) -> str:
     return f"{x:+.3f}" if signed else f"{x:.3f}"
 
 
+def _not_a_report(path: Path | None, what: str) -> str:
+    """Why ``path`` must not be written (it exists and this script did not write it), or ""."""
+    if path is None or not path.exists():
+        return ""
+    if not path.is_file():
+        return f"{what} {path} is not a file"
+    try:
+        with open(path, encoding="utf-8") as f:
+            head = f.read(4096)
+    except (OSError, UnicodeDecodeError) as e:
+        return f"{what} {path} cannot be read back to check that this script wrote it ({e})"
+    if what == "--json":
+        try:
+            ours = isinstance(json.loads(path.read_text(encoding="utf-8")), dict) and '"rows"' in head
+        except ValueError:
+            ours = False
+    else:
+        ours = head.split("\n", 1)[0].strip() == REPORT_MARK
+    if ours:
+        return ""
+    return (f"{what} {path} exists and was not written by this script"
+            + (" (docs/quality.md is the curated history; a full run writes docs/quality_run.md)"
+               if path.resolve() == (ROOT / "docs" / "quality.md").resolve() else "")
+            + ": name a new file, or remove that one first")
+
+
+def _write(path: Path, text: str) -> None:
+    """Replace ``path`` in one step: a stopped run leaves the last whole report, never half of one."""
+    from napari_unet.core.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
 def report(rows, sims, args, elapsed, partial: bool) -> str:
     from _common import machine
 
-    out = ["# Quality from a few strokes (benchmarks/quality.py)", "",
+    out = [REPORT_MARK, "# Quality from a few strokes (benchmarks/quality.py)", "",
            f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
            f"`python benchmarks/quality.py {' '.join(sys.argv[1:])}`"
            + (" (partial: still running)" if partial else f", {elapsed / 60:.0f} min"), "",
@@ -217,7 +254,8 @@ def main(argv=None) -> int:
                          "(it runs on BBBC039 by default)")
     ap.add_argument("--threads", type=int, default=2, help="torch and random-forest threads (default 2)")
     ap.add_argument("--out", type=Path, default=None,
-                    help="markdown file (default docs/quality.md for a full run; none for --quick/--only/--image)")
+                    help="markdown file (default docs/quality_run.md for a full run; none for --quick/--only/--image); "
+                         "an existing file is replaced only if this script wrote it")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     ap.add_argument("--probes", action="store_true",
                     help="also BBBC039 under other acquisitions (few photons, uneven light, twice and "
@@ -236,7 +274,11 @@ def main(argv=None) -> int:
     args.round_time = args.round_time or (10.0 if args.quick else 40.0)
     args.rounds = args.rounds if args.rounds is not None else (2 if args.quick else 3)
     if args.out is None and not (args.quick or args.only or args.image or args.mask):
-        args.out = ROOT / "docs" / "quality.md"
+        args.out = ROOT / "docs" / "quality_run.md"
+    for path, what in ((args.out, "--out"), (args.json, "--json")):
+        problem = _not_a_report(path, what)
+        if problem:
+            ap.error(problem)
     custom = None
     if args.image or args.mask:
         if not (args.image and args.mask):
@@ -284,9 +326,9 @@ def main(argv=None) -> int:
         text = report(rows, sims, args, time.perf_counter() - t_start, partial)
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(text)
+            _write(args.out, text)
         if args.json:
-            args.json.write_text(json.dumps({"rows": rows, "interactive": dict(sims)}, indent=1))
+            _write(args.json, json.dumps({"rows": rows, "interactive": dict(sims)}, indent=1))
         return text
 
     for case in cases:
@@ -339,7 +381,7 @@ def main(argv=None) -> int:
             log(f"[{case.id}] failed: {type(e).__name__}: {e}")
             rows.append(dict(case=case.id, error=f"{type(e).__name__}: {e}"))
         flush(True)
-    print(flush(False))
+    print(flush(False).split("\n", 1)[1])   # (not the report's mark)
     if args.out:
         log(f"written {args.out}")
     return 0

@@ -1,6 +1,6 @@
 """benchmarks/quality.py on your own image and mask (``--image --mask``): the same four methods
-and bar as the benchmark's cases, a table written where asked (never over docs/quality.md), and
-a one-line refusal for a mask that does not fit the image."""
+and bar as the benchmark's cases, a table written where asked (never over docs/quality.md or any
+file the script did not write), and a one-line refusal for a mask that does not fit the image."""
 from __future__ import annotations
 
 import json
@@ -31,7 +31,8 @@ def files(tmp_path_factory):
 def test_your_own_image_is_checked_like_the_benchmark_images(files, tmp_path, capsys):
     before = (ROOT / "docs" / "quality.md").stat().st_mtime
     rc = quality.main(["--image", str(files / "img.tif"), "--mask", str(files / "mask.tif"),
-                       "--time-limit", "2", "--threads", "1", "--json", str(tmp_path / "r.json")])
+                       "--time-limit", "2", "--threads", "1", "--json", str(tmp_path / "r.json"),
+                       "--out", str(tmp_path / "r.md")])
     assert rc == 0
     row = json.loads((tmp_path / "r.json").read_text())["rows"][0]
     assert row["case"] == "custom/lines-m4" and 0 < row["painted_pct"] < 20
@@ -40,6 +41,31 @@ def test_your_own_image_is_checked_like_the_benchmark_images(files, tmp_path, ca
     assert row["pass"] == (row["ours"] >= row["bar"])
     assert "| custom/lines-m4 |" in capsys.readouterr().out
     assert (ROOT / "docs" / "quality.md").stat().st_mtime == before
+    # the report names its writer, so a later run may replace it (and only it)
+    assert (tmp_path / "r.md").read_text().startswith(quality.REPORT_MARK + "\n# Quality")
+    assert quality._not_a_report(tmp_path / "r.md", "--out") == ""
+    assert quality._not_a_report(tmp_path / "r.json", "--json") == ""
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_a_file_the_script_did_not_write_is_never_replaced(files, tmp_path, capsys):
+    mine = tmp_path / "notes.md"
+    mine.write_text("# my notes\n")
+    data = tmp_path / "data.json"
+    data.write_text("[1, 2]")
+    curated = ROOT / "docs" / "quality.md"
+    before = curated.stat().st_mtime
+    for flag, path, said in (("--out", mine, "notes.md exists and was not written by this script"),
+                             ("--json", data, "data.json exists and was not written by this script"),
+                             ("--out", curated, "docs/quality.md is the curated history"),
+                             ("--out", tmp_path, "is not a file")):
+        with pytest.raises(SystemExit) as e:   # refused before anything is trained
+            quality.main(["--image", str(files / "img.tif"), "--mask", str(files / "mask.tif"),
+                          flag, str(path)])
+        assert e.value.code == 2
+        assert said in capsys.readouterr().err
+    assert mine.read_text() == "# my notes\n" and data.read_text() == "[1, 2]"
+    assert curated.stat().st_mtime == before
 
 
 def test_a_mask_that_does_not_fit_the_image_is_refused(files, capsys):
