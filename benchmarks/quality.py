@@ -155,18 +155,19 @@ def _not_a_report(path: Path | None, what: str) -> str:
         return ""
     if not path.is_file():
         return f"{what} {path} is not a file"
-    try:
+    try:   # a report's JSON is read whole; of a markdown file, only its first line counts
         with open(path, encoding="utf-8") as f:
-            head = f.read(4096)
+            text = f.read() if what == "--json" else f.read(4096)
     except (OSError, UnicodeDecodeError) as e:
         return f"{what} {path} cannot be read back to check that this script wrote it ({e})"
     if what == "--json":
         try:
-            ours = isinstance(json.loads(path.read_text(encoding="utf-8")), dict) and '"rows"' in head
+            data = json.loads(text)
         except ValueError:
-            ours = False
+            data = None
+        ours = isinstance(data, dict) and "rows" in data
     else:
-        ours = head.split("\n", 1)[0].strip() == REPORT_MARK
+        ours = text.split("\n", 1)[0].strip() == REPORT_MARK
     if ours:
         return ""
     return (f"{what} {path} exists and was not written by this script"
@@ -186,7 +187,7 @@ def _write(path: Path, text: str) -> None:
 def report(rows, sims, args, elapsed, partial: bool) -> str:
     from _common import machine
 
-    out = [REPORT_MARK, "# Quality from a few strokes (benchmarks/quality.py)", "",
+    out = ["# Quality from a few strokes (benchmarks/quality.py)", "",
            f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
            f"`python benchmarks/quality.py {' '.join(sys.argv[1:])}`"
            + (" (partial: still running)" if partial else f", {elapsed / 60:.0f} min"), "",
@@ -326,7 +327,7 @@ def main(argv=None) -> int:
         text = report(rows, sims, args, time.perf_counter() - t_start, partial)
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            _write(args.out, text)
+            _write(args.out, f"{REPORT_MARK}\n{text}")   # the mark: the file's, not the report's
         if args.json:
             _write(args.json, json.dumps({"rows": rows, "interactive": dict(sims)}, indent=1))
         return text
@@ -381,7 +382,7 @@ def main(argv=None) -> int:
             log(f"[{case.id}] failed: {type(e).__name__}: {e}")
             rows.append(dict(case=case.id, error=f"{type(e).__name__}: {e}"))
         flush(True)
-    print(flush(False).split("\n", 1)[1])   # (not the report's mark)
+    print(flush(False))
     if args.out:
         log(f"written {args.out}")
     return 0
