@@ -101,7 +101,7 @@ MIN_UNPAINTED = 0.1        # dense paint (less unpainted than this share of the 
 # the benchmark's cases 0.115 or more, DIC relief 0.016: there the flux cut objects, 0.652 -> 0.627)
 MIN_POLARITY = float(os.environ.get("NAPARI_UNET_EDGE_MIN_POLARITY", 0.2))
 # a halo, not a blurred step: the ring outside the objects past the painted background by more
-# than this share of their contrast (flux_regions.halo_overshoot) keeps the reference (phase-contrast
+# than this share of their contrast (edge_evidence.halo_overshoot) keeps the reference (phase-contrast
 # E. coli, 600 steps: 0.98 chosen, IoU 0.862, 0.914 at 0.5; the table's cases -0.36 to 0.32; 46th session)
 HALO_MAX = float(os.environ.get("NAPARI_UNET_EDGE_HALO_MAX", 0.5))
 # objects without a polarity (paint_polarity None) have no flux to maximise: "gradient" scores their
