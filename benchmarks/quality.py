@@ -262,10 +262,11 @@ def main(argv=None) -> int:
                     help="also BBBC039 under other acquisitions (few photons, uneven light, twice and "
                          "half and a third of the magnification, each nucleus at its own brightness), as DIC "
                          "and as phase contrast at twice the magnification; information rows, ~5 min each")
-    ap.add_argument("--image", type=Path, help="your own image (TIFF) instead of the benchmark's: "
+    ap.add_argument("--image", type=Path, help="your own image (TIFF, PNG, ...) instead of the benchmark's: "
                     "checked the same way against --mask")
-    ap.add_argument("--mask", type=Path, help="its truth (TIFF, 0 = background, objects > 0)")
-    ap.add_argument("--channel-axis", type=int, default=None, help="the --image's channel axis (e.g. -1 for RGB)")
+    ap.add_argument("--mask", type=Path, help="its truth (TIFF, PNG, ...; 0 = background, objects > 0)")
+    ap.add_argument("--channel-axis", type=int, default=None, help="the --image's channel axis (e.g. -1 for RGB; "
+                    "default: the axis the mask lacks, if exactly one fits)")
     ap.add_argument("--style", default=None,
                     help="strokes for --image: lines-m2/m4/m8, blobs (2D; default lines-m4) or planes-m4 "
                          "(stacks; their default: every 6th plane; planes-m4-every2: every 2nd)")

@@ -182,9 +182,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("case", nargs="?", help="IMAGE/STYLE as in quality.py --list, e.g. em/blobs "
                                             "(or --image and --mask)")
-    ap.add_argument("--image", type=Path, help="your own image (TIFF) instead of a case")
-    ap.add_argument("--mask", type=Path, help="its truth mask (TIFF; 0 = background)")
-    ap.add_argument("--channel-axis", type=int, help="the image's colour/channel axis (-1 for RGB)")
+    ap.add_argument("--image", type=Path, help="your own image (TIFF, PNG, ...) instead of a case")
+    ap.add_argument("--mask", type=Path, help="its truth mask (TIFF, PNG, ...; 0 = background)")
+    ap.add_argument("--channel-axis", type=int, help="the image's colour/channel axis (-1 for RGB; "
+                    "default: the axis the mask lacks, if exactly one fits)")
     ap.add_argument("--style", help="with --image: lines-mN, blobs (2D) or planes-mN[-everyK] "
                                     "(stacks); default lines-m4 / planes-m4")
     ap.add_argument("--steps", type=int, default=400)

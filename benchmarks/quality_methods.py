@@ -133,26 +133,71 @@ def load_image(name: str, data: Path, quick: bool = False) -> Image:
 
 
 def custom_image(image: Path, mask: Path, channel_axis: int | None = None) -> Image:
-    """Your own image and its truth mask (TIFF; 0 = background, any other value an object; an
-    instance mask's values separate touching objects), checked like the benchmark's images
-    (``quality.py --image --mask``). ``channel_axis``: the image's colour/channel axis, if any."""
-    import tifffile
+    """Your own image and its truth mask (TIFF, or PNG/JPEG and the like; 0 = background, any
+    other value an object; an instance mask's values separate touching objects), checked like the
+    benchmark's images (``quality.py --image --mask``). ``channel_axis``: the image's
+    colour/channel axis, if any; without one, an image with one axis more than its mask gets
+    that axis as its channels when exactly one axis fits (said on stderr). Axes of length 1
+    (an ImageJ file's single time point or channel) are dropped first. Raises ValueError (or
+    OSError) naming what does not fit, before anything is trained."""
+    import sys
 
-    img, inst = tifffile.imread(image), tifffile.imread(mask)
+    from napari_unet.core.checks import check_finite
+    from napari_unet.core.io import read_image
+
+    img, inst = np.asarray(read_image(image)), np.asarray(read_image(mask))
+    if channel_axis is None and img.shape != inst.shape:
+        img, inst = _squeezed(img), _squeezed(inst)
+        channel_axis = _channels_from_mask(img.shape, inst.shape)
+        if channel_axis is not None:
+            print(f"{Path(image).name}: axis {channel_axis} (length {img.shape[channel_axis]}) taken as "
+                  f"the channels, from the mask's shape {inst.shape} (name it with --channel-axis)",
+                  file=sys.stderr)
     spatial = img.shape if channel_axis is None else tuple(
         n for i, n in enumerate(img.shape) if i != channel_axis % img.ndim)
     if inst.shape != spatial:
+        hint = (" (if it has channels, name their axis with --channel-axis)"
+                if channel_axis is None and img.ndim == inst.ndim + 1 else "")
         raise ValueError(f"the mask {mask} is {inst.shape}, the image's spatial shape is {spatial} "
-                         f"(image {img.shape}{', channel axis %d' % channel_axis if channel_axis is not None else ''})")
+                         f"(image {img.shape}{', channel axis %d' % channel_axis if channel_axis is not None else ''})"
+                         f"{hint}")
     if inst.ndim not in (2, 3):
         raise ValueError(f"the mask {mask} has {inst.ndim} axes: 2D images or 3D stacks only")
-    if not np.issubdtype(inst.dtype, np.integer) and not np.issubdtype(inst.dtype, np.bool_):
-        raise ValueError(f"the mask {mask} holds {inst.dtype} values: integer labels only")
+    if img.dtype.kind not in "biuf":
+        raise ValueError(f"the image {image} holds {img.dtype} values: numbers only")
+    check_finite(img, name=f"the image {image}", doing="checking it")
+    inst = _integer_labels(inst, mask)
     truth = np.where(inst > 0, 2, 1).astype(np.uint8)
     if (truth == 2).all() or (truth == 1).all():
         raise ValueError(f"the mask {mask} has {'no background' if (truth == 2).all() else 'no objects'}")
     return Image("custom", f"{Path(image).name} (truth {Path(mask).name})", img, truth,
                  inst.astype(np.int32), channel_axis=channel_axis)
+
+
+def _squeezed(a: np.ndarray) -> np.ndarray:
+    """``a`` without its axes of length 1, unless that would leave fewer than 2."""
+    return a.squeeze() if sum(n > 1 for n in a.shape) >= 2 else a
+
+
+def _channels_from_mask(shape: tuple, spatial: tuple) -> int | None:
+    """The one axis of an image of ``shape`` whose removal leaves the mask's ``spatial`` shape
+    (the last such axis if several fit, as for RGB); None if the image has not exactly one axis
+    more than the mask, or none fits."""
+    if len(shape) != len(spatial) + 1:
+        return None
+    fits = [i for i in range(len(shape)) if shape[:i] + shape[i + 1:] == tuple(spatial)]
+    return fits[-1] if fits else None
+
+
+def _integer_labels(inst: np.ndarray, mask: Path) -> np.ndarray:
+    """The mask as integer labels: integers and booleans as they are; floats (as ImageJ saves a
+    32-bit mask) only if every value is a finite whole number."""
+    if np.issubdtype(inst.dtype, np.integer) or np.issubdtype(inst.dtype, np.bool_):
+        return inst
+    if np.issubdtype(inst.dtype, np.floating) and np.isfinite(inst).all() and (inst == np.round(inst)).all():
+        return inst.astype(np.int64)
+    raise ValueError(f"the mask {mask} holds {inst.dtype} values that are not whole numbers: "
+                     f"integer labels only (0 = background)")
 
 
 def _ihc_tissue() -> tuple[np.ndarray, np.ndarray]:

@@ -116,3 +116,45 @@ def test_the_interactive_simulation_refuses_a_stack(files, tmp_path, capsys):
         quality.main(["--image", str(tmp_path / "s.tif"), "--mask", str(tmp_path / "m.tif"), "--interactive"])
     assert e.value.code == 2
     assert "--interactive paints 2D images only" in capsys.readouterr().err
+
+
+def test_channels_png_and_imagej_axes_are_read_as_the_mask_says(files, tmp_path, capsys):
+    """An RGB PNG without --channel-axis gets its channels from the mask's shape (said on
+    stderr); a 2-channel stack (ZCYX) too; a single-plane ImageJ axis is dropped; a float mask of
+    whole numbers is read as labels."""
+    import imageio.v3 as iio
+    from quality_methods import custom_image
+
+    img, inst = tifffile.imread(files / "img.tif"), tifffile.imread(files / "mask.tif")
+    rgb = np.stack([img, img // 2, 255 - img], -1).astype(np.uint8)
+    iio.imwrite(tmp_path / "rgb.png", rgb)
+    iio.imwrite(tmp_path / "mask.png", (inst > 0).astype(np.uint8) * 255)
+    im = custom_image(tmp_path / "rgb.png", tmp_path / "mask.png")
+    assert im.channel_axis == 2 and im.img.shape == (96, 96, 3)
+    assert ((im.truth == 2) == (inst > 0)).all()
+    assert "axis 2 (length 3) taken as the channels" in capsys.readouterr().err
+
+    tifffile.imwrite(tmp_path / "zcyx.tif", np.stack([np.stack([img, 255 - img])] * 3).astype(np.uint8),
+                     imagej=True, metadata={"axes": "ZCYX"})
+    tifffile.imwrite(tmp_path / "zyx.tif", np.stack([inst] * 3).astype(np.uint16))
+    assert custom_image(tmp_path / "zcyx.tif", tmp_path / "zyx.tif").channel_axis == 1
+
+    tifffile.imwrite(tmp_path / "one.tif", img[None])               # a single time point
+    tifffile.imwrite(tmp_path / "float_mask.tif", inst.astype(np.float32))
+    im = custom_image(tmp_path / "one.tif", tmp_path / "float_mask.tif")
+    assert im.img.shape == (96, 96) and im.channel_axis is None
+    assert (im.instances == inst).all()
+
+
+def test_an_image_with_nan_or_a_fractional_mask_is_refused_before_training(files, tmp_path, capsys):
+    img = tifffile.imread(files / "img.tif").astype(np.float32)
+    img[5, 5] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", img)
+    tifffile.imwrite(tmp_path / "half.tif", tifffile.imread(files / "mask.tif").astype(np.float32) + 0.5)
+    for image, mask, said in ((tmp_path / "nan.tif", files / "mask.tif", "contains NaN or infinite values"),
+                              (files / "img.tif", tmp_path / "half.tif", "not whole numbers"),
+                              (files / "img.tif", tmp_path / "none.tif", "does not exist")):
+        with pytest.raises(SystemExit) as e:
+            quality.main(["--image", str(image), "--mask", str(mask)])
+        assert e.value.code == 2
+        assert said in capsys.readouterr().err
