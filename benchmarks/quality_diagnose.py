@@ -59,6 +59,32 @@ from quality_methods import custom_image, load_image, ours, random_forest, rf_fe
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# what a file --save wrote holds under "written_by"; only such a file is replaced by a later run
+SAVE_MARK = "benchmarks/quality_diagnose.py --save"
+
+
+def _npz_path(path: Path) -> Path:
+    """``path`` as numpy saves it: with ``.npz`` added unless it ends so."""
+    return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+
+
+def _not_ours(path: Path) -> str:
+    """Why ``path`` must not be written (it exists and ``--save`` did not write it), or ""."""
+    if not path.exists():
+        return "" if path.parent.is_dir() else f"--save {path}: folder {path.parent} does not exist"
+    if not path.is_file():
+        return f"--save {path} is not a file"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            ours = "written_by" in z.files and str(z["written_by"]) == SAVE_MARK
+    except (OSError, ValueError, EOFError) as e:
+        ours, why = False, f" ({str(e).splitlines()[0][:120]})"
+    else:
+        why = ""
+    return "" if ours else (f"--save {path} exists and was not written by this script{why}: "
+                            f"name a new file, or remove that one first")
+
+
 def prior_correct(probs: np.ndarray, iters: int = 50) -> tuple[np.ndarray, np.ndarray]:
     """(re-weighted probabilities, the estimated priors), starting from a uniform prior."""
     k = probs.shape[0]
@@ -237,6 +263,13 @@ def main(argv=None) -> int:
         ap.error(f"--seed takes integers separated by commas, got {args.seed!r}")
     if args.save and len(seeds) > 1:
         ap.error("--save takes one seed")
+    if args.save:
+        if args.save.is_dir():
+            ap.error(f"--save {args.save} is a folder: name a file")
+        args.save = _npz_path(args.save)
+        refusal = _not_ours(args.save)
+        if refusal:
+            ap.error(refusal)
     options = {}
     for item in args.option:
         key, eq, value = item.partition("=")
@@ -264,7 +297,11 @@ def main(argv=None) -> int:
         with _recording_calibration(args.flux) as choices:
             run = ours(im.img, strokes, dims=dims, steps=args.steps, seed=seed, **im.options, **options)
         if args.save:
-            np.savez_compressed(args.save, probs=run.probs.astype(np.float16), truth=im.truth, strokes=strokes)
+            from napari_unet.core.io import atomic_path
+
+            with atomic_path(args.save) as tmp, open(tmp, "wb") as f:   # whole or not at all
+                np.savez_compressed(f, probs=run.probs.astype(np.float16), truth=im.truth,
+                                    strokes=strokes, written_by=np.array(SAVE_MARK))
         row = dict(case=args.case, steps=args.steps, seed=seed, dims=dims, **options,
                    train_seconds=round(run.seconds, 1),
                    edge_threshold=(run.model.meta.get("training") or {}).get("edge_threshold"),

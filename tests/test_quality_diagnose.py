@@ -128,3 +128,25 @@ def test_main_takes_apart_your_own_image_and_refuses_what_does_not_fit(tmp_path,
             main(bad)
         assert e.value.code == 2
         assert says in capsys.readouterr().err, bad
+
+
+def test_save_writes_its_maps_and_never_replaces_a_file_it_did_not_write(tmp_path, capsys):
+    import pytest
+    from quality_diagnose import main
+
+    args = ["synth2d/lines-m4", "--quick", "--steps", "2", "--threads", "1"]
+    assert main([*args, "--save", str(tmp_path / "run")]) == 0          # numpy's suffix added
+    with np.load(tmp_path / "run.npz") as z:
+        assert z["probs"].shape[0] == 2 and z["probs"].shape[1:] == z["truth"].shape == z["strokes"].shape
+    assert main([*args, "--save", str(tmp_path / "run.npz")]) == 0      # its own file: replaced
+    mine = tmp_path / "mine.npz"
+    np.savez(mine, probs=np.zeros(3))
+    (tmp_path / "notes.npz").write_text("my notes")
+    for path, said in ((mine, "was not written by this script"), (tmp_path / "notes.npz", "was not written"),
+                       (tmp_path / "no" / "x.npz", "does not exist"), (tmp_path, "is a folder")):
+        before = path.read_bytes() if path.is_file() else None
+        with pytest.raises(SystemExit) as e:     # refused before anything is trained
+            main([*args, "--save", str(path)])
+        assert e.value.code == 2 and said in capsys.readouterr().err
+        assert before is None or path.read_bytes() == before
+    assert not list(tmp_path.glob("*.part"))
