@@ -145,7 +145,7 @@ def custom_image(image: Path, mask: Path, channel_axis: int | None = None) -> Im
     from napari_unet.core.checks import check_finite
     from napari_unet.core.io import read_image
 
-    img, inst = np.asarray(read_image(image)), np.asarray(read_image(mask))
+    img, inst = np.array(read_image(image)), np.array(read_image(mask))   # in memory, writable
     if channel_axis is None and img.shape != inst.shape:
         img, inst = _squeezed(img), _squeezed(inst)
         channel_axis = _channels_from_mask(img.shape, inst.shape)
