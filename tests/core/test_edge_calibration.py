@@ -806,7 +806,9 @@ def test_a_halo_around_the_objects_keeps_the_networks_boundary(monkeypatch):
         over = halo_overshoot(prob[None], img[None], np.ones((1,) + img.shape, bool), -1.0,
                               (paint == 2)[None], (paint == 1)[None])
         args = (_FixedOdds(prob), torch.as_tensor(img[None, None]), torch.as_tensor(paint[None].astype(np.int64)))
-        th, scores = edge_threshold(*args, **kw)
+        notes = []
+        th, scores = edge_threshold(*args, **kw, notes=notes)
+        assert (len(notes) == 1 and "a bright halo rings the objects" in notes[0]) == halo
         monkeypatch.setattr(calibration, "HALO_MAX", float("inf"))     # the rule before
         th_before, _ = edge_threshold(*args, **kw)
         monkeypatch.setattr(calibration, "HALO_MAX", HALO_MAX)
@@ -815,3 +817,22 @@ def test_a_halo_around_the_objects_keeps_the_networks_boundary(monkeypatch):
             assert th_before > 0.5 and iou(th_before) < iou(0.5) - 0.1   # what the flux did
         else:
             assert over < 0 and th == th_before > 0.5 and iou(th) > iou(0.5) + 0.1
+
+
+def test_the_training_message_says_when_a_halo_keeps_the_boundary(monkeypatch):
+    """Through ``iter_train``: when the halo rule keeps the network's boundary, the run's final
+    message says so (the user otherwise sees no calibration note and cannot tell why); without a
+    halo it does not."""
+    import napari_unet.core.train as T
+    from napari_unet.core.synthetic import make_nuclei
+
+    img, sem, _ = make_nuclei((96, 96), seed=0)
+    sparse = np.zeros_like(sem)
+    sparse[::8] = sem[::8]
+    for over in (2.0, -0.2):
+        monkeypatch.setattr(calibration, "halo_overshoot", lambda *a, o=over, **k: o)
+        done = list(T.iter_train(img, sparse, steps=4, device="cpu", seed=0, base_channels=4, depth=2))[-1]
+        said = "boundary kept where the network put it: a" in done.message and "halo rings the objects" in done.message
+        assert said == (over > calibration.HALO_MAX), done.message
+        if said:
+            assert done.model.meta["training"]["edge_threshold"] == 0.5

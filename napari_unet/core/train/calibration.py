@@ -317,11 +317,13 @@ def paint_polarity(img: np.ndarray, paint: np.ndarray) -> float | None:
 
 
 def edge_threshold(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, to_dev,
-                   autocast: dict, batch: int, reference: float = 0.5) -> tuple[float, list[float]] | None:
+                   autocast: dict, batch: int, reference: float = 0.5,
+                   notes: list[str] | None = None) -> tuple[float, list[float]] | None:
     """The edge-aligned threshold between the background and the objects (:func:`object_odds`)
     for ``model`` on the crops ``x`` ``(N, C, *patch)`` with their paint ``y`` (the objects'
     paint must stay), and the edge score of each threshold; ``reference``: the threshold kept
-    unless another scores better (:func:`choose_threshold`)."""
+    unless another scores better (:func:`choose_threshold`). ``notes`` gets why the edges were
+    not asked, for the user (a halo)."""
     p = _object_odds_of(model, x, to_dev=to_dev, autocast=autocast, batch=batch)
     xs, img, valid, polarity, obj, bg = _flux_inputs(x, y, p.shape)
     # both kinds of paint, no polarity: the mean gradient in 2D (stacks keep 0.5: module notes)
@@ -333,6 +335,9 @@ def edge_threshold(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
             return reference, []          # no polarity in the paint (paint_polarity): keep the reference
         over = halo_overshoot(p, img, valid, polarity, obj, bg)
         if over > HALO_MAX:               # a halo, not a blurred step (module notes): keep the reference
+            if notes is not None:
+                notes.append(f"boundary kept where the network put it: a {'bright' if polarity < 0 else 'dark'} "
+                             f"halo rings the objects, so the image's steepest edge lies inside them")
             return reference, []
         weights = contrast_weights(p, img, polarity) if EDGE_PER_OBJECT else None
         scores = flux_scores(p, _plane_laplacian(img), valid, polarity, weights=weights)

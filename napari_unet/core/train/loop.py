@@ -249,7 +249,10 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
         if ended and not kept_previous and not getattr(self, "balanced", True):   # said, as a threshold is
             note = "a full mask: trained on its class shares, so the decision follows them"
             message = f"{message}; {note}" if message else note
-        if not kept_previous and getattr(self, "edge_threshold", None) not in (None, 0.5):
+        if not kept_previous and getattr(self, "edge_notes", None):   # why the edges were not asked
+            note = self.edge_notes[0]
+            message = f"{message}; {note}" if message else note
+        elif not kept_previous and getattr(self, "edge_threshold", None) not in (None, 0.5):
             where = (f"objects where their odds against the background exceed {self.edge_threshold:g}"
                      if p.classes > 2 else f"class 2 above {self.edge_threshold:g} of the trained probability")
             note = (f"decision matched to the dense mask's class shares ({where}; training balances "

@@ -223,7 +223,7 @@ class ValidationMixin:
         a dense mask: nothing (it trains on its class shares), or with ``DENSE_TRAINING`` "shift"
         match the balanced head to them (:meth:`_dense_share`). The threshold
         chosen is kept in ``edge_threshold`` (recorded in the model's metadata)."""
-        self.edge_threshold, self.threshold_from = None, ""
+        self.edge_threshold, self.threshold_from, self.edge_notes = None, "", []
         share = self._dense_share()
         if share is not None:   # a dense mask: objects where their odds beat the background's share
             from .calibration import shift_head
@@ -243,7 +243,8 @@ class ValidationMixin:
         prior = getattr(self, "prior_threshold", None)
         ref = prior if CONTINUE_KEEPS_THRESHOLD and prior in THRESHOLDS else 0.5
         found = edge_threshold(self.p.model, self.calset.x, self.calset.y, to_dev=self._to_dev,
-                               autocast=amp, batch=max(1, self.batch * 2), reference=ref)
+                               autocast=amp, batch=max(1, self.batch * 2), reference=ref,
+                               notes=self.edge_notes)
         if found is None:
             return
         self.edge_threshold = found[0]
