@@ -836,3 +836,14 @@ def test_the_training_message_says_when_a_halo_keeps_the_boundary(monkeypatch):
         assert said == (over > calibration.HALO_MAX), done.message
         if said:
             assert done.model.meta["training"]["edge_threshold"] == 0.5
+    # a continued model keeps its own threshold under a halo, and the message names it
+    monkeypatch.setattr(T, "EDGE_CALIBRATION", False)
+    m = train(img, sparse, steps=4, device="cpu", seed=0, base_channels=4, depth=2)
+    monkeypatch.setattr(T, "EDGE_CALIBRATION", True)
+    shift_head(m, 0.8)
+    m.meta["edge_threshold"] = 0.8
+    monkeypatch.setattr(calibration, "halo_overshoot", lambda *a, **k: 2.0)
+    done = list(T.iter_train(img, sparse, model=m, steps=2, device="cpu", seed=0))[-1]
+    assert done.model.meta["training"]["edge_threshold"] == 0.8
+    assert ("boundary kept where the network put it (class 2 above 0.8 of the trained probability: the "
+            "continued model's own): a dark halo rings the objects") in done.message, done.message

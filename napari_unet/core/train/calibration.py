@@ -323,7 +323,7 @@ def edge_threshold(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
     for ``model`` on the crops ``x`` ``(N, C, *patch)`` with their paint ``y`` (the objects'
     paint must stay), and the edge score of each threshold; ``reference``: the threshold kept
     unless another scores better (:func:`choose_threshold`). ``notes`` gets why the edges were
-    not asked, for the user (a halo)."""
+    not asked, for the user's message (a halo), when the reference is kept for that reason."""
     p = _object_odds_of(model, x, to_dev=to_dev, autocast=autocast, batch=batch)
     xs, img, valid, polarity, obj, bg = _flux_inputs(x, y, p.shape)
     # both kinds of paint, no polarity: the mean gradient in 2D (stacks keep 0.5: module notes)
@@ -336,8 +336,8 @@ def edge_threshold(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
         over = halo_overshoot(p, img, valid, polarity, obj, bg)
         if over > HALO_MAX:               # a halo, not a blurred step (module notes): keep the reference
             if notes is not None:
-                notes.append(f"boundary kept where the network put it: a {'bright' if polarity < 0 else 'dark'} "
-                             f"halo rings the objects, so the image's steepest edge lies inside them")
+                notes.append(f"a {'bright' if polarity < 0 else 'dark'} halo rings the objects, so the "
+                             f"image's steepest edge lies inside them")
             return reference, []
         weights = contrast_weights(p, img, polarity) if EDGE_PER_OBJECT else None
         scores = flux_scores(p, _plane_laplacian(img), valid, polarity, weights=weights)

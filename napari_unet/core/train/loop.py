@@ -249,15 +249,19 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
         if ended and not kept_previous and not getattr(self, "balanced", True):   # said, as a threshold is
             note = "a full mask: trained on its class shares, so the decision follows them"
             message = f"{message}; {note}" if message else note
-        if not kept_previous and getattr(self, "edge_notes", None):   # why the edges were not asked
-            note = self.edge_notes[0]
-            message = f"{message}; {note}" if message else note
-        elif not kept_previous and getattr(self, "edge_threshold", None) not in (None, 0.5):
-            where = (f"objects where their odds against the background exceed {self.edge_threshold:g}"
+        shifted = getattr(self, "edge_threshold", None) not in (None, 0.5)
+        notes = getattr(self, "edge_notes", None)   # why the edges were not asked (a halo)
+        if not kept_previous and (shifted or notes):
+            where = ("" if not shifted else
+                     f"objects where their odds against the background exceed {self.edge_threshold:g}"
                      if p.classes > 2 else f"class 2 above {self.edge_threshold:g} of the trained probability")
-            note = (f"decision matched to the dense mask's class shares ({where}; training balances "
-                    "the classes)" if getattr(self, "threshold_from", "") == "shares"
-                    else f"boundary moved onto the image's edges ({where})")
+            if notes:   # kept: 0.5, or a continued model's own threshold
+                kept = f" ({where}: the continued model's own)" if where else ""
+                note = f"boundary kept where the network put it{kept}: {notes[0]}"
+            elif getattr(self, "threshold_from", "") == "shares":
+                note = f"decision matched to the dense mask's class shares ({where}; training balances the classes)"
+            else:
+                note = f"boundary moved onto the image's edges ({where})"
             message = f"{message}; {note}" if message else note
         last = []   # the final validation, and the preview of the weights handed back (averaged,
         # edge-calibrated, or the previous ones keep-better kept), not of the last step's
