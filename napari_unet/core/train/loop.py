@@ -252,9 +252,10 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
         shifted = getattr(self, "edge_threshold", None) not in (None, 0.5)
         notes = getattr(self, "edge_notes", None)   # why the edges were not asked (a halo)
         if not kept_previous and (shifted or notes):
-            where = ("" if not shifted else
-                     f"objects where their odds against the background exceed {self.edge_threshold:g}"
-                     if p.classes > 2 else f"class 2 above {self.edge_threshold:g} of the trained probability")
+            where = ""
+            if shifted:
+                where = (f"objects where their odds against the background exceed {self.edge_threshold:g}"
+                         if p.classes > 2 else f"class 2 above {self.edge_threshold:g} of the trained probability")
             if notes:   # kept: 0.5, or a continued model's own threshold
                 kept = f" ({where}: the continued model's own)" if where else ""
                 note = f"boundary kept where the network put it{kept}: {notes[0]}"
