@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ._cli_args import (_batch_arg, _existing_file, _patch_cli_arg, _positive_float,  # noqa: F401
-                        _spacing_arg, _threshold_arg, _tile_arg, train_spacing)
+                        _spacing_arg, _threshold_arg, _tile_arg, note_stack_in_2d, train_spacing)
 from ._cli_report import ProgressBar, format_scores, report_training  # noqa: F401  (re-exported)
 from ._cli_run import Terminated
 from ._cli_predict import add_predict_parser, cmd_predict, instance_outputs  # noqa: F401  (re-exported)
@@ -148,6 +148,7 @@ def cmd_train(args) -> int:
     channel_axis = args.channel_axis
     if channel_axis is None:
         channel_axis = train_channel_axis(args.image, images, args.labels, labels)
+    note_stack_in_2d(args.dims, init, channel_axis, args.image, images)
 
     gen = iter_train(images if len(images) > 1 else images[0], labels if len(labels) > 1 else labels[0],
                      dims=args.dims, init=init, classes=args.classes, class_names=names,

@@ -68,3 +68,17 @@ def test_spacing_mistakes_are_one_line(stack, tmp_path, capsys, extra, msg):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("napari-unet: error: ") and msg in err[0], err
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_a_stack_trained_without_dims_is_2d_and_the_note_names_dims_3(stack, tmp_path, capsys):
+    """The API's default stays 2D; the command says that ``--dims 3`` would learn from the
+    planes nobody painted too (the Train widget picks 3D for such a stack itself)."""
+    tiny2d = [a for a in TINY3D if a not in ("--dims", "3")]
+    out = tmp_path / "m.pt"
+    assert main(["train", "--image", str(stack / "plain.tif"), "--labels", str(stack / "lab.tif"),
+                 "--out", str(out), *tiny2d]) == 0
+    assert "is a stack of 10 planes, trained slice by slice" in capsys.readouterr().err
+    assert load_model(out).meta["dims"] == 2
+    assert main(["train", "--image", str(stack / "plain.tif"), "--labels", str(stack / "lab.tif"),
+                 "--out", str(tmp_path / "m3.pt"), *TINY3D]) == 0
+    assert "slice by slice" not in capsys.readouterr().err

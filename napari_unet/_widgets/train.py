@@ -21,13 +21,14 @@ from ._plot import LossPlot
 from ._preview import PreviewSource, preview_layer
 from ._state import model_state
 from ._train_events import TrainEvents
+from ._train_dims import DimsChoice
 from ._train_lifecycle import TrainLifecycle, _Closer, _prestart
 from ._train_model import ModelActions
 
 START_NEW, START_CURRENT, START_FILE = "new model", "continue current model", "fine-tune a model file"
 
 
-class TrainWidget(TrainEvents, ModelActions, TrainLifecycle, QWidget):
+class TrainWidget(TrainEvents, ModelActions, TrainLifecycle, DimsChoice, QWidget):
     preview_every = 3.0  # seconds between live previews
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
@@ -49,6 +50,10 @@ class TrainWidget(TrainEvents, ModelActions, TrainLifecycle, QWidget):
         # model
         self.dims = QComboBox()
         self.dims.addItems(["2D (slice by slice on stacks)", "3D"])
+        self.dims.activated.connect(self._dims_picked)  # the user's choice; until then the data's
+        self.dims_hint = hint("")
+        self.dims_hint.setVisible(False)
+        self.pairs.itemChanged.connect(self.suggest_dims)
         self.start_from = QComboBox()
         self.start_from.addItems([START_NEW, START_CURRENT, START_FILE])
         self.init_path = QLineEdit()
@@ -149,6 +154,7 @@ class TrainWidget(TrainEvents, ModelActions, TrainLifecycle, QWidget):
         lay.addWidget(self.pairs)
         form = QFormLayout()
         form.addRow("model", self.dims)
+        form.addRow("", self.dims_hint)
         form.addRow("start from", self.start_from)
         form.addRow("", self.init_row)
         form.addRow("stop after", limit_row)
@@ -211,6 +217,7 @@ class TrainWidget(TrainEvents, ModelActions, TrainLifecycle, QWidget):
             item = QListWidgetItem("(no painted image: use Annotate first)")
             item.setFlags(Qt.NoItemFlags)
             self.pairs.addItem(item)
+        self.suggest_dims()
 
     def chosen_pairs(self) -> list[tuple[Any, Any]]:
         out = []

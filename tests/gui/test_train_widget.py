@@ -63,6 +63,8 @@ def test_stop_stops_and_keeps_the_model(viewer, dock, qtbot):
 
 def test_live_preview_follows_the_slice_on_screen(viewer, dock, qtbot):
     w = _train_widget(viewer, dock, seconds=3600, sample="nuclei_3d")  # stopped below
+    w.dims.setCurrentIndex(0)  # the user picks 2D: one slice previewed (3D: a slab of planes)
+    w.dims.activated.emit(0)
     w.preview_every = 0.5
     viewer.dims.set_current_step(0, 7)
     paint = next(la for la in viewer.layers if la.name.endswith("paint"))
