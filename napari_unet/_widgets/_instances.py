@@ -112,6 +112,7 @@ def show_instances(viewer: Any, image_name: str, lab: np.ndarray, *, class_value
     geo = {}
     if image is not None:
         geo = {"scale": image.scale[-lab.ndim:], "translate": image.translate[-lab.ndim:]}
-    layer = viewer.add_labels(lab, name=instances_name(image_name), opacity=0.5,
-                              metadata=_layers.tag("instances", image_name, class_value=class_value), **geo)
+    with _layers.result_layer(viewer, image_name):
+        layer = viewer.add_labels(lab, name=instances_name(image_name), opacity=0.5,
+                                  metadata=_layers.tag("instances", image_name, class_value=class_value), **geo)
     return layer

@@ -114,6 +114,16 @@ def keep_painting_on_top(viewer: Any, image_name: str) -> None:
             layers.move(idx, len(layers))
 
 
+@contextmanager
+def result_layer(viewer: Any, image_name: str | None) -> Iterator[None]:
+    """Add a result layer (prediction, overlay) inside the block: the selection stays as it was
+    (a brush in use stays in use) and the painting of ``image_name``, if any, stays on top."""
+    with kept_selection(viewer.layers):
+        yield
+    if image_name:
+        keep_painting_on_top(viewer, image_name)
+
+
 def train_spacing(pairs: list, dims: int) -> tuple[float, ...] | None:
     """The voxel size (Z, Y, X) for 3D training: the first image layer's ``scale`` (its last
     three values); None for 2D or an isotropic scale (napari's default of 1s included)."""

@@ -103,6 +103,7 @@ class ObjectScores(ResultJobPanel, QWidget):
                 layer.data = ov
                 return layer
         cmap = {None: "transparent", 0: "transparent", **{k: _layers.ERROR_COLORS[k] for k in (1, 2, 3)}}
-        return self.viewer.add_labels(ov, name=f"{pred_layer.name} object errors", colormap=cmap,
-                                      opacity=0.6, scale=pred_layer.scale, translate=pred_layer.translate,
-                                      metadata=_layers.tag(ROLE, pred_layer.name))
+        with _layers.result_layer(self.viewer, _layers.info(pred_layer).get("image")):
+            return self.viewer.add_labels(ov, name=f"{pred_layer.name} object errors", colormap=cmap,
+                                          opacity=0.6, scale=pred_layer.scale, translate=pred_layer.translate,
+                                          metadata=_layers.tag(ROLE, pred_layer.name))

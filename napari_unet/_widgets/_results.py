@@ -103,7 +103,8 @@ def _put(viewer: Any, kind: str, name: str, data: np.ndarray, meta: dict, match:
             layer.data = data
             return layer
     add = viewer.add_labels if kind == "labels" else viewer.add_image
-    return add(data, name=name, metadata=meta, **kwargs)
+    with _layers.result_layer(viewer, match.get("image")):
+        return add(data, name=name, metadata=meta, **kwargs)
 
 
 def show_result(viewer: Any, result: Result, model: Any, *, probabilities: bool = True) -> dict:

@@ -138,6 +138,7 @@ class EvaluateWidget(ResultJobPanel, QWidget):
         names, zero = _layers.info(pred_layer).get("class_names"), self.truth_zero.currentData()
         self._scored = (pred_layer.name, truth_layer.name)
         self._layer_geometry = (pred_layer.scale, pred_layer.translate)
+        self._scored_image = _layers.info(pred_layer).get("image")  # its painting stays on top
         self.result = None
         self._start_job(lambda cancel: iter_evaluate_job(pred, truth, truth_zero=zero, name=pred_layer.name,
                                                          class_names=names, cancel=cancel),
@@ -162,9 +163,10 @@ class EvaluateWidget(ResultJobPanel, QWidget):
             self.overlay.data = scores.errors
         else:
             scale, translate = self._layer_geometry
-            self.overlay = self.viewer.add_labels(
-                scores.errors, name=f"{pred_name} errors", colormap=cmap, opacity=0.7, scale=scale,
-                translate=translate, metadata=_layers.tag("errors", pred_name))
+            with _layers.result_layer(self.viewer, self._scored_image):
+                self.overlay = self.viewer.add_labels(
+                    scores.errors, name=f"{pred_name} errors", colormap=cmap, opacity=0.7, scale=scale,
+                    translate=translate, metadata=_layers.tag("errors", pred_name))
         self.legend.setText("  ".join(
             f"<span style='color:{_layers.ERROR_COLORS[code]}'>■</span> {ERROR_NAMES[code]} "
             f"{self.counts[code]:,}" for code in sorted(ERROR_NAMES)))

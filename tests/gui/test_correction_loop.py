@@ -81,3 +81,14 @@ def test_preview_and_results_stay_under_the_painting(viewer, dock, qtbot):
     qtbot.waitUntil(lambda: any(la.name == "nuclei 2d labels" for la in viewer.layers), timeout=HANG_MS)
     qtbot.waitUntil(lambda: p.worker is None, timeout=HANG_MS)
     assert viewer.layers[-1] is paint
+    assert viewer.layers.selection.active is paint and set(viewer.layers.selection) == {paint}
+
+    # the error overlay and the object errors show under the painting, and the brush stays
+    e = dock("Evaluate")
+    e.pred_combo.set_layer("nuclei 2d labels")
+    e.truth_combo.set_layer("nuclei 2d truth")
+    e.run()
+    qtbot.waitUntil(lambda: e.worker is None, timeout=HANG_MS)
+    assert "nuclei 2d labels errors" in [la.name for la in viewer.layers]
+    assert viewer.layers[-1] is paint and viewer.layers.selection.active is paint
+    assert set(viewer.layers.selection) == {paint}
