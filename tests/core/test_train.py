@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -144,6 +145,26 @@ def test_preview_events(data2d):
     assert prev and prev[0].key == "slice-0"
     assert prev[0].probabilities.shape == (2, 80, 96)
     assert np.allclose(prev[0].probabilities.sum(0), 1, atol=1e-4)
+
+
+def test_a_slow_preview_never_takes_most_of_the_run(data2d):
+    """A preview that costs more than a step many times over (a 3D model's slab of a big stack)
+    waits three times its cost before the next one, whatever ``preview_every`` asks: here every
+    step asks for one, and each costs 0.6 s (slept in the callable)."""
+    img, sem, strokes = data2d
+    calls = []
+
+    def preview():
+        calls.append(time.perf_counter())
+        time.sleep(0.6)
+        return ("k", img[:32, :32])
+
+    events = run(iter_train(img, strokes, steps=24, preview=preview, preview_every=1e-3, **TINY))
+    assert isinstance(events[-1], TrainFinished) and events[-1].step == 24
+    gaps = np.diff(calls)
+    # every gap but the last (the final preview of the model handed back) spans 3 x 0.6 s of training
+    assert len(calls) >= 2 and all(g >= 0.6 * 4 - 0.05 for g in gaps[:-1])
+    assert len(calls) < 24 // 2, f"{len(calls)} previews in 24 steps"
 
 
 def _last_preview_matches_the_model(events, image):

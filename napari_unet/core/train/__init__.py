@@ -43,6 +43,11 @@ FINETUNE_LR_FACTOR = float(os.environ.get("NAPARI_UNET_FINETUNE_LR", 0.25))
 EMIT_INTERVAL = 0.1          # seconds between TrainStep events (each step when slower)
 VAL_MIN_INTERVAL = 15.0      # seconds between validations (at least)
 VAL_MAX_SHARE = 0.05         # validation may take at most this share of the time
+# a live preview that costs more than PREVIEW_FREE_S (a big slice; a 3D model's slab: 16 x 1024 x
+# 1024 takes ~23 s on 2 cores) waits PREVIEW_SPACING times its cost before the next one, so that
+# previews take at most about a quarter of the run; cheaper ones follow ``preview_every``
+PREVIEW_FREE_S = 0.2
+PREVIEW_SPACING = 3.0
 WARMUP_STEPS = 30
 ENTROPY_WEIGHT = 0.0          # entropy minimisation on unpainted pixels (see losses)
 # the returned weights: an exponential moving average (0: off). A fresh run's average warms up at

@@ -197,8 +197,11 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
                         last_val = v
                         yield v
                 if p.preview is not None and time.perf_counter() >= next_preview:
+                    tp = time.perf_counter()
                     pv = self._preview(step)
-                    next_preview = time.perf_counter() + p.preview_every
+                    cost = time.perf_counter() - tp
+                    wait = cost * _pkg().PREVIEW_SPACING if cost > _pkg().PREVIEW_FREE_S else 0.0
+                    next_preview = time.perf_counter() + max(p.preview_every, wait)
                     if pv is not None:
                         yield pv
                 if p.checkpoint is not None and time.perf_counter() >= next_ckpt:
