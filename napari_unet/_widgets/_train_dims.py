@@ -13,26 +13,28 @@ MIN_PLANES = 5      # fewer planes than this: more likely channels than a stack 
 TIME_LABELS = ("t", "time", "frame", "frames")
 
 
-def stack_reason(image: Any) -> tuple[bool, str]:
-    """(a 3D model suits ``image``, the sentence that says why) for one image layer."""
+def stack_reason(image: Any) -> tuple[bool, str, bool]:
+    """(a 3D model suits ``image``, the sentence that says why, whether that sentence is worth
+    showing on its own: a stack, a time series, a few planes; not a plain 2D or RGB image)."""
     if getattr(image, "rgb", False):
-        return False, f"'{image.name}' is an RGB image"
+        return False, f"'{image.name}' is an RGB image", False
     shape = tuple(_layers.full_data(image).shape)
     if len(shape) != 3:
-        return False, f"'{image.name}' is {len(shape)}D"
+        return False, f"'{image.name}' is {len(shape)}D", False
     labels = tuple(str(a).lower() for a in (getattr(image, "axis_labels", None) or ()))
     if labels and labels[0] in TIME_LABELS:
-        return False, f"'{image.name}' is a time series (its first axis is '{labels[0]}'): each frame on its own"
+        return False, (f"'{image.name}' is a time series (its first axis is '{labels[0]}'): each "
+                       "frame on its own"), True
     if shape[0] < MIN_PLANES:
         return False, (f"'{image.name}' has {shape[0]} planes: channels rather than a stack? "
-                       "Choose 3D if they are planes")
+                       "Choose 3D if they are planes"), True
     return True, (f"3D: '{image.name}' is a stack of {shape[0]} planes, and a 3D model learns from the "
-                  "planes you did not paint too. A time series? Choose 2D")
+                  "planes you did not paint too. A time series? Choose 2D"), True
 
 
 class DimsChoice:
     """Mixin for TrainWidget: ``self.dims`` (the combo box), ``self.dims_hint`` (a hint label),
-    ``self.chosen_pairs()`` and ``self.is_running()`` come from the widget."""
+    ``self.start_from``, ``self.chosen_pairs()`` and ``self.is_running()`` come from the widget."""
 
     _dims_by_user = False
 
@@ -42,23 +44,22 @@ class DimsChoice:
         self.dims_hint.setVisible(False)
 
     def suggest_dims(self, *_: Any) -> None:
-        """Set 2D or 3D from the ticked training images, unless the user chose or a run is on."""
+        """Set 2D or 3D from the ticked training images, unless the user chose, a run is on, or
+        the run continues a model (whose own dims then apply)."""
         try:
-            if self._dims_by_user or self.is_running():
+            if self._dims_by_user or self.is_running() or self.start_from.currentIndex() != 0:
                 return
             images = [image for image, _paint in self.chosen_pairs()]
         except RuntimeError:   # the widget was deleted
             return
         reasons = [stack_reason(image) for image in images]
-        three = bool(reasons) and all(ok for ok, _ in reasons)
+        three = bool(reasons) and all(ok for ok, _why, _shown in reasons)
         self.dims.setCurrentIndex(1 if three else 0)
-        stacks = [why for ok, why in reasons if ok]
         if three:
             text = reasons[0][1]
-        elif stacks:   # stacks mixed with images that are not: say why it stays 2D
-            text = next(f"2D: {why}" for ok, why in reasons if not ok)
+        elif any(ok for ok, _why, _shown in reasons):  # stacks beside other images: why it is 2D
+            text = next(f"2D: {why}" for ok, why, _shown in reasons if not ok)
         else:
-            text = next((f"2D: {why}" for ok, why in reasons
-                         if "time series" in why or "planes:" in why), "")
+            text = next((f"2D: {why}" for _ok, why, shown in reasons if shown), "")
         self.dims_hint.setText(text)
         self.dims_hint.setVisible(bool(text))

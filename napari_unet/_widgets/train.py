@@ -68,6 +68,7 @@ class TrainWidget(TrainEvents, ModelActions, TrainLifecycle, DimsChoice, QWidget
         r.addWidget(browse)
         self.init_row.setVisible(False)
         self.start_from.currentTextChanged.connect(lambda t: self.init_row.setVisible(t == START_FILE))
+        self.start_from.currentTextChanged.connect(self.suggest_dims)  # a new model: the data's choice
         self.limit_kind = QComboBox()
         self.limit_kind.addItems(["seconds", "steps"])
         self.limit = QSpinBox()

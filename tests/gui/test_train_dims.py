@@ -45,8 +45,13 @@ def test_a_stack_gets_a_3d_model_until_the_user_chooses(viewer, dock, qtbot):
     qtbot.waitUntil(lambda: not w.is_running(), timeout=HANG_MS)
     assert model_state(viewer).model.meta["dims"] == 3
 
-    # a 2D image ticked beside the stack: a 3D model cannot take it, so 2D, and the hint says why
+    # continuing the 3D model: the model's dims apply, whatever is ticked
+    w.start_from.setCurrentText("continue current model")
     _painted(viewer, dock("Annotate"), np.zeros((40, 40), np.float32), "flat")
+    assert w.dims.currentText() == "3D"
+    # a new model with a 2D image ticked beside the stack: a 3D model cannot take it, so 2D, and
+    # the hint says why
+    w.start_from.setCurrentText("new model")
     assert w.dims.currentText().startswith("2D") and "'flat' is 2D" in w.dims_hint.text()
     _tick(w, "flat", False)
     assert w.dims.currentText() == "3D"
