@@ -82,3 +82,11 @@ def test_a_stack_trained_without_dims_is_2d_and_the_note_names_dims_3(stack, tmp
     assert main(["train", "--image", str(stack / "plain.tif"), "--labels", str(stack / "lab.tif"),
                  "--out", str(tmp_path / "m3.pt"), *TINY3D]) == 0
     assert "slice by slice" not in capsys.readouterr().err
+    # a time series (frames unlike one another, smooth within each) is right in 2D: no note
+    from scipy import ndimage as ndi
+
+    frames = ndi.gaussian_filter(np.random.default_rng(1).normal(size=(10, 32, 32)), (0, 2, 2))
+    tifffile.imwrite(tmp_path / "movie.tif", frames.astype(np.float32))
+    assert main(["train", "--image", str(tmp_path / "movie.tif"), "--labels", str(stack / "lab.tif"),
+                 "--out", str(tmp_path / "m4.pt"), *tiny2d]) == 0
+    assert "slice by slice" not in capsys.readouterr().err

@@ -2,10 +2,13 @@
 (Z, Y, X) gets a 3D model, which learns from the planes nobody painted too (a stack painted on
 every 6th plane, 60 s: the ovule 0.627 in 3D against 0.560 slice by slice; docs/quality.md), and
 anything else a 2D one. A hint under the choice says why; a time series (its first axis labelled
-"t" or "time") or a short stack that may be channels keeps 2D."""
+"t" or "time", or planes much less alike than neighbouring pixels) or a short stack that may be
+channels keeps 2D."""
 from __future__ import annotations
 
 from typing import Any
+
+from napari_unet.core.frames import unlike_planes
 
 from . import _layers
 
@@ -28,6 +31,11 @@ def stack_reason(image: Any) -> tuple[bool, str, bool]:
     if shape[0] < MIN_PLANES:
         return False, (f"'{image.name}' has {shape[0]} planes: channels rather than a stack? "
                        "Choose 3D if they are planes"), True
+    alike = unlike_planes(_layers.full_data(image))
+    if alike is not None:
+        return False, (f"the planes of '{image.name}' differ more than neighbouring pixels do "
+                       f"(correlation {alike[0]:.2f} between planes, {alike[1]:.2f} within one): "
+                       "a time series, or widely spaced planes? Choose 3D for a z-stack"), True
     return True, (f"3D: '{image.name}' is a stack of {shape[0]} planes, and a 3D model learns from the "
                   "planes you did not paint too. A time series? Choose 2D"), True
 

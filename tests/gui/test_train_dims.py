@@ -65,6 +65,7 @@ def test_a_stack_gets_a_3d_model_until_the_user_chooses(viewer, dock, qtbot):
 
 
 def test_a_time_series_or_a_few_planes_keep_2d(viewer, dock):
+    """Labelled or not, a time series keeps 2D, as does a short stack that may be channels."""
     w, a = dock("Train"), dock("Annotate")
     assert w.dims.currentText().startswith("2D") and w.dims_hint.isHidden()  # nothing painted yet
     _painted(viewer, a, np.zeros((12, 40, 40), np.float32), "movie", axis_labels=("t", "y", "x"))
@@ -72,3 +73,15 @@ def test_a_time_series_or_a_few_planes_keep_2d(viewer, dock):
     _tick(w, "movie", False)
     _painted(viewer, a, np.zeros((3, 40, 40), np.float32), "dyes")
     assert w.dims.currentText().startswith("2D") and "3 planes" in w.dims_hint.text()
+    _tick(w, "dyes", False)
+
+    # no axis labels: frames unlike one another (a time series) against planes blurred into
+    # each other (a z-stack)
+    from scipy import ndimage as ndi
+
+    noise = np.random.default_rng(0).normal(size=(12, 64, 64)).astype(np.float32)
+    _painted(viewer, a, ndi.gaussian_filter(noise, (0, 2, 2)), "frames")
+    assert w.dims.currentText().startswith("2D") and "differ more than neighbouring pixels" in w.dims_hint.text()
+    _tick(w, "frames", False)
+    _painted(viewer, a, ndi.gaussian_filter(noise, (2, 2, 2)), "zstack")
+    assert w.dims.currentText() == "3D" and "stack of 12 planes" in w.dims_hint.text()
