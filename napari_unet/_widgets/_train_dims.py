@@ -16,9 +16,11 @@ MIN_PLANES = 5      # fewer planes than this: more likely channels than a stack 
 TIME_LABELS = ("t", "time", "frame", "frames")
 
 
-def stack_reason(image: Any) -> tuple[bool, str, bool]:
+def stack_reason(image: Any, cache: dict | None = None) -> tuple[bool, str, bool]:
     """(a 3D model suits ``image``, the sentence that says why, whether that sentence is worth
-    showing on its own: a stack, a time series, a few planes; not a plain 2D or RGB image)."""
+    showing on its own: a stack, a time series, a few planes; not a plain 2D or RGB image).
+    ``cache`` keeps the planes' likeness per array (a lazy stack is read once, not on every
+    layer added)."""
     if getattr(image, "rgb", False):
         return False, f"'{image.name}' is an RGB image", False
     shape = tuple(_layers.full_data(image).shape)
@@ -31,7 +33,11 @@ def stack_reason(image: Any) -> tuple[bool, str, bool]:
     if shape[0] < MIN_PLANES:
         return False, (f"'{image.name}' has {shape[0]} planes: channels rather than a stack? "
                        "Choose 3D if they are planes"), True
-    alike = unlike_planes(_layers.full_data(image))
+    data = _layers.full_data(image)
+    key, cache = (id(data), shape), {} if cache is None else cache
+    if key not in cache:
+        cache[key] = unlike_planes(data)
+    alike = cache[key]
     if alike is not None:
         return False, (f"the planes of '{image.name}' differ more than neighbouring pixels do "
                        f"(correlation {alike[0]:.2f} between planes, {alike[1]:.2f} within one): "
@@ -60,7 +66,8 @@ class DimsChoice:
             images = [image for image, _paint in self.chosen_pairs()]
         except RuntimeError:   # the widget was deleted
             return
-        reasons = [stack_reason(image) for image in images]
+        cache = self.__dict__.setdefault("_likeness", {})
+        reasons = [stack_reason(image, cache) for image in images]
         three = bool(reasons) and all(ok for ok, _why, _shown in reasons)
         self.dims.setCurrentIndex(1 if three else 0)
         if three:
