@@ -156,8 +156,9 @@ def predict_channel_axis(shapes: list[tuple[int, ...]], meta: dict) -> int | Non
 def note_stack_in_2d(dims: int | None, init: str | None, channel_axis: int | None,
                      image_paths: list[str], images: list) -> None:
     """``train`` without ``--dims`` trains 2D (the API's default). When every image is a stack
-    (Z, Y, X) of at least 5 planes alike enough to be a z-stack, say on stderr that ``--dims 3`` would learn from the planes
-    nobody painted too (the Train widget chooses 3D for such stacks)."""
+    (Z, Y, X) of at least 5 planes alike enough to be a z-stack (not a time series), say on
+    stderr that ``--dims 3`` would learn from the planes nobody painted too (the Train widget
+    chooses 3D for such stacks)."""
     import sys
 
     from .core.frames import unlike_planes

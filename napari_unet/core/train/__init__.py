@@ -45,7 +45,9 @@ VAL_MIN_INTERVAL = 15.0      # seconds between validations (at least)
 VAL_MAX_SHARE = 0.05         # validation may take at most this share of the time
 # a live preview that costs more than PREVIEW_FREE_S (a big slice; a 3D model's slab: 16 x 1024 x
 # 1024 takes ~23 s on 2 cores) waits PREVIEW_SPACING times its cost before the next one, so that
-# previews take at most about a quarter of the run; cheaper ones follow ``preview_every``
+# later previews take at most about a quarter of the run (the first one's cost is not known
+# before it runs: a 60-s run of that slab keeps 0.60 of its steps); cheaper ones follow
+# ``preview_every``
 PREVIEW_FREE_S = 0.2
 PREVIEW_SPACING = 3.0
 WARMUP_STEPS = 30
