@@ -156,17 +156,17 @@ def predict_channel_axis(shapes: list[tuple[int, ...]], meta: dict) -> int | Non
 def note_stack_in_2d(dims: int | None, init: str | None, channel_axis: int | None,
                      image_paths: list[str], images: list) -> None:
     """``train`` without ``--dims`` trains 2D (the API's default). When every image is a stack
-    (Z, Y, X) of at least 5 planes alike enough to be a z-stack (not a time series), say on
+    (Z, Y, X) of at least ``MIN_PLANES`` planes alike enough to be a z-stack (not a time series), say on
     stderr that ``--dims 3`` would learn from the planes nobody painted too (the Train widget
     chooses 3D for such stacks)."""
     import sys
 
-    from .core.frames import unlike_planes
+    from .core.frames import MIN_PLANES, unlike_planes
 
     if dims is not None or init is not None or channel_axis is not None or not images:
         return
     # a time series (planes much less alike than neighbouring pixels) is right in 2D
-    if all(getattr(im, "ndim", 0) == 3 and im.shape[0] >= 5 and unlike_planes(im) is None for im in images):
+    if all(getattr(im, "ndim", 0) == 3 and im.shape[0] >= MIN_PLANES and unlike_planes(im) is None for im in images):
         print(f"napari-unet: note: {image_paths[0]} is a stack of {images[0].shape[0]} planes, "
               "trained slice by slice (2D, the default); --dims 3 learns from the planes you did "
               "not paint too", file=sys.stderr)

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from napari_unet.core.frames import unlike_planes
+from napari_unet.core.frames import MIN_PLANES, unlike_planes
 
 from . import _layers
 
-MIN_PLANES = 5      # fewer planes than this: more likely channels than a stack (RGBA, 3-4 dyes)
 TIME_LABELS = ("t", "time", "frame", "frames")
 
 
@@ -23,7 +22,8 @@ def stack_reason(image: Any, cache: dict | None = None) -> tuple[bool, str, bool
     layer added)."""
     if getattr(image, "rgb", False):
         return False, f"'{image.name}' is an RGB image", False
-    shape = tuple(_layers.full_data(image).shape)
+    data = _layers.full_data(image)
+    shape = tuple(data.shape)
     if len(shape) != 3:
         return False, f"'{image.name}' is {len(shape)}D", False
     labels = tuple(str(a).lower() for a in (getattr(image, "axis_labels", None) or ()))
@@ -33,7 +33,6 @@ def stack_reason(image: Any, cache: dict | None = None) -> tuple[bool, str, bool
     if shape[0] < MIN_PLANES:
         return False, (f"'{image.name}' has {shape[0]} planes: channels rather than a stack? "
                        "Choose 3D if they are planes"), True
-    data = _layers.full_data(image)
     key, cache = (id(data), shape), {} if cache is None else cache
     if key not in cache:
         cache[key] = unlike_planes(data)

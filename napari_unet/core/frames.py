@@ -58,6 +58,7 @@ def iter_predict_frames(model: Any, image: np.ndarray, *, tile: Any = "auto",
 # stack 0.88), the HeLa time series 0.78 (there 3D scored 0.785 against 0.885 slice by slice), a
 # bacteria time series 0.31 (docs/quality.md)
 PLANE_LIKENESS = 0.85
+MIN_PLANES = 5      # fewer planes than this: more likely channels than a stack (RGBA, 3-4 dyes)
 CROP = 256          # plane_likeness reads on a centre crop of this size, on up to 6 pairs of planes
 
 
