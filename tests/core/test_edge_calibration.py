@@ -765,12 +765,12 @@ def test_a_confident_swell_beyond_0_99_is_trimmed_to_the_edge():
     assert th > 0.99 and iou(th) > iou(0.99) + 0.1 and iou(th) > 0.85
 
 
-def _dark_rods(halo: bool, n=160):
+def _dark_rods(halo: bool, n=160, short=0.0):
     """Four dark rods 10 px wide. ``halo``: as phase contrast shows bacteria, the intensity rises
     over the 3 px inside the edge to a bright halo 3 px wide outside it, then falls back to the
-    background; the probability's 0.5 lies on the edge (where the network put it). Otherwise a
-    blurred step, the probability's 0.5 2 px outside the edge (the gap the strokes left).
-    Strokes along each rod's middle and across the far background."""
+    background; the probability's 0.5 lies on the edge (where the network put it), or ``short`` px
+    inside it. Otherwise a blurred step, the probability's 0.5 2 px outside the edge (the gap the
+    strokes left). Strokes along each rod's middle and across the far background."""
     from scipy import ndimage as ndi
 
     yy, xx = np.mgrid[:n, :n]
@@ -785,7 +785,7 @@ def _dark_rods(halo: bool, n=160):
     paint = np.zeros((n, n), np.uint8)
     paint[(sd < -2) & (np.abs(xx % 80 - 40) <= 1)] = 2
     paint[(sd > 10) & (np.abs(yy - 80) <= 1)] = 1
-    prob = (1 / (1 + np.exp((sd - (0.0 if halo else 2.0)) / 1.5))).astype(np.float32)
+    prob = (1 / (1 + np.exp((sd - (-short if halo else 2.0)) / 1.5))).astype(np.float32)
     return ndi.gaussian_filter(img.astype(np.float32), 1.0), sd < 0, prob, paint
 
 
@@ -819,6 +819,31 @@ def test_a_halo_around_the_objects_keeps_the_networks_boundary(monkeypatch):
             assert over < 0 and th == th_before > 0.5 and iou(th) > iou(0.5) + 0.1
 
 
+@pytest.mark.parametrize("short", [1.0, 1.5])
+def test_under_a_halo_a_boundary_that_stops_short_goes_out_to_the_crest(short, monkeypatch):
+    """The network sees a halo as bright as the background or brighter and can stop short of it,
+    inside the dark-to-halo ramp (Omnipose's phase-contrast colonies, where the gaps between
+    touching cells stayed open: 0.74-0.82 at 0.5). Under a halo the boundary goes out until the
+    ring just outside the objects lies within HALO_RIDGE of the objects' contrast of the halo's
+    crest, and no further; with the rule off (HALO_RIDGE inf) 0.5 stays, as before."""
+    from scipy import ndimage as ndi
+
+    from napari_unet.core.train.calibration import edge_threshold
+
+    kw = dict(to_dev=lambda t: t, autocast=dict(device_type="cpu", enabled=False), batch=1)
+    img, truth, prob, paint = _dark_rods(True, short=short)
+    iou = _iou_at(prob, truth)
+    args = (_FixedOdds(prob), torch.as_tensor(img[None, None]), torch.as_tensor(paint[None].astype(np.int64)))
+    notes = []
+    th, scores = edge_threshold(*args, **kw, notes=notes)
+    assert scores == [] and len(notes) == 1 and "a bright halo rings the objects" in notes[0]
+    assert th < 0.5 and iou(th) > iou(0.5) + 0.1 and iou(th) > 0.9
+    halo = ndi.binary_dilation(truth, iterations=3) & ~truth
+    assert not ((prob > th) & ~truth & ~halo).any()              # no further than the halo
+    monkeypatch.setattr(calibration, "HALO_RIDGE", float("inf"))
+    assert edge_threshold(*args, **kw) == (0.5, [])
+
+
 def test_the_training_message_says_when_a_halo_keeps_the_boundary(monkeypatch):
     """Through ``iter_train``: when the halo rule keeps the network's boundary, the run's final
     message says so (the user otherwise sees no calibration note and cannot tell why); without a
@@ -829,6 +854,7 @@ def test_the_training_message_says_when_a_halo_keeps_the_boundary(monkeypatch):
     img, sem, _ = make_nuclei((96, 96), seed=0)
     sparse = np.zeros_like(sem)
     sparse[::8] = sem[::8]
+    monkeypatch.setattr(calibration, "HALO_RIDGE", float("inf"))   # (no halo here to go out to)
     for over in (2.0, -0.2):
         monkeypatch.setattr(calibration, "halo_overshoot", lambda *a, o=over, **k: o)
         done = list(T.iter_train(img, sparse, steps=4, device="cpu", seed=0, base_channels=4, depth=2))[-1]
@@ -847,3 +873,49 @@ def test_the_training_message_says_when_a_halo_keeps_the_boundary(monkeypatch):
     assert done.model.meta["training"]["edge_threshold"] == 0.8
     assert ("boundary kept where the network put it (class 2 above 0.8 of the trained probability: the "
             "continued model's own): a dark halo rings the objects") in done.message, done.message
+    # with the crest rule, the boundary that moves says where it went
+    monkeypatch.setattr(calibration, "HALO_RIDGE", 0.25)
+    done = list(T.iter_train(img, sparse, model=m, steps=2, device="cpu", seed=0))[-1]
+    t = done.model.meta["training"]["edge_threshold"]
+    assert t < 0.8 and (f"boundary moved out to the halo's crest (class 2 above {t:g} of the trained "
+                        "probability): a dark halo rings the objects") in done.message, done.message
+
+
+def test_a_halo_seen_during_training_gates_the_appearance_priors_objects(monkeypatch):
+    """Through ``iter_train``: the run reads the halo on its calibration crops (at HALO_READ_AT
+    steps, then twice as far, ...); once seen, the appearance prior gates the object classes as it
+    does the background for the rest of the run (the halo between touching cells looks like
+    background, and charged at any width it was carved out of every colony), the model's record
+    says from which step, and the end-of-run calibration takes it as a halo. Without one, or with
+    ``HALO_GATE`` off, nothing changes."""
+    import napari_unet.core.train as T
+    from napari_unet.core.synthetic import make_nuclei
+    from napari_unet.core.train import validation
+
+    img, sem, _ = make_nuclei((96, 96), seed=0)
+    sparse = np.zeros_like(sem)
+    sparse[::8] = sem[::8]
+    monkeypatch.setattr(T, "HALO_READ_AT", 2)
+    readings = []
+    real = validation.ValidationMixin._read_halo
+
+    def spy(self, step):
+        nxt = real(self, step)
+        readings.append((step, nxt, self.appearance.gate_objects))
+        return nxt
+
+    monkeypatch.setattr(validation.ValidationMixin, "_read_halo", spy)
+    opts = dict(steps=9, device="cpu", seed=0, base_channels=4, depth=2)
+    for over, gate in ((2.0, True), (-0.2, True), (2.0, False)):
+        monkeypatch.setattr(T, "HALO_GATE", gate)
+        monkeypatch.setattr(calibration, "halo_overshoot", lambda *a, o=over, **k: o)
+        readings.clear()
+        done = list(T.iter_train(img, sparse, **opts))[-1]
+        seen = done.model.meta["training"]["regulariser"]["halo_seen_at_step"]
+        if over > calibration.HALO_MAX and gate:
+            assert readings == [(2, float("inf"), True)] and seen == 2
+            assert "halo rings the objects" in done.message, done.message
+        else:
+            assert seen is None and ("halo rings" in done.message) == (over > calibration.HALO_MAX)
+            assert all(not g for _, _, g in readings)
+            assert [s for s, _, _ in readings] == ([2, 4, 8] if gate else [2])   # doubling; off: once

@@ -53,7 +53,9 @@ stays; so it does when painted classes lie on both sides, which would each want 
 the contour, which needs no polarity, scores them instead (:data:`NO_POLARITY`; twentieth session).
 
 The flux's premise is a blurred step. Phase contrast rings dark cells with a bright halo, whose
-zero crossing lies inside the cell; there (:data:`HALO_MAX`) the reference stays.
+zero crossing lies inside the cell; there (:data:`HALO_MAX`) the boundary goes no further in than
+the reference, and out towards the halo's crest where the reference stops short of it
+(:func:`.edge_evidence.halo_ridge`, :data:`HALO_RIDGE`).
 
 Each object's flux counts in units of its own contrast (:func:`contrast_weights`): summed in the
 image's units, bright nuclei among dim ones (a 50-fold range) chose a threshold that trimmed
@@ -63,12 +65,12 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Callable
 
 import numpy as np
 import torch
 
-from .edge_evidence import brighter_share, class_contrasts, halo_overshoot  # noqa: F401 (re-exported)
+from .edge_evidence import (_plane_gradient, _plane_laplacian, brighter_share, class_contrasts,  # noqa: F401
+                            halo_overshoot, halo_ridge)   # (some re-exported)
 from .flux_regions import grown_only, object_structure, plane_structure, without_new_holes
 
 # 0.5 first: the network's own boundary (or a continued model's own threshold), which wins ties
@@ -104,6 +106,10 @@ MIN_POLARITY = float(os.environ.get("NAPARI_UNET_EDGE_MIN_POLARITY", 0.2))
 # than this share of their contrast (edge_evidence.halo_overshoot) keeps the reference (phase-contrast
 # E. coli, 600 steps: 0.98 chosen, IoU 0.862, 0.914 at 0.5; the table's cases -0.36 to 0.32; 46th session)
 HALO_MAX = float(os.environ.get("NAPARI_UNET_EDGE_HALO_MAX", 0.5))
+# there the boundary goes out to within this share of the objects' contrast of the halo's crest
+# (edge_evidence.halo_ridge; Omnipose's colonies 0.74 / 0.82 -> 0.87 / 0.93 at 600 steps; "inf": the
+# reference stays, the 46th-48th sessions' rule)
+HALO_RIDGE = float(os.environ.get("NAPARI_UNET_EDGE_HALO_RIDGE", 0.25))
 # objects without a polarity (paint_polarity None) have no flux to maximise: "gradient" scores their
 # thresholds by the mean gradient magnitude along the contour (which needs none; in 2D); "keep"
 # keeps 0.5 (the nineteenth session). DIC at 500 steps 0.645 -> 0.684 (twentieth session)
@@ -116,28 +122,6 @@ EDGE_NEW_OBJECTS = os.environ.get("NAPARI_UNET_EDGE_NEW_OBJECTS", "0") == "1"   
 EDGE_PER_OBJECT = os.environ.get("NAPARI_UNET_EDGE_PER_OBJECT", "1") == "1"
 # an object's contrast counts as at least this share of the median object's (a faint speck's flux is noise)
 MIN_CONTRAST_SHARE = 0.25
-
-
-def _per_plane(img: np.ndarray, filt: Callable, sigma: float) -> np.ndarray:
-    """``filt(plane, sigma)`` on every YX plane of ``img`` ``(..., Y, X)``."""
-    out = np.empty_like(img)
-    for idx in np.ndindex(img.shape[:-2]):
-        out[idx] = filt(img[idx], sigma)
-    return out
-
-
-def _plane_gradient(x: np.ndarray, sigma: float = 1.0) -> np.ndarray:
-    """Gradient magnitude in the YX plane of the channel mean of ``x`` ``(N, C, *spatial)``."""
-    from scipy import ndimage as ndi
-
-    return _per_plane(x.mean(1), ndi.gaussian_gradient_magnitude, sigma)
-
-
-def _plane_laplacian(img: np.ndarray, sigma: float = 1.0) -> np.ndarray:
-    """Laplacian of Gaussian in the YX plane of ``img`` ``(N, *spatial)`` (the crops' channel mean)."""
-    from scipy import ndimage as ndi
-
-    return _per_plane(img, ndi.gaussian_laplace, sigma)
 
 
 def flux_scores(fg_prob: np.ndarray, lap: np.ndarray, valid: np.ndarray, polarity: float,
@@ -241,13 +225,8 @@ def choose_threshold(scores: list[float], thresholds=THRESHOLDS, recall: list[fl
     reference: 0.5, or a continued model's own (``CONTINUE_KEEPS_THRESHOLD``). ``min_gain`` defaults
     to :data:`EDGE_MIN_GAIN` (none: the best score wins, an exact tie keeps the reference)."""
     min_gain = EDGE_MIN_GAIN if min_gain is None else min_gain
-    def keeps(r: list[float] | None, i: int) -> bool:   # against 0.5's, whatever the reference
-        return r is None or not math.isfinite(r[0]) or r[i] >= r[0] - RECALL_TOL
-
-    allowed = [keeps(recall, i) and keeps(bg_recall, i) for i in range(len(thresholds))]
+    allowed = allowed_thresholds(thresholds, recall, bg_recall, reference)
     ref = next((i for i, t in enumerate(thresholds) if t == reference), None)
-    if CARRIED_ALLOWED and ref is not None:   # (0.5 keeps 0.5's paint anyway)
-        allowed[ref] = True
     r0 = ref if ref is not None and allowed[ref] else 0
     if not scores or not math.isfinite(scores[r0]):
         return float(thresholds[r0])
@@ -255,6 +234,18 @@ def choose_threshold(scores: list[float], thresholds=THRESHOLDS, recall: list[fl
                else -math.inf)
     gain = scores[best] > scores[r0] + min_gain * abs(scores[r0])
     return float(thresholds[best] if gain else thresholds[r0])
+
+
+def allowed_thresholds(thresholds, recall: list[float] | None, bg_recall: list[float] | None,
+                       reference: float) -> list[bool]:
+    """Per threshold, whether it keeps the painted object and background pixels within
+    ``RECALL_TOL`` of 0.5's (``recall``, ``bg_recall``: per threshold, 0.5's first); the reference
+    too with :data:`CARRIED_ALLOWED` (0.5 keeps 0.5's paint anyway)."""
+    def keeps(r: list[float] | None, i: int) -> bool:   # against 0.5's, whatever the reference
+        return r is None or not math.isfinite(r[0]) or r[i] >= r[0] - RECALL_TOL
+
+    return [keeps(recall, i) and keeps(bg_recall, i) or (CARRIED_ALLOWED and t == reference)
+            for i, t in enumerate(thresholds)]
 
 
 def object_odds(probs: torch.Tensor) -> torch.Tensor:
@@ -317,32 +308,33 @@ def paint_polarity(img: np.ndarray, paint: np.ndarray) -> float | None:
 
 
 def edge_threshold(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, to_dev,
-                   autocast: dict, batch: int, reference: float = 0.5,
-                   notes: list[str] | None = None) -> tuple[float, list[float]] | None:
+                   autocast: dict, batch: int, reference: float = 0.5, notes: list[str] | None = None,
+                   halo: bool = False) -> tuple[float, list[float]] | None:
     """The edge-aligned threshold between the background and the objects (:func:`object_odds`)
     for ``model`` on the crops ``x`` ``(N, C, *patch)`` with their paint ``y`` (the objects'
     paint must stay), and the edge score of each threshold; ``reference``: the threshold kept
     unless another scores better (:func:`choose_threshold`). ``notes`` gets why the edges were
-    not asked, for the user's message (a halo), when the reference is kept for that reason."""
+    not asked, for the user's message (a halo), when the reference is kept for that reason;
+    ``halo``: one was seen during the run (validation.py's ``_read_halo``), whatever the ring reads now."""
     p = _object_odds_of(model, x, to_dev=to_dev, autocast=autocast, batch=batch)
     xs, img, valid, polarity, obj, bg = _flux_inputs(x, y, p.shape)
     # both kinds of paint, no polarity: the mean gradient in 2D (stacks keep 0.5: module notes)
     no_sign = polarity is None and obj.any() and bg.any() and NO_POLARITY == "gradient" and p.ndim < 4
+    recall = [float((p[obj] > th).mean()) if obj.any() else math.nan for th in THRESHOLDS]
+    bg_recall = [float((p[bg] <= th).mean()) if bg.any() else math.nan for th in THRESHOLDS]
     if CRITERION == "gradient" or no_sign:
         scores = edge_scores(p, _plane_gradient(xs), valid)
     else:
         if polarity is None:
             return reference, []          # no polarity in the paint (paint_polarity): keep the reference
-        over = halo_overshoot(p, img, valid, polarity, obj, bg)
-        if over > HALO_MAX:               # a halo, not a blurred step (module notes): keep the reference
+        if halo or halo_overshoot(p, img, valid, polarity, obj, bg) > HALO_MAX:   # a halo (module notes)
             if notes is not None:
                 notes.append(f"a {'bright' if polarity < 0 else 'dark'} halo rings the objects, so the "
                              f"image's steepest edge lies inside them")
-            return reference, []
+            allowed = allowed_thresholds(THRESHOLDS, recall, bg_recall, reference)
+            return halo_ridge(p, img, valid, polarity, obj, bg, THRESHOLDS, allowed, reference, HALO_RIDGE), []
         weights = contrast_weights(p, img, polarity) if EDGE_PER_OBJECT else None
         scores = flux_scores(p, _plane_laplacian(img), valid, polarity, weights=weights)
-    recall = [float((p[obj] > th).mean()) if obj.any() else math.nan for th in THRESHOLDS]
-    bg_recall = [float((p[bg] <= th).mean()) if bg.any() else math.nan for th in THRESHOLDS]
     return choose_threshold(scores, recall=recall, bg_recall=bg_recall, reference=reference), scores
 
 

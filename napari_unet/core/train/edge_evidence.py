@@ -1,14 +1,38 @@
 """What the paint and the image say about the objects' edges before the edge calibration
-(:mod:`.calibration`) trusts the image's flux there: whether the painted objects are brighter or
-darker than the painted background (their polarity, which signs the flux), and whether a halo
-rings them (phase contrast), where the flux's premise, a blurred step, does not hold."""
+(:mod:`.calibration`) trusts the image's flux there: the image's gradient and Laplacian in the
+plane, whether the painted objects are brighter or darker than the painted background (their
+polarity, which signs the flux), and whether a halo rings them (phase contrast), where the flux's
+premise, a blurred step, does not hold, and where the halo's crest lies instead."""
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 
-from .flux_regions import plane_structure
+from .flux_regions import grown_only, plane_structure, without_new_holes
+
+
+def _per_plane(img: np.ndarray, filt: Callable, sigma: float) -> np.ndarray:
+    """``filt(plane, sigma)`` on every YX plane of ``img`` ``(..., Y, X)``."""
+    out = np.empty_like(img)
+    for idx in np.ndindex(img.shape[:-2]):
+        out[idx] = filt(img[idx], sigma)
+    return out
+
+
+def _plane_gradient(x: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """Gradient magnitude in the YX plane of the channel mean of ``x`` ``(N, C, *spatial)``."""
+    from scipy import ndimage as ndi
+
+    return _per_plane(x.mean(1), ndi.gaussian_gradient_magnitude, sigma)
+
+
+def _plane_laplacian(img: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """Laplacian of Gaussian in the YX plane of ``img`` ``(N, *spatial)`` (the crops' channel mean)."""
+    from scipy import ndimage as ndi
+
+    return _per_plane(img, ndi.gaussian_laplace, sigma)
 
 
 def class_contrasts(img: np.ndarray, paint: np.ndarray) -> list[float]:
@@ -51,3 +75,37 @@ def halo_overshoot(p: np.ndarray, img: np.ndarray, valid: np.ndarray, polarity: 
     if contrast <= 0:
         return math.nan
     return polarity * (b - float(img[around].mean())) / contrast
+
+
+def halo_ridge(p: np.ndarray, img: np.ndarray, valid: np.ndarray, polarity: float, obj: np.ndarray,
+               bg: np.ndarray, thresholds, allowed: list[bool], reference: float, slack: float) -> float:
+    """Where a halo rings the objects (:func:`halo_overshoot`), the threshold that takes their
+    boundary out to the halo's crest: among the ``allowed`` ``thresholds`` at or under
+    ``reference`` (0.5's objects grown, :func:`.flux_regions.grown_only`, or shrunk without new
+    holes), the highest whose 1-px ring just outside the objects (in the YX plane) lies within
+    ``slack`` of the objects' contrast of the brightest such ring (for dark objects; the darkest
+    for bright ones). Phase-contrast masks reach the crest: it is where touching cells meet, and
+    the network, which sees the halo as bright as the painted background or brighter, stops short
+    of it and leaves the gaps between touching cells open (Omnipose's colonies: 0.5 gives 0.74-0.82
+    where the crest gives 0.87-0.93; docs/quality.md). A ring already there keeps the reference."""
+    from scipy import ndimage as ndi
+
+    half = p > 0.5
+    b = float(img[bg].mean())
+    contrast = polarity * (float(img[obj].mean()) - b)
+    if not (contrast > 0 and math.isfinite(slack)):
+        return reference
+    st = plane_structure(p.ndim)
+    past = []          # (threshold, how far its ring lies past the background, in contrast units)
+    for t, ok in zip(thresholds, allowed):
+        if not ok or t > reference:
+            continue
+        region = p > t
+        region = grown_only(region, half) if t < 0.5 else without_new_holes(region, ~half) if t > 0.5 else region
+        ring = ndi.binary_dilation(region, st) & ~region & valid
+        if ring.any():
+            past.append((t, polarity * (b - float(img[ring].mean())) / contrast))
+    if not past:
+        return reference
+    crest = max(z for _, z in past)
+    return max(t for t, z in past if z >= crest - slack)

@@ -84,6 +84,7 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
         rate = 0.0
         val_cost = 0.0
         next_val = t0 + _pkg().VAL_MIN_INTERVAL
+        next_halo = 1 if p.continued else _pkg().HALO_READ_AT
         next_ckpt = t0 + p.checkpoint_every
         next_preview = t0 + min(p.preview_every, 2.0)
         closed = False
@@ -187,6 +188,8 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
                                     fraction=self._fraction(step, elapsed))
                 if last:
                     continue  # ends at the top of the loop with the right reason
+                if step >= next_halo:   # a halo gates the appearance prior's objects (validation.py)
+                    next_halo = self._read_halo(step)
                 now = time.perf_counter()
                 if self.valset is not None and now >= next_val:
                     tv = time.perf_counter()
@@ -259,7 +262,9 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
             if shifted:
                 where = (f"objects where their odds against the background exceed {self.edge_threshold:g}"
                          if p.classes > 2 else f"class 2 above {self.edge_threshold:g} of the trained probability")
-            if notes:   # kept: 0.5, or a continued model's own threshold
+            if notes and self.edge_threshold != getattr(self, "edge_reference", 0.5):   # to the crest
+                note = f"boundary moved out to the halo's crest ({where}): {notes[0]}"
+            elif notes:   # kept: 0.5, or a continued model's own threshold
                 kept = f" ({where}: the continued model's own)" if where else ""
                 note = f"boundary kept where the network put it{kept}: {notes[0]}"
             elif getattr(self, "threshold_from", "") == "shares":

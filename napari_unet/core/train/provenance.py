@@ -55,7 +55,9 @@ class ProvenanceMixin:
             # has a weaker regulariser)
             "regulariser": {"edge_aware": float(getattr(self, "potts_weight", 0.0) or 0.0),
                             "appearance": float(_pkg().APPEARANCE_WEIGHT)
-                            if getattr(self, "appearance", None) is not None else 0.0},
+                            if getattr(self, "appearance", None) is not None else 0.0,
+                            # the step from which a halo gated the appearance prior's objects too
+                            "halo_seen_at_step": getattr(self, "halo_seen", None)},
             "kinds": getattr(self, "kinds", None),
             "validation": None if val is None else {
                 "step": val.step, "loss": val.loss, "mean_iou": val.mean_iou,

@@ -183,6 +183,28 @@ class ValidationMixin:
         return (f"mirror agreement {new.agreement:.3f} against {old.agreement:.3f}; IoU on the "
                 f"painted strokes {new.mean_iou:.3f} against {old.mean_iou:.3f}")
 
+    def _read_halo(self, step: int) -> float:
+        """Whether a halo rings the objects (phase contrast): calibration.halo_overshoot over
+        HALO_MAX on the calibration crops, with the network's objects as they are now. Once it
+        does, the appearance prior gates the object classes as it gates the background for the
+        rest of the run (``halo_seen``, which the end-of-run calibration reads too): the halo
+        between touching cells looks like background, and charged at any width it was carved out
+        of every colony. Returns the step of the next reading (twice this one's; never once seen)."""
+        ap = getattr(self, "appearance", None)
+        if ap is None or ap.gate_objects or getattr(self, "calset", None) is None or not _pkg().HALO_GATE:
+            return math.inf
+        from .calibration import HALO_MAX, _flux_inputs, _object_odds_of, halo_overshoot
+
+        amp = dict(device_type=self.p.dev.type, dtype=self.amp, enabled=self.amp is not None)
+        p = _object_odds_of(self.p.model, self.calset.x, to_dev=self._to_dev, autocast=amp,
+                            batch=max(1, self.batch * 2))
+        _, img, valid, polarity, obj, bg = _flux_inputs(self.calset.x, self.calset.y, p.shape)
+        if polarity is not None and halo_overshoot(p, img, valid, polarity, obj, bg) > HALO_MAX:
+            ap.gate_objects = True
+            self.halo_seen = step
+            return math.inf
+        return 2 * max(step, _pkg().HALO_READ_AT // 2)
+
     def _discarded_model(self) -> torch.nn.Module:
         """The run's own weights that keep_better set aside, as a finished model (on the CPU,
         in eval mode) with this run's record and edge threshold."""
@@ -241,10 +263,10 @@ class ValidationMixin:
 
         amp = dict(device_type=self.p.dev.type, dtype=self.amp, enabled=self.amp is not None)
         prior = getattr(self, "prior_threshold", None)
-        ref = prior if CONTINUE_KEEPS_THRESHOLD and prior in THRESHOLDS else 0.5
+        ref = self.edge_reference = prior if CONTINUE_KEEPS_THRESHOLD and prior in THRESHOLDS else 0.5
         found = edge_threshold(self.p.model, self.calset.x, self.calset.y, to_dev=self._to_dev,
                                autocast=amp, batch=max(1, self.batch * 2), reference=ref,
-                               notes=self.edge_notes)
+                               notes=self.edge_notes, halo=getattr(self, "halo_seen", None) is not None)
         if found is None:
             return
         self.edge_threshold = found[0]
