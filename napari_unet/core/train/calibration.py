@@ -103,8 +103,9 @@ MIN_UNPAINTED = 0.1        # dense paint (less unpainted than this share of the 
 # the benchmark's cases 0.115 or more, DIC relief 0.016: there the flux cut objects, 0.652 -> 0.627)
 MIN_POLARITY = float(os.environ.get("NAPARI_UNET_EDGE_MIN_POLARITY", 0.2))
 # a halo, not a blurred step: the ring outside the objects past the painted background by more
-# than this share of their contrast (edge_evidence.halo_overshoot) keeps the reference (phase-contrast
-# E. coli, 600 steps: 0.98 chosen, IoU 0.862, 0.914 at 0.5; the table's cases -0.36 to 0.32; 46th session)
+# than this share of their contrast (edge_evidence.halo_overshoot); the flux is not asked there
+# (phase-contrast E. coli, 600 steps: 0.98 chosen, IoU 0.862, 0.914 at 0.5; the table's cases
+# -0.36 to 0.32; 46th session)
 HALO_MAX = float(os.environ.get("NAPARI_UNET_EDGE_HALO_MAX", 0.5))
 # there the boundary goes out to within this share of the objects' contrast of the halo's crest
 # (edge_evidence.halo_ridge; Omnipose's colonies 0.74 / 0.82 -> 0.87 / 0.93 at 600 steps; "inf": the
@@ -313,9 +314,10 @@ def edge_threshold(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
     """The edge-aligned threshold between the background and the objects (:func:`object_odds`)
     for ``model`` on the crops ``x`` ``(N, C, *patch)`` with their paint ``y`` (the objects'
     paint must stay), and the edge score of each threshold; ``reference``: the threshold kept
-    unless another scores better (:func:`choose_threshold`). ``notes`` gets why the edges were
-    not asked, for the user's message (a halo), when the reference is kept for that reason;
-    ``halo``: one was seen during the run (validation.py's ``_read_halo``), whatever the ring reads now."""
+    unless another scores better (:func:`choose_threshold`). ``notes`` gets why the flux was not
+    asked, for the user's message: a halo, under which the boundary stays or goes out to its crest
+    (:func:`halo_ridge`); ``halo``: one was seen during the run (validation.py's ``_read_halo``),
+    whatever the ring reads now."""
     p = _object_odds_of(model, x, to_dev=to_dev, autocast=autocast, batch=batch)
     xs, img, valid, polarity, obj, bg = _flux_inputs(x, y, p.shape)
     # both kinds of paint, no polarity: the mean gradient in 2D (stacks keep 0.5: module notes)
