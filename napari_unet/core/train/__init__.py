@@ -98,11 +98,13 @@ APPEARANCE_CONFIDENCE = float(os.environ.get("NAPARI_UNET_APPEARANCE_CONFIDENCE"
 APPEARANCE_GATE_OBJECTS = os.environ.get("NAPARI_UNET_APPEARANCE_GATE_OBJECTS", "0") == "1"
 APPEARANCE_MARGIN = int(os.environ.get("NAPARI_UNET_APPEARANCE_MARGIN", 0))
 # a halo (phase contrast: calibration.HALO_MAX, read on the calibration crops at step HALO_READ_AT,
-# twice that, ... and at a continued run's start) gates the object classes too for the rest of the
-# run: the halo between touching cells looks like background, and charged at any width the network
-# carved it out of every colony (Omnipose's colonies at 1,200 steps 0.75 / 0.92 -> 0.93 / 0.98)
+# twice that, ... and at a continued run's start; HALO_READINGS readings in a row) gates the object
+# classes too for the rest of the run: the halo between touching cells looks like background, and
+# charged at any width the network carved it out of every colony (Omnipose's colonies at 1,200
+# steps: 0.916 / 0.751 -> 0.981 / 0.911; docs/quality.md)
 HALO_GATE = os.environ.get("NAPARI_UNET_HALO_GATE", "1") == "1"
 HALO_READ_AT = 150
+HALO_READINGS = 2
 # at the end of a run, move the background/object boundary onto the image's edges (calibration.py);
 # EM membranes 900 steps, lines-m2/m4/m8: 0.603/0.589/0.588 -> 0.612/0.625/0.617; nuclei keep 0.5
 # (docs/quality.md, ninth session); BBBC039 at 80 steps 0.874/0.854 -> 0.913/0.913, 3 classes at
@@ -208,4 +210,4 @@ __all__ = ["iter_train", "train", "TrainConfig", "default_architecture", "defaul
            "ThreadTuner", "DENSE_TRAINING", "DENSE_EVEN_SHARE", "DEFAULT_LR", "DEFAULT_LR_2D", "FINETUNE_LR_FACTOR", "EMA_DECAY", "ENTROPY_WEIGHT", "REG_WEIGHT", "REG_WEIGHT_3D", "REG_WEIGHT_3D_STEM",
            "REG_RAMP", "REG_NEEDS_POLARITY", "REG_DILATIONS", "REG_DILATIONS_3D", "REG_LONG_STEPS", "ANCHOR_WEIGHT", "APPEARANCE_WEIGHT",
            "STEM_2D", "STEM_3D", "APPEARANCE_GATE", "APPEARANCE_CONTRAST", "APPEARANCE_CONFIDENCE", "APPEARANCE_MARGIN", "APPEARANCE_GATE_OBJECTS",
-           "HALO_GATE", "HALO_READ_AT"]
+           "HALO_GATE", "HALO_READ_AT", "HALO_READINGS"]

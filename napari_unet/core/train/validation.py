@@ -189,7 +189,8 @@ class ValidationMixin:
         does, the appearance prior gates the object classes as it gates the background for the
         rest of the run (``halo_seen``, which the end-of-run calibration reads too): the halo
         between touching cells looks like background, and charged at any width it was carved out
-        of every colony. Returns the step of the next reading (twice this one's; never once seen)."""
+        of every colony. It must read so ``HALO_READINGS`` times in a row. Returns the step of the
+        next reading (twice this one's; never once seen)."""
         ap = getattr(self, "appearance", None)
         if ap is None or ap.gate_objects or getattr(self, "calset", None) is None or not _pkg().HALO_GATE:
             return math.inf
@@ -199,7 +200,9 @@ class ValidationMixin:
         p = _object_odds_of(self.p.model, self.calset.x, to_dev=self._to_dev, autocast=amp,
                             batch=max(1, self.batch * 2))
         _, img, valid, polarity, obj, bg = _flux_inputs(self.calset.x, self.calset.y, p.shape)
-        if polarity is not None and halo_overshoot(p, img, valid, polarity, obj, bg) > HALO_MAX:
+        over = polarity is not None and halo_overshoot(p, img, valid, polarity, obj, bg) > HALO_MAX
+        self.halo_readings = getattr(self, "halo_readings", 0) + 1 if over else 0
+        if self.halo_readings >= _pkg().HALO_READINGS:   # in a row: one young map is not enough
             ap.gate_objects = True
             self.halo_seen = step
             return math.inf
