@@ -22,6 +22,11 @@ class ValidationMixin:
     """Mixed into the trainer: needs ``p``, ``valset``, ``paintset``, ``start_state``,
     ``batch``, ``amp``, ``_to_dev``, ``_stopped`` and ``sampler``."""
 
+    def _autocast_kw(self) -> dict:
+        """``torch.autocast`` keywords for the passes over crops outside the training step (the
+        edge calibration, keep-better's flux, the halo reading, the kinds of object)."""
+        return dict(device_type=self.p.dev.type, dtype=self.amp, enabled=self.amp is not None)
+
     def _validate(self, step: int, vs: ValSet | None = None) -> Validation | None:
         vs = self.valset if vs is None else vs
         model = self.p.model
@@ -196,7 +201,7 @@ class ValidationMixin:
             return math.inf
         from .calibration import HALO_MAX, _flux_inputs, _object_odds_of, halo_overshoot
 
-        amp = dict(device_type=self.p.dev.type, dtype=self.amp, enabled=self.amp is not None)
+        amp = self._autocast_kw()
         p = _object_odds_of(self.p.model, self.calset.x, to_dev=self._to_dev, autocast=amp,
                             batch=max(1, self.batch * 2))
         _, img, valid, polarity, obj, bg = _flux_inputs(self.calset.x, self.calset.y, p.shape)
@@ -239,7 +244,7 @@ class ValidationMixin:
             return None
         from .calibration import region_flux
 
-        amp = dict(device_type=self.p.dev.type, dtype=self.amp, enabled=self.amp is not None)
+        amp = self._autocast_kw()
         return region_flux(self.p.model, self.calset.x, evidence, to_dev=self._to_dev,
                            autocast=amp, batch=max(1, self.batch * 2))
 
@@ -264,7 +269,7 @@ class ValidationMixin:
             return
         from .calibration import CONTINUE_KEEPS_THRESHOLD, THRESHOLDS, edge_threshold, shift_head
 
-        amp = dict(device_type=self.p.dev.type, dtype=self.amp, enabled=self.amp is not None)
+        amp = self._autocast_kw()
         prior = getattr(self, "prior_threshold", None)
         ref = self.edge_reference = prior if CONTINUE_KEEPS_THRESHOLD and prior in THRESHOLDS else 0.5
         found = edge_threshold(self.p.model, self.calset.x, self.calset.y, to_dev=self._to_dev,
@@ -303,7 +308,7 @@ class ValidationMixin:
         from ..postprocess import classes_are_kinds
         from .calibration import painted_kinds
 
-        amp = dict(device_type=self.p.dev.type, dtype=self.amp, enabled=self.amp is not None)
+        amp = self._autocast_kw()
         ev = painted_kinds(self.p.model, self.kindset.x, self.kindset.y, to_dev=self._to_dev,
                            autocast=amp, batch=max(1, self.batch * 2))
         kinds = classes_are_kinds(ev)
