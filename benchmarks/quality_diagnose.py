@@ -306,6 +306,8 @@ def main(argv=None) -> int:
                    train_seconds=round(run.seconds, 1),
                    edge_threshold=(run.model.meta.get("training") or {}).get("edge_threshold"),
                    halo_seen_at_step=((run.model.meta.get("training") or {}).get("regulariser") or {}).get("halo_seen_at_step"),
+                   edge_aware_off_at_step=((run.model.meta.get("training") or {}).get("regulariser") or {}).get(
+                       "edge_aware_off_at_step"),
                    **diagnose(run.probs, im.truth))
         if im.classes > 2:   # what Predict gives by default (each object one class where chosen)
             row.update(labels_iou=round(score(run.labels, im.truth), 4),

@@ -897,15 +897,16 @@ def test_a_halo_seen_during_training_gates_the_appearance_priors_objects(monkeyp
     sparse = np.zeros_like(sem)
     sparse[::8] = sem[::8]
     monkeypatch.setattr(T, "HALO_READ_AT", 2)
+    monkeypatch.setattr(T, "SWELL_GUARD", False)   # its readings: tests/core/test_swell_guard.py
     readings = []
-    real = validation.ValidationMixin._read_halo
+    real = validation.ValidationMixin._read_maps
 
     def spy(self, step):
         nxt = real(self, step)
         readings.append((step, nxt, self.appearance.gate_objects))
         return nxt
 
-    monkeypatch.setattr(validation.ValidationMixin, "_read_halo", spy)
+    monkeypatch.setattr(validation.ValidationMixin, "_read_maps", spy)
     opts = dict(steps=9, device="cpu", seed=0, base_channels=4, depth=2)
     for over, gate in ((2.0, True), (-0.2, True), (2.0, False)):
         monkeypatch.setattr(T, "HALO_GATE", gate)

@@ -152,13 +152,14 @@ def test_training_builds_the_stem_it_is_told_to(rng, monkeypatch):
     # it (at full weight it widened thin walls; without either, a stack painted on one plane of
     # five scored under the forest and swung with the seed)
     assert default.meta["training"]["regulariser"] == {"edge_aware": T.REG_WEIGHT_3D_STEM, "halo_seen_at_step": None,
+                                                       "edge_aware_off_at_step": None,
                                                        "appearance": T.APPEARANCE_WEIGHT}
     assert 0 < T.REG_WEIGHT_3D_STEM < T.REG_WEIGHT_3D
     monkeypatch.setattr(T, "STEM_3D", None)
     plain = train(img, lab, dims=3, patch=(8, 16, 16), **opts)
     assert plain.meta["stem"] is None and plain.stem is None
     assert plain.meta["training"]["regulariser"] == {"edge_aware": T.REG_WEIGHT_3D, "appearance": T.APPEARANCE_WEIGHT,
-                                                     "halo_seen_at_step": None}
+                                                     "halo_seen_at_step": None, "edge_aware_off_at_step": None}
     assert T.REG_WEIGHT_3D > 0 and T.APPEARANCE_WEIGHT > 0
     monkeypatch.setattr(T, "STEM_3D", (1.0, 2.0))
     m3 = train(img, lab, dims=3, patch=(8, 16, 16), **opts)

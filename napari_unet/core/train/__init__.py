@@ -105,6 +105,15 @@ APPEARANCE_MARGIN = int(os.environ.get("NAPARI_UNET_APPEARANCE_MARGIN", 0))
 HALO_GATE = os.environ.get("NAPARI_UNET_HALO_GATE", "1") == "1"
 HALO_READ_AT = 150
 HALO_READINGS = 2
+# objects spread over what looks like the painted background (edge_evidence.swell_overshoot over
+# SWELL_MAX, read with the halo, SWELL_READINGS times in a row; not once a halo is seen, which
+# looks like background inside a colony) stop the edge-aware regulariser for the rest of the run:
+# in a flat unpainted region next to the objects it drives whichever class the network leans to
+# all the way there, and a bright glow around Caulobacter cells became object (0.30 at 600 steps;
+# without the regulariser 0.59; docs/quality.md, fiftieth session). 0: the regulariser stays
+SWELL_GUARD = os.environ.get("NAPARI_UNET_SWELL_GUARD", "1") == "1"
+SWELL_MAX = float(os.environ.get("NAPARI_UNET_SWELL_MAX", 1.0))
+SWELL_READINGS = int(os.environ.get("NAPARI_UNET_SWELL_READINGS", 2))
 # at the end of a run, move the background/object boundary onto the image's edges (calibration.py);
 # EM membranes 900 steps, lines-m2/m4/m8: 0.603/0.589/0.588 -> 0.612/0.625/0.617; nuclei keep 0.5
 # (docs/quality.md, ninth session); BBBC039 at 80 steps 0.874/0.854 -> 0.913/0.913, 3 classes at
@@ -210,4 +219,5 @@ __all__ = ["iter_train", "train", "TrainConfig", "default_architecture", "defaul
            "ThreadTuner", "DENSE_TRAINING", "DENSE_EVEN_SHARE", "DEFAULT_LR", "DEFAULT_LR_2D", "FINETUNE_LR_FACTOR", "EMA_DECAY", "ENTROPY_WEIGHT", "REG_WEIGHT", "REG_WEIGHT_3D", "REG_WEIGHT_3D_STEM",
            "REG_RAMP", "REG_NEEDS_POLARITY", "REG_DILATIONS", "REG_DILATIONS_3D", "REG_LONG_STEPS", "ANCHOR_WEIGHT", "APPEARANCE_WEIGHT",
            "STEM_2D", "STEM_3D", "APPEARANCE_GATE", "APPEARANCE_CONTRAST", "APPEARANCE_CONFIDENCE", "APPEARANCE_MARGIN", "APPEARANCE_GATE_OBJECTS",
-           "HALO_GATE", "HALO_READ_AT", "HALO_READINGS"]
+           "HALO_GATE", "HALO_READ_AT", "HALO_READINGS",
+           "SWELL_GUARD", "SWELL_MAX", "SWELL_READINGS"]

@@ -2,7 +2,9 @@
 (:mod:`.calibration`) trusts the image's flux there: the image's gradient and Laplacian in the
 plane, whether the painted objects are brighter or darker than the painted background (their
 polarity, which signs the flux), and whether a halo rings them (phase contrast), where the flux's
-premise, a blurred step, does not hold, and where the halo's crest lies instead."""
+premise, a blurred step, does not hold, and where the halo's crest lies instead. Read during
+training too: a halo, and objects spread over what looks like the painted background
+(:func:`swell_overshoot`; validation.py's ``_read_maps``)."""
 from __future__ import annotations
 
 import math
@@ -75,6 +77,23 @@ def halo_overshoot(p: np.ndarray, img: np.ndarray, valid: np.ndarray, polarity: 
     if contrast <= 0:
         return math.nan
     return polarity * (b - float(img[around].mean())) / contrast
+
+
+def swell_overshoot(p: np.ndarray, img: np.ndarray, valid: np.ndarray, polarity: float,
+                    obj: np.ndarray, bg: np.ndarray) -> float:
+    """Where the network's own objects (``p > 0.5``) lie on the unpainted ``valid`` pixels, how far
+    their mean lies from the painted objects' towards the painted background, in units of the
+    paint's object-background contrast: about 0 where the objects it found look like the painted
+    ones, 1 where they look on average like the painted background, more past it. NaN without
+    both kinds of paint or without unpainted objects."""
+    where = (p > 0.5) & valid & ~obj & ~bg
+    if not (obj.any() and bg.any() and where.any()):
+        return math.nan
+    o = float(img[obj].mean())
+    contrast = polarity * (o - float(img[bg].mean()))
+    if contrast <= 0:
+        return math.nan
+    return polarity * (o - float(img[where].mean())) / contrast
 
 
 def halo_ridge(p: np.ndarray, img: np.ndarray, valid: np.ndarray, polarity: float, obj: np.ndarray,

@@ -123,7 +123,7 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
                         probs = torch.softmax(logits.float(), 1)
                         offs = self.reg_offsets_late if 0 < _pkg().REG_LONG_STEPS <= step else self.reg_offsets
                         potts = (self.potts_weight * ramp) * edge_aware_potts(probs, x, offs) \
-                            if self.potts_weight else 0.0    # none without the paint's polarity (set-up)
+                            if self.potts_weight and self.swell_seen is None else 0.0   # (set-up, _read_maps)
                         loss = loss + potts + (
                             0.0 if self.appearance is None else _pkg().APPEARANCE_WEIGHT * ramp * self.appearance(probs, x, y))
                     if self.anchor is not None:
@@ -188,8 +188,8 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
                                     fraction=self._fraction(step, elapsed))
                 if last:
                     continue  # ends at the top of the loop with the right reason
-                if step >= next_halo:   # a halo gates the appearance prior's objects (validation.py)
-                    next_halo = self._read_halo(step)
+                if step >= next_halo:   # a halo, or objects over what looks like background (validation.py)
+                    next_halo = self._read_maps(step)
                 now = time.perf_counter()
                 if self.valset is not None and now >= next_val:
                     tv = time.perf_counter()
@@ -252,25 +252,7 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
         if kinds:  # the status line says it too: it changes what Predict does by default
             message = f"{message}; {kinds}" if message else kinds
             detail = f"{detail}; {kinds}" if detail else kinds
-        if ended and not kept_previous and not getattr(self, "balanced", True):   # said, as a threshold is
-            note = "a full mask: trained on its class shares, so the decision follows them"
-            message = f"{message}; {note}" if message else note
-        shifted = getattr(self, "edge_threshold", None) not in (None, 0.5)
-        notes = getattr(self, "edge_notes", None)   # why the edges were not asked (a halo)
-        if not kept_previous and (shifted or notes):
-            where = ""
-            if shifted:
-                where = (f"objects where their odds against the background exceed {self.edge_threshold:g}"
-                         if p.classes > 2 else f"class 2 above {self.edge_threshold:g} of the trained probability")
-            if notes and self.edge_threshold != getattr(self, "edge_reference", 0.5):   # to the crest
-                note = f"boundary moved out to the halo's crest ({where}): {notes[0]}"
-            elif notes:   # kept: 0.5, or a continued model's own threshold
-                kept = f" ({where}: the continued model's own)" if where else ""
-                note = f"boundary kept where the network put it{kept}: {notes[0]}"
-            elif getattr(self, "threshold_from", "") == "shares":
-                note = f"decision matched to the dense mask's class shares ({where}; training balances the classes)"
-            else:
-                note = f"boundary moved onto the image's edges ({where})"
+        for note in self._end_notes(ended, kept_previous):   # what the run did with the boundary
             message = f"{message}; {note}" if message else note
         last = []   # the final validation, and the preview of the weights handed back (averaged,
         # edge-calibrated, or the previous ones keep-better kept), not of the last step's

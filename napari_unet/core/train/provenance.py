@@ -16,6 +16,38 @@ class ProvenanceMixin:
     """Mixed into the trainer: needs ``p``, ``train_pixels``, ``val_pixels``, ``precision``,
     ``patch`` and ``batch``."""
 
+    def _end_notes(self, ended: bool, kept_previous: bool) -> list[str]:
+        """What the run's end message says about how it trained and where it put the boundary
+        (a full mask's shares, the regulariser stopped, the edge calibration or the halo); nothing
+        when keep-better kept the previous weights, which carry their own."""
+        if not ended or kept_previous:
+            return []
+        out = []
+        if not getattr(self, "balanced", True):   # said, as a threshold is
+            out.append("a full mask: trained on its class shares, so the decision follows them")
+        if getattr(self, "swell_seen", None) is not None:   # validation._read_maps
+            out.append(f"edge-aware regulariser stopped at step {self.swell_seen}: the objects spread "
+                       "over unpainted pixels that look like the painted background (paint background "
+                       "strokes there)")
+        shifted = getattr(self, "edge_threshold", None) not in (None, 0.5)
+        notes = getattr(self, "edge_notes", None)   # why the edges were not asked (a halo)
+        if not (shifted or notes):
+            return out
+        where = ""
+        if shifted:
+            where = (f"objects where their odds against the background exceed {self.edge_threshold:g}"
+                     if self.p.classes > 2 else f"class 2 above {self.edge_threshold:g} of the trained probability")
+        if notes and self.edge_threshold != getattr(self, "edge_reference", 0.5):   # to the crest
+            out.append(f"boundary moved out to the halo's crest ({where}): {notes[0]}")
+        elif notes:   # kept: 0.5, or a continued model's own threshold
+            kept = f" ({where}: the continued model's own)" if where else ""
+            out.append(f"boundary kept where the network put it{kept}: {notes[0]}")
+        elif getattr(self, "threshold_from", "") == "shares":
+            out.append(f"decision matched to the dense mask's class shares ({where}; training balances the classes)")
+        else:
+            out.append(f"boundary moved onto the image's edges ({where})")
+        return out
+
     def _provenance(self, step: int, elapsed: float, reason: str | None, val: Validation | None,
                     kept_previous: bool = False) -> dict:
         p = self.p
@@ -57,7 +89,10 @@ class ProvenanceMixin:
                             "appearance": float(_pkg().APPEARANCE_WEIGHT)
                             if getattr(self, "appearance", None) is not None else 0.0,
                             # the step from which a halo gated the appearance prior's objects too
-                            "halo_seen_at_step": getattr(self, "halo_seen", None)},
+                            "halo_seen_at_step": getattr(self, "halo_seen", None),
+                            # the step from which objects spread over what looks like the painted
+                            # background stopped the edge-aware one
+                            "edge_aware_off_at_step": getattr(self, "swell_seen", None)},
             "kinds": getattr(self, "kinds", None),
             "validation": None if val is None else {
                 "step": val.step, "loss": val.loss, "mean_iou": val.mean_iou,

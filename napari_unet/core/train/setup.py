@@ -288,6 +288,7 @@ class Setup:
             for v in val_vols:
                 v.val, v.train = v.train, np.zeros_like(v.train)
         self.potts_weight = self.reg_weight if _paint_has_polarity(vols) else 0.0
+        self.swell_seen = None     # the step from which it stops (validation._read_maps)
         if self.reg_weight > 0 and not self.potts_weight:   # said when training starts
             edges = dims == 2 and _pkg().EDGE_CALIBRATION and NO_POLARITY == "gradient"   # (calibration)
             note = NO_POLARITY_NOTE if edges else NO_POLARITY_NOTE_ALONE

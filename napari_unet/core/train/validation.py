@@ -188,28 +188,53 @@ class ValidationMixin:
         return (f"mirror agreement {new.agreement:.3f} against {old.agreement:.3f}; IoU on the "
                 f"painted strokes {new.mean_iou:.3f} against {old.mean_iou:.3f}")
 
-    def _read_halo(self, step: int) -> float:
-        """Whether a halo rings the objects (phase contrast): calibration.halo_overshoot over
-        HALO_MAX on the calibration crops, with the network's objects as they are now. Once it
-        does, the appearance prior gates the object classes as it gates the background for the
-        rest of the run (``halo_seen``, which the end-of-run calibration reads too): the halo
-        between touching cells looks like background, and charged at any width it was carved out
-        of every colony. It must read so ``HALO_READINGS`` times in a row. Returns the step of the
-        next reading (twice this one's; never once seen)."""
+    def _read_maps(self, step: int) -> float:
+        """What the network's objects look like now on the calibration crops, read at step
+        HALO_READ_AT, twice that, ... (and at a continued run's first step). Each finding must read
+        so in that many readings in a row (one young map is not enough), then holds for the rest
+        of the run:
+
+        - a halo rings the objects (phase contrast; calibration.halo_overshoot over HALO_MAX,
+          HALO_READINGS): the appearance prior gates the object classes as it gates the background
+          (``halo_seen``, which the end-of-run calibration reads too). The halo between touching
+          cells looks like background, and charged at any width it was carved out of every colony.
+        - the objects spread over what looks like the painted background (edge_evidence.
+          swell_overshoot over SWELL_MAX, SWELL_READINGS; not where the same reading finds a
+          halo, which looks like background inside a colony, nor once a halo is seen): the
+          edge-aware regulariser stops (``swell_seen``). In a flat unpainted region beside the
+          objects it drives the class the network leans to all the way there (a bright glow
+          around cells became object).
+
+        Returns the step of the next reading (twice this one's; never once nothing is left to read)."""
         ap = getattr(self, "appearance", None)
-        if ap is None or ap.gate_objects or getattr(self, "calset", None) is None or not _pkg().HALO_GATE:
+        halo_open = ap is not None and not ap.gate_objects and _pkg().HALO_GATE
+        swell_open = bool(self.potts_weight) and self.swell_seen is None and _pkg().SWELL_GUARD \
+            and getattr(self, "halo_seen", None) is None
+        if getattr(self, "calset", None) is None or not (halo_open or swell_open):
             return math.inf
         from .calibration import HALO_MAX, _flux_inputs, _object_odds_of, halo_overshoot
+        from .edge_evidence import swell_overshoot
 
-        amp = self._autocast_kw()
-        p = _object_odds_of(self.p.model, self.calset.x, to_dev=self._to_dev, autocast=amp,
+        p = _object_odds_of(self.p.model, self.calset.x, to_dev=self._to_dev, autocast=self._autocast_kw(),
                             batch=max(1, self.batch * 2))
         _, img, valid, polarity, obj, bg = _flux_inputs(self.calset.x, self.calset.y, p.shape)
-        over = polarity is not None and halo_overshoot(p, img, valid, polarity, obj, bg) > HALO_MAX
-        self.halo_readings = getattr(self, "halo_readings", 0) + 1 if over else 0
-        if self.halo_readings >= _pkg().HALO_READINGS:   # in a row: one young map is not enough
-            ap.gate_objects = True
-            self.halo_seen = step
+        if polarity is None:          # the crops' paint does not change during a run
+            return math.inf
+        halo = halo_overshoot(p, img, valid, polarity, obj, bg) > HALO_MAX
+        if halo_open:
+            self.halo_readings = getattr(self, "halo_readings", 0) + 1 if halo else 0
+            if self.halo_readings >= _pkg().HALO_READINGS:
+                ap.gate_objects = True
+                self.halo_seen = step
+                halo_open = swell_open = False
+        if swell_open:
+            # a halo explains objects that look like background (the halo inside a colony)
+            over = not halo and swell_overshoot(p, img, valid, polarity, obj, bg) > _pkg().SWELL_MAX
+            self.swell_readings = getattr(self, "swell_readings", 0) + 1 if over else 0
+            if self.swell_readings >= _pkg().SWELL_READINGS:
+                self.swell_seen = step      # the loop stops the regulariser from here
+                swell_open = False
+        if not (halo_open or swell_open):
             return math.inf
         return 2 * max(step, _pkg().HALO_READ_AT // 2)
 
