@@ -109,8 +109,9 @@ HALO_READINGS = 2
 # SWELL_MAX, read with the halo, SWELL_READINGS times in a row; not once a halo is seen, which
 # looks like background inside a colony) stop the edge-aware regulariser for the rest of the run:
 # in a flat unpainted region next to the objects it drives whichever class the network leans to
-# all the way there, and a bright glow around Caulobacter cells became object (0.30 at 600 steps;
-# without the regulariser 0.59; docs/quality.md, fiftieth session). 0: the regulariser stays
+# all the way there, and a bright glow around Caulobacter cells became object (610 steps 0.31 ->
+# 0.51, 120 s 0.37 -> 0.56; no case of the benchmark reads over 0.45; docs/quality.md, fiftieth
+# session). 0: the regulariser stays
 SWELL_GUARD = os.environ.get("NAPARI_UNET_SWELL_GUARD", "1") == "1"
 SWELL_MAX = float(os.environ.get("NAPARI_UNET_SWELL_MAX", 1.0))
 SWELL_READINGS = int(os.environ.get("NAPARI_UNET_SWELL_READINGS", 2))
