@@ -59,6 +59,16 @@ def brighter_share(a: np.ndarray, b: np.ndarray, most: int = 20000) -> float:
     return float((below + 0.5 * ties).sum()) / (a.size * b.size)
 
 
+def paint_means(img: np.ndarray, obj: np.ndarray, bg: np.ndarray, polarity: float) -> tuple[float, float, float]:
+    """The mean of ``img`` over the painted objects and over the painted background, and the
+    contrast between them along ``polarity`` (objects minus background, times the polarity:
+    positive where the paint agrees with it); NaNs without both kinds of paint."""
+    if not (obj.any() and bg.any()):
+        return math.nan, math.nan, math.nan
+    o, b = float(img[obj].mean()), float(img[bg].mean())
+    return o, b, polarity * (o - b)
+
+
 def halo_overshoot(p: np.ndarray, img: np.ndarray, valid: np.ndarray, polarity: float,
                    obj: np.ndarray, bg: np.ndarray, ring: int = 3) -> float:
     """How far the ``ring`` px just outside the network's own objects (``p > 0.5``, in the YX
@@ -70,11 +80,8 @@ def halo_overshoot(p: np.ndarray, img: np.ndarray, valid: np.ndarray, polarity: 
 
     half = p > 0.5
     around = ndi.binary_dilation(half, plane_structure(p.ndim, full=True), iterations=ring) & ~half & valid
-    if not (obj.any() and bg.any() and around.any()):
-        return math.nan
-    b = float(img[bg].mean())
-    contrast = polarity * (float(img[obj].mean()) - b)
-    if contrast <= 0:
+    _, b, contrast = paint_means(img, obj, bg, polarity)
+    if not (contrast > 0 and around.any()):
         return math.nan
     return polarity * (b - float(img[around].mean())) / contrast
 
@@ -87,11 +94,8 @@ def swell_overshoot(p: np.ndarray, img: np.ndarray, valid: np.ndarray, polarity:
     ones, 1 where they look on average like the painted background, more past it. NaN without
     both kinds of paint or without unpainted objects."""
     where = (p > 0.5) & valid & ~obj & ~bg
-    if not (obj.any() and bg.any() and where.any()):
-        return math.nan
-    o = float(img[obj].mean())
-    contrast = polarity * (o - float(img[bg].mean()))
-    if contrast <= 0:
+    o, _, contrast = paint_means(img, obj, bg, polarity)
+    if not (contrast > 0 and where.any()):
         return math.nan
     return polarity * (o - float(img[where].mean())) / contrast
 
@@ -110,8 +114,7 @@ def halo_ridge(p: np.ndarray, img: np.ndarray, valid: np.ndarray, polarity: floa
     from scipy import ndimage as ndi
 
     half = p > 0.5
-    b = float(img[bg].mean())
-    contrast = polarity * (float(img[obj].mean()) - b)
+    _, b, contrast = paint_means(img, obj, bg, polarity)
     if not (contrast > 0 and math.isfinite(slack)):
         return reference
     st = plane_structure(p.ndim)
