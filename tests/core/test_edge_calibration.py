@@ -917,7 +917,10 @@ def test_a_halo_seen_during_training_gates_the_appearance_priors_objects(monkeyp
         if over > calibration.HALO_MAX and gate:   # two readings in a row (HALO_READINGS)
             assert readings == [(2, 4, False), (4, float("inf"), True)] and seen == 4
             assert "halo rings the objects" in done.message, done.message
+            assert ("a halo read from step 4: from there the objects were not charged for covering "
+                    "what looks like background") in done.message, done.message
         else:
             assert seen is None and ("halo rings" in done.message) == (over > calibration.HALO_MAX)
+            assert "a halo read from step" not in done.message
             assert all(not g for _, _, g in readings)
             assert [s for s, _, _ in readings] == ([2, 4, 8] if gate else [2])   # doubling; off: once

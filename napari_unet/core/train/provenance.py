@@ -17,15 +17,19 @@ class ProvenanceMixin:
     ``patch`` and ``batch``."""
 
     def _end_notes(self, ended: bool, kept_previous: bool) -> list[str]:
-        """What the run's end message says about how it trained and where it put the boundary
-        (a full mask's shares, the regulariser stopped, the edge calibration or the halo); nothing
-        when keep-better kept the previous weights, which carry their own."""
+        """What the run's end message says about how it trained and where it put the boundary (a
+        full mask's shares, a halo read or the regulariser stopped during training, the edge
+        calibration or the halo at the end); nothing when keep-better kept the previous weights,
+        which carry their own."""
         if not ended or kept_previous:
             return []
         out = []
         if not getattr(self, "balanced", True):   # said, as a threshold is
             out.append("a full mask: trained on its class shares, so the decision follows them")
-        if getattr(self, "swell_seen", None) is not None:   # validation._read_maps
+        if getattr(self, "halo_seen", None) is not None:    # validation._read_maps
+            out.append(f"a halo read from step {self.halo_seen}: from there the objects were not charged for "
+                       "covering what looks like background (the halo between touching cells)")
+        if getattr(self, "swell_seen", None) is not None:
             out.append(f"edge-aware regulariser stopped at step {self.swell_seen}: the objects spread "
                        "over unpainted pixels that look like the painted background (paint background "
                        "strokes there)")
