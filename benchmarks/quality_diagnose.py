@@ -302,16 +302,16 @@ def main(argv=None) -> int:
             with atomic_path(args.save) as tmp, open(tmp, "wb") as f:   # whole or not at all
                 np.savez_compressed(f, probs=run.probs.astype(np.float16), truth=im.truth,
                                     strokes=strokes, written_by=np.array(SAVE_MARK))
+        record = run.model.meta.get("training") or {}
+        reg = record.get("regulariser") or {}
         row = dict(case=args.case, steps=args.steps, seed=seed, dims=dims, **options,
                    train_seconds=round(run.seconds, 1),
-                   edge_threshold=(run.model.meta.get("training") or {}).get("edge_threshold"),
-                   halo_seen_at_step=((run.model.meta.get("training") or {}).get("regulariser") or {}).get("halo_seen_at_step"),
-                   edge_aware_off_at_step=((run.model.meta.get("training") or {}).get("regulariser") or {}).get(
-                       "edge_aware_off_at_step"),
+                   edge_threshold=record.get("edge_threshold"),
+                   halo_seen_at_step=reg.get("halo_seen_at_step"),
+                   edge_aware_off_at_step=reg.get("edge_aware_off_at_step"),
                    **diagnose(run.probs, im.truth))
         if im.classes > 2:   # what Predict gives by default (each object one class where chosen)
-            row.update(labels_iou=round(score(run.labels, im.truth), 4),
-                       kinds=(run.model.meta.get("training") or {}).get("kinds"))
+            row.update(labels_iou=round(score(run.labels, im.truth), 4), kinds=record.get("kinds"))
         if args.flux:
             row["calibration"] = choices
         ious.append(row["iou"])
