@@ -882,7 +882,7 @@ def test_the_training_message_says_when_a_halo_keeps_the_boundary(monkeypatch):
 
 
 def test_a_halo_seen_during_training_gates_the_appearance_priors_objects(monkeypatch):
-    """Through ``iter_train``: the run reads the halo on its calibration crops (at HALO_READ_AT
+    """Through ``iter_train``: the run reads the halo on its calibration crops (at READ_MAPS_AT
     steps, then twice as far, ...); once seen twice in a row (a young map alone does not decide),
     the appearance prior gates the object classes as it
     does the background for the rest of the run (the halo between touching cells looks like
@@ -896,7 +896,7 @@ def test_a_halo_seen_during_training_gates_the_appearance_priors_objects(monkeyp
     img, sem, _ = make_nuclei((96, 96), seed=0)
     sparse = np.zeros_like(sem)
     sparse[::8] = sem[::8]
-    monkeypatch.setattr(T, "HALO_READ_AT", 2)
+    monkeypatch.setattr(T, "READ_MAPS_AT", 2)
     monkeypatch.setattr(T, "SWELL_GUARD", False)   # its readings: tests/core/test_swell_guard.py
     readings = []
     real = validation.ValidationMixin._read_maps

@@ -46,7 +46,7 @@ def test_swell_overshoot_reads_objects_over_what_looks_like_the_painted_backgrou
 
 
 def test_objects_over_the_background_stop_the_edge_aware_regulariser(monkeypatch):
-    """Through ``iter_train``: read at HALO_READ_AT steps, then twice as far, ...; SWELL_READINGS
+    """Through ``iter_train``: read at READ_MAPS_AT steps, then twice as far, ...; SWELL_READINGS
     readings in a row over SWELL_MAX stop the regulariser (no potts term from the next step on),
     the record keeps the step and the message says it and where to paint. Below the limit, with
     the guard off, where the same reading finds a halo (which looks like background inside a
@@ -58,7 +58,7 @@ def test_objects_over_the_background_stop_the_edge_aware_regulariser(monkeypatch
     img, sem, _ = make_nuclei((96, 96), seed=0)
     sparse = np.zeros_like(sem)
     sparse[::8] = sem[::8]
-    monkeypatch.setattr(T, "HALO_READ_AT", 2)
+    monkeypatch.setattr(T, "READ_MAPS_AT", 2)
     steps_with_potts = []
     real_potts = loop.edge_aware_potts
 
@@ -102,7 +102,7 @@ def test_the_guard_reads_nothing_without_the_regulariser(monkeypatch):
     img, sem, _ = make_nuclei((64, 64), seed=1)
     sparse = np.zeros_like(sem)
     sparse[::8] = sem[::8]
-    monkeypatch.setattr(T, "HALO_READ_AT", 2)
+    monkeypatch.setattr(T, "READ_MAPS_AT", 2)
     monkeypatch.setattr(T, "REG_WEIGHT", 0.0)
     calls = []
     monkeypatch.setattr(edge_evidence, "swell_overshoot", lambda *a, **k: calls.append(1) or 2.0)

@@ -97,13 +97,13 @@ APPEARANCE_CONFIDENCE = float(os.environ.get("NAPARI_UNET_APPEARANCE_CONFIDENCE"
 # pixels next to a predicted boundary: measured with the gate off, it gave the EM gain back
 APPEARANCE_GATE_OBJECTS = os.environ.get("NAPARI_UNET_APPEARANCE_GATE_OBJECTS", "0") == "1"
 APPEARANCE_MARGIN = int(os.environ.get("NAPARI_UNET_APPEARANCE_MARGIN", 0))
-# a halo (phase contrast: calibration.HALO_MAX, read on the calibration crops at step HALO_READ_AT,
-# twice that, ... and at a continued run's start; HALO_READINGS readings in a row) gates the object
+# a halo (phase contrast: calibration.HALO_MAX, read on the calibration crops at step READ_MAPS_AT,
+# twice that, ... and at a continued run's start; HALO_READINGS readings in a row; map_readings.py) gates the object
 # classes too for the rest of the run: the halo between touching cells looks like background, and
 # charged at any width the network carved it out of every colony (Omnipose's colonies at 1,200
 # steps: 0.916 / 0.751 -> 0.981 / 0.911; docs/quality.md)
 HALO_GATE = os.environ.get("NAPARI_UNET_HALO_GATE", "1") == "1"
-HALO_READ_AT = 150
+READ_MAPS_AT = 150   # the network's map read (map_readings.py): a halo, objects over background
 HALO_READINGS = 2
 # objects spread over what looks like the painted background (edge_evidence.swell_overshoot over
 # SWELL_MAX, read with the halo, SWELL_READINGS times in a row; not once a halo is seen, which
@@ -220,5 +220,5 @@ __all__ = ["iter_train", "train", "TrainConfig", "default_architecture", "defaul
            "ThreadTuner", "DENSE_TRAINING", "DENSE_EVEN_SHARE", "DEFAULT_LR", "DEFAULT_LR_2D", "FINETUNE_LR_FACTOR", "EMA_DECAY", "ENTROPY_WEIGHT", "REG_WEIGHT", "REG_WEIGHT_3D", "REG_WEIGHT_3D_STEM",
            "REG_RAMP", "REG_NEEDS_POLARITY", "REG_DILATIONS", "REG_DILATIONS_3D", "REG_LONG_STEPS", "ANCHOR_WEIGHT", "APPEARANCE_WEIGHT",
            "STEM_2D", "STEM_3D", "APPEARANCE_GATE", "APPEARANCE_CONTRAST", "APPEARANCE_CONFIDENCE", "APPEARANCE_MARGIN", "APPEARANCE_GATE_OBJECTS",
-           "HALO_GATE", "HALO_READ_AT", "HALO_READINGS",
+           "HALO_GATE", "READ_MAPS_AT", "HALO_READINGS",
            "SWELL_GUARD", "SWELL_MAX", "SWELL_READINGS"]

@@ -316,7 +316,7 @@ def edge_threshold(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
     paint must stay), and the edge score of each threshold; ``reference``: the threshold kept
     unless another scores better (:func:`choose_threshold`). ``notes`` gets why the flux was not
     asked, for the user's message: a halo, under which the boundary stays or goes out to its crest
-    (:func:`halo_ridge`); ``halo``: one was seen during the run (validation.py's ``_read_maps``),
+    (:func:`halo_ridge`); ``halo``: one was seen during the run (map_readings.py),
     whatever the ring reads now."""
     p = _object_odds_of(model, x, to_dev=to_dev, autocast=autocast, batch=batch)
     xs, img, valid, polarity, obj, bg = _flux_inputs(x, y, p.shape)

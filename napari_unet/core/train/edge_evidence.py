@@ -4,7 +4,7 @@ plane, whether the painted objects are brighter or darker than the painted backg
 polarity, which signs the flux), and whether a halo rings them (phase contrast), where the flux's
 premise, a blurred step, does not hold, and where the halo's crest lies instead. Read during
 training too: a halo, and objects spread over what looks like the painted background
-(:func:`swell_overshoot`; validation.py's ``_read_maps``)."""
+(:func:`swell_overshoot`; map_readings.py)."""
 from __future__ import annotations
 
 import math

@@ -84,7 +84,7 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
         rate = 0.0
         val_cost = 0.0
         next_val = t0 + _pkg().VAL_MIN_INTERVAL
-        next_halo = 1 if p.continued else _pkg().HALO_READ_AT
+        next_maps = 1 if p.continued else _pkg().READ_MAPS_AT
         next_ckpt = t0 + p.checkpoint_every
         next_preview = t0 + min(p.preview_every, 2.0)
         closed = False
@@ -123,7 +123,7 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
                         probs = torch.softmax(logits.float(), 1)
                         offs = self.reg_offsets_late if 0 < _pkg().REG_LONG_STEPS <= step else self.reg_offsets
                         potts = (self.potts_weight * ramp) * edge_aware_potts(probs, x, offs) \
-                            if self.potts_weight and self.swell_seen is None else 0.0   # (set-up, _read_maps)
+                            if self.potts_weight and self.readings.swell_seen is None else 0.0   # (map_readings.py)
                         loss = loss + potts + (
                             0.0 if self.appearance is None else _pkg().APPEARANCE_WEIGHT * ramp * self.appearance(probs, x, y))
                     if self.anchor is not None:
@@ -188,8 +188,8 @@ class _Trainer(Setup, ValidationMixin, ProvenanceMixin):
                                     fraction=self._fraction(step, elapsed))
                 if last:
                     continue  # ends at the top of the loop with the right reason
-                if step >= next_halo:   # a halo, or objects over what looks like background (validation.py)
-                    next_halo = self._read_maps(step)
+                if step >= next_maps:   # a halo, or objects over what looks like background (map_readings.py)
+                    next_maps = self._read_maps(step)
                 now = time.perf_counter()
                 if self.valset is not None and now >= next_val:
                     tv = time.perf_counter()

@@ -26,11 +26,12 @@ class ProvenanceMixin:
         out = []
         if not getattr(self, "balanced", True):   # said, as a threshold is
             out.append("a full mask: trained on its class shares, so the decision follows them")
-        if getattr(self, "halo_seen", None) is not None:    # validation._read_maps
-            out.append(f"a halo read from step {self.halo_seen}: from there the objects were not charged for "
+        readings = getattr(self, "readings", None)   # (map_readings.py; none before set-up)
+        if readings is not None and readings.halo_seen is not None:
+            out.append(f"a halo read from step {readings.halo_seen}: from there the objects were not charged for "
                        "covering what looks like background (the halo between touching cells)")
-        if getattr(self, "swell_seen", None) is not None:
-            out.append(f"edge-aware regulariser stopped at step {self.swell_seen}: the objects spread "
+        if readings is not None and readings.swell_seen is not None:
+            out.append(f"edge-aware regulariser stopped at step {readings.swell_seen}: the objects spread "
                        "over unpainted pixels that look like the painted background (paint background "
                        "strokes there)")
         shifted = getattr(self, "edge_threshold", None) not in (None, 0.5)
@@ -61,6 +62,7 @@ class ProvenanceMixin:
             history = list(old.get("history", []))
             history.append({k: old.get(k) for k in ("date", "steps", "time_s", "device", "init", "stop_reason")})
         prev_total = (old or {}).get("total_steps", 0) if p.continued or p.init_source else 0
+        readings = getattr(self, "readings", None)   # (map_readings.py; none before set-up)
         rec = {
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "dims": p.dims,
@@ -93,10 +95,10 @@ class ProvenanceMixin:
                             "appearance": float(_pkg().APPEARANCE_WEIGHT)
                             if getattr(self, "appearance", None) is not None else 0.0,
                             # the step from which a halo gated the appearance prior's objects too
-                            "halo_seen_at_step": getattr(self, "halo_seen", None),
+                            "halo_seen_at_step": readings and readings.halo_seen,
                             # the step from which objects spread over what looks like the painted
                             # background stopped the edge-aware one
-                            "edge_aware_off_at_step": getattr(self, "swell_seen", None)},
+                            "edge_aware_off_at_step": readings and readings.swell_seen},
             "kinds": getattr(self, "kinds", None),
             "validation": None if val is None else {
                 "step": val.step, "loss": val.loss, "mean_iou": val.mean_iou,

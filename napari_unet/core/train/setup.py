@@ -23,6 +23,7 @@ from ..losses import AppearancePrior, neighbour_offsets
 from .calibration import MIN_UNPAINTED, NO_POLARITY, carried_threshold, shift_head
 from ..model import UNet, build_model, model_meta, replace_head
 from .config import TrainConfig, _check_int, _patch_arg, _pkg, default_architecture, default_lr, default_patch_batch
+from .map_readings import MapReadings
 from .tuning import _adamw
 
 
@@ -288,7 +289,7 @@ class Setup:
             for v in val_vols:
                 v.val, v.train = v.train, np.zeros_like(v.train)
         self.potts_weight = self.reg_weight if _paint_has_polarity(vols) else 0.0
-        self.swell_seen = None     # the step from which it stops (validation._read_maps)
+        self.readings = MapReadings.for_run(self.appearance, self.potts_weight)   # (map_readings.py)
         if self.reg_weight > 0 and not self.potts_weight:   # said when training starts
             edges = dims == 2 and _pkg().EDGE_CALIBRATION and NO_POLARITY == "gradient"   # (calibration)
             note = NO_POLARITY_NOTE if edges else NO_POLARITY_NOTE_ALONE

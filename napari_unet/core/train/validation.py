@@ -189,54 +189,22 @@ class ValidationMixin:
                 f"painted strokes {new.mean_iou:.3f} against {old.mean_iou:.3f}")
 
     def _read_maps(self, step: int) -> float:
-        """What the network's objects look like now on the calibration crops, read at step
-        HALO_READ_AT, twice that, ... (and at a continued run's first step). Each finding must read
-        so in that many readings in a row (one young map is not enough), then holds for the rest
-        of the run:
-
-        - a halo rings the objects (phase contrast; calibration.halo_overshoot over HALO_MAX,
-          HALO_READINGS): the appearance prior gates the object classes as it gates the background
-          (``halo_seen``, which the end-of-run calibration reads too). The halo between touching
-          cells looks like background, and charged at any width it was carved out of every colony.
-        - the objects spread over what looks like the painted background (edge_evidence.
-          swell_overshoot over SWELL_MAX, SWELL_READINGS; not where the same reading finds a
-          halo, which looks like background inside a colony, nor once a halo is seen): the
-          edge-aware regulariser stops (``swell_seen``). In a flat unpainted region beside the
-          objects it drives the class the network leans to all the way there (a bright glow
-          around cells became object).
-
-        Returns the step of the next reading (twice this one's; never once nothing is left to read)."""
-        ap = getattr(self, "appearance", None)
-        halo_open = ap is not None and not ap.gate_objects and _pkg().HALO_GATE
-        swell_open = bool(self.potts_weight) and self.swell_seen is None and _pkg().SWELL_GUARD \
-            and getattr(self, "halo_seen", None) is None
-        if getattr(self, "calset", None) is None or not (halo_open or swell_open):
+        """Read the network's map on the calibration crops (map_readings.py: a halo, objects
+        spread over what looks like the background) and act on what is found: a halo gates the
+        appearance prior's objects too. Returns the step of the next reading."""
+        r = self.readings
+        if getattr(self, "calset", None) is None or not r.open:
             return math.inf
-        from .calibration import HALO_MAX, _flux_inputs, _object_odds_of, halo_overshoot
-        from .edge_evidence import swell_overshoot
+        from .calibration import _flux_inputs, _object_odds_of
 
         p = _object_odds_of(self.p.model, self.calset.x, to_dev=self._to_dev, autocast=self._autocast_kw(),
                             batch=max(1, self.batch * 2))
-        _, img, valid, polarity, obj, bg = _flux_inputs(self.calset.x, self.calset.y, p.shape)
-        if polarity is None:          # the crops' paint does not change during a run
-            return math.inf
-        halo = halo_overshoot(p, img, valid, polarity, obj, bg) > HALO_MAX
-        if halo_open:
-            self.halo_readings = getattr(self, "halo_readings", 0) + 1 if halo else 0
-            if self.halo_readings >= _pkg().HALO_READINGS:
-                ap.gate_objects = True
-                self.halo_seen = step
-                halo_open = swell_open = False
-        if swell_open:
-            # a halo explains objects that look like background (the halo inside a colony)
-            over = not halo and swell_overshoot(p, img, valid, polarity, obj, bg) > _pkg().SWELL_MAX
-            self.swell_readings = getattr(self, "swell_readings", 0) + 1 if over else 0
-            if self.swell_readings >= _pkg().SWELL_READINGS:
-                self.swell_seen = step      # the loop stops the regulariser from here
-                swell_open = False
-        if not (halo_open or swell_open):
-            return math.inf
-        return 2 * max(step, _pkg().HALO_READ_AT // 2)
+        if r.crops is None:           # the crops and their paint do not change during a run
+            r.crops = _flux_inputs(self.calset.x, self.calset.y, p.shape)
+        r.read(step, p)
+        if r.halo_seen == step:
+            self.appearance.gate_objects = True
+        return r.next_step(step)
 
     def _discarded_model(self) -> torch.nn.Module:
         """The run's own weights that keep_better set aside, as a finished model (on the CPU,
@@ -299,7 +267,7 @@ class ValidationMixin:
         ref = self.edge_reference = prior if CONTINUE_KEEPS_THRESHOLD and prior in THRESHOLDS else 0.5
         found = edge_threshold(self.p.model, self.calset.x, self.calset.y, to_dev=self._to_dev,
                                autocast=amp, batch=max(1, self.batch * 2), reference=ref,
-                               notes=self.edge_notes, halo=getattr(self, "halo_seen", None) is not None)
+                               notes=self.edge_notes, halo=self.readings.halo_seen is not None)
         if found is None:
             return
         self.edge_threshold = found[0]
