@@ -170,3 +170,21 @@ def note_stack_in_2d(dims: int | None, init: str | None, channel_axis: int | Non
         print(f"napari-unet: note: {image_paths[0]} is a stack of {images[0].shape[0]} planes, "
               "trained slice by slice (2D, the default); --dims 3 learns from the planes you did "
               "not paint too", file=sys.stderr)
+
+
+def check_instance_options(args, images, shapes) -> None:
+    """``--instances``' numbers, before anything is predicted or written: one line naming the
+    option and the value (the objects are made after the probabilities are written)."""
+    import math
+
+    if args.min_size < 0:
+        raise UserError(f"--min-size must not be negative, got {args.min_size}")
+    if not (math.isfinite(args.seed_distance) and args.seed_distance >= 0):
+        raise UserError(f"--seed-distance must be a number of at least 0, got {args.seed_distance}")
+    if args.spacing is None:
+        return
+    for p, shape in zip(images, shapes):
+        axes = len(shape) - (args.channel_axis is not None)
+        if len(args.spacing) != axes:
+            raise UserError(f"--spacing gives {len(args.spacing)} numbers but {p.name} has {axes} "
+                            f"spatial axes ({'Z, Y, X' if axes == 3 else 'Y, X'})")

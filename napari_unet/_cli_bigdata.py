@@ -95,6 +95,10 @@ def predict_bigdata(args) -> int:
         from ._cli_args import predict_channel_axis
 
         args.channel_axis = predict_channel_axis([tuple(s.shape) for s in sources], meta)
+    if instances:
+        from ._cli_args import check_instance_options
+
+        check_instance_options(args, [Path(s.name) for s in sources], [tuple(s.shape) for s in sources])
     jobs = [make_job(meta, s, out_dir, fmt=args.format, channel_axis=args.channel_axis,
                      chunks=args.chunk, tile=args.tile, batch_size=args.batch_size, device=args.device,
                      threshold=args.threshold, overwrite=overwrite, workers=args.workers or 1)

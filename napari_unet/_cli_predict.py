@@ -12,7 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from ._cli_args import _batch_arg, _existing_file, _spacing_arg, _threshold_arg, _tile_arg, predict_channel_axis
+from ._cli_args import _batch_arg, _existing_file, _spacing_arg, _threshold_arg, _tile_arg, check_instance_options, \
+    predict_channel_axis
 from ._cli_report import ProgressBar
 from .core.errors import UserError
 
@@ -143,6 +144,7 @@ def cmd_predict(args) -> int:
         from .core.instance_outputs import foreground_index
 
         foreground_index(model.meta, args.instance_class)  # a wrong class fails before predicting
+        check_instance_options(args, images, shapes)
     from .core.device import describe_device, resolve_device
 
     dev = resolve_device(args.device)
@@ -197,3 +199,4 @@ def instance_outputs(model, image_path: Path, probs_path: Path, labels_path: Pat
                                          class_names=model.meta.get("class_names"))
         written.append(csv_path)
     return written
+

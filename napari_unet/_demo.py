@@ -25,7 +25,7 @@ def run_demo(out_dir: Path, *, time_limit: float = DEFAULT_TIME_LIMIT_GUI_S, dev
     out_dir = prepare_folder(Path(out_dir), what="--out-dir")
     for name in ["model.pt"] + [f"{c}_{k}.tif" for c in ("nuclei2d", "heldout2d", "nuclei3d")
                                 for k in ("probs", "labels", "errors")]:
-        check_output(out_dir / name, overwrite=overwrite)
+        check_output(out_dir / name, overwrite=overwrite, model=name.endswith(".pt"))
     img2, truth2, strokes2 = sample_2d()
     img3, truth3, _ = sample_3d()
     painted = (strokes2 > 0).mean() * 100

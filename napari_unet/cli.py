@@ -127,8 +127,8 @@ def cmd_train(args) -> int:
 
     size = model_file_bytes(dims=args.dims, base_channels=args.base_channels, depth=args.depth,
                             classes=args.classes, device=args.device, init=args.init)
-    target = TrainOutput(out, inputs=args.image + args.labels + (args.val_image or []) + (args.val_labels or []),
-                         overwrite=args.overwrite, model_bytes=size)
+    inputs = args.image + args.labels + (args.val_image or []) + (args.val_labels or []) + ([args.init] if args.init else [])
+    target = TrainOutput(out, inputs=inputs, overwrite=args.overwrite, model_bytes=size)
     if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps must be at least 1, got {args.steps}")
     if args.time_limit is not None and not args.time_limit > 0:

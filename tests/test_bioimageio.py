@@ -199,9 +199,31 @@ def test_export_into_a_read_only_folder_is_refused(tmp_path, capsys, model_file)
             pytest.skip("running as a user who can write anywhere (root)")
         rc = main(["export", "--model", str(model_file), "--out", str(ro / "m.zip"), "--no-test"])
         err = capsys.readouterr().err
-        assert rc == 2 and "permission denied" in err and not list(ro.iterdir())
+        assert rc == 2 and "permission denied" in err.lower() and not list(ro.iterdir())
     finally:
         ro.chmod(0o755)
+
+
+def test_export_into_a_full_folder_is_refused_before_any_work(tmp_path, capsys, model_file, monkeypatch):
+    """The package needs room for two copies of the weights: a folder without it is refused
+    before the package is built, naming --out's folder (not a temporary file of ours)."""
+    import shutil
+    from collections import namedtuple
+
+    from napari_unet.core import bioimageio_export, outputs
+
+    built = []
+    monkeypatch.setattr(bioimageio_export, "build_description", lambda *a, **k: built.append(1))
+    usage = namedtuple("usage", "total used free")
+    real = shutil.disk_usage
+    monkeypatch.setattr(outputs.shutil, "disk_usage",
+                        lambda p: usage(1 << 30, (1 << 30) - (64 << 10), 64 << 10) if str(p) == str(tmp_path)
+                        else real(p))
+    rc = main(["export", "--model", str(model_file), "--out", str(tmp_path / "m.zip"), "--no-test"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("napari-unet: error: not enough disk space in the folder of --out")
+    assert str(tmp_path / "m.zip") in err[-1] and "napari-unet-export" not in err[-1]
+    assert built == [] and not (tmp_path / "m.zip").exists()
 
 
 def test_export_without_the_extra_says_how_to_install_it(tmp_path, capsys, model_file, monkeypatch):

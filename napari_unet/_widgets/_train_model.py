@@ -79,7 +79,7 @@ class ModelActions:
                 return None
         from napari_unet.core.io import save_model
 
-        out = save_model(model, path)
+        out = save_model(model, path, overwrite=True)   # (the file dialog asked before replacing)
         self.state.saved(out)  # every widget's model line says "saved to ..."
         show_info(f"Model saved to {Path(out).name}")  # the full path: the model line
         return out

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UserError
+from .errors import UserError, UserOSError, say
 
 INSTALL_HINT = "pip install 'napari-unet[bioimageio]'"
 SCALE_RANGE_EPS = 1e-10  # bioimage.io divides by (high - low + eps); we divide by (high - low)
@@ -140,7 +140,7 @@ def package_name(text: str) -> str:
 
 def _check_out(out: Path, overwrite: bool) -> None:
     from .bioimageio_package import CONFIG_KEY, is_package, read_rdf
-    from .errors import option, say
+    from .errors import option
 
     o = say("out", "--out")
     if out.suffix.lower() != ".zip":
@@ -150,8 +150,9 @@ def _check_out(out: Path, overwrite: bool) -> None:
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise UserError(f"the folder of {o} {out} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write into the folder of {o} {out} (permission denied)")
+    from .outputs import prepare_folder
+
+    prepare_folder(parent, what=f"folder of {o} {out}")   # writable (a read-only disk is named as such)
     if out.exists():
         ours = False
         try:
@@ -193,6 +194,13 @@ def export_bioimageio(model: Any, out: str | os.PathLike, *, name: str | None = 
     if norm.get("method", "percentile") != "percentile":
         raise UserError(f"cannot export a model normalised by {norm.get('method')!r}: bioimage.io "
                         "packages reproduce percentile normalisation only")
+    from .outputs import check_space
+
+    # room for the package before any work: two copies of the weights (state dict and
+    # TorchScript), the test tensors and cover (a few MB at most), and its temporary copy beside it
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    check_space(out.parent if str(out.parent) else Path("."), 2 * (2 * weights + (4 << 20)),
+                what=f"folder of {say('out', '--out')} {out}")
     with tempfile.TemporaryDirectory(prefix="napari-unet-export-") as tmp:
         descr = build_description(model, Path(tmp), name=name, description=description,
                                   authors=authors, license=license, test_image=test_image,
@@ -206,7 +214,10 @@ def export_bioimageio(model: Any, out: str | os.PathLike, *, name: str | None = 
             if summary is not None and summary.status != "passed":
                 raise PackageTestFailed(f"the package failed bioimage.io's test_model "
                                         f"({summary.status}); nothing was written", summary)
-            shutil.copyfile(zip_path, part)
+            try:
+                shutil.copyfile(zip_path, part)
+            except OSError as e:   # named as the package the user asked for, not our temporary copy
+                raise UserOSError(e.errno, e.strerror or str(e), str(out)) from None
     return Exported(out, summary)
 
 

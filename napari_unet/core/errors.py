@@ -16,7 +16,7 @@ import contextvars
 import errno
 from typing import Any, Iterator
 
-__all__ = ["UserError", "UserTypeError", "cli_wording", "is_cli", "say", "option",
+__all__ = ["UserError", "UserTypeError", "UserOSError", "cli_wording", "is_cli", "say", "option",
            "describe_os_error"]
 
 
@@ -26,6 +26,15 @@ class UserError(ValueError):
 
 class UserTypeError(UserError, TypeError):
     """A user mistake about the type of an argument (still a ``TypeError`` for the API)."""
+
+
+class UserOSError(OSError, UserError):
+    """A file the user named cannot be written (no space, no permission ...): an ``OSError`` with
+    its errno, strerror and filename, and a ``ValueError`` for the API's contract; reads as one
+    line naming the file and why (:func:`describe_os_error`)."""
+
+    def __str__(self) -> str:
+        return describe_os_error(self)
 
 
 _CLI = contextvars.ContextVar("napari_unet_cli_wording", default=False)

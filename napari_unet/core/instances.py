@@ -177,8 +177,9 @@ def instance_labels(prob: Any, *, threshold: float = 0.5, min_size: int = 10,
         raise UserError(f"method must be 'distance' or 'probability', got {method!r}")
     if not 0.0 < float(threshold) < 1.0 and np.dtype(prob.dtype).kind == "f":
         raise UserError(f"threshold must be between 0 and 1, got {threshold}")
-    if min_size < 0 or seed_distance < 0 or sigma < 0:
-        raise UserError("min_size, seed_distance and sigma must not be negative")
+    for name, value in (("min_size", min_size), ("seed_distance", seed_distance), ("sigma", sigma)):
+        if value < 0:
+            raise UserError(f"{name} must not be negative, got {value}")
     if out is not None and tuple(out.shape) != shape:
         raise UserError(f"out has shape {tuple(out.shape)}, the probability {shape}")
     kw = dict(threshold=float(threshold), min_size=int(min_size), seed_distance=float(seed_distance),

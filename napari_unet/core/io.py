@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from .errors import UserError
-from .outputs import MARK, check_space, reserve
+from .errors import UserError, UserOSError, UserTypeError
+from .outputs import MARK, check_output, check_space, reserve
 from .labels import check_labels  # noqa: F401  (re-exported)
 
 __all__ = ["atomic_path", "save_model", "read_model_meta", "load_model", "read_image", "axes_for",
@@ -60,24 +60,32 @@ def _versions() -> dict[str, str]:
     return {"napari_unet": __version__, "torch": torch.__version__, "numpy": np.__version__}
 
 
-def save_model(model: "UNet", path: str | os.PathLike) -> Path:
+def save_model(model: "UNet", path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Save weights + JSON metadata (with provenance) in one file, atomically.
 
     Args:
         model: a napari-unet model (from :func:`napari_unet.build_model`, ``train`` or
             :func:`load_model`).
         path: the file to write (``.pt`` by convention); written to a temporary name and renamed.
+            An earlier model of ours there is replaced; any other file (an image, a painting, a
+            model of another tool) only with ``overwrite=True``.
 
     Returns:
         The path written.
 
     Raises:
         ValueError / TypeError: not a napari-unet model, or the path cannot be written (a
-            folder, no space, no permission), with a message naming the problem.
+            folder, a missing folder, another file there, no space, no permission), with a
+            message naming the problem. A failed write is also an ``OSError`` (errno kept).
     """
     import torch
 
     from .model import MODEL_FORMAT, MODEL_FORMAT_VERSION, model_meta
+
+    path = Path(path)
+    if not (path.parent if str(path.parent) else Path(".")).is_dir():
+        raise UserError(f"cannot save the model to {path}: the folder {path.parent} does not exist")
+    check_output(path, overwrite=overwrite, what="model file", model=True)
 
     meta = dict(model_meta(model))
     meta["saved"] = {**_versions(), "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
@@ -85,7 +93,6 @@ def save_model(model: "UNet", path: str | os.PathLike) -> Path:
     meta_json = json.dumps(meta)
     payload = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
                "meta_json": meta_json, "state_dict": state, "sha256": _checksum(meta_json, state)}
-    path = Path(path)
     import io as _io
 
     buf = _io.BytesIO()  # serialised in memory: a full disk is then an OSError (ENOSPC), not a
@@ -94,7 +101,7 @@ def save_model(model: "UNet", path: str | os.PathLike) -> Path:
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             f.write(buf.getbuffer())
     except OSError as e:
-        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+        raise UserOSError(e.errno, e.strerror or str(e), str(path)) from None
     return path
 
 
@@ -182,6 +189,8 @@ def load_model(path: str | os.PathLike) -> "UNet":
     """
     from .model import model_from_state
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise UserTypeError(f"load_model needs the path of a model file, got {type(path).__name__}")
     meta, state = _load_payload(path)
     try:
         return model_from_state(meta, state)

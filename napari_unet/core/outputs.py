@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 
 from .errors import UserError, describe_os_error, option
 
-__all__ = ["temp_prefix", "same_file", "is_ours", "is_our_output_name", "expand_inputs",
+__all__ = ["temp_prefix", "same_file", "is_ours", "is_our_model", "is_our_output_name", "expand_inputs",
            "check_output", "prepare_folder", "check_space", "reserve", "clean_stale_temps"]
 
 MARK = "napari-unet"          # the TIFF Software tag of every TIFF we write
@@ -44,27 +44,36 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 
 
 def is_ours(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a file napari-unet wrote (cheap: reads a header, never the data)."""
+    """Whether ``path`` is a file napari-unet wrote (cheap: reads a header, never the data): a
+    TIFF with our ``Software`` tag, or a model file of ours (:func:`is_our_model`)."""
     p = Path(path)
     if not p.is_file():
         return False
-    name = p.name.lower()
-    try:
-        if name.endswith(IMAGE_SUFFIXES):
+    if p.name.lower().endswith(IMAGE_SUFFIXES):
+        try:
             import tifffile
 
             with tifffile.TiffFile(p) as tif:
                 sw = tif.pages[0].software
                 return isinstance(sw, str) and sw.startswith(MARK)
-        if name.endswith(".pt"):
-            import zipfile
+        except Exception:
+            return False
+    return is_our_model(p)
 
-            with zipfile.ZipFile(p) as z:
-                pkl = next((n for n in z.namelist() if n.endswith("/data.pkl")), None)
-                return pkl is not None and b"napari-unet-model" in z.read(pkl)
+
+def is_our_model(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a model file napari-unet wrote (``save_model``), whatever its name:
+    reads the archive's index and its small pickle, never the weights."""
+    import zipfile
+
+    try:
+        if not Path(path).is_file() or not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as z:
+            pkl = next((n for n in z.namelist() if n.endswith("/data.pkl")), None)
+            return pkl is not None and b"napari-unet-model" in z.read(pkl)
     except Exception:
         return False
-    return False
 
 
 def is_our_output_name(path: Path) -> bool:
@@ -105,9 +114,11 @@ def expand_inputs(paths: Sequence[str | os.PathLike], what: str = "image") -> tu
 # ----------------------------------------------------------------------------- outputs
 
 def check_output(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = (),
-                 overwrite: bool = False, what: str = "output") -> Path:
+                 overwrite: bool | None = False, what: str = "output", model: bool = False) -> Path:
     """Refuse (UserError) to write ``path`` if it is an input, a folder, or a file that
-    napari-unet did not write (unless ``overwrite``)."""
+    napari-unet did not write (unless ``overwrite``; None: the caller has no such option, and the
+    message does not offer it). ``model``: the output is a model file, which replaces only an
+    earlier model of ours (never an image or painting we wrote)."""
     p = Path(path)
     for src in inputs:
         if Path(src).exists() and same_file(p, src):
@@ -115,9 +126,14 @@ def check_output(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike]
                             "(choose another name or folder)")
     if p.is_dir():
         raise UserError(f"the {what} {p} is a folder, not a file")
-    if p.exists() and not overwrite and not is_ours(p):
-        raise UserError(f"{p} exists and was not written by napari-unet; refusing to replace it "
-                        f"(choose another name or folder, or pass {option('overwrite')})")
+    if p.exists() and not overwrite:
+        other = "" if overwrite is None else f", or pass {option('overwrite')}"
+        if model and not is_our_model(p) and is_ours(p):
+            raise UserError(f"{p} is an image napari-unet wrote (a result or a painting), not a model; "
+                            f"refusing to replace it with a model (choose another name{other})")
+        if not (is_our_model(p) if model else is_ours(p)):
+            raise UserError(f"{p} exists and was not written by napari-unet; refusing to replace it "
+                            f"(choose another name or folder{other})")
     return p
 
 

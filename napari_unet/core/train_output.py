@@ -56,14 +56,14 @@ class TrainOutput:
                  overwrite: bool = False, what: str = "--out", model_bytes: int = 0):
         self.out = Path(out)
         inputs = list(inputs)
-        check_output(self.out, inputs=inputs, overwrite=overwrite, what=f"{what} model file")
+        check_output(self.out, inputs=inputs, overwrite=overwrite, what=f"{what} model file", model=True)
         # room for the model and its next version (written beside it, then renamed)
         prepare_folder(self.out.parent, what=f"folder of {what}", nbytes=2 * model_bytes)
         self.previous = _total_steps(self.out) if self.out.exists() else None
         if self.out.exists():
             name = self.out.name[:-3] if self.out.name.endswith(".pt") else self.out.name
             self.checkpoint = self.out.with_name(f"{name}.checkpoint.pt")
-            check_output(self.checkpoint, inputs=inputs, overwrite=overwrite, what="checkpoint file")
+            check_output(self.checkpoint, inputs=inputs, overwrite=overwrite, what="checkpoint file", model=True)
         else:
             self.checkpoint = self.out
 

@@ -179,6 +179,10 @@ class TrainConfig:
                 raise UserError(f"checkpoint {checkpoint} is a folder; give a model file path (.pt)")
             if not checkpoint.parent.exists():
                 raise UserError(f"the folder of checkpoint {checkpoint} does not exist")
+            from ..outputs import check_output   # never the init model, an image or another tool's file
+
+            check_output(checkpoint, inputs=[init] if isinstance(init, (str, Path)) else [],
+                         overwrite=None, what="checkpoint", model=True)
         dev = resolve_device(device)
         return dataclasses.replace(
             self, steps=steps, time_limit=time_limit, batch_size=batch_size, lr=lr,
