@@ -180,23 +180,30 @@ def cmd_train(args) -> int:
 def train_channel_axis(image_paths, images, label_paths, labels) -> int | None:
     """No --channel-axis: None where every image has its labels' shape; else the channel axis
     the files leave no doubt about (an RGB image with 2D labels: -1), said on stderr, the same
-    for every image; else a UserError that names the image."""
+    for every image; else a UserError that names the pair at fault (or, where some images have
+    channels and others not, says so)."""
     from .core.checks import guess_channel_axis
 
     if all(tuple(im.shape) == tuple(lab.shape) for im, lab in zip(images, labels)):
         return None
-    guesses = set()
+    guesses: dict[int | None, str] = {}  # axis (None: no channel axis) -> the first image with it
     for path, im, lpath, lab in zip(image_paths, images, label_paths, labels):
-        axis = guess_channel_axis(im.shape, spatial_shape=lab.shape)
-        if axis is None:
-            raise UserError(f"--labels {lpath} has shape {tuple(lab.shape)} but --image {path} has shape "
-                            f"{tuple(im.shape)}" + (" (pass --channel-axis N if one axis holds channels)"
-                                                    if im.ndim == lab.ndim + 1 else ""))
-        guesses.add(axis if axis < 0 else axis - im.ndim)
+        ishape, lshape = tuple(im.shape), tuple(lab.shape)
+        axis = None if ishape == lshape else guess_channel_axis(ishape, spatial_shape=lshape)
+        if axis is None and ishape != lshape:
+            fits = any(ishape[:a] + ishape[a + 1:] == lshape for a in range(len(ishape)))
+            raise UserError(f"--labels {lpath} has shape {lshape} but --image {path} has shape {ishape}"
+                            + (" (pass --channel-axis N if one axis holds channels)" if fits else ""))
+        guesses.setdefault(None if axis is None else (axis if axis < 0 else axis - im.ndim), path)
+    if None in guesses:
+        with_c = next(a for a in guesses if a is not None)
+        shape = tuple(images[image_paths.index(guesses[with_c])].shape)
+        raise UserError(f"the images have different channel counts: {guesses[None]} has 1, {guesses[with_c]} "
+                        f"has {shape[with_c]} (shape {shape}); train on images of one kind")
     if len(guesses) > 1:
         raise UserError("the images hold their channels on different axes; give them the same layout, "
                         "or train on one at a time with --channel-axis")
-    axis = guesses.pop()
+    axis = next(iter(guesses))
     shape = tuple(images[0].shape)
     print(f"napari-unet: reading channels from axis {axis} of --image (shape {shape}: {shape[axis]} "
           f"channel{'s' if shape[axis] > 1 else ''}); pass --channel-axis to choose another", file=sys.stderr)

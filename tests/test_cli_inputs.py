@@ -86,6 +86,19 @@ def test_a_truncated_hdf5_file_is_named(files, capsys):
                     *TINY], "text.h5 is not a readable HDF5 file")
 
 
+def test_a_bad_second_pair_is_the_one_named(files, capsys):
+    d, img, lab = files
+    tifffile.imwrite(d / "bad.tif", np.ones((40, 48), np.uint8))
+    tifffile.imwrite(d / "rgb.tif", np.stack([img.astype(np.uint8)] * 3, -1), photometric="rgb")
+    line = _fails(capsys, ["train", "--image", d / "img.tif", "--labels", d / "lab.tif", "--image", d / "img.tif",
+                           "--labels", d / "bad.tif", "--out", d / "x.pt", *TINY], "(40, 48)", "(48, 48)")
+    assert "bad.tif" in line and "lab.tif" not in line
+    for order in (("img.tif", "rgb.tif"), ("rgb.tif", "img.tif")):
+        _fails(capsys, ["train", "--image", d / order[0], "--labels", d / "lab.tif", "--image", d / order[1],
+                        "--labels", d / "lab.tif", "--out", d / "x.pt", *TINY],
+               "different channel counts", "img.tif has 1", "rgb.tif has 3")
+
+
 def test_options_are_checked_before_the_disk_space(files, capsys, monkeypatch):
     import shutil
     from collections import namedtuple
