@@ -94,7 +94,7 @@ def predict_bigdata(args) -> int:
     if args.channel_axis is None:
         from ._cli_args import predict_channel_axis
 
-        args.channel_axis = predict_channel_axis([tuple(s.shape) for s in sources], meta)
+        args.channel_axis = predict_channel_axis([tuple(s.shape) for s in sources], meta, list(args.images))
     jobs = [make_job(meta, s, out_dir, fmt=args.format, channel_axis=args.channel_axis,
                      chunks=args.chunk, tile=args.tile, batch_size=args.batch_size, device=args.device,
                      threshold=args.threshold, overwrite=overwrite, workers=args.workers or 1)

@@ -99,6 +99,17 @@ def test_a_bad_second_pair_is_the_one_named(files, capsys):
                "different channel counts", "img.tif has 1", "rgb.tif has 3")
 
 
+def test_a_grayscale_image_for_a_multichannel_model(files, capsys):
+    d, img, _ = files
+    model = build_model(dims=2, in_channels=3, classes=2, base_channels=4, depth=2)
+    save_model(model, d / "rgb.pt")
+    line = _fails(capsys, ["predict", "--model", d / "rgb.pt", "--out-dir", d / "o", d / "img.tif"],
+                  "the model takes 3 channels, img.tif has 1")
+    assert "--channel-axis" not in line
+    with pytest.raises(ValueError, match="the model takes 3 channels, image has 1"):
+        predict(model, img, device="cpu")
+
+
 def test_options_are_checked_before_the_disk_space(files, capsys, monkeypatch):
     import shutil
     from collections import namedtuple

@@ -48,6 +48,8 @@ def as_channels_first(image: Any, name: str, dims: int, channel_axis: int | None
                              f"but the model expects {in_channels}")
         image = np.moveaxis(image, channel_axis, 0)
     else:
+        if in_channels not in (None, 1) and image.ndim == dims:  # no axis that could hold them
+            raise UserError(f"the model takes {in_channels} channels, {name} has 1 (shape {tuple(image.shape)})")
         if in_channels not in (None, 1):
             raise UserError(f"the model expects {in_channels} channels: pass {option('channel_axis', 'N')} to say which "
                              f"axis of {name} holds them")
