@@ -121,3 +121,16 @@ def test_options_are_checked_before_the_disk_space(files, capsys, monkeypatch):
                     "--steps", "1", "--depth", "10"], "depth must be at most 6")
     _fails(capsys, ["train", "--image", d / "img.tif", "--labels", d / "lab.tif", "--out", d / "x.pt",
                     "--steps", "0", "--depth", "10"], "--steps must be at least 1")
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_a_0_255_mask_is_called_a_binary_mask(files, capsys, flag):
+    d, img, lab = files
+    mask = (lab == 2).astype(np.uint8) * 255
+    tifffile.imwrite(d / "m255.tif", mask)
+    line = _fails(capsys, ["train", "--image", d / "img.tif", "--labels", d / "m255.tif", "--out", d / "x.pt",
+                           *TINY] + (["--unpainted-is-background"] if flag else []),
+                  "the labels hold only 0 and 255: a binary mask?", "1/2", "0/2 with --unpainted-is-background")
+    assert "instance mask" not in line
+    with pytest.raises(ValueError, match=r"only 0 and 255: a binary mask\?.*unpainted_is_background=True"):
+        train(img, mask, steps=1, unpainted_is_background=flag, base_channels=4, depth=2)
