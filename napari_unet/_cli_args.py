@@ -126,12 +126,13 @@ def train_spacing(spacing: tuple[float, ...] | None, dims: int | None, init: str
     return first
 
 
-def predict_channel_axis(shapes: list[tuple[int, ...]], meta: dict) -> int | None:
+def predict_channel_axis(shapes: list[tuple[int, ...]], meta: dict, names: list[str]) -> int | None:
     """No --channel-axis and a model of several channels: the axis of that size in every image
     of ``shapes`` (the last one where it qualifies: an RGB file with an RGB model), counted from
     the end and said on stderr; None where the files leave it in doubt (prediction then asks
-    for --channel-axis). The TIFF path (_cli_predict.py) and the block engine (_cli_bigdata.py)
-    both use it."""
+    for --channel-axis); a UserError naming the image (of ``names``) that has no axis to spare
+    for channels. The TIFF path (_cli_predict.py) and the block engine (_cli_bigdata.py) both
+    use it."""
     import sys
 
     from .core.checks import guess_channel_axis
@@ -139,6 +140,9 @@ def predict_channel_axis(shapes: list[tuple[int, ...]], meta: dict) -> int | Non
     cin = int(meta.get("in_channels", 1))
     if cin <= 1:
         return None
+    for shape, name in zip(shapes, names):
+        if len(shape) == int(meta.get("dims", 2)):
+            raise UserError(f"the model takes {cin} channels, {name} has 1")
     guesses = set()
     for shape in shapes:
         axis = guess_channel_axis(shape, in_channels=cin)

@@ -94,7 +94,7 @@ def predict_bigdata(args) -> int:
     if args.channel_axis is None:
         from ._cli_args import predict_channel_axis
 
-        args.channel_axis = predict_channel_axis([tuple(s.shape) for s in sources], meta)
+        args.channel_axis = predict_channel_axis([tuple(s.shape) for s in sources], meta, list(args.images))
     if instances:
         from ._cli_args import check_instance_options
 

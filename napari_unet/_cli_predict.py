@@ -123,7 +123,7 @@ def cmd_predict(args) -> int:
     shapes = [tuple(read_image(p).shape) for p in images]
     model = load_model(model_path)
     if args.channel_axis is None:
-        args.channel_axis = predict_channel_axis(shapes, model.meta)
+        args.channel_axis = predict_channel_axis(shapes, model.meta, [p.name for p in images])
     for p, shape in zip(images, shapes):
         if is_time_lapse(shape, args.channel_axis) and args.instances:
             raise UserError(f"--instances is not available for a time-lapse ({p.name}) yet")

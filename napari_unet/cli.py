@@ -33,11 +33,11 @@ def scores_to_json(scores: dict) -> dict:
 def cmd_evaluate(args) -> int:
     import numpy as np
 
-    from .core.io import read_image
+    from ._cli_inputs import read_inputs
     from .core.metrics import evaluate
 
-    pred = np.asarray(read_image(_existing_file(args.pred, "--pred")))
-    truth = np.asarray(read_image(_existing_file(args.truth, "--truth")))
+    pred, truth = (np.asarray(a) for a in read_inputs([(args.pred, "--pred"), (args.truth, "--truth")],
+                                                      doing="evaluate"))
     if pred.shape != truth.shape:
         raise UserError(f"--pred {args.pred} has shape {pred.shape} but --truth {args.truth} has {truth.shape}")
     if args.objects:
@@ -68,8 +68,8 @@ def add_train_parser(sub) -> None:
                        description="Train a U-Net on image/label pairs (0 = unlabeled, 1..K = classes, "
                                    "1 = background). The model file is written atomically, as a "
                                    "checkpoint during training and at the end.")
-    p.add_argument("--image", action="append", required=True, help="image file (repeatable)")
-    p.add_argument("--labels", action="append", required=True, help="labels file for the preceding --image")
+    p.add_argument("--image", action="append", required=True, help="image: TIFF, PNG, .zarr/.ome.zarr or file.h5:dataset (repeatable)")
+    p.add_argument("--labels", action="append", required=True, help="labels for the preceding --image (same formats)")
     p.add_argument("--out", required=True, help="model file to write (.pt)")
     p.add_argument("--dims", type=int, choices=(2, 3), default=None,
                    help="2: train on 2D slices (default), 3: volumetric patches (default: --init's)")
@@ -110,7 +110,7 @@ def add_train_parser(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from .core.io import read_image
+    from ._cli_inputs import input_files, read_inputs
     from .core.train import iter_train
 
     if len(args.image) != len(args.labels):
@@ -123,26 +123,30 @@ def cmd_train(args) -> int:
         raise UserError(f"--out {out} is a folder; give a model file path such as model.pt")
     if not (out.parent if str(out.parent) else Path(".")).is_dir():
         raise UserError(f"the folder of --out {out} does not exist")
-    from .core.train_output import TrainOutput, model_file_bytes
-
-    size = model_file_bytes(dims=args.dims, base_channels=args.base_channels, depth=args.depth,
-                            classes=args.classes, device=args.device, init=args.init)
-    inputs = args.image + args.labels + (args.val_image or []) + (args.val_labels or []) + ([args.init] if args.init else [])
-    target = TrainOutput(out, inputs=inputs, overwrite=args.overwrite, model_bytes=size)
     if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps must be at least 1, got {args.steps}")
     if args.time_limit is not None and not args.time_limit > 0:
         raise UserError(f"--time-limit must be positive, got {args.time_limit}")
+    from .core.train_output import TrainOutput, model_file_bytes
+
+    # a bad --depth/--base-channels is refused here, before the disk space for the model is estimated
+    size = model_file_bytes(dims=args.dims, base_channels=args.base_channels, depth=args.depth,
+                            classes=args.classes, device=args.device, init=args.init)
+    specs = args.image + args.labels + (args.val_image or []) + (args.val_labels or [])
+    # never an input, the model fine-tuned from included
+    inputs = input_files(specs) + ([args.init] if args.init else [])
+    target = TrainOutput(out, inputs=inputs, overwrite=args.overwrite, model_bytes=size)
     time_limit = args.time_limit
     if args.steps is None and time_limit is None:
         time_limit = DEFAULT_TIME_LIMIT_CLI_S
     init = str(_existing_file(args.init, "--init model")) if args.init else None
-    images = [read_image(_existing_file(p, "image")) for p in args.image]
-    labels = [read_image(_existing_file(p, "labels")) for p in args.labels]
-    val_images = val_labels = None
-    if args.val_image:
-        val_images = [read_image(_existing_file(p, "validation image")) for p in args.val_image]
-        val_labels = [read_image(_existing_file(p, "validation labels")) for p in args.val_labels]
+    val_image, val_labels = args.val_image or [], args.val_labels or []
+    arrays = read_inputs([(p, "image") for p in args.image] + [(p, "labels") for p in args.labels]
+                         + [(p, "validation image") for p in val_image]
+                         + [(p, "validation labels") for p in val_labels])
+    n, v = len(args.image), len(val_image)
+    images, labels = arrays[:n], arrays[n:2 * n]
+    val_images, val_labels = (arrays[2 * n:2 * n + v], arrays[2 * n + v:]) if v else (None, None)
     names = [n.strip() for n in args.class_names.split(",")] if args.class_names else None
     spacing = train_spacing(args.spacing, args.dims, init, args.image)
     channel_axis = args.channel_axis
@@ -178,23 +182,30 @@ def cmd_train(args) -> int:
 def train_channel_axis(image_paths, images, label_paths, labels) -> int | None:
     """No --channel-axis: None where every image has its labels' shape; else the channel axis
     the files leave no doubt about (an RGB image with 2D labels: -1), said on stderr, the same
-    for every image; else a UserError that names the image."""
+    for every image; else a UserError that names the pair at fault (or, where some images have
+    channels and others not, says so)."""
     from .core.checks import guess_channel_axis
 
     if all(tuple(im.shape) == tuple(lab.shape) for im, lab in zip(images, labels)):
         return None
-    guesses = set()
+    guesses: dict[int | None, str] = {}  # axis (None: no channel axis) -> the first image with it
     for path, im, lpath, lab in zip(image_paths, images, label_paths, labels):
-        axis = guess_channel_axis(im.shape, spatial_shape=lab.shape)
-        if axis is None:
-            raise UserError(f"--labels {lpath} has shape {tuple(lab.shape)} but --image {path} has shape "
-                            f"{tuple(im.shape)}" + (" (pass --channel-axis N if one axis holds channels)"
-                                                    if im.ndim == lab.ndim + 1 else ""))
-        guesses.add(axis if axis < 0 else axis - im.ndim)
+        ishape, lshape = tuple(im.shape), tuple(lab.shape)
+        axis = None if ishape == lshape else guess_channel_axis(ishape, spatial_shape=lshape)
+        if axis is None and ishape != lshape:
+            fits = any(ishape[:a] + ishape[a + 1:] == lshape for a in range(len(ishape)))
+            raise UserError(f"--labels {lpath} has shape {lshape} but --image {path} has shape {ishape}"
+                            + (" (pass --channel-axis N if one axis holds channels)" if fits else ""))
+        guesses.setdefault(None if axis is None else (axis if axis < 0 else axis - im.ndim), path)
+    if None in guesses:
+        with_c = next(a for a in guesses if a is not None)
+        shape = tuple(images[image_paths.index(guesses[with_c])].shape)
+        raise UserError(f"the images have different channel counts: {guesses[None]} has 1, {guesses[with_c]} "
+                        f"has {shape[with_c]} (shape {shape}); train on images of one kind")
     if len(guesses) > 1:
         raise UserError("the images hold their channels on different axes; give them the same layout, "
                         "or train on one at a time with --channel-axis")
-    axis = guesses.pop()
+    axis = next(iter(guesses))
     shape = tuple(images[0].shape)
     print(f"napari-unet: reading channels from axis {axis} of --image (shape {shape}: {shape[axis]} "
           f"channel{'s' if shape[axis] > 1 else ''}); pass --channel-axis to choose another", file=sys.stderr)
@@ -220,8 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="IoU and Dice of predicted labels against ground truth",
                        description="Per-class IoU/Dice with TP/FP/FN counts. Truth 0 is either unlabeled "
                                    "(ignored, as in paintings) or background (a complete mask): see --truth-zero.")
-    p.add_argument("--pred", required=True, help="predicted labels (TIFF)")
-    p.add_argument("--truth", required=True, help="ground-truth labels (TIFF)")
+    p.add_argument("--pred", required=True, help="predicted labels: TIFF, PNG, .zarr/.ome.zarr or file.h5:dataset")
+    p.add_argument("--truth", required=True, help="ground-truth labels (same formats)")
     p.add_argument("--truth-zero", choices=("auto", "background", "unlabeled"), default="auto",
                    help="what 0 in the truth means: background (a complete mask: 0 is background, every "
                         "other value foreground), unlabeled (ignored, as in paintings), or auto (default: "

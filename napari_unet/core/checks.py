@@ -19,7 +19,7 @@ from .labels import check_labels, labels_dtype
 from .limits import check_label_range
 
 __all__ = ["as_channels_first", "guess_channel_axis", "prepare_image", "check_finite", "check_threshold", "check_labels",
-           "check_image", "check_train_labels", "F32_MAX"]
+           "check_image", "check_train_labels", "unpainted_to_background", "F32_MAX"]
 
 
 def as_channels_first(image: Any, name: str, dims: int, channel_axis: int | None,
@@ -48,6 +48,8 @@ def as_channels_first(image: Any, name: str, dims: int, channel_axis: int | None
                              f"but the model expects {in_channels}")
         image = np.moveaxis(image, channel_axis, 0)
     else:
+        if in_channels not in (None, 1) and image.ndim == dims:  # no axis that could hold them
+            raise UserError(f"the model takes {in_channels} channels, {name} has 1 (shape {tuple(image.shape)})")
         if in_channels not in (None, 1):
             raise UserError(f"the model expects {in_channels} channels: pass {option('channel_axis', 'N')} to say which "
                              f"axis of {name} holds them")
@@ -165,6 +167,9 @@ def check_train_labels(labels: Any, name: str, spatial_shape: tuple[int, ...],
                          f"{tuple(spatial_shape)}; labels must match the image pixel for pixel")
     if arr.size:
         check_label_range(int(arr.max()), name)
-    if unpainted_is_background:
-        arr = np.where(arr == 0, 1, arr).astype(labels_dtype(int(arr.max(initial=0))))
-    return arr
+    return unpainted_to_background(arr) if unpainted_is_background else arr
+
+
+def unpainted_to_background(labels: np.ndarray) -> np.ndarray:
+    """A full mask whose 0 means background: 0 becomes class 1 (background)."""
+    return np.where(labels == 0, 1, labels).astype(labels_dtype(int(labels.max(initial=0))))

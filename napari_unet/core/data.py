@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from .errors import UserError
-from .checks import check_image, check_train_labels  # noqa: F401  (re-exported)
+from .checks import check_image, check_train_labels, unpainted_to_background  # noqa: F401  (re-exported)
+from .limits import check_binary_mask
 from .regions import (Pair, ValSet, Volume, block_class_counts, build_valset,  # noqa: F401
                       build_volumes, round_up, split_validation)
 from .augment import AugmentConfig  # noqa: F401
@@ -68,7 +69,7 @@ def check_pairs(images: Any, labels: Any, *, dims: int, channel_axis: int | None
         raise UserError(f"{len(imgs)} {what} but {len(labs)} {lname}: give one labels array per image")
     pairs = []
     single = len(imgs) == 1 and not isinstance(images, (list, tuple))
-    cin = None
+    cin, zeros, values = None, False, set()   # the labels' values as given (before 0 -> background)
     for i, (im, lab) in enumerate(zip(imgs, labs)):
         iname = what[:-1] if single else f"{what[:-1]} {i}"
         lname_i = lname if single else f"{lname} {i}"
@@ -77,6 +78,12 @@ def check_pairs(images: Any, labels: Any, *, dims: int, channel_axis: int | None
             cin = chw.shape[0]
         elif chw.shape[0] != cin:
             raise UserError(f"{iname} has {chw.shape[0]} channels but the first image has {cin}")
-        lab = check_train_labels(lab, lname_i, chw.shape[1:], iname, unpainted_is_background)
-        pairs.append(Pair(chw, lab, class_counts(lab), iname))
+        lab = check_train_labels(lab, lname_i, chw.shape[1:], iname, False)
+        counts = class_counts(lab)
+        zeros, values = zeros or bool(counts[0]), values | set(np.flatnonzero(counts[1:]) + 1)
+        if unpainted_is_background:
+            lab = unpainted_to_background(lab)
+            counts = class_counts(lab)
+        pairs.append(Pair(chw, lab, counts, iname))
+    check_binary_mask(zeros, values, lname)
     return pairs

@@ -10,7 +10,7 @@ import math
 
 from .errors import UserError, option
 
-__all__ = ["check_label_range", "check_class_count", "training_step_bytes", "check_training_memory",
+__all__ = ["check_label_range", "check_binary_mask", "check_class_count", "training_step_bytes", "check_training_memory",
            "check_scratch_space"]
 
 MAX_AUTO_CLASSES = 32        # more label values than this need an explicit classes=
@@ -39,6 +39,17 @@ def check_label_range(max_value: int, name: str = "labels") -> None:
         raise UserError(f"{name} hold values up to {max_value}, more classes than napari-unet "
                         f"supports ({MAX_CLASSES}): that looks like an instance mask (one id per "
                         f"object). {_instance_hint()}")
+
+
+def check_binary_mask(zeros: bool, values: set, name: str = "labels") -> None:
+    """Refuse a binary mask saved as 0 and one value above 2 (0/255 from an image editor): read
+    as a painting it has one class, with 0 as background it looks like an instance mask; say
+    what the values mean and how to save it instead of either (never guessed)."""
+    if zeros and len(values) == 1 and min(values) > 2:
+        v = int(min(values))
+        raise UserError(f"the {name} hold only 0 and {v}: a binary mask? labels are 0 = unpainted, "
+                        f"1 = background, 2.. = classes; save it as 1/2, or as 0/2 with "
+                        f"{option('unpainted_is_background')} (0 = background)")
 
 
 def check_class_count(max_value: int, classes: int | None, known: int = 0) -> None:

@@ -19,8 +19,8 @@ import numpy as np
 from .errors import UserError, UserTypeError
 from .pixels import PixelSize  # noqa: F401  (re-exported)
 
-__all__ = ["PixelSize", "ngff_unit", "ImageSource", "is_lazy_spec", "open_image", "ngff_multiscale",
-           "input_pixel_size"]
+__all__ = ["PixelSize", "ngff_unit", "ImageSource", "is_lazy_spec", "spec_file", "open_image",
+           "ngff_multiscale", "input_pixel_size"]
 
 # unit spellings found in TIFF/ImageJ/OME metadata -> NGFF (UDUNITS-2) names
 _UNITS = {"um": "micrometer", "µm": "micrometer", "\u03bcm": "micrometer", "micron": "micrometer",
@@ -121,7 +121,7 @@ def _open_raw(kind: str, path: str, key: str | None) -> Any:
     if kind == "h5":
         import h5py
 
-        return h5py.File(path, "r")[key]
+        return _open_h5_file(h5py, path)[key]
     raise UserError(f"unknown source kind {kind!r}")
 
 
@@ -131,6 +131,13 @@ def is_lazy_spec(spec: Any) -> bool:
     """Whether a path names a zarr store or an HDF5 dataset (read through this module)."""
     s = str(spec)
     return bool(_H5.match(s) or _ZARR.match(s) or (os.path.isdir(s) and _looks_like_zarr(Path(s))))
+
+
+def spec_file(spec: str | os.PathLike) -> str:
+    """The file or store on disk that ``spec`` names (``file.h5:dataset`` -> ``file.h5``)."""
+    s = os.fspath(spec)
+    m = _H5.match(s) or _ZARR.match(s)
+    return m.group("file") if m else s
 
 
 def _looks_like_zarr(p: Path) -> bool:
@@ -244,7 +251,7 @@ def _open_h5(file: str, key: str | None, name: str | None) -> ImageSource:
         raise UserError("reading HDF5 needs h5py: pip install 'napari-unet[bigdata]'") from None
     if not Path(file).is_file():
         raise FileNotFoundError(f"HDF5 file {file} does not exist")
-    with h5py.File(file, "r") as f:
+    with _open_h5_file(h5py, file) as f:
         if not key:
             names: list[str] = []
             f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
@@ -262,6 +269,21 @@ def _open_h5(file: str, key: str | None, name: str | None) -> ImageSource:
             px = PixelSize(dict(zip("zyx"[-len(el):], map(float, el))), "micrometer")
     return ImageSource("h5", file, key, shape, np.dtype(dtype), chunks=chunks, pixel_size=px,
                        name=name or _stem(file))
+
+
+def _open_h5_file(h5py, file: str):
+    """``h5py.File(file)``, or a UserError naming the file (a truncated copy, not HDF5 at all)."""
+    try:
+        return h5py.File(file, "r")
+    except OSError as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        m = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", why)
+        if m:
+            raise UserError(f"{file} is truncated or damaged (the file has {m.group(1)} bytes, its header "
+                            f"says {m.group(2)}); it was probably not written or copied completely") from None
+        inner = re.search(r"\((.*)\)\s*$", why)
+        raise UserError(f"{file} is not a readable HDF5 file ({inner.group(1) if inner else why[:200]}); "
+                        "it may be damaged or of another kind") from None
 
 
 def ngff_multiscale(attrs: dict) -> dict | None:

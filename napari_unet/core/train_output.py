@@ -38,15 +38,18 @@ def model_file_bytes(*, dims: int | None, base_channels: int | None, depth: int 
     import torch
 
     from .device import resolve_device
-    from .model import UNet
+    from .errors import UserError
+    from .model import build_model
     from .train import default_architecture
 
     dims = dims if dims in (2, 3) else 2
     b0, d0 = default_architecture(resolve_device(device), dims)
     try:
         with torch.device("meta"):  # no memory: only the parameter count is wanted
-            net = UNet(dims, 1, min(max(classes or 2, 2), 65535), base_channels or b0, depth or d0)
-    except Exception:  # a bad value: training refuses it with its own message
+            net = build_model(dims, 1, min(max(classes or 2, 2), 65535), base_channels or b0, depth or d0)
+    except UserError:  # a bad --depth or --base-channels: said now, not as a disk-space estimate
+        raise
+    except Exception:  # anything else: training refuses it with its own message
         return 0
     return sum(t.numel() * t.element_size() for t in net.state_dict().values()) + (64 << 10)
 
