@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ._cli_args import (_batch_arg, _existing_file, _patch_cli_arg, _positive_float,  # noqa: F401
+from ._cli_args import (OneLineParser, _batch_arg, _existing_file, _patch_cli_arg, _positive_float,  # noqa: F401
                         _spacing_arg, _threshold_arg, _tile_arg, note_stack_in_2d, train_spacing)
 from ._cli_report import ProgressBar, format_scores, json_safe, report_training  # noqa: F401  (re-exported)
 from ._cli_run import Terminated
@@ -216,12 +216,12 @@ def train_channel_axis(image_paths, images, label_paths, labels) -> int | None:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="napari-unet",
         description="Paint a little, train a U-Net, segment everything: the headless side of the "
                     "napari-unet plugin. Labels: 0 = unlabeled, 1 = background, 2..K = classes.")
     parser.add_argument("--version", action="version", version=f"napari-unet {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
     add_train_parser(sub)
 

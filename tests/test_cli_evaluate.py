@@ -39,7 +39,7 @@ def test_json_and_explicit_truth_zero(binary_case, capsys):
                  "--truth-zero", "unlabeled"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["truth_zero"] == "unlabeled" and s["ignored"] == 1500
-    with pytest.raises(SystemExit) as exc:  # argparse: usage line, exit 2
+    with pytest.raises(SystemExit) as exc:  # argparse: one error line, exit 2
         main(["evaluate", "--pred", str(pred), "--truth", str(truth), "--truth-zero", "nope"])
     assert exc.value.code == 2
     assert "Traceback" not in capsys.readouterr().err

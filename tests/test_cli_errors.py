@@ -1,0 +1,58 @@
+"""A user's mistake on the command line is one line on stderr and exit code 2, no usage block,
+no traceback, and nothing printed before it that the check could have preceded."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_unet.cli import main
+
+
+@pytest.fixture
+def files(tmp_path):
+    tifffile.imwrite(tmp_path / "img.tif", np.zeros((32, 32), np.float32))
+    tifffile.imwrite(tmp_path / "lab.tif", np.ones((32, 32), np.uint8))
+    return tmp_path
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "usage:" not in err and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["train", "--patch", "0", "--image", "img.tif", "--labels", "lab.tif", "--out", "m.pt"], "--patch"),
+    (["train", "--batch-size", "0", "--image", "img.tif", "--labels", "lab.tif", "--out", "m.pt"], "--batch-size"),
+    (["train", "--image", "img.tif", "--out", "m.pt"], "--labels"),
+    (["train", "--steps", "3", "--time-limit", "4", "--image", "i", "--labels", "l", "--out", "m.pt"], "--steps"),
+    (["predict", "--model", "m.pt", "--out-dir", "o", "--tile", "-1", "img.tif"], "--tile"),
+    (["predict", "--model", "m.pt", "--out-dir", "o", "--threshold", "2", "img.tif"], "--threshold"),
+    (["predict", "--model", "m.pt", "--out-dir", "o", "--chunk", "0", "img.tif"], "--chunk"),
+    (["predict", "--model", "m.pt", "--out-dir", "o", "--spacing", "0,1", "img.tif"], "--spacing"),
+    (["predict", "--model", "m.pt", "--out-dir", "o", "--format", "png", "img.tif"], "--format"),
+    (["evaluate", "--pred", "p.tif"], "--truth"),
+    (["evaluate", "--pred", "p.tif", "--truth", "t.tif", "--truth-zero", "nope"], "--truth-zero"),
+    (["export", "--model", "m.pt"], "--out"),
+    (["demo", "--time-limit", "0"], "--time-limit"),
+    ([], "COMMAND"),
+    (["bogus"], "bogus"),
+])
+def test_argument_errors_are_one_line_exit_2(argv, needle, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    line = _one_error_line(capsys)
+    assert line.startswith("napari-unet") and ": error: " in line and needle in line, line
+    assert "--help" in line  # where to read more, on the same line
+
+
+def test_argument_error_of_the_console_script_is_one_line():
+    r = subprocess.run([sys.executable, "-m", "napari_unet.cli", "predict", "--model", "m.pt",
+                        "--out-dir", "o", "--tile", "-1", "img.tif"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "napari-unet predict: error: argument --tile: --tile sizes must be positive, got '-1' "
+        "(see napari-unet predict --help)"]
