@@ -146,8 +146,9 @@ def cmd_predict(args) -> int:
     from .core.device import describe_device, resolve_device
 
     dev = resolve_device(args.device)
-    print(f"model {model_path.name}: {model.meta['dims']}D, {model.meta['classes']} classes; device {describe_device(dev)}",
-          file=sys.stderr)
+    # said once the first image passed its checks (a NaN, a wrong --channel-axis: the error alone)
+    announce = (f"model {model_path.name}: {model.meta['dims']}D, {model.meta['classes']} classes; "
+                f"device {describe_device(dev)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     from .core.jobs import Progress, iter_predict_job
 
@@ -161,6 +162,9 @@ def cmd_predict(args) -> int:
     by_name = {p.name: p for p in images}
     bar, t0 = None, time.perf_counter()
     for ev in job:
+        if announce:
+            print(announce, file=sys.stderr)
+            announce = ""
         if isinstance(ev, Progress):
             if bar is None and not args.quiet:
                 bar = ProgressBar(ev.image)

@@ -56,3 +56,26 @@ def test_argument_error_of_the_console_script_is_one_line():
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         "napari-unet predict: error: argument --tile: --tile sizes must be positive, got '-1' "
         "(see napari-unet predict --help)"]
+
+
+def test_no_progress_line_before_an_error_found_first(files, model_file, capsys):
+    """predict says 'model ...: 2D, ...; device ...' only once the first image passed its checks."""
+    tifffile.imwrite(files / "nan.tif", np.full((32, 32), np.nan, np.float32))
+    base = ["predict", "--model", str(model_file), "--out-dir", str(files / "o")]
+    for extra, needle in ((["--channel-axis", "3", str(files / "img.tif")], "--channel-axis 3"),
+                          ([str(files / "nan.tif")], "NaN")):
+        assert main(base + extra) == 2
+        line = _one_error_line(capsys)
+        assert line.startswith("napari-unet: error:") and needle in line, line
+    assert main(base + [str(files / "img.tif")]) == 0
+    assert "model model.pt: 2D, 2 classes" in capsys.readouterr().err
+
+
+def test_export_checks_out_before_saying_it_exports(files, model_file, capsys):
+    pytest.importorskip("bioimageio.spec")
+    pytest.importorskip("bioimageio.core")
+    assert main(["export", "--model", str(model_file), "--out", str(files / "x.tar"), "--no-test"]) == 2
+    assert "must name a .zip file" in _one_error_line(capsys)
+    assert main(["export", "--model", str(model_file), "--out", str(files / "x.zip"), "--name", "ab",
+                 "--no-test"]) == 2
+    assert "too short" in _one_error_line(capsys)
