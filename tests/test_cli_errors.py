@@ -79,3 +79,32 @@ def test_export_checks_out_before_saying_it_exports(files, model_file, capsys):
     assert main(["export", "--model", str(model_file), "--out", str(files / "x.zip"), "--name", "ab",
                  "--no-test"]) == 2
     assert "too short" in _one_error_line(capsys)
+
+
+def test_a_truncated_model_is_one_complete_sentence_naming_the_file(files, model_file, capsys):
+    data = model_file.read_bytes()
+    for n in (100, 1000, len(data) // 2):
+        bad = files / f"cut{n}.pt"
+        bad.write_bytes(data[:n])
+        assert main(["predict", "--model", str(bad), "--out-dir", str(files / "o"), str(files / "img.tif")]) == 2
+        line = _one_error_line(capsys)
+        assert f"cut{n}.pt" in line and "damaged or truncated" in line, line
+        assert line.endswith("use another copy or train again"), line  # not cut mid-sentence
+
+
+def test_an_unsupported_image_format_names_the_formats_read(files, model_file, capsys):
+    np.save(files / "img.npy", np.zeros((32, 32), np.float32))
+    assert main(["predict", "--model", str(model_file), "--out-dir", str(files / "o"), str(files / "img.npy")]) == 2
+    line = _one_error_line(capsys)
+    assert ".npy files are not read" in line and "TIFF" in line and "``" not in line, line
+
+
+def test_reason_never_cuts_a_sentence():
+    from napari_unet.core.errors import reason
+
+    long = "first part failed. " + "x" * 300 + " more. and so on"
+    assert reason(RuntimeError(long)) == "first part failed."
+    assert reason(RuntimeError("short\nsecond line")) == "short"
+    assert reason(KeyError()) == "KeyError"
+    words = reason(RuntimeError("word " * 100), limit=50)
+    assert words.endswith(" …") and len(words) <= 52 and "wor …" not in words
