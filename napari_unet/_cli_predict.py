@@ -47,8 +47,8 @@ def add_predict_parser(sub) -> None:
                         "(uint16/uint32, 0 = background)")
     g.add_argument("--instance-class", type=int, default=None,
                    help="class value to split into objects (default 2, the first after background)")
-    g.add_argument("--min-size", type=int, default=10, help="smallest object kept, in pixels/voxels (default 10)")
-    g.add_argument("--seed-distance", type=float, default=5.0,
+    g.add_argument("--min-size", type=int, default=None, help="smallest object kept, in pixels/voxels (default 10)")
+    g.add_argument("--seed-distance", type=float, default=None,
                    help="smallest distance between two objects' centres, in --spacing units (default 5)")
     g.add_argument("--spacing", type=_spacing_arg, default=None,
                    help="pixel/voxel size per axis, e.g. 2,0.5,0.5 (ZYX), for --seed-distance and --measure "
@@ -85,9 +85,34 @@ def _model_suggests_per_object(path) -> bool:
         return False
 
 
+# options that only act with another one: (attribute, its flag, the option it needs, default)
+_BELONGS_TO = (("instance_class", "--instance-class", "--instances", None),
+               ("min_size", "--min-size", "--instances", 10),
+               ("seed_distance", "--seed-distance", "--instances", 5.0),
+               ("spacing", "--spacing", "--instances", None),
+               ("ngff_version", "--ngff-version", "--format ome-zarr", "0.5"),
+               ("jobs", "--jobs", "--cluster", 1),
+               ("cluster_option", "--cluster-option", "--cluster", []))
+
+
+def check_option_pairs(args) -> None:
+    """Refuse an option given without the one it belongs to (it would be silently ignored), then
+    fill in the defaults of those left out."""
+    active = {"--instances": bool(args.instances), "--format ome-zarr": args.format == "ome-zarr",
+              "--cluster": args.cluster is not None}
+    for attr, flag, needs, default in _BELONGS_TO:
+        value = getattr(args, attr)
+        if value is not None and value != [] and not active[needs]:
+            raise UserError(f"{flag} applies to {needs} only: give {needs} too, or leave {flag} out")
+        if value is None:
+            setattr(args, attr, default)
+
+
 def cmd_predict(args) -> int:
     from ._cli_bigdata import predict_bigdata, wants_bigdata
     from .core.io import load_model
+
+    check_option_pairs(args)
 
     if wants_bigdata(args):  # zarr/HDF5 inputs, --format ome-zarr, --workers/--scheduler/--cluster
         if args.one_class_per_object:
@@ -126,6 +151,10 @@ def cmd_predict(args) -> int:
     for p, shape in zip(images, shapes):
         if is_time_lapse(shape, args.channel_axis) and args.instances:
             raise UserError(f"--instances is not available for a time-lapse ({p.name}) yet")
+        spatial = len(shape) - (args.channel_axis is not None)
+        if args.spacing is not None and len(args.spacing) != spatial:  # (--instances: checked above)
+            raise UserError(f"--spacing has {len(args.spacing)} values but {p.name} has {spatial} "
+                            f"spatial axes (shape {shape}): give one per axis")
     check_threshold(args.threshold, model.meta["classes"])
     if args.one_class_per_object is None:   # the model's own choice (its training looked at the paint)
         from .core.postprocess import suggests_one_class_per_object

@@ -108,3 +108,30 @@ def test_reason_never_cuts_a_sentence():
     assert reason(KeyError()) == "KeyError"
     words = reason(RuntimeError("word " * 100), limit=50)
     assert words.endswith(" …") and len(words) <= 52 and "wor …" not in words
+
+
+@pytest.mark.parametrize("extra,flag,needs", [
+    (["--ngff-version", "0.4"], "--ngff-version", "--format ome-zarr"),
+    (["--jobs", "3"], "--jobs", "--cluster"),
+    (["--cluster-option", "cores=2"], "--cluster-option", "--cluster"),
+    (["--spacing", "1,1,1,1"], "--spacing", "--instances"),
+    (["--min-size", "3"], "--min-size", "--instances"),
+    (["--seed-distance", "2"], "--seed-distance", "--instances"),
+    (["--instance-class", "2"], "--instance-class", "--instances"),
+])
+def test_an_option_without_the_one_it_belongs_to_is_refused_before_any_work(files, model_file, capsys,
+                                                                            extra, flag, needs):
+    out = files / "o"
+    assert main(["predict", "--model", str(model_file), "--out-dir", str(out), *extra, str(files / "img.tif")]) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith("napari-unet: error:") and flag in line and needs in line, line
+    assert not out.exists()
+
+
+def test_instances_spacing_of_the_wrong_length_is_refused_before_predicting(files, model_file, capsys):
+    out = files / "o"
+    assert main(["predict", "--model", str(model_file), "--out-dir", str(out), "--instances",
+                 "--spacing", "1,1,1,1", str(files / "img.tif")]) == 2
+    line = _one_error_line(capsys)
+    assert "--spacing has 4 values" in line and "2 spatial axes" in line, line
+    assert not out.exists() or not list(out.iterdir())
