@@ -101,3 +101,17 @@ def test_format_score_shows_undefined_as_n_a():
     assert format_score(0.25) == "0.250" and format_score(0.25, "7.4f") == " 0.2500"
     assert format_score(float("nan")) == "n/a" and format_score(np.float32("nan"), "7.4f") == "    n/a"
     assert format_score(None, "6.3f") == "   n/a" and format_score(3) == "3.000"
+
+
+def test_the_evaluate_jobs_give_the_widgets_undefined_scores_they_can_show():
+    """What the Evaluate widget's table and the object panel format (with format_score): NaN
+    where nothing but background exists, never 1.0, and the note to show with them."""
+    from napari_unet.core.evaluate_job import ObjectResult, Scores, iter_evaluate_job, iter_object_job
+    from napari_unet.core.metrics import format_score
+
+    ones = np.ones((2, 8, 8), np.uint8)
+    scores = [e for e in iter_evaluate_job(ones, ones) if isinstance(e, Scores)][0]
+    mean = [r for r in scores.rows if r[1] == "mean"][0]
+    assert [format_score(v) for v in mean[2:4]] == ["n/a", "n/a"] and scores.result["note"]
+    objects = [e for e in iter_object_job(ones, ones) if isinstance(e, ObjectResult)][0]
+    assert format_score(objects.result["mean_ap"]) == "n/a" and objects.result["note"]
