@@ -7,6 +7,16 @@ from pathlib import Path
 from .core.errors import UserError
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose error is one line on stderr (no usage block) and exit 2:
+    ``napari-unet train: error: argument --patch: ... (see napari-unet train --help)``.
+    Subparsers made by ``add_subparsers`` are of this class too."""
+
+    def error(self, message: str):
+        text = " ".join(str(message).split())
+        self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
+
+
 def _sizes(text: str, option: str, forms: str, minimum: int = 1):
     """``N`` or ``ZxYxX`` (also ``Z,Y,X``) as an int or a tuple; an ArgumentTypeError naming
     ``option`` and its accepted ``forms`` otherwise."""
@@ -190,5 +200,5 @@ def check_instance_options(args, images, shapes) -> None:
     for p, shape in zip(images, shapes):
         axes = len(shape) - (args.channel_axis is not None)
         if len(args.spacing) != axes:
-            raise UserError(f"--spacing gives {len(args.spacing)} numbers but {p.name} has {axes} "
-                            f"spatial axes ({'Z, Y, X' if axes == 3 else 'Y, X'})")
+            raise UserError(f"--spacing has {len(args.spacing)} values but {p.name} has {axes} "
+                            f"spatial axes (shape {tuple(shape)}): give one per axis")

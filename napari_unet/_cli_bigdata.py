@@ -36,14 +36,14 @@ def add_bigdata_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--format", choices=("tiff", "ome-zarr"), default="tiff",
                    help="tiff: <stem>_probs.tif + <stem>_labels.tif (default); ome-zarr: <stem>.ome.zarr "
                         "(probabilities at level 0, labels at labels/prediction/0)")
-    g.add_argument("--ngff-version", choices=("0.4", "0.5"), default="0.5",
+    g.add_argument("--ngff-version", choices=("0.4", "0.5"), default=None,
                    help="OME-NGFF version of --format ome-zarr (0.4: zarr v2, 0.5: zarr v3; default 0.5)")
     g.add_argument("--workers", type=int, default=None,
                    help="predict on a local dask cluster of N worker processes")
     g.add_argument("--scheduler", default=None, help="address of a running dask scheduler to use")
     g.add_argument("--cluster", choices=("slurm",), default=None,
                    help="submit dask workers to a batch system (needs dask-jobqueue)")
-    g.add_argument("--jobs", type=int, default=1, help="--cluster: number of batch jobs (default 1)")
+    g.add_argument("--jobs", type=int, default=None, help="--cluster: number of batch jobs (default 1)")
     g.add_argument("--cluster-option", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="--cluster: a dask_jobqueue.SLURMCluster argument, e.g. cores=8, memory=32GB, "
                         "queue=gpu, walltime=02:00:00 (repeatable)")

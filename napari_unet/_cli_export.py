@@ -42,13 +42,16 @@ def cmd_export(args) -> int:
 
         test_image = read_image(_existing_file(args.test_image, "--test-image"))
     require_bioimageio()
-    print(f"exporting {model.name} to {args.out}" + ("" if args.no_test else
-          " and testing it with bioimageio.core"), file=sys.stderr)
+
+    def announce() -> None:  # once --out and the model passed their checks: an error comes alone
+        print(f"exporting {model.name} to {args.out}" + ("" if args.no_test else
+              " and testing it with bioimageio.core"), file=sys.stderr)
+
     try:
         res = export_bioimageio(str(model), args.out, name=args.name, description=args.description,
                                 authors=args.author, license=args.license, test_image=test_image,
                                 channel_axis=args.channel_axis, run_test=not args.no_test,
-                                overwrite=args.overwrite)
+                                overwrite=args.overwrite, on_start=announce)
     except PackageTestFailed as e:
         _print(summary_text(e.summary), sys.stderr)
         print(f"napari-unet: error: {e}", file=sys.stderr)

@@ -48,8 +48,8 @@ def add_predict_parser(sub) -> None:
                         "(uint16/uint32, 0 = background)")
     g.add_argument("--instance-class", type=int, default=None,
                    help="class value to split into objects (default 2, the first after background)")
-    g.add_argument("--min-size", type=int, default=10, help="smallest object kept, in pixels/voxels (default 10)")
-    g.add_argument("--seed-distance", type=float, default=5.0,
+    g.add_argument("--min-size", type=int, default=None, help="smallest object kept, in pixels/voxels (default 10)")
+    g.add_argument("--seed-distance", type=float, default=None,
                    help="smallest distance between two objects' centres, in --spacing units (default 5)")
     g.add_argument("--spacing", type=_spacing_arg, default=None,
                    help="pixel/voxel size per axis, e.g. 2,0.5,0.5 (ZYX), for --seed-distance and --measure "
@@ -86,9 +86,34 @@ def _model_suggests_per_object(path) -> bool:
         return False
 
 
+# options that only act with another one: (attribute, its flag, the option it needs, default)
+_BELONGS_TO = (("instance_class", "--instance-class", "--instances", None),
+               ("min_size", "--min-size", "--instances", 10),
+               ("seed_distance", "--seed-distance", "--instances", 5.0),
+               ("spacing", "--spacing", "--instances", None),
+               ("ngff_version", "--ngff-version", "--format ome-zarr", "0.5"),
+               ("jobs", "--jobs", "--cluster", 1),
+               ("cluster_option", "--cluster-option", "--cluster", []))
+
+
+def check_option_pairs(args) -> None:
+    """Refuse an option given without the one it belongs to (it would be silently ignored), then
+    fill in the defaults of those left out."""
+    active = {"--instances": bool(args.instances), "--format ome-zarr": args.format == "ome-zarr",
+              "--cluster": args.cluster is not None}
+    for attr, flag, needs, default in _BELONGS_TO:
+        value = getattr(args, attr)
+        if value is not None and value != [] and not active[needs]:
+            raise UserError(f"{flag} applies to {needs} only: give {needs} too, or leave {flag} out")
+        if value is None:
+            setattr(args, attr, default)
+
+
 def cmd_predict(args) -> int:
     from ._cli_bigdata import predict_bigdata, wants_bigdata
     from .core.io import load_model
+
+    check_option_pairs(args)
 
     if wants_bigdata(args):  # zarr/HDF5 inputs, --format ome-zarr, --workers/--scheduler/--cluster
         if args.one_class_per_object:
@@ -148,8 +173,9 @@ def cmd_predict(args) -> int:
     from .core.device import describe_device, resolve_device
 
     dev = resolve_device(args.device)
-    print(f"model {model_path.name}: {model.meta['dims']}D, {model.meta['classes']} classes; device {describe_device(dev)}",
-          file=sys.stderr)
+    # said once the first image passed its checks (a NaN, a wrong --channel-axis: the error alone)
+    announce = (f"model {model_path.name}: {model.meta['dims']}D, {model.meta['classes']} classes; "
+                f"device {describe_device(dev)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     from .core.jobs import Progress, iter_predict_job
 
@@ -163,6 +189,9 @@ def cmd_predict(args) -> int:
     by_name = {p.name: p for p in images}
     bar, t0 = None, time.perf_counter()
     for ev in job:
+        if announce:
+            print(announce, file=sys.stderr)
+            announce = ""
         if isinstance(ev, Progress):
             if bar is None and not args.quiet:
                 bar = ProgressBar(ev.image)

@@ -74,13 +74,33 @@ def report_training(gen, *, quiet: bool = False):
 
 
 def format_scores(scores: dict) -> str:
+    """The pixel scores' table; an undefined score (NaN) reads "n/a"."""
+    from .core.metrics import format_score as f
+
     rows = [f"{'class':>6} {'name':<14} {'IoU':>7} {'Dice':>7} {'TP':>10} {'FP':>10} {'FN':>10}"]
     for v, c in scores["classes"].items():
-        rows.append(f"{v:>6} {c['name'][:14]:<14} {c['iou']:7.4f} {c['dice']:7.4f} {c['tp']:>10} {c['fp']:>10} {c['fn']:>10}")
-    rows.append(f"{'mean':>6} {'':<14} {scores['mean_iou']:7.4f} {scores['mean_dice']:7.4f}")
+        rows.append(f"{v:>6} {c['name'][:14]:<14} {f(c['iou'], '7.4f')} {f(c['dice'], '7.4f')} "
+                    f"{c['tp']:>10} {c['fp']:>10} {c['fn']:>10}")
+    rows.append(f"{'mean':>6} {'':<14} {f(scores['mean_iou'], '7.4f')} {f(scores['mean_dice'], '7.4f')}")
     if "foreground_iou" in scores:
-        rows.append(f"{'fg':>6} {'all classes >1':<14} {scores['foreground_iou']:7.4f} {scores['foreground_dice']:7.4f}")
+        rows.append(f"{'fg':>6} {'all classes >1':<14} {f(scores['foreground_iou'], '7.4f')} "
+                    f"{f(scores['foreground_dice'], '7.4f')}")
     rows.append(f"{scores['pixels']} pixels scored, {scores['ignored']} unlabeled in the truth (ignored)")
     if scores.get("truth_note"):
         rows.append(scores["truth_note"])
+    if scores.get("note"):
+        rows.append(scores["note"])
     return "\n".join(rows)
+
+
+def json_safe(obj):
+    """``obj`` with every NaN float as None: strict JSON (``null``) for an undefined score."""
+    import math
+
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj

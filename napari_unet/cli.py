@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ._cli_args import (_batch_arg, _existing_file, _patch_cli_arg, _positive_float,  # noqa: F401
+from ._cli_args import (OneLineParser, _batch_arg, _existing_file, _patch_cli_arg, _positive_float,  # noqa: F401
                         _spacing_arg, _threshold_arg, _tile_arg, note_stack_in_2d, train_spacing)
-from ._cli_report import ProgressBar, format_scores, report_training  # noqa: F401  (re-exported)
+from ._cli_report import ProgressBar, format_scores, json_safe, report_training  # noqa: F401  (re-exported)
 from ._cli_run import Terminated
 from ._cli_predict import add_predict_parser, cmd_predict, instance_outputs  # noqa: F401  (re-exported)
 from .core.errors import UserError
@@ -25,9 +25,13 @@ EXIT_USAGE = 2
 # ----------------------------------------------------------------------------- evaluate
 
 def scores_to_json(scores: dict) -> dict:
+    """The scores as strict JSON: class values as keys, an undefined score (NaN) as null."""
     out = dict(scores)
     out["classes"] = {str(k): v for k, v in scores["classes"].items()}
-    return out
+    return json_safe(out)
+
+
+ZERO_AS_BACKGROUND = "pass --truth-zero background if its 0 means background (an image without objects)"
 
 
 def cmd_evaluate(args) -> int:
@@ -43,16 +47,22 @@ def cmd_evaluate(args) -> int:
     if args.objects:
         from .core.objects import format_object_scores, match_objects
 
+        if args.truth_zero == "unlabeled":
+            raise UserError("--truth-zero unlabeled does not apply to --objects: object masks read 0 as background")
+        # as pixel scoring: an all-0 truth is a blank painting unless the user says 0 is background
+        if args.truth_zero == "auto" and truth.dtype.kind != "b" and not truth.any():
+            raise UserError(f"--truth {args.truth} is all 0 (read as unlabeled): nothing to score; "
+                            + ZERO_AS_BACKGROUND)
         res = match_objects(pred, truth)
         res.pop("matches")
-        print(json.dumps(res, indent=2) if args.json else format_object_scores(res))
+        print(json.dumps(json_safe(res), indent=2) if args.json else format_object_scores(res))
         return 0
     scores = evaluate(pred, truth, truth_zero=args.truth_zero)
     if args.truth_zero == "auto" and "truth 0" in scores["truth_note"]:
         other = "unlabeled" if scores["truth_zero"] == "background" else "background"
         scores["truth_note"] += f" (--truth-zero {other} to read it the other way)"
     if not scores["classes"]:
-        raise UserError(f"--truth {args.truth} has no labelled pixels (all 0 = unlabeled)")
+        raise UserError(f"--truth {args.truth} has no labelled pixels (all 0 = unlabeled); " + ZERO_AS_BACKGROUND)
     if args.json:
         print(json.dumps(scores_to_json(scores), indent=2))
     else:
@@ -217,12 +227,12 @@ def train_channel_axis(image_paths, images, label_paths, labels) -> int | None:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="napari-unet",
         description="Paint a little, train a U-Net, segment everything: the headless side of the "
                     "napari-unet plugin. Labels: 0 = unlabeled, 1 = background, 2..K = classes.")
     parser.add_argument("--version", action="version", version=f"napari-unet {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
     add_train_parser(sub)
 

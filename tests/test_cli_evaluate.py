@@ -39,7 +39,48 @@ def test_json_and_explicit_truth_zero(binary_case, capsys):
                  "--truth-zero", "unlabeled"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["truth_zero"] == "unlabeled" and s["ignored"] == 1500
-    with pytest.raises(SystemExit) as exc:  # argparse: usage line, exit 2
+    with pytest.raises(SystemExit) as exc:  # argparse: one error line, exit 2
         main(["evaluate", "--pred", str(pred), "--truth", str(truth), "--truth-zero", "nope"])
     assert exc.value.code == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.fixture
+def blank_case(tmp_path):
+    tifffile.imwrite(tmp_path / "p.tif", np.ones((32, 32), np.uint8))   # all background
+    tifffile.imwrite(tmp_path / "t0.tif", np.zeros((32, 32), np.uint8))  # all 0
+    tifffile.imwrite(tmp_path / "t1.tif", np.ones((32, 32), np.uint8))   # all background
+    return tmp_path
+
+
+def test_no_object_anywhere_reads_n_a_not_a_perfect_score(blank_case, capsys):
+    p, t1 = str(blank_case / "p.tif"), str(blank_case / "t1.tif")
+    assert main(["evaluate", "--pred", p, "--truth", t1, "--objects"]) == 0
+    out = capsys.readouterr().out
+    assert "1.000" not in out and "mean AP over IoU 0.50..0.95: n/a" in out
+    assert "neither the truth nor the prediction holds an object" in out
+    assert main(["evaluate", "--pred", p, "--truth", t1, "--objects", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)  # strict JSON: an undefined score is null
+    assert res["mean_ap"] is None and res["thresholds"][0]["ap"] is None and res["f1_50"] is None
+    # pixel scores: the background alone does not make a perfect mean
+    assert main(["evaluate", "--pred", p, "--truth", t1]) == 0
+    out = capsys.readouterr().out
+    mean = [line for line in out.splitlines() if line.split()[:1] == ["mean"]][0]
+    assert mean.split()[1:] == ["n/a", "n/a"] and "holds a class above 1" in out
+    assert main(["evaluate", "--pred", p, "--truth", t1, "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["mean_iou"] is None and s["foreground_iou"] is None and s["classes"]["1"]["iou"] == 1.0
+
+
+def test_an_all_0_truth_is_refused_alike_by_both_modes_and_the_fix_is_named(blank_case, capsys):
+    p, t0 = str(blank_case / "p.tif"), str(blank_case / "t0.tif")
+    for extra in ([], ["--objects"]):
+        assert main(["evaluate", "--pred", p, "--truth", t0] + extra) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "--truth-zero background" in err
+        # read as background: scored, and undefined where nothing but background exists
+        assert main(["evaluate", "--pred", p, "--truth", t0, "--truth-zero", "background", "--json"] + extra) == 0
+        res = json.loads(capsys.readouterr().out)
+        assert res.get("mean_ap", res.get("mean_iou", 0)) is None
+    assert main(["evaluate", "--pred", p, "--truth", t0, "--objects", "--truth-zero", "unlabeled"]) == 2
+    assert "--truth-zero unlabeled does not apply to --objects" in capsys.readouterr().err

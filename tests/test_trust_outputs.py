@@ -126,7 +126,7 @@ def test_instance_options_are_checked_before_anything_is_written(pair, tmp_path,
     out = tmp_path / "out"
     for extra, needle in ((["--min-size", "-1"], "--min-size must not be negative, got -1"),
                           (["--seed-distance", "-3"], "--seed-distance"),
-                          (["--spacing", "1,1,1"], "--spacing gives 3 numbers but img")):
+                          (["--spacing", "1,1,1"], "--spacing has 3 values but img")):
         _fails(capsys, ["predict", "--model", model, "--out-dir", out, img, "--instances", "--format", fmt,
                         *extra], needle)
         assert not out.exists() or not os.listdir(out), os.listdir(out)

@@ -10,6 +10,8 @@ from typing import Any, Callable
 import numpy as np
 from qtpy.QtWidgets import QAbstractItemView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
+from napari_unet.core.metrics import format_score
+
 from . import _layers
 from ._common import UserError, heading, hint, user_action
 from ._job_panel import ResultJobPanel
@@ -84,13 +86,14 @@ class ObjectScores(ResultJobPanel, QWidget):
             for j, key in enumerate(KEYS):
                 v = row[key]
                 self.table.setItem(i, j, QTableWidgetItem(f"{v:.2f}" if key == "threshold" else
-                                                          f"{v:.3f}" if isinstance(v, float) else str(v)))
+                                                          format_score(v) if isinstance(v, float) else str(v)))
         self.table.resizeColumnsToContents()
         r50 = res["thresholds"][0]
         self.summary.setText(
             f"<b>{res['n_true']}</b> true, <b>{res['n_pred']}</b> predicted objects · at IoU 0.5: "
-            f"F1 <b>{r50['f1']:.3f}</b>, {r50['tp']} matched, {r50['fn']} missed, {r50['fp']} false · "
-            f"{res['splits']} split, {res['merges']} merged · mean AP {res['mean_ap']:.3f}<br>" +
+            f"F1 <b>{format_score(r50['f1'])}</b>, {r50['tp']} matched, {r50['fn']} missed, {r50['fp']} false · "
+            f"{res['splits']} split, {res['merges']} merged · mean AP {format_score(res['mean_ap'])}<br>" +
+            (f"{res['note']}<br>" if res.get("note") else "") +
             "  ".join(f"<span style='color:{_layers.ERROR_COLORS[c]}'>■</span> {OVERLAY_NAMES[c]}s"
                       for c in sorted(OVERLAY_NAMES)))
         self.overlay = self._show_overlay(self._scored, scored.overlay)

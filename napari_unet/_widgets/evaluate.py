@@ -15,6 +15,8 @@ from qtpy.QtWidgets import (QAbstractItemView, QApplication, QComboBox, QFileDia
                             QHBoxLayout, QLabel, QPushButton, QTableWidget, QTableWidgetItem,
                             QVBoxLayout, QWidget)
 
+from napari_unet.core.metrics import format_score
+
 from . import _layers
 from ._object_scores import ROLE as OBJECT_ERRORS
 from ._object_scores import ObjectScores
@@ -152,9 +154,10 @@ class EvaluateWidget(ResultJobPanel, QWidget):
         pred_name, truth_name = self._scored
         result, self.rows, self.result, self.counts = scores.result, scores.rows, scores.result, scores.counts
         self._fill_table(self.rows)
-        self.summary.setText(f"mean IoU <b>{result['mean_iou']:.3f}</b> · mean Dice "
-                             f"<b>{result['mean_dice']:.3f}</b> · {result['pixels']:,} px compared, "
-                             f"{result['ignored']:,} ignored<br>{result['truth_note']}")
+        note = f"<br>{result['note']}" if result.get("note") else ""
+        self.summary.setText(f"mean IoU <b>{format_score(result['mean_iou'])}</b> · mean Dice "
+                             f"<b>{format_score(result['mean_dice'])}</b> · {result['pixels']:,} px compared, "
+                             f"{result['ignored']:,} ignored<br>{result['truth_note']}{note}")
         cmap = {None: "transparent", 0: "transparent", **_layers.ERROR_COLORS}
         existing = [layer for layer in self.viewer.layers
                     if _layers.role(layer) == "errors" and _layers.info(layer).get("image") == pred_name]
@@ -178,7 +181,7 @@ class EvaluateWidget(ResultJobPanel, QWidget):
             if scope != "all":
                 row[0] = f"{scope} · {row[0]}"
             for j, v in enumerate(row):
-                text = f"{v:.3f}" if isinstance(v, float) else str(v)
+                text = format_score(v) if isinstance(v, float) else str(v)  # NaN: "n/a"
                 self.table.setItem(i, j, QTableWidgetItem(text))
         self.table.resizeColumnsToContents()
 
@@ -187,7 +190,7 @@ class EvaluateWidget(ResultJobPanel, QWidget):
         w = csv.writer(buf, delimiter=delimiter, lineterminator="\n")
         w.writerow(COLUMNS)
         for row in self.rows:
-            w.writerow([f"{v:.6f}" if isinstance(v, float) else v for v in row])
+            w.writerow([format_score(v, ".6f") if isinstance(v, float) else v for v in row])
         return buf.getvalue()
 
     @user_action

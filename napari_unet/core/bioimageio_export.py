@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -170,12 +170,13 @@ def export_bioimageio(model: Any, out: str | os.PathLike, *, name: str | None = 
                       description: str | None = None, authors: list[str] | None = None,
                       license: str = "CC-BY-4.0", test_image: Any = None,
                       channel_axis: int | None = None, run_test: bool = True,
-                      overwrite: bool = False) -> Exported:
+                      overwrite: bool = False, on_start: Callable[[], None] | None = None) -> Exported:
     """Write ``model`` (a model or a model file) to ``out`` (.zip) as a bioimage.io package.
 
     ``test_image``: an image like the training data to make the test tensors and cover from
     (default: a synthetic one). ``run_test``: run bioimageio.core's ``test_model`` on the package
     before it replaces ``out``; a failure raises :class:`PackageTestFailed` and writes nothing.
+    ``on_start``: called once ``out`` and the model have passed their checks, before the work.
     """
     from .io import atomic_path, load_model
     from .model import model_meta
@@ -201,6 +202,10 @@ def export_bioimageio(model: Any, out: str | os.PathLike, *, name: str | None = 
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     check_space(out.parent if str(out.parent) else Path("."), 2 * (2 * weights + (4 << 20)),
                 what=f"folder of {say('out', '--out')} {out}")
+    if name is not None:
+        package_name(name)  # a name too short fails before the work
+    if on_start is not None:
+        on_start()
     with tempfile.TemporaryDirectory(prefix="napari-unet-export-") as tmp:
         descr = build_description(model, Path(tmp), name=name, description=description,
                                   authors=authors, license=license, test_image=test_image,

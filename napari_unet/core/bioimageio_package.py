@@ -14,7 +14,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .errors import UserError
+from .errors import UserError, reason
 
 CONFIG_KEY = "napari_unet"
 RDF_NAMES = ("rdf.yaml", "bioimageio.yaml")
@@ -105,7 +105,7 @@ def _parse_rdf(src: _Source) -> dict[str, Any]:
         rdf = yaml.safe_load(src.read(src.rdf))
     except yaml.YAMLError as e:
         raise UserError(f"{src.path}: unreadable bioimage.io description {src.rdf}: "
-                         f"{str(e).splitlines()[0][:200]}") from None
+                         f"{reason(e)}") from None
     if not isinstance(rdf, dict):
         raise UserError(f"{src.path}: {src.rdf} is not a bioimage.io description")
     return rdf
@@ -155,7 +155,7 @@ def read_package(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any
         try:
             state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as e:
-            raise UserError(f"{path}: unreadable weights {name}: {str(e).splitlines()[0][:200]}") from None
+            raise UserError(f"{path}: unreadable weights {name}: {reason(e)}") from None
         if not isinstance(state, dict):
             raise UserError(f"{path}: the weights {name} are not a state dict")
         return meta, state

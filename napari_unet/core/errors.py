@@ -14,10 +14,11 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import errno
+import re
 from typing import Any, Iterator
 
 __all__ = ["UserError", "UserTypeError", "UserOSError", "cli_wording", "is_cli", "say", "option",
-           "describe_os_error"]
+           "describe_os_error", "reason"]
 
 
 class UserError(ValueError):
@@ -82,3 +83,19 @@ def describe_os_error(e: OSError, *, path: bool = True) -> str:
     if hint and hint.lower() not in why.lower():
         why = f"{why} ({hint})"
     return f"{e.filename}: {why}" if path and e.filename is not None else why
+
+
+def reason(e: BaseException, limit: int = 200) -> str:
+    """A library's error message for one of our lines, never cut mid-sentence: its first line;
+    where that is longer than ``limit``, its first sentence; where that still is, the words
+    that fit, marked with an ellipsis. The exception's type name where it has no message."""
+    lines = str(e).strip().splitlines()
+    text = lines[0].strip() if lines else ""
+    if not text:
+        return type(e).__name__
+    if len(text) > limit:
+        m = re.match(r"(.+?[.!?])\s", text)
+        text = m.group(1) if m else text
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0].rstrip(",;:") + " …"
+    return text

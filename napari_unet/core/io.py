@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from .errors import UserError, UserOSError, UserTypeError
+from .errors import UserError, UserOSError, UserTypeError, reason
 from .outputs import MARK, check_output, check_space, reserve
 from .labels import check_labels  # noqa: F401  (re-exported)
 
@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # the model module imports torch; keep TIFF I/O free of it
     from .model import UNet
 
 MODEL_SUFFIX = ".pt"
+READ_FORMATS = ("napari-unet reads TIFF (.tif, .tiff), PNG, JPEG, BMP and the other formats of imageio; "
+                "predict also reads .zarr/.ome.zarr stores and HDF5 (file.h5:dataset)")
 
 
 # ----------------------------------------------------------------------------- atomic writes
@@ -147,11 +149,12 @@ def _load_payload(path: str | os.PathLike) -> tuple[dict, dict]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError, TypeError) as e:
-        raise UserError(f"{path} is not a readable napari-unet model file (corrupt or of "
-                         f"another kind): {str(e).splitlines()[0][:200]}") from None
+        raise UserError(f"model file {path} is damaged or truncated (not written completely?), or not a "
+                        f"napari-unet model ({reason(e).rstrip('.')}); use another copy or train again") from None
     except Exception as e:  # e.g. pickle.UnpicklingError for a foreign pickle
-        raise UserError(f"{path} is not a napari-unet model file: {type(e).__name__}: "
-                         f"{str(e).splitlines()[0][:200] if str(e) else ''}") from None
+        why = reason(e)
+        raise UserError(f"{path} is not a napari-unet model file: {type(e).__name__}"
+                        + (f": {why}" if why != type(e).__name__ else "")) from None
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise UserError(f"{path} is not a napari-unet model file (no '{MODEL_FORMAT}' header)")
     if int(payload.get("format_version", 0)) > MODEL_FORMAT_VERSION:
@@ -195,7 +198,7 @@ def load_model(path: str | os.PathLike) -> "UNet":
     try:
         return model_from_state(meta, state)
     except (KeyError, RuntimeError, TypeError, ValueError) as e:
-        raise UserError(f"{path}: weights do not match the metadata ({str(e).splitlines()[0][:200]})") from None
+        raise UserError(f"{path}: weights do not match the metadata ({reason(e)})") from None
 
 
 # ----------------------------------------------------------------------------- images
@@ -221,13 +224,16 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             except UserError:
                 raise
             except Exception as e:
-                raise UserError(f"{path} is not a readable TIFF file: {str(e).splitlines()[0][:200]}") from None
+                raise UserError(f"{path} is not a readable TIFF file: {reason(e)}") from None
     try:
         import imageio.v3 as iio
 
         return np.asarray(iio.imread(path))
     except Exception as e:
-        raise UserError(f"cannot read image {path}: {str(e).splitlines()[0][:200]}") from None
+        if "could not find a backend" in str(e).lower():  # imageio has no reader for this kind of file
+            raise UserError(f"cannot read image {path}: {path.suffix or 'this kind of'} files are not read; "
+                            f"{READ_FORMATS}") from None
+        raise UserError(f"cannot read image {path}: {reason(e)}") from None
 
 
 @contextlib.contextmanager

@@ -13,7 +13,10 @@ from .errors import UserError
 from .labels import check_labels
 from .truth import resolve_truth
 
-__all__ = ["confusion", "evaluate", "per_slice_scores", "error_map"]
+__all__ = ["confusion", "evaluate", "per_slice_scores", "error_map", "format_score"]
+
+NO_OBJECT_CLASS_NOTE = ("neither the truth nor the prediction holds a class above 1 (only background): "
+                        "its IoU/Dice are undefined (0/0), and so are the means (n/a)")
 
 # error-map codes (also used for the overlay layer's colours and legend)
 ERR_IGNORED = 0  # truth unlabeled, or correctly predicted background
@@ -63,10 +66,15 @@ def evaluate(pred_labels: Any, true_labels: Any, *, class_names: Sequence[str] |
     """Per-class IoU and Dice with TP/FP/FN pixel counts, and their means.
 
     Returns ``{"classes": {value: {"iou", "dice", "tp", "fp", "fn", "name"}}, "mean_iou",
-    "mean_dice", "foreground_iou", "foreground_dice", "pixels", "ignored", "truth_zero",
-    "truth_note"}``. Class 1 is background by convention; ``foreground_*`` merge every class
+    "mean_dice", "foreground_iou", "foreground_dice", "foreground", "pixels", "ignored",
+    "truth_zero", "truth_note", "note" (only where a score is undefined)}``. Class 1 is background by convention; ``foreground_*`` merge every class
     above 1 into one (a binary foreground score). A class absent from both prediction and truth
     is left out. Predicted 0 (no prediction) counts as a miss.
+    Scores never flatter: when no class above 1 appears in the truth or the prediction (only
+    background), ``mean_iou``, ``mean_dice``, ``foreground_iou`` and ``foreground_dice`` are NaN
+    (undefined, 0/0; a mean of the background alone is no segmentation score) and ``note`` says
+    so; class 1 keeps its own row. With no labelled pixel at all, ``classes`` is empty and the
+    means are NaN.
     ``truth_zero`` ("auto", "background", "unlabeled"): how the truth's 0 is read (see
     :func:`napari_unet.core.truth.resolve_truth`); ``truth_zero``/``truth_note`` in the result
     say which reading was used.
@@ -118,7 +126,20 @@ def evaluate(pred_labels: Any, true_labels: Any, *, class_names: Sequence[str] |
         result["foreground_iou"] = tp / (tp + fp + fn)
         result["foreground_dice"] = 2 * tp / (2 * tp + fp + fn)
         result["foreground"] = {"tp": tp, "fp": fp, "fn": fn}
+    elif classes:  # background only, on both sides: nothing to score but the background
+        nan = float("nan")
+        result.update(mean_iou=nan, mean_dice=nan, foreground_iou=nan, foreground_dice=nan,
+                      foreground={"tp": 0, "fp": 0, "fn": 0}, note=NO_OBJECT_CLASS_NOTE)
     return result
+
+
+def format_score(value: Any, spec: str = ".3f", missing: str = "n/a") -> str:
+    """``format(value, spec)``, or ``missing`` (as wide as ``spec`` asks) for an undefined score
+    (NaN or None): the command line and the widgets show "n/a", never "nan"."""
+    if value is None or (isinstance(value, (float, np.floating)) and np.isnan(value)):
+        width = spec.split(".")[0].lstrip("<>^=+- ")
+        return f"{missing:>{width}}" if width.isdigit() else missing
+    return format(value, spec)
 
 
 def per_slice_scores(pred_labels: Any, true_labels: Any, *, truth_zero: str = "auto") -> list[dict]:

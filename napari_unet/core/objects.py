@@ -22,6 +22,7 @@ from .labels import check_labels
 
 __all__ = ["label_kind", "as_objects", "match_objects", "object_overlay", "format_object_scores"]
 
+NAN = float("nan")
 THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.5, 0.55, ..., 0.95
 
 # overlay codes (same colours as the pixel error overlay: green, red, blue)
@@ -92,6 +93,25 @@ def _contingency(pred: np.ndarray, truth: np.ndarray):
     return t_ids, t_size, p_ids, p_size, pairs, counts
 
 
+def _mean_defined(values: Sequence[float]) -> float:
+    """The mean of the values that are defined (not NaN); NaN if none is."""
+    vals = [v for v in values if not np.isnan(v)]
+    return float(np.mean(vals)) if vals else NAN
+
+
+def empty_note(n_true: int, n_pred: int, class_value: int | None = None) -> str:
+    """One sentence on the scores left undefined (NaN) because a side holds no object; "" if none."""
+    obj = "object" + (f" of class {class_value}" if class_value is not None else "")
+    if not n_true and not n_pred:
+        return (f"neither the truth nor the prediction holds an {obj}: precision, recall, F1 and AP "
+                "are undefined (n/a)")
+    if not n_pred:
+        return f"the prediction holds no {obj}: precision is undefined (n/a)"
+    if not n_true:
+        return f"the truth holds no {obj}: recall is undefined (n/a)"
+    return ""
+
+
 def match_objects(pred: Any, truth: Any, *, thresholds: Sequence[float] = THRESHOLDS,
                   pred_kind: str = "auto", truth_kind: str = "auto",
                   class_value: int | None = None) -> dict:
@@ -100,8 +120,11 @@ def match_objects(pred: Any, truth: Any, *, thresholds: Sequence[float] = THRESH
     Returns ``{"thresholds": [{"threshold", "tp", "fp", "fn", "precision", "recall", "f1",
     "ap", "mean_matched_iou"}, ...], "n_true", "n_pred", "splits", "merges", "mean_ap",
     "f1_50", "matches": [(true id, pred id, IoU) at 0.5, or at the first threshold without
-    0.5]}`` where ``ap`` is StarDist's
-    TP/(TP+FP+FN) and ``mean_ap`` its mean over the thresholds. ``splits``: true objects with
+    0.5], "note" (only where a score is undefined)}`` where ``ap`` is StarDist's
+    TP/(TP+FP+FN) and ``mean_ap`` its mean over the thresholds. A score whose denominator is 0
+    is undefined and NaN, never 0 or 1: precision without predicted objects, recall without true
+    objects, F1 and AP when neither side holds an object (and ``mean_matched_iou`` without a
+    match); ``mean_ap`` is the mean of the defined values (NaN if none), and ``note`` says why. ``splits``: true objects with
     at least two predicted objects that lie mostly (more than half) inside them; ``merges``:
     predicted objects that contain more than half of each of at least two true objects.
     ``class_value``: for semantic labels, score only that class's objects.
@@ -134,12 +157,12 @@ def match_objects(pred: Any, truth: Any, *, thresholds: Sequence[float] = THRESH
             matched.append((a, b, float(iou[k])))
         tp = len(matched)
         fp, fn = n_pred - tp, n_true - tp
-        rows.append({"threshold": float(thr), "tp": tp, "fp": fp, "fn": fn,
-                     "precision": tp / (tp + fp) if tp + fp else 0.0,
-                     "recall": tp / (tp + fn) if tp + fn else 0.0,
-                     "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0,
-                     "ap": tp / (tp + fp + fn) if tp + fp + fn else 1.0,
-                     "mean_matched_iou": float(np.mean([m[2] for m in matched])) if matched else 0.0})
+        rows.append({"threshold": float(thr), "tp": tp, "fp": fp, "fn": fn,  # 0/0 is NaN, not 0 or 1
+                     "precision": tp / (tp + fp) if tp + fp else NAN,
+                     "recall": tp / (tp + fn) if tp + fn else NAN,
+                     "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else NAN,
+                     "ap": tp / (tp + fp + fn) if tp + fp + fn else NAN,
+                     "mean_matched_iou": float(np.mean([m[2] for m in matched])) if matched else NAN})
         if abs(thr - 0.5) < 1e-9 or not matches_50 and thr == thresholds[0]:
             matches_50 = matched
     # splits / merges: majority containment
@@ -154,9 +177,12 @@ def match_objects(pred: Any, truth: Any, *, thresholds: Sequence[float] = THRESH
         "thresholds": rows, "n_true": n_true, "n_pred": n_pred,
         "splits": sum(1 for v in splits_of.values() if v >= 2),
         "merges": sum(1 for v in merges_of.values() if v >= 2),
-        "mean_ap": float(np.mean([r["ap"] for r in rows])) if rows else float("nan"),
+        "mean_ap": _mean_defined([r["ap"] for r in rows]),
         "matches": matches_50,
     }
+    note = empty_note(n_true, n_pred, class_value)
+    if note:
+        result["note"] = note
     at50 = next((r for r in rows if abs(r["threshold"] - 0.5) < 1e-9), None)
     if at50 is not None:
         result["f1_50"] = at50["f1"]
@@ -185,13 +211,19 @@ def object_overlay(pred: Any, truth: Any, *, threshold: float = 0.5, pred_kind: 
 
 
 def format_object_scores(res: dict) -> str:
-    """A text table of :func:`match_objects`' result (for the command line)."""
+    """A text table of :func:`match_objects`' result (for the command line); an undefined
+    score (NaN) reads "n/a"."""
+    from .metrics import format_score
+
     rows = [f"{res['n_true']} true objects, {res['n_pred']} predicted; "
             f"{res['splits']} split, {res['merges']} merged (majority overlap)",
             f"{'IoU>=':>6} {'TP':>6} {'FP':>6} {'FN':>6} {'prec':>6} {'recall':>6} {'F1':>6} {'AP':>6} {'mIoU':>6}"]
     for r in res["thresholds"]:
-        rows.append(f"{r['threshold']:6.2f} {r['tp']:6d} {r['fp']:6d} {r['fn']:6d} {r['precision']:6.3f} "
-                    f"{r['recall']:6.3f} {r['f1']:6.3f} {r['ap']:6.3f} {r['mean_matched_iou']:6.3f}")
-    rows.append(f"mean AP over IoU {res['thresholds'][0]['threshold']:.2f}..{res['thresholds'][-1]['threshold']:.2f}: "
-                f"{res['mean_ap']:.3f}" if res["thresholds"] else "")
+        scores = " ".join(format_score(r[k], "6.3f") for k in ("precision", "recall", "f1", "ap", "mean_matched_iou"))
+        rows.append(f"{r['threshold']:6.2f} {r['tp']:6d} {r['fp']:6d} {r['fn']:6d} {scores}")
+    if res["thresholds"]:
+        rows.append(f"mean AP over IoU {res['thresholds'][0]['threshold']:.2f}..{res['thresholds'][-1]['threshold']:.2f}: "
+                    f"{format_score(res['mean_ap'], '.3f')}")
+    if res.get("note"):
+        rows.append(res["note"])
     return "\n".join(rows)

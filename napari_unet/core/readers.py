@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UserError, UserTypeError
+from .errors import UserError, UserTypeError, reason
 from .pixels import PixelSize  # noqa: F401  (re-exported)
 
 __all__ = ["PixelSize", "ngff_unit", "ImageSource", "is_lazy_spec", "spec_file", "open_image",
@@ -196,7 +196,7 @@ def _open_tiff(p: Path, name: str | None) -> ImageSource:
     except UserError:
         raise
     except Exception as e:
-        raise UserError(f"{p} is not a readable TIFF file: {str(e).splitlines()[0][:200]}") from None
+        raise UserError(f"{p} is not a readable TIFF file: {reason(e)}") from None
     axes = axes.replace("Q", "").upper() if len(axes) == len(shape) else None
     if axes and not set(axes) <= set("TCZYXS"):
         axes = None
@@ -311,7 +311,7 @@ def _open_zarr(path: str, key: str | None, name: str | None) -> ImageSource:
         if key:
             node = node[key]
     except Exception as e:
-        raise UserError(f"cannot open zarr {path}{':' + key if key else ''}: {str(e).splitlines()[0][:200]}") from None
+        raise UserError(f"cannot open zarr {path}{':' + key if key else ''}: {reason(e)}") from None
     axes, px, drop = None, PixelSize(), ()
     if isinstance(node, zarr.Group):
         ms = ngff_multiscale(dict(node.attrs))

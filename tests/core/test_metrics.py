@@ -75,3 +75,43 @@ def test_bad_labels(pred, truth, err):
 def test_all_unlabeled_truth_gives_no_classes():
     s = evaluate(np.ones((4, 4), int), np.zeros((4, 4), int))
     assert s["classes"] == {} and s["pixels"] == 0 and np.isnan(s["mean_iou"])
+
+
+def test_background_only_on_both_sides_is_not_a_perfect_score():
+    """All background against all background: the object class is 0/0, so the means are NaN,
+    not 1.0 from the background alone, and the result says why."""
+    s = evaluate(np.ones((8, 8), np.uint8), np.ones((8, 8), np.uint8))
+    assert s["classes"][1]["iou"] == 1.0  # the background itself is right
+    assert np.isnan(s["mean_iou"]) and np.isnan(s["mean_dice"])
+    assert np.isnan(s["foreground_iou"]) and np.isnan(s["foreground_dice"])
+    assert "neither the truth nor the prediction holds a class above 1" in s["note"]
+    # a truth whose 0 means background, all 0: the same
+    s = evaluate(np.ones((8, 8), np.uint8), np.zeros((8, 8), np.uint8), truth_zero="background")
+    assert np.isnan(s["mean_iou"]) and "note" in s
+    # one false positive pixel of class 2 makes the scores defined (and not perfect)
+    pred = np.ones((8, 8), np.uint8)
+    pred[0, 0] = 2
+    s = evaluate(pred, np.ones((8, 8), np.uint8))
+    assert s["foreground_iou"] == 0.0 and s["mean_iou"] < 1 and "note" not in s
+
+
+def test_format_score_shows_undefined_as_n_a():
+    from napari_unet.core.metrics import format_score
+
+    assert format_score(0.25) == "0.250" and format_score(0.25, "7.4f") == " 0.2500"
+    assert format_score(float("nan")) == "n/a" and format_score(np.float32("nan"), "7.4f") == "    n/a"
+    assert format_score(None, "6.3f") == "   n/a" and format_score(3) == "3.000"
+
+
+def test_the_evaluate_jobs_give_the_widgets_undefined_scores_they_can_show():
+    """What the Evaluate widget's table and the object panel format (with format_score): NaN
+    where nothing but background exists, never 1.0, and the note to show with them."""
+    from napari_unet.core.evaluate_job import ObjectResult, Scores, iter_evaluate_job, iter_object_job
+    from napari_unet.core.metrics import format_score
+
+    ones = np.ones((2, 8, 8), np.uint8)
+    scores = [e for e in iter_evaluate_job(ones, ones) if isinstance(e, Scores)][0]
+    mean = [r for r in scores.rows if r[1] == "mean"][0]
+    assert [format_score(v) for v in mean[2:4]] == ["n/a", "n/a"] and scores.result["note"]
+    objects = [e for e in iter_object_job(ones, ones) if isinstance(e, ObjectResult)][0]
+    assert format_score(objects.result["mean_ap"]) == "n/a" and objects.result["note"]

@@ -143,3 +143,32 @@ def test_object_api_is_torch_free():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_no_object_on_either_side_is_undefined_not_perfect():
+    """0 true and 0 predicted objects: precision, recall, F1 and AP are 0/0, NaN (never 1.0)."""
+    from napari_unet.core.objects import format_object_scores
+
+    res = match_objects(np.ones((8, 8), np.uint8), np.ones((8, 8), np.uint8))
+    assert (res["n_true"], res["n_pred"]) == (0, 0)
+    for r in res["thresholds"]:
+        assert all(np.isnan(r[k]) for k in ("precision", "recall", "f1", "ap", "mean_matched_iou"))
+    assert np.isnan(res["mean_ap"]) and np.isnan(res["f1_50"])
+    assert "neither the truth nor the prediction holds an object" in res["note"]
+    assert "of class 2" in match_objects(np.ones((8, 8), np.uint8), np.ones((8, 8), np.uint8),
+                                         class_value=2)["note"]
+    text = format_object_scores(res)
+    assert "1.000" not in text and "nan" not in text and "mean AP over IoU 0.50..0.95: n/a" in text
+
+
+def test_one_empty_side_leaves_only_its_ratio_undefined():
+    _, t = _case()
+    res = match_objects(np.zeros_like(t), t)  # no predicted object: precision 0/0, recall 0
+    r = _row(res, 0.5)
+    assert np.isnan(r["precision"]) and r["recall"] == 0.0 and r["f1"] == 0.0 and r["ap"] == 0.0
+    assert res["mean_ap"] == 0.0 and "precision is undefined" in res["note"]
+    res = match_objects(t, np.zeros_like(t))  # no true object: recall 0/0, precision 0
+    r = _row(res, 0.5)
+    assert np.isnan(r["recall"]) and r["precision"] == 0.0 and r["ap"] == 0.0
+    assert "recall is undefined" in res["note"]
+    assert "note" not in match_objects(t, t)
