@@ -27,7 +27,7 @@ def layer(module: str) -> str:
     if head == "_widgets":
         return "_widgets"
     if head.startswith("_cli_"):
-        return "_cli_* (args, report, run, predict, bigdata, export)"
+        return "_cli_* (args, inputs, report, run, predict, bigdata, export)"
     return head
 
 
