@@ -47,7 +47,7 @@ def add_bigdata_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cluster-option", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="--cluster: a dask_jobqueue.SLURMCluster argument, e.g. cores=8, memory=32GB, "
                         "queue=gpu, walltime=02:00:00 (repeatable)")
-    g.add_argument("--chunk", type=_chunk_arg, default="auto",
+    g.add_argument("--chunk", type=_chunk_arg, default=None,
                    help="block (= output chunk) size for lazy/distributed prediction: auto, N or ZxYxX")
     if "--overwrite" not in p._option_string_actions:
         g.add_argument("--overwrite", action="store_true", help="replace outputs that napari-unet did not write")

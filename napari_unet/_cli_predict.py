@@ -114,6 +114,11 @@ def cmd_predict(args) -> int:
     from .core.io import load_model
 
     check_option_pairs(args)
+    if args.chunk is not None and not wants_bigdata(args):   # it would be silently ignored
+        raise UserError("--chunk sets the blocks of lazy or distributed prediction (--format ome-zarr, "
+                        "zarr/HDF5 inputs, --workers, --scheduler or --cluster); TIFF images predicted "
+                        "in memory have none: leave --chunk out")
+    args.chunk = "auto" if args.chunk is None else args.chunk
 
     if wants_bigdata(args):  # zarr/HDF5 inputs, --format ome-zarr, --workers/--scheduler/--cluster
         if args.one_class_per_object:

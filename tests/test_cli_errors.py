@@ -118,6 +118,7 @@ def test_reason_never_cuts_a_sentence():
     (["--min-size", "3"], "--min-size", "--instances"),
     (["--seed-distance", "2"], "--seed-distance", "--instances"),
     (["--instance-class", "2"], "--instance-class", "--instances"),
+    (["--chunk", "32"], "--chunk", "--format ome-zarr"),   # (the block engine's; a TIFF in memory has none)
 ])
 def test_an_option_without_the_one_it_belongs_to_is_refused_before_any_work(files, model_file, capsys,
                                                                             extra, flag, needs):
