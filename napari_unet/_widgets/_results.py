@@ -3,6 +3,7 @@ worker thread, the result layers (main thread) and the panel they share."""
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -21,6 +22,14 @@ def output_arrays(*args: Any, **kwargs: Any) -> dict:
     return impl(*args, **kwargs)
 
 
+def rgb_channel_axis(layers: list, model: Any, channel_axis: int | None) -> int | None:
+    """The channel axis to predict with: the one chosen, or, with 'none' chosen, the last axis
+    for RGB layers given to a model of several input channels (as Train trains on them)."""
+    if channel_axis is None and model.meta.get("in_channels", 1) > 1 and any(layer.rgb for layer in layers):
+        return -1
+    return channel_axis
+
+
 def image_items(layers: list, model: Any, hint: str = "",
                 channel_axis: int | None = None) -> list[tuple[str, np.ndarray]]:
     """(name, data) of image layers the model can segment; a UserError names the first that
@@ -32,9 +41,10 @@ def image_items(layers: list, model: Any, hint: str = "",
 
     items = []
     for layer in layers:
-        if layer.rgb and channel_axis is None:
-            raise UserError(f"'{layer.name}' is an RGB image; the model takes one channel "
-                            "(or choose the last axis as the channel axis, with a model trained on them).")
+        if layer.rgb and channel_axis is None:  # (rgb_channel_axis: a 1-channel model here)
+            n = model.meta.get("in_channels", 1)
+            raise UserError(f"'{layer.name}' is an RGB image ({layer.data.shape[-1]} channels) but the model "
+                            f"takes {n} channel{'s' if n != 1 else ''}: use a model trained on RGB images.")
         data = _layers.full_data(layer)
         spatial = len(data.shape) - (channel_axis is not None)
         if model.meta.get("dims") == 3 and spatial not in (3, 4):
@@ -143,6 +153,17 @@ def show_result(viewer: Any, result: Result, model: Any, *, probabilities: bool 
     return out
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """Sent by the prediction worker for an image the engine refused; the others go on."""
+    image: str
+    reason: str   # the engine's message, "image contains NaN ..." read as "it contains NaN ..."
+
+    def __post_init__(self) -> None:
+        if self.reason.startswith("image "):
+            object.__setattr__(self, "reason", "it " + self.reason[len("image "):])
+
+
 class PredictionPanel(JobPanel):
     """What Predict and Batch share: the job panel (_job_panel.py: Run/Cancel, progress,
     status) running :func:`predict_images`, and the current-model line, which follows the
@@ -188,16 +209,39 @@ class PredictionPanel(JobPanel):
         return model, layers
 
     def _start(self, model: Any, items: list[tuple[str, np.ndarray]], message: str, **kwargs: Any) -> None:
-        """Predict ``items`` in the background; ``kwargs`` go to :func:`predict_images`."""
+        """Predict ``items`` in the background; ``kwargs`` go to :func:`predict_images`. In this
+        process, image by image: one the engine refuses (NaN, ...) is skipped, named, and the
+        others go on (``self.skipped``); on a dask cluster, the job stops at the first."""
         self._model = model
+        self.skipped: list[tuple[str, str]] = []
 
         def job(cancel: threading.Event):
-            return (yield from predict_images(model, items, cancel=cancel, **kwargs))
+            if kwargs.get("workers"):
+                return (yield from predict_images(model, items, cancel=cancel, **kwargs))
+            from dataclasses import replace
+
+            for i, item in enumerate(items):
+                try:
+                    for ev in predict_images(model, [item], cancel=cancel, **kwargs):
+                        yield replace(ev, index=i, count=len(items)) if isinstance(ev, Progress) else ev
+                except (ValueError, TypeError) as e:   # this image only (a UserError is a ValueError)
+                    yield Skipped(item[0], str(e) or type(e).__name__)
+                if cancel.is_set():
+                    return None
 
         self._start_job(job, message)
 
+    def skipped_text(self) -> str:
+        """'; skipped 'b': it contains NaN ...' for the final status line ('' when none)."""
+        return "".join(f"; skipped '{name}': {why.rstrip('.')}" for name, why in self.skipped)
+
     def _on_event(self, ev: Any) -> None:
-        if isinstance(ev, Progress):
+        if isinstance(ev, Skipped):
+            from ._common import show_error
+
+            self.skipped.append((ev.image, ev.reason))
+            show_error(f"Skipped '{ev.image}': {ev.reason}")
+        elif isinstance(ev, Progress):
             self.set_progress((ev.index + ev.done / max(ev.total, 1)) / ev.count)
             where = f"{ev.index + 1}/{ev.count} " if ev.count > 1 else ""
             self.status.setText(f"{where}{ev.image}: {ev.unit} {ev.done}/{ev.total}")

@@ -72,14 +72,18 @@ class ModelActions:
 
     @user_action
     def save_model(self, path: str | None = None) -> Path | None:
+        """Save the current model. A ``path`` given here (a script, a test) never replaces a file
+        that is not a napari-unet model (core's refusal); one chosen in the file dialog may,
+        since the dialog asked the user before replacing it."""
         model = self.state.require()
-        if path is None:
+        asked = path is None
+        if asked:
             path, _ = QFileDialog.getSaveFileName(self, "Save model", "unet.pt", "U-Net model (*.pt)")
             if not path:
                 return None
         from napari_unet.core.io import save_model
 
-        out = save_model(model, path, overwrite=True)   # (the file dialog asked before replacing)
+        out = save_model(model, path, overwrite=asked)
         self.state.saved(out)  # every widget's model line says "saved to ..."
         show_info(f"Model saved to {Path(out).name}")  # the full path: the model line
         return out

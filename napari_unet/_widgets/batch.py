@@ -10,7 +10,8 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QHBoxLayout, QLab
 
 from ._channels import channel_axis, channel_combo
 from ._common import UserError, heading, image_layers, scrolled_layout, show_info, user_action
-from ._results import PredictionPanel, Result, image_items, layer_pixel_size, show_result
+from ._results import (PredictionPanel, Result, image_items, layer_pixel_size, rgb_channel_axis,
+                       show_result)
 
 
 class BatchWidget(PredictionPanel, QWidget):
@@ -111,7 +112,7 @@ class BatchWidget(PredictionPanel, QWidget):
         if per_object is True and self.workers.value():
             raise UserError("One class per object needs each image's labels in one piece: it is not "
                             "available with dask workers yet. Untick one of them.")
-        ca = channel_axis(self.channel)
+        ca = rgb_channel_axis(layers, model, channel_axis(self.channel))
         items = image_items(layers, model, hint="; tick 'only selected' and leave it out", channel_axis=ca)
         if out_dir is not None:  # the same output policy as the command line, before any work
             from napari_unet.core.outputs import check_output, prepare_folder
@@ -156,10 +157,14 @@ class BatchWidget(PredictionPanel, QWidget):
 
     def _on_finished(self, aborted: bool) -> None:
         where = f"; files in {Path(self.files[0]).parent}" if self.files else ""
+        skipped = self.skipped_text()
         if aborted:
-            self.status.setText(f"cancelled after {len(self.done)} image(s){where}")
+            self.status.setText(f"cancelled after {len(self.done)} image(s){where}{skipped}")
         elif self.done:
             self.progress.setValue(1000)
-            self.status.setText(f"segmented {len(self.done)} image(s){where}")
+            self.status.setText(f"segmented {len(self.done)} image(s){where}{skipped}")
             self.status.setToolTip("\n".join(self.files))
-            show_info(f"Segmented {len(self.done)} image(s).")  # where the files are: the status line
+            # where the files are: the status line
+            show_info(f"Segmented {len(self.done)} image(s){skipped}.")
+        elif skipped:
+            self.status.setText(f"segmented no image{skipped}")

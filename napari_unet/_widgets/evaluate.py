@@ -126,6 +126,7 @@ class EvaluateWidget(ResultJobPanel, QWidget):
         from napari_unet.core.evaluate_job import iter_evaluate_job
 
         self._check_idle()
+        self._clear_scores()  # a refused run must not leave the earlier pair's scores on show
         pred_layer, truth_layer = self.pred_combo.layer(), self.truth_combo.layer()
         if pred_layer is None or truth_layer is None:
             raise UserError(no_truth_message(self.viewer))
@@ -135,9 +136,13 @@ class EvaluateWidget(ResultJobPanel, QWidget):
         if pred.shape != truth.shape:
             raise UserError(f"Shapes do not match: prediction '{pred_layer.name}' is {pred.shape}, "
                             f"ground truth '{truth_layer.name}' is {truth.shape}.")
+        names, zero = _layers.info(pred_layer).get("class_names"), self.truth_zero.currentData()
+        if zero != "background" and truth.dtype.kind != "b" and not truth.any():  # as the command line
+            raise UserError(f"The ground truth '{truth_layer.name}' holds no labelled pixel (all 0): nothing "
+                            "to score. If it is a mask whose 0 means background (an image without objects), "
+                            "choose 'truth 0 is: background'.")
         # copies: the user may paint on either layer while the worker scores
         pred, truth = pred.copy(), truth.copy()
-        names, zero = _layers.info(pred_layer).get("class_names"), self.truth_zero.currentData()
         self._scored = (pred_layer.name, truth_layer.name)
         self._layer_geometry = (pred_layer.scale, pred_layer.translate)
         self._scored_image = _layers.info(pred_layer).get("image")  # its painting stays on top
@@ -146,6 +151,14 @@ class EvaluateWidget(ResultJobPanel, QWidget):
                                                          class_names=names, cancel=cancel),
                         f"scoring '{pred_layer.name}'…")
         return self.worker
+
+    def _clear_scores(self) -> None:
+        """Forget the shown scores (summary, table, legend); the overlay layer stays a layer."""
+        self.rows, self.result = [], None
+        self.summary.setText("")
+        self.legend.setText("")
+        self.table.setRowCount(0)
+        self.status.setText("")
 
     def _show(self, scores: Any) -> None:
         """Main thread: the table, the summary, the overlay layer and its legend."""
@@ -204,10 +217,12 @@ class EvaluateWidget(ResultJobPanel, QWidget):
     def save_csv(self, path: str | None = None) -> str | None:
         if not self.rows:
             raise UserError("Nothing to save yet: press Evaluate first.")
-        if path is None:
+        if path is None:  # the dialog asks before replacing a file
             path, _ = QFileDialog.getSaveFileName(self, "Save scores", "scores.csv", "CSV (*.csv)")
             if not path:
                 return None
+        else:  # a script's path: never over a file that is not scores of ours
+            _check_csv_target(Path(path))
         from napari_unet.core.io import atomic_path
 
         with atomic_path(path) as tmp:
@@ -215,3 +230,20 @@ class EvaluateWidget(ResultJobPanel, QWidget):
         self.status.setText(f"scores saved to {path}")
         show_info(f"Scores saved to {Path(path).name}.")
         return path
+
+
+def _check_csv_target(path: Path) -> None:
+    """Refuse to replace a folder, or a file that is not a scores CSV of ours (its header)."""
+    if path.is_dir():
+        raise UserError(f"Cannot save the scores to {path}: it is a folder.")
+    if not path.exists():
+        return
+    header = ",".join(COLUMNS)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            first = f.readline().rstrip("\r\n")
+    except OSError:
+        first = ""
+    if path.suffix.lower() != ".csv" or first != header:
+        raise UserError(f"Not saving the scores to {path.name}: that file exists and is not a scores CSV "
+                        "of napari-unet; choose another name (Save CSV… asks before replacing a file).")

@@ -10,7 +10,7 @@ from . import _layers
 from ._channels import channel_axis, channel_combo
 from ._common import LayerCombo, UserError, heading, hint, scrolled_layout, show_info, user_action
 from ._instances import InstanceOptions
-from ._results import PredictionPanel, Result, image_items, show_result
+from ._results import PredictionPanel, Result, image_items, rgb_channel_axis, show_result
 
 
 class PredictWidget(PredictionPanel, QWidget):
@@ -91,7 +91,7 @@ class PredictWidget(PredictionPanel, QWidget):
         if per_object is True and model.meta.get("classes", 2) <= 2:
             raise UserError("One class per object is for models of more than two classes; this one has "
                             f"{model.meta.get('classes')}. Use argmax.")
-        ca = channel_axis(self.channel)
+        ca = rgb_channel_axis(layers, model, channel_axis(self.channel))
         items = image_items(layers, model, channel_axis=ca)
         self.results, self._probs = {}, {}
         self._start(model, items, f"predicting {len(items)} image(s)…", tile=self.tile.value() or "auto",
@@ -123,10 +123,12 @@ class PredictWidget(PredictionPanel, QWidget):
         elif self.results:
             self.progress.setValue(1000)
             names = list(self.results)
-            self.status.setText(f"predicted {', '.join(names)}")
+            self.status.setText(f"predicted {', '.join(names)}{self.skipped_text()}")
             show_info(f"Predicted '{names[0]}'." if len(names) == 1 else f"Predicted {len(names)} images.")
             if self.instances.enabled.isChecked():
                 self.instances.compute([(n, *self._probs[n]) for n in self.results])
+        elif self.skipped:
+            self.status.setText(f"predicted no image{self.skipped_text()}")
 
     def _instance_sources(self) -> list[tuple[str, Any, dict]]:
         names = {layer.name for layer in self.viewer.layers}

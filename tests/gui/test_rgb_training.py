@@ -34,3 +34,33 @@ def test_train_on_an_rgb_image_with_preview(viewer, dock, qtbot):
     assert preview.data.shape == (64, 64)
     qtbot.waitUntil(lambda: preview.data.any(), timeout=HANG_MS)
     assert viewer.layers[-1].name == "stain paint" and "stain" in viewer.layers
+
+
+def test_predict_and_batch_take_an_rgb_layer_for_an_rgb_model(viewer, dock, qtbot, notes, tiny_model):
+    """An RGB layer given to a model of three input channels is read channels-last by itself
+    (as Train trains on it); a one-channel model says how many channels it takes."""
+    from napari_unet import build_model
+
+    from conftest import errors
+
+    rgb = (np.random.default_rng(1).random((48, 64, 3)) * 255).astype(np.uint8)
+    viewer.add_image(rgb, name="stain", rgb=True)
+    model_state(viewer).set(build_model(2, in_channels=3, base_channels=4, depth=2), "rgb model")
+    p = dock("Predict")
+    p.image_combo.set_layer("stain")
+    viewer.layers.selection.clear()
+    p.run()
+    assert p.worker is not None, errors(notes)
+    qtbot.waitUntil(lambda: p.worker is None, timeout=HANG_MS)
+    assert not errors(notes)
+    assert viewer.layers["stain labels"].data.shape == (48, 64)
+    b = dock("Batch")
+    b.run()
+    qtbot.waitUntil(lambda: b.worker is None, timeout=HANG_MS)
+    assert not errors(notes) and b.done == ["stain"], b.status.text()
+
+    model_state(viewer).set(tiny_model, "grey model")
+    p.run()
+    assert p.worker is None
+    assert "'stain' is an RGB image (3 channels)" in errors(notes)[-1]
+    assert "takes 1 channel" in errors(notes)[-1]
