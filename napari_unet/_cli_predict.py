@@ -150,7 +150,13 @@ def cmd_predict(args) -> int:
     from .core.frames import is_time_lapse
 
     # a damaged or truncated file fails now, not after the others are done
-    shapes = [tuple(read_image(p).shape) for p in images]
+    from .core.checks import check_finite
+
+    shapes = []
+    for p in images:   # and a NaN is named by its file (the engine only knows "image")
+        data = read_image(p)
+        check_finite(data, name=p.name)
+        shapes.append(tuple(data.shape))
     model = load_model(model_path)
     if args.channel_axis is None:
         args.channel_axis = predict_channel_axis(shapes, model.meta, [p.name for p in images])

@@ -156,6 +156,10 @@ def cmd_train(args) -> int:
                          + [(p, "validation labels") for p in val_labels])
     n, v = len(args.image), len(val_image)
     images, labels = arrays[:n], arrays[n:2 * n]
+    from .core.checks import check_finite
+
+    for spec, data in zip(args.image + val_image, images + arrays[2 * n:2 * n + v]):
+        check_finite(data, name=str(spec), doing="training")   # named by its file, not "image 1"
     val_images, val_labels = (arrays[2 * n:2 * n + v], arrays[2 * n + v:]) if v else (None, None)
     names = [n.strip() for n in args.class_names.split(",")] if args.class_names else None
     spacing = train_spacing(args.spacing, args.dims, init, args.image)

@@ -130,3 +130,20 @@ def test_instance_options_are_checked_before_anything_is_written(pair, tmp_path,
         _fails(capsys, ["predict", "--model", model, "--out-dir", out, img, "--instances", "--format", fmt,
                         *extra], needle)
         assert not out.exists() or not os.listdir(out), os.listdir(out)
+
+
+def test_a_nan_image_is_named_by_its_file_before_anything_is_written(pair, tmp_path, capsys):
+    img, lab = pair
+    bad = tmp_path / "bad.tif"
+    data = tifffile.imread(img)
+    data[3, 3] = np.nan
+    tifffile.imwrite(bad, data)
+    model = tmp_path / "m.pt"
+    _train(["train", "--image", img, "--labels", lab, "--out", model])
+    out = tmp_path / "out"
+    _fails(capsys, ["predict", "--model", model, "--out-dir", out, img, bad], "bad.tif contains NaN",
+           "before predicting")
+    assert not out.exists() or not os.listdir(out)      # the good image was not predicted either
+    _fails(capsys, ["train", "--image", img, "--labels", lab, "--image", bad, "--labels", lab,
+                    "--out", tmp_path / "n.pt", "--steps", "1"], "bad.tif contains NaN", "before training")
+    assert not (tmp_path / "n.pt").exists()
