@@ -12,7 +12,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Container, Iterable
 
 import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
@@ -36,17 +36,24 @@ def paint_shape(image_layer: Any) -> tuple[int, ...]:
     return shape[:-1] if image_layer.rgb else shape
 
 
-def autosave_path(image_layer: Any) -> Path:
+def autosave_path(image_layer: Any, taken: Container[Path] = ()) -> Path:
+    """Where the painting of ``image_layer`` is saved; never one of ``taken`` (the files of the
+    other paintings open in the viewer: two paintings must not share a file)."""
     shape = paint_shape(image_layer)
     src = getattr(getattr(image_layer, "source", None), "path", None)
     if src:
         p = Path(src)
         if p.is_file() and os.access(p.parent, os.W_OK):
             stem = p.name.split(".")[0] or p.stem
-            return p.parent / f"{stem}_paint.tif"
+            if p.parent / f"{stem}_paint.tif" not in taken:
+                return p.parent / f"{stem}_paint.tif"
     key = hashlib.sha1(f"{image_layer.name}|{shape}".encode()).hexdigest()[:12]
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", image_layer.name).strip("_")[:60] or "image"
-    return data_dir() / "paintings" / f"{safe}-{key}.tif"
+    path, n = data_dir() / "paintings" / f"{safe}-{key}.tif", 1
+    while path in taken:
+        n += 1
+        path = data_dir() / "paintings" / f"{safe}-{key}-{n}.tif"
+    return path
 
 
 def load_painting(path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray | None, list[str] | None]:
@@ -99,6 +106,10 @@ def _on_undo_redo(layer: Any, callback: Any) -> None:
         setattr(layer, name, wrapped)  # the key bindings call layer.undo()/redo() on the instance
 
 
+def _key(layer: Any) -> int:
+    return id(_layers.unwrap(layer))  # the layer, not the plugin proxy in front of it
+
+
 class Autosaver(QObject):
     """Watches painting layers and saves each one ``DEBOUNCE_MS`` after its last change;
     ``saved`` (the path) fires on the main thread after each save."""
@@ -112,13 +123,13 @@ class Autosaver(QObject):
         self.last_saved: Path | None = None
 
     def watch(self, layer: Any, path: Path) -> None:
-        if id(layer) in self._watched:
+        if _key(layer) in self._watched:
             return
         timer = QTimer(self)
         timer.setSingleShot(True)
         timer.setInterval(DEBOUNCE_MS)
         timer.timeout.connect(lambda: self.save_now(layer))
-        self._watched[id(layer)] = (layer, path, timer)
+        self._watched[_key(layer)] = (_layers.unwrap(layer), path, timer)
 
         def restart(event: Any = None) -> None:
             try:
@@ -131,19 +142,42 @@ class Autosaver(QObject):
         _on_undo_redo(layer, restart)
 
     def path_of(self, layer: Any) -> Path | None:
-        entry = self._watched.get(id(layer))
+        entry = self._watched.get(_key(layer))
         return entry[1] if entry else None
+
+    def paths(self, layers: Iterable[Any]) -> set[Path]:
+        """The files of the watched paintings among ``layers``."""
+        return {entry[1] for layer in layers if (entry := self._watched.get(_key(layer)))
+                and entry[0] is _layers.unwrap(layer)}
+
+    def move(self, layer: Any, path: Path) -> bool:
+        """Save ``layer`` to ``path`` from now on (its image was renamed): what was saved goes
+        there now and the old files go. Refused (False, the old file kept) when ``path`` already
+        holds a saved painting: another image's, never overwritten."""
+        entry = self._watched.get(_key(layer))
+        if entry is None or entry[1] == path:
+            return entry is not None
+        if path.exists() or path.with_suffix(".json").exists():
+            return False
+        old, timer = entry[1], entry[2]
+        self._watched[_key(layer)] = (_layers.unwrap(layer), path, timer)
+        if old.is_file():  # strokes were saved: keep them under the new name only
+            timer.stop()
+            self.save_now(layer, wait=True)
+            for stale in (old, old.with_suffix(".json")):
+                stale.unlink(missing_ok=True)
+        return True
 
     def changed(self, layer: Any) -> None:
         """Schedule a save (e.g. after the class list changed)."""
-        entry = self._watched.get(id(layer))
+        entry = self._watched.get(_key(layer))
         if entry:
             entry[2].start()
 
     def save_now(self, layer: Any, *, wait: bool = False) -> None:
         from napari.qt.threading import create_worker
 
-        entry = self._watched.get(id(layer))
+        entry = self._watched.get(_key(layer))
         if entry is None:
             return
         _, path, _ = entry

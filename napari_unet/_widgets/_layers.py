@@ -2,12 +2,16 @@
 
 Every layer the plugin makes carries ``metadata["napari_unet"] = {"role": ..., "image": ...}``
 so the widgets can find an image's painting, truth, prediction and preview layers again,
-even after the user renames them. Label values: 0 = unlabeled, 1 = background, 2..K = classes.
+even after the user renames them (renaming the image: :func:`follow_renames` keeps ``image``
+in step). Label values: 0 = unlabeled, 1 = background, 2..K = classes.
 """
 from __future__ import annotations
 
+import weakref
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
+
+from psygnal import Signal
 
 KEY = "napari_unet"
 
@@ -70,11 +74,71 @@ def find_role(layers: Iterable[Any], image_name: str, wanted: str) -> Any | None
     for layer in layers:
         if role(layer) == wanted and info(layer).get("image") == image_name:
             return layer
-    if wanted == "paint":
+    if wanted == "paint":  # by name: a Labels layer called "<image> paint" made for no other image
         for layer in layers:
-            if type(layer).__name__ == "Labels" and layer.name == paint_name(image_name):
+            if (layer.__class__.__name__ == "Labels" and layer.name == paint_name(image_name)
+                    and info(layer).get("image") in (None, image_name)):
                 return layer
     return None
+
+
+class Renames:
+    """Follows the renames of a viewer's layers: when an image is renamed, every layer made for
+    it (``info(layer)["image"]`` was the old name: painting, truth, preview, results) is retagged
+    with the new name before anyone else hears of the rename. ``renamed`` (layer, old, new)
+    then fires for every renamed layer."""
+
+    renamed = Signal(object, str, str)
+
+    def __init__(self, layers: Any) -> None:
+        self._layers = layers
+        self._names: dict[int, str] = {}
+        for layer in layers:
+            self._watch(layer)
+        layers.events.inserted.connect(lambda e: self._watch(e.value))
+        layers.events.removed.connect(lambda e: self._forget(e.value))
+
+    def _watch(self, layer: Any) -> None:
+        self._names[id(layer)] = layer.name
+        layer.events.name.connect(self._renamed, position="first")  # before the widgets' refresh
+
+    def _forget(self, layer: Any) -> None:
+        self._names.pop(id(layer), None)
+        layer.events.name.disconnect(self._renamed)
+
+    def _renamed(self, event: Any) -> None:
+        layer = event.source
+        old, new = self._names.get(id(layer)), layer.name
+        self._names[id(layer)] = new
+        if old is None or old == new:
+            return
+        if is_image(layer):
+            for other in list(self._layers):
+                if info(other).get("image") == old:
+                    meta = dict(other.metadata)
+                    meta[KEY] = {**info(other), "image": new}
+                    other.metadata = meta
+                    if role(other) == "paint" and other.name == paint_name(old):
+                        other.name = paint_name(new)  # a painting the user has not named
+        self.renamed.emit(layer, old, new)
+
+
+_RENAMES: "weakref.WeakKeyDictionary[Any, Renames]" = weakref.WeakKeyDictionary()
+
+
+def unwrap(obj: Any) -> Any:
+    """The object behind napari's plugin proxy (a different proxy per widget and per access)."""
+    return getattr(obj, "__wrapped__", obj)
+
+
+def follow_renames(viewer: Any) -> Renames:
+    """The viewer's :class:`Renames`, made on the first call and shared by every widget; keyed
+    weakly by the (unwrapped) viewer like ``_state.model_state``."""
+    viewer = unwrap(viewer)
+    renames = _RENAMES.get(viewer)
+    if renames is None:
+        renames = _RENAMES[viewer] = Renames(viewer.layers)
+    return renames
 
 
 def class_names_of(layer: Any, default_classes: int = 2) -> list[str]:

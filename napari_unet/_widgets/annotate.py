@@ -78,6 +78,7 @@ class AnnotateWidget(QWidget):
         lay.addWidget(self.status)
         lay.addStretch(1)
 
+        _layers.follow_renames(napari_viewer).renamed.connect(self._layer_renamed)
         self.image_combo.currentTextChanged.connect(self._image_changed)
         self._image_changed()
 
@@ -125,7 +126,7 @@ class AnnotateWidget(QWidget):
         existing = self.paint_layer()
         if existing is None:
             shape = paint_shape(image)
-            path = autosave_path(image)
+            path = autosave_path(image, self._paths_in_use())
             data, names = load_painting(path, shape)
             reloaded = data is not None
             if data is None:
@@ -159,13 +160,32 @@ class AnnotateWidget(QWidget):
             meta.update(_layers.tag("paint", image.name, class_names=_layers.class_names_of(layer)))
             layer.metadata = meta
         if image is not None and self.autosaver.path_of(layer) is None:
-            path = autosave_path(image)
+            path = autosave_path(image, self._paths_in_use(layer))
             self.autosaver.watch(layer, path)
             # nothing is written until the first stroke: say so until the first save
             self.status.setText(f"will autosave to {path}" if not path.is_file() else f"autosaved to {path}")
         self.brush.blockSignals(True)
         self.brush.setValue(int(round(layer.brush_size)))
         self.brush.blockSignals(False)
+
+    def _paths_in_use(self, but: Any = None) -> set:
+        """The autosave files of the paintings in the viewer (``but`` one)."""
+        but = _layers.unwrap(but)
+        return self.autosaver.paths(layer for layer in self.viewer.layers if _layers.unwrap(layer) is not but)
+
+    def _layer_renamed(self, layer: Any, old: str, new: str) -> None:
+        """An image was renamed (its painting already follows): its autosave file follows too,
+        unless the new name's file holds another image's painting (then it keeps its own)."""
+        paint = _layers.find_role(self.viewer.layers, new, "paint") if _layers.is_image(layer) else None
+        if paint is None or self.autosaver.path_of(paint) is None:
+            return
+        try:  # (a closed widget's autosaver and label are gone: nothing to do)
+            path = autosave_path(layer, self._paths_in_use(paint))
+            moved = self.autosaver.move(paint, path)
+            self.status.setText(f"autosaves to {self.autosaver.path_of(paint)}" + (
+                "" if moved else f" ({path.name} holds another painting)"))
+        except RuntimeError:
+            pass
 
     def _autosaved(self, path: Any) -> None:
         try:

@@ -186,8 +186,8 @@ class TrainWidget(TrainEvents, ModelActions, TrainLifecycle, DimsChoice, QWidget
         lay.addStretch(1)
 
         ev = napari_viewer.layers.events
-        for e in (ev.inserted, ev.removed):
-            e.connect(self.refresh_pairs)
+        for e in (ev.inserted, ev.removed, _layers.follow_renames(napari_viewer).renamed):
+            e.connect(self.refresh_pairs)  # a renamed image or painting: the list follows
         napari_viewer.dims.events.current_step.connect(self._update_preview_source)
         napari_viewer.layers.selection.events.active.connect(self._update_preview_source)
         self.state.changed.connect(self._model_changed)
@@ -200,8 +200,8 @@ class TrainWidget(TrainEvents, ModelActions, TrainLifecycle, DimsChoice, QWidget
     # ------------------------------------------------------------------ data
     def refresh_pairs(self, *_: Any) -> None:
         try:
-            checked = {self.pairs.item(i).text(): self.pairs.item(i).checkState()
-                       for i in range(self.pairs.count())}
+            checked = {self.pairs.item(i).data(Qt.UserRole): self.pairs.item(i).checkState()
+                       for i in range(self.pairs.count())}  # by layer: a renamed one keeps its tick
         except RuntimeError:
             return
         self.pairs.clear()
@@ -211,7 +211,8 @@ class TrainWidget(TrainEvents, ModelActions, TrainLifecycle, DimsChoice, QWidget
                 continue
             item = QListWidgetItem(image.name)
             item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
-            item.setCheckState(checked.get(image.name, Qt.Checked))
+            item.setData(Qt.UserRole, image.unique_id)
+            item.setCheckState(checked.get(image.unique_id, Qt.Checked))
             item.setToolTip(f"{image.name} + {paint.name}")
             self.pairs.addItem(item)
         if self.pairs.count() == 0:
