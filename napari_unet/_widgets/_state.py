@@ -18,7 +18,10 @@ class ModelState:
     def __init__(self) -> None:
         self.model: Any = None
         self._source: str = ""
-        self.previous: tuple[Any, str] | None = None   # the model a continued run started from
+        self.previous: tuple[Any, str] | None = None   # the model the last run replaced
+        # the running training's stop event (set by the Train widget that started it): one
+        # run at a time per viewer, whichever Train widget (a dock, the tabs' page) asks
+        self.training: Any = None
 
     @property
     def source(self) -> str:
@@ -40,8 +43,8 @@ class ModelState:
         self.source = f"saved to {path}"
 
     def revert(self) -> bool:
-        """Swap the current model with the one the last continued run started from (one
-        click back, and one click forward again). Returns False when there is none."""
+        """Swap the current model with the one the last training run replaced (one click
+        back, and one click forward again). Returns False when there is none."""
         if self.previous is None:
             return False
         prev, src = self.previous

@@ -46,8 +46,10 @@ class TrainEvents:
 
     def _on_train_finished(self, ev: Any) -> None:
         self.finished_reason = ev.reason
+        if ev.model is not None and ev.step == 0:   # not one step: the current model stays
+            return self._finished_before_first_step(ev)
         if ev.model is not None:
-            what = f"trained {ev.step} more steps" if self._previous else f"trained {ev.step} steps"
+            what = f"trained {ev.step} more steps" if self._continued else f"trained {ev.step} steps"
             previous = self._previous
             if ev.kept_previous:
                 what = f"kept the previous model after {ev.step} more steps"
@@ -69,6 +71,18 @@ class TrainEvents:
             show_warning(f"Training stopped: {ev.message or 'the loss became NaN'}")
         else:
             show_info(f"Training {text} after {ev.step} steps.")
+
+    def _finished_before_first_step(self, ev: Any) -> None:
+        """A run that ended before its first step (a Stop at once, an accidental click) hands
+        back untrained weights: they replace nothing, the current model (or none) stays."""
+        self.progress.setValue(1000)
+        kept = "the model is unchanged" if self.state.model is not None else "no model was made"
+        head = "stopped" if ev.reason == "stopped" else {"steps": "finished", "time": "time limit reached",
+                                                         "nan": "stopped: the loss became NaN"}.get(ev.reason, ev.reason)
+        self.status.setText(f"{head} before the first step: {kept}")
+        self.status.setToolTip(ev.message)
+        note = show_warning if ev.reason == "nan" else show_info
+        note(f"Training {head} before the first step: {kept}.")
 
 
 @functools.lru_cache(maxsize=None)

@@ -25,11 +25,11 @@ class ModelActions:
 
     @user_action
     def revert(self) -> None:
-        """Swap the current model with the one the last continued run started from."""
-        if self.is_running():
+        """Swap the current model with the one the last training run replaced."""
+        if self.is_running() or self.state.training is not None:
             raise UserError("Stop training before reverting the model.")
         if not self.state.revert():
-            raise UserError("Nothing to revert to: continue training a model first.")
+            raise UserError("Nothing to revert to: no training run has replaced a model yet.")
         show_info(f"Model: {self.state.describe()}")
         self.refresh_preview()
 
@@ -90,6 +90,8 @@ class ModelActions:
 
     @user_action
     def load_model(self, path: str | None = None) -> Any:
+        if self.state.training is not None:   # its end would replace the loaded model
+            raise UserError("Stop training before loading a model.")
         if path is None:
             path, _ = QFileDialog.getOpenFileName(self, "Load model", "", "U-Net model or bioimage.io package (*.pt *.zip)")
             if not path:

@@ -22,7 +22,7 @@ from ._preview import PreviewSource, preview_layer
 from ._state import model_state
 from ._train_events import TrainEvents
 from ._train_dims import DimsChoice
-from ._train_lifecycle import TrainLifecycle, _Closer, _prestart
+from ._train_lifecycle import STARTING, TrainLifecycle, _Closer, _prestart
 from ._train_model import ModelActions
 
 START_NEW, START_CURRENT, START_FILE = "new model", "continue current model", "fine-tune a model file"
@@ -39,7 +39,9 @@ class TrainWidget(TrainEvents, ModelActions, TrainLifecycle, DimsChoice, QWidget
         self._stop: threading.Event | None = None
         self._task_id: Any = None
         self.finished_reason: str | None = None
-        self._previous: tuple[Any, str] | None = None
+        self._previous: tuple[Any, str] | None = None   # what the run replaces (Revert)
+        self._continued = False   # the run continues the current model ("trained N more steps")
+        self._device_before = ""
         self._step_offset = 0
         self.preview = PreviewSource()
         self._empty_preview: Any = None
@@ -144,7 +146,7 @@ class TrainWidget(TrainEvents, ModelActions, TrainLifecycle, DimsChoice, QWidget
         self.save_btn = QPushButton("Save model…")
         self.load_btn = QPushButton("Load model…")
         self.revert_btn = QPushButton("Revert")
-        self.revert_btn.setToolTip("Swap back to the model the last continued run started from")
+        self.revert_btn.setToolTip("Swap back to the model the last training run replaced")
         self.revert_btn.setEnabled(False)
         self.revert_btn.clicked.connect(lambda: self.revert())
         self.save_btn.clicked.connect(lambda: self.save_model())
@@ -249,8 +251,9 @@ class TrainWidget(TrainEvents, ModelActions, TrainLifecycle, DimsChoice, QWidget
 
     @user_action
     def start(self, *_: Any) -> None:
-        if self.is_running():
-            raise UserError("Training is already running.")
+        if self.is_running() or self.state.training is not None:   # any Train widget of this viewer
+            raise UserError("Training is already running." if self.is_running() else
+                            "Training is already running (in another Train widget of this viewer).")
         pairs = self.chosen_pairs()
         if not pairs:
             raise UserError("Nothing to train on: paint some strokes on an image (Annotate "
@@ -293,7 +296,9 @@ class TrainWidget(TrainEvents, ModelActions, TrainLifecycle, DimsChoice, QWidget
         if self.depth.value():
             kwargs["depth"] = self.depth.value()
         mode = self.start_from.currentText()
-        self._previous = None
+        # the model this run replaces, for Revert (a new or fine-tuned one replaces it too)
+        self._previous = (self.state.model, self.state.source) if self.state.model is not None else None
+        self._continued = mode == START_CURRENT
         if mode == START_CURRENT:
             import copy
 
@@ -345,38 +350,15 @@ class TrainWidget(TrainEvents, ModelActions, TrainLifecycle, DimsChoice, QWidget
             self._step_offset = 0
         self.progress.setValue(0)
         self.status.setText("starting…")
-        self.device_label.setText("device: starting…")
+        self._device_before = self.device_label.text()   # shown again if the run never starts
+        self.device_label.setText(STARTING)
         self.val_label.setText("")
         self.finished_reason = None
         self._t0 = time.monotonic()
         self._set_running(True)
         self.worker = start_worker(run, yielded=self._on_event, finished=self._on_finished)
+        self.state.training = self._stop   # this run's token: no other Train widget starts one
         self._register_task()
-
-    def stop(self, *_: Any) -> bool:
-        """Ask training to stop (within a second); the model trained so far is kept."""
-        if self._stop is not None:
-            self._stop.set()
-            self.status.setText("stopping…")
-        return True
-
-    def _set_running(self, running: bool) -> None:
-        for w in (self.train_btn, self.save_btn, self.load_btn, self.pairs, self.dims,
-                  self.start_from, self.init_row, self.limit, self.limit_kind):
-            w.setEnabled(not running)
-        self.revert_btn.setEnabled(not running and self.state.previous is not None)
-        self.stop_btn.setEnabled(running)
-
-    def _on_finished(self) -> None:
-        self.worker = None
-        self._stop = None
-        self._set_running(False)
-        self._unregister_task()
-        if self.finished_reason is None:
-            self.status.setText("training ended without a model (see the message)")
-        empty, self._empty_preview = self._empty_preview, None
-        if empty is not None and empty in self.viewer.layers and not np.any(empty.data):
-            self.viewer.layers.remove(empty)  # made for this run, which never previewed
 
     def _update_preview_source(self, *event: Any) -> None:
         if event and self.worker is None:
