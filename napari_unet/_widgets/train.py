@@ -327,6 +327,7 @@ class TrainWidget(TrainEvents, ModelActions, TrainLifecycle, DimsChoice, QWidget
         kwargs["stop"] = self._stop
 
         in_process = not self.separate_process.isChecked()
+        names = [(image.name, paint.name) for image, paint in pairs]
 
         def run():
             if in_process:
@@ -335,6 +336,11 @@ class TrainWidget(TrainEvents, ModelActions, TrainLifecycle, DimsChoice, QWidget
                 from napari_unet.core.train_process import iter_train_process as engine
             try:
                 return (yield from engine(images, labels, **kwargs))
+            except (ValueError, TypeError) as e:   # the engine's refusal, told with the layers' names
+                from ._common import Failed
+                from ._train_words import widget_words
+
+                return Failed(widget_words(str(e) or type(e).__name__, names))
             except RuntimeError as e:  # the training process did not start or died: one clear message
                 if type(e).__name__ != "TrainProcessError":
                     raise

@@ -96,3 +96,32 @@ def test_the_device_line_after_a_run_the_engine_refused(viewer, dock, qtbot, not
     assert errors(notes), "the engine was expected to refuse one painted class"
     assert w.device_label.text() == before
     assert model_state(viewer).training is None
+
+
+def test_the_engines_refusals_name_the_layers_and_the_widgets_controls(viewer, dock, qtbot, notes):
+    """The engine speaks to Python callers ('image 1', 'classes=2'); the widget says the
+    same mistake with the layers' names and its own controls."""
+    from napari_unet._widgets._layers import KEY, info
+
+    w = _train_widget(viewer, dock)
+    img = viewer.layers["nuclei 2d"]
+    paint = viewer.layers["nuclei 2d paint"]
+    bad = np.array(img.data, dtype=np.float32)
+    bad[5, 5] = np.nan
+    second = viewer.add_image(bad, name="b_bad")
+    painting = viewer.add_labels(np.array(paint.data), name="b_bad paint")
+    painting.metadata[KEY] = {**info(paint), "image": second.name}   # its painting, as Annotate tags it
+    w.refresh_pairs()
+    assert [i.name for i, _ in w.chosen_pairs()] == ["nuclei 2d", "b_bad"]
+    w.start()
+    qtbot.waitUntil(lambda: not w.is_running(), timeout=HANG_MS)
+    assert errors(notes) and errors(notes)[-1].startswith("'b_bad' contains NaN"), errors(notes)
+    viewer.layers.remove(second)
+    viewer.layers.remove(painting)
+    w.refresh_pairs()
+    paint.data = np.where(paint.data == 2, 5, paint.data).astype(paint.data.dtype)   # class 5 of 2
+    w.start()
+    qtbot.waitUntil(lambda: not w.is_running(), timeout=HANG_MS)
+    last = errors(notes)[-1]
+    assert last.startswith("a painting holds class 5 but Annotate lists 2 classes"), last
+    assert "classes=" not in last
