@@ -12,30 +12,9 @@ from napari_unet import build_model, load_model, save_model, train
 from napari_unet.cli import main
 from napari_unet.core.errors import UserError
 
+from test_cli_trust import _fails, pair  # noqa: F401  (pair: a fixture, an image and its strokes as files)
+
 TINY = dict(base_channels=4, depth=2)
-
-
-def _fails(capsys, argv, *needles) -> str:
-    assert main([str(a) for a in argv]) == 2, argv
-    err = capsys.readouterr().err.strip().splitlines()
-    line = err[-1] if err else ""
-    assert line.startswith("napari-unet: error:"), line
-    for n in needles:
-        assert n in line, (n, line)
-    return line
-
-
-@pytest.fixture
-def pair(tmp_path):
-    rng = np.random.default_rng(0)
-    img = rng.normal(0, 1, (48, 48)).astype(np.float32)
-    img[20:30, 20:30] += 4
-    lab = np.zeros((48, 48), np.uint8)
-    lab[2:10, 2:40] = 1
-    lab[22:28, 22:28] = 2
-    tifffile.imwrite(tmp_path / "img.tif", img)
-    tifffile.imwrite(tmp_path / "lab.tif", lab)
-    return tmp_path / "img.tif", tmp_path / "lab.tif"
 
 
 def _train(argv) -> None:
