@@ -492,3 +492,26 @@ def test_bad_input_names_which_pair(data2d):
     img, sem, strokes = data2d
     with pytest.raises(ValueError, match="labels 1 has shape"):
         iter_train([img, img], [strokes, strokes[:, :-3]], steps=1, **TINY)
+
+
+def test_continuing_with_other_class_names_says_they_are_renamed():
+    """The painting's class names win when a model is continued; a rename is said when the run
+    starts (the widget's status note, the CLI's note line), not done silently."""
+    import napari_unet as nu
+    from napari_unet.core.synthetic import make_nuclei
+
+    img, sem, _ = make_nuclei((64, 64), seed=0)
+    sparse = np.zeros_like(sem)
+    sparse[::6] = sem[::6]
+    opts = dict(steps=2, device="cpu", seed=0)
+    model = nu.train(img, sparse, base_channels=4, depth=2, class_names=["background", "nucleus"], **opts)
+
+    def advice(names):
+        evs = list(nu.iter_train(img, sparse, model=model, class_names=names, **opts))
+        return next(e.advice for e in evs if type(e).__name__ == "TrainStarted"), evs[-1].model
+
+    said, out = advice(["background", "membrane"])
+    assert "class 2 'nucleus' is now 'membrane'" in said, said
+    assert out.meta["class_names"] == ["background", "membrane"]
+    said, _ = advice(["background", "membrane"])
+    assert "now" not in said

@@ -12,6 +12,23 @@ from ..events import Validation
 from .config import _pkg
 
 
+def painted_record(pairs) -> dict:
+    """The paint of a run for the model's record: per image, its shape and the painted pixels
+    per class value."""
+    return {"images": [{"shape": list(p.image.shape[1:]),
+                        "painted": {str(v): int(p.counts[v]) for v in range(1, len(p.counts)) if p.counts[v]}}
+                       for p in pairs]}
+
+
+def renamed_classes(before: list | None, after: list | None) -> str:
+    """A note, or "", when continuing a model renames its classes (the painting's names win):
+    a model of nuclei continued on a painting whose class 2 is 'membrane' says so."""
+    if not before or not after or list(before) == list(after):
+        return ""
+    pairs = [f"class {i + 1} '{a}' is now '{b}'" for i, (a, b) in enumerate(zip(before, after)) if a != b]
+    return "the classes take the painting's names: " + ", ".join(pairs)
+
+
 class ProvenanceMixin:
     """Mixed into the trainer: needs ``p``, ``train_pixels``, ``val_pixels``, ``precision``,
     ``patch`` and ``batch``."""

@@ -24,6 +24,7 @@ from .calibration import MIN_UNPAINTED, NO_POLARITY, carried_threshold, shift_he
 from ..model import UNet, build_model, model_meta, replace_head
 from .config import TrainConfig, _check_int, _patch_arg, _pkg, default_architecture, default_lr, default_patch_batch
 from .map_readings import MapReadings
+from .provenance import painted_record, renamed_classes
 from .tuning import _adamw
 
 
@@ -155,7 +156,7 @@ def make_plan(images: Any, labels: Any, cfg: TrainConfig) -> _Plan:
         if isinstance(class_names, str) or not all(isinstance(n, str) for n in class_names):
             raise UserTypeError("class_names must be a list of strings")
         class_names = list(class_names)
-    continued = model is not None
+    continued, renamed = model is not None, ""
     if continued:
         k = meta["classes"]
         if classes is not None and classes != k:
@@ -170,6 +171,7 @@ def make_plan(images: Any, labels: Any, cfg: TrainConfig) -> _Plan:
         if class_names is not None:
             if len(class_names) != k:
                 raise UserError(f"{len(class_names)} class names for {k} classes")
+            renamed = renamed_classes(model.meta.get("class_names"), class_names)
             model.meta["class_names"] = class_names
         the_model = model
     else:
@@ -209,15 +211,13 @@ def make_plan(images: Any, labels: Any, cfg: TrainConfig) -> _Plan:
                                         b0 if base_channels is None else base_channels,
                                         d0 if depth is None else depth, class_names=class_names,
                                         spacing=spacing, stem=_pkg().STEM_3D if dims == 3 else _pkg().STEM_2D)
-    painted = {"images": [{"shape": list(p.image.shape[1:]),
-                           "painted": {str(v): int(p.counts[v]) for v in range(1, len(p.counts)) if p.counts[v]}}
-                          for p in pairs]}
     return _Plan(pairs, val_pairs, dims, classes, the_model, init_source, continued, dev, cfg.steps,
                  cfg.time_limit, cfg.batch_size, patch_t, default_lr(cfg.lr, dims, continued or init is not None),
                  cfg.val_fraction, bool(unpainted_is_background), cfg.checkpoint, cfg.checkpoint_every, seed, cfg.stop,
                  cfg.preview, cfg.preview_every, cfg.augment, cfg.dice_weight, cfg.weight_decay,
-                 painted, bool(cfg.keep_better), spacing,
-                 scarce_paint({v: int(total[v]) for v in painted_values}, the_model.meta.get("class_names")))
+                 painted_record(pairs), bool(cfg.keep_better), spacing,
+                 "; ".join(filter(None, (renamed, scarce_paint({v: int(total[v]) for v in painted_values},
+                                                               the_model.meta.get("class_names"))))))
 
 
 class Setup:
