@@ -86,6 +86,8 @@ def _model_suggests_per_object(path) -> bool:
         return False
 
 
+# block-wise prediction (_cli_bigdata.wants_bigdata), which --chunk sizes
+_BLOCKWISE = "--format ome-zarr (or zarr/HDF5 inputs, --workers, --scheduler, --cluster: block-wise prediction)"
 # options that only act with another one: (attribute, its flag, the option it needs, default)
 _BELONGS_TO = (("instance_class", "--instance-class", "--instances", None),
                ("min_size", "--min-size", "--instances", 10),
@@ -93,14 +95,17 @@ _BELONGS_TO = (("instance_class", "--instance-class", "--instances", None),
                ("spacing", "--spacing", "--instances", None),
                ("ngff_version", "--ngff-version", "--format ome-zarr", "0.5"),
                ("jobs", "--jobs", "--cluster", 1),
-               ("cluster_option", "--cluster-option", "--cluster", []))
+               ("cluster_option", "--cluster-option", "--cluster", []),
+               ("chunk", "--chunk", _BLOCKWISE, "auto"))
 
 
 def check_option_pairs(args) -> None:
     """Refuse an option given without the one it belongs to (it would be silently ignored), then
     fill in the defaults of those left out."""
+    from ._cli_bigdata import wants_bigdata
+
     active = {"--instances": bool(args.instances), "--format ome-zarr": args.format == "ome-zarr",
-              "--cluster": args.cluster is not None}
+              "--cluster": args.cluster is not None, _BLOCKWISE: wants_bigdata(args)}
     for attr, flag, needs, default in _BELONGS_TO:
         value = getattr(args, attr)
         if value is not None and value != [] and not active[needs]:
@@ -114,12 +119,6 @@ def cmd_predict(args) -> int:
     from .core.io import load_model
 
     check_option_pairs(args)
-    if args.chunk is not None and not wants_bigdata(args):   # it would be silently ignored
-        raise UserError("--chunk sets the blocks of lazy or distributed prediction (--format ome-zarr, "
-                        "zarr/HDF5 inputs, --workers, --scheduler or --cluster); TIFF images predicted "
-                        "in memory have none: leave --chunk out")
-    args.chunk = "auto" if args.chunk is None else args.chunk
-
     if wants_bigdata(args):  # zarr/HDF5 inputs, --format ome-zarr, --workers/--scheduler/--cluster
         if args.one_class_per_object:
             raise UserError("--one-class-per-object needs the whole labels in memory; it is not available "
