@@ -282,7 +282,7 @@ def _open_h5_file(h5py, file: str):
             raise UserError(f"{file} is truncated or damaged (the file has {m.group(1)} bytes, its header "
                             f"says {m.group(2)}); it was probably not written or copied completely") from None
         inner = re.search(r"\((.*)\)\s*$", why)
-        raise UserError(f"{file} is not a readable HDF5 file ({inner.group(1) if inner else why[:200]}); "
+        raise UserError(f"{file} is not a readable HDF5 file ({inner.group(1) if inner else reason(e)}); "
                         "it may be damaged or of another kind") from None
 
 
