@@ -81,9 +81,11 @@ def check_pairs(images: Any, labels: Any, *, dims: int, channel_axis: int | None
         lab = check_train_labels(lab, lname_i, chw.shape[1:], iname, False)
         counts = class_counts(lab)
         zeros, values = zeros or bool(counts[0]), values | set(np.flatnonzero(counts[1:]) + 1)
-        if unpainted_is_background:
+        if unpainted_is_background:   # 0 -> 1: the counts follow without counting again
             lab = unpainted_to_background(lab)
-            counts = class_counts(lab)
+            counts = np.pad(counts, (0, max(0, 2 - len(counts))))
+            counts[1] += counts[0]
+            counts[0] = 0
         pairs.append(Pair(chw, lab, counts, iname))
     check_binary_mask(zeros, values, lname)
     return pairs
